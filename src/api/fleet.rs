@@ -1,0 +1,101 @@
+//! `/api/v1/fleet` (mode) and `/api/v1/events` (the audit trail).
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Extension, Query, State};
+use serde::{Deserialize, Serialize};
+
+use super::AppState;
+use super::auth::Actor;
+use super::error::ApiError;
+use super::extract::{ApiJson, parse_body};
+use crate::domain::{FleetMode, WorkspaceState};
+use crate::store::Event;
+
+#[derive(Debug, Serialize)]
+pub struct FleetView {
+    pub mode: FleetMode,
+    pub workspaces: usize,
+    pub by_state: std::collections::BTreeMap<String, usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetFleet {
+    pub mode: FleetMode,
+}
+
+async fn fleet_view(state: &AppState) -> Result<FleetView, ApiError> {
+    let mode = state.store.fleet_mode().await?;
+    let all = state.store.workspaces().await?;
+    let mut by_state = std::collections::BTreeMap::new();
+    for s in WorkspaceState::ALL {
+        by_state.insert(s.as_str().to_owned(), 0);
+    }
+    for w in &all {
+        *by_state.entry(w.state.as_str().to_owned()).or_insert(0) += 1;
+    }
+    Ok(FleetView {
+        mode,
+        workspaces: all.len(),
+        by_state,
+    })
+}
+
+pub async fn show(State(state): State<AppState>) -> Result<Json<FleetView>, ApiError> {
+    Ok(Json(fleet_view(&state).await?))
+}
+
+pub async fn set(
+    State(state): State<AppState>,
+    Extension(actor): Extension<Arc<Actor>>,
+    ApiJson(body): ApiJson<SetFleet>,
+) -> Result<Json<FleetView>, ApiError> {
+    let now = state.clock.now();
+    state
+        .store
+        .set_fleet_mode(body.mode, &actor.name, now)
+        .await?;
+    tracing::info!(mode = %body.mode, actor = %actor.name, "fleet mode set");
+    state.wakers.controller.notify_one();
+    state.wakers.reconciler.notify_one();
+    Ok(Json(fleet_view(&state).await?))
+}
+
+/// Largest page of `/api/v1/events`.
+pub const MAX_EVENTS: i64 = 1000;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsQuery {
+    #[serde(default)]
+    pub since: Option<i64>,
+    #[serde(default)]
+    pub limit: Option<i64>,
+}
+
+pub async fn events(
+    State(state): State<AppState>,
+    Query(q): Query<std::collections::HashMap<String, String>>,
+) -> Result<Json<Vec<Event>>, ApiError> {
+    // Query strings are text: re-parse them as JSON numbers so errors name the field.
+    let mut obj = serde_json::Map::new();
+    for (k, v) in q {
+        let value = v
+            .parse::<i64>()
+            .map(Into::into)
+            .unwrap_or(serde_json::Value::String(v));
+        obj.insert(k, value);
+    }
+    let q: EventsQuery = parse_body(serde_json::Value::Object(obj).to_string().as_bytes())?;
+    let since = q.since.unwrap_or(0);
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=MAX_EVENTS).contains(&limit) {
+        return Err(ApiError::bad_request(
+            "invalid_limit",
+            format!("limit: must be 1-{MAX_EVENTS}, got {limit}"),
+        ));
+    }
+    Ok(Json(state.store.events(since, limit).await?))
+}

@@ -1,0 +1,118 @@
+//! The HTTP surface: probes, metrics and the `/api/v1` admin API.
+//!
+//! Architecture invariant: handlers parse input into domain types and call the store or
+//! the loops; they hold no business rules of their own.
+
+pub mod auth;
+pub mod error;
+pub mod extract;
+mod fleet;
+mod gauges;
+mod health;
+pub mod openapi;
+pub mod registry_events;
+pub mod releases;
+pub mod rollouts;
+mod workspace_docker;
+pub mod workspaces;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::middleware;
+use axum::routing::{get, post};
+use tower_http::timeout::TimeoutLayer;
+
+use crate::clock::Clock;
+use crate::metrics::Metrics;
+use crate::store::Store;
+use crate::wake::Wakers;
+
+pub use auth::{Actor, AuthError, Tokens};
+pub use error::ApiError;
+pub use gauges::WorkspaceGauge;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub docker: crate::runtime::DockerHandle,
+    pub metrics: Metrics,
+    /// Admin-API configuration: tokens, allowlist, limits.
+    pub api: Arc<ApiContext>,
+    pub clock: Arc<dyn Clock>,
+    pub wakers: Wakers,
+    /// Resolves a new workspace's tag to the digest it starts on (None: not configured).
+    pub registry: Option<Arc<crate::registry::OciRegistry>>,
+    /// Release and rollout operations (apply, promote, ...), shared with the controller.
+    pub rollout_ops: crate::rollout::ops::Ops,
+    /// Token and hint queue for `POST /api/v1/registry/events`.
+    pub registry_events: registry_events::RegistryEvents,
+}
+
+/// The admin API's settings, resolved at startup.
+pub struct ApiContext {
+    pub tokens: Tokens,
+    /// `[images] allow`: image reference prefixes; empty = all.
+    pub images_allow: Vec<String>,
+    pub metrics_require_token: bool,
+    pub body_limit: usize,
+    pub request_timeout: Duration,
+    pub workspace_gauge: Option<WorkspaceGauge>,
+}
+
+pub fn router(state: AppState) -> Router {
+    let auth = middleware::from_fn_with_state(state.clone(), auth::require_token);
+    let v1 = Router::new()
+        .route(
+            "/api/v1/workspaces",
+            get(workspaces::list).post(workspaces::create),
+        )
+        .route(
+            "/api/v1/workspaces/{name}",
+            get(workspaces::show)
+                .patch(workspaces::patch)
+                .delete(workspaces::delete),
+        )
+        .route("/api/v1/releases", get(releases::list))
+        .route("/api/v1/releases/{id}", get(releases::show))
+        .route("/api/v1/releases/{id}/reject", post(releases::reject))
+        .route("/api/v1/releases/{id}/apply", post(rollouts::apply))
+        .route("/api/v1/rollouts", get(rollouts::list))
+        .route("/api/v1/rollouts/{id}", get(rollouts::show))
+        .route("/api/v1/rollouts/{id}/promote", post(rollouts::promote))
+        .route("/api/v1/rollouts/{id}/pause", post(rollouts::pause))
+        .route("/api/v1/rollouts/{id}/resume", post(rollouts::resume))
+        .route("/api/v1/rollouts/{id}/abort", post(rollouts::abort))
+        .route("/api/v1/rollouts/{id}/rollback", post(rollouts::rollback))
+        .route(
+            "/api/v1/workspaces/{name}/update",
+            post(rollouts::update_now),
+        )
+        .route("/api/v1/fleet", get(fleet::show).put(fleet::set))
+        .route("/api/v1/events", get(fleet::events))
+        .route("/api/v1/openapi.json", get(openapi::serve))
+        .route_layer(auth.clone());
+    let metrics = Router::new().route("/metrics", get(health::metrics));
+    let metrics = if state.api.metrics_require_token {
+        metrics.route_layer(auth)
+    } else {
+        metrics
+    };
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/api/v1/registry/events", post(registry_events::receive))
+        .merge(metrics)
+        .merge(v1)
+        .fallback(error::no_route)
+        .layer(DefaultBodyLimit::max(state.api.body_limit))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            state.api.request_timeout,
+        ))
+        .with_state(state)
+}

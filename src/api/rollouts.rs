@@ -1,0 +1,292 @@
+//! `/api/v1/rollouts` and `POST /api/v1/releases/{id}/apply` and
+//! `POST /api/v1/workspaces/{name}/update`: thin wrappers over `rollout::ops`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Extension, Path, State};
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::AppState;
+use super::auth::Actor;
+use super::error::ApiError;
+use super::extract::ApiJson;
+use super::releases::parse_id;
+use crate::domain::{ApplyTier, Digest, RolloutState};
+use crate::rollout::ops::{OpError, OpOutcome};
+use crate::rollout::record::Rollout;
+use crate::store::TargetRow;
+
+impl From<OpError> for ApiError {
+    fn from(e: OpError) -> Self {
+        let status =
+            StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let code = match status {
+            StatusCode::BAD_REQUEST => "invalid_input",
+            StatusCode::NOT_FOUND => "not_found",
+            StatusCode::CONFLICT => "invalid_state",
+            _ => "internal",
+        };
+        ApiError::new(status, code, e.to_string())
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct TargetView {
+    pub name: String,
+    pub tier: String,
+    pub status: String,
+    pub wave: i64,
+    pub attempts: i64,
+    pub from_digest: Option<Digest>,
+    pub to_digest: Digest,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A rollout as the API returns it.
+#[derive(Debug, Serialize)]
+pub struct RolloutView {
+    pub id: i64,
+    pub release_id: i64,
+    pub image: String,
+    pub digest: Digest,
+    pub state: RolloutState,
+    pub paused_from: Option<RolloutState>,
+    pub applied: Vec<ApplyTier>,
+    pub soak_started_at: Option<DateTime<Utc>>,
+    pub soak_ends_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub started_by: String,
+    pub strategy: serde_json::Value,
+    pub workspaces: Vec<TargetView>,
+    pub counts: BTreeMap<String, usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub no_op: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
+}
+
+fn view(r: Rollout, targets: Vec<TargetRow>) -> RolloutView {
+    let mut counts: BTreeMap<String, usize> = [
+        "pending",
+        "updating",
+        "updated",
+        "failed",
+        "rolled_back",
+        "skipped",
+    ]
+    .iter()
+    .map(|s| ((*s).to_owned(), 0))
+    .collect();
+    for t in &targets {
+        *counts.entry(t.status.clone()).or_insert(0) += 1;
+    }
+    RolloutView {
+        id: r.id,
+        release_id: r.release_id,
+        image: r.image,
+        digest: r.digest,
+        state: r.status.state,
+        paused_from: r.status.paused_from,
+        applied: r.data.applied,
+        soak_started_at: r.status.soak_started_at,
+        soak_ends_at: r.status.soak_ends_at,
+        finished_at: r.status.finished_at,
+        started_by: r.started_by,
+        strategy: serde_json::to_value(&r.strategy).unwrap_or_default(),
+        workspaces: targets
+            .into_iter()
+            .map(|t| TargetView {
+                name: t.name,
+                tier: t.tier.as_str().to_owned(),
+                status: t.status,
+                wave: t.wave,
+                attempts: t.attempts,
+                from_digest: t.from_digest,
+                to_digest: t.to_digest,
+                updated_at: t.updated_at,
+            })
+            .collect(),
+        counts,
+        no_op: None,
+        warning: None,
+    }
+}
+
+async fn load(state: &AppState, id: i64) -> Result<RolloutView, ApiError> {
+    let r = state.rollout_ops.rollout(id).await?;
+    let targets = state.store.rollout_targets(id).await?;
+    Ok(view(r, targets))
+}
+
+async fn outcome(state: &AppState, o: OpOutcome) -> Result<Json<RolloutView>, ApiError> {
+    let targets = state.store.rollout_targets(o.rollout.id).await?;
+    let mut v = view(o.rollout, targets);
+    v.no_op = Some(o.no_op);
+    v.warning = o.warning;
+    Ok(Json(v))
+}
+
+pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<RolloutView>>, ApiError> {
+    let mut out = Vec::new();
+    for row in state.store.rollout_rows().await? {
+        let id = row.id;
+        let r = Rollout::from_row(row)?;
+        out.push(view(r, state.store.rollout_targets(id).await?));
+    }
+    Ok(Json(out))
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<RolloutView>, ApiError> {
+    Ok(Json(load(&state, parse_id("rollout", &id)?).await?))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApplyBody {
+    pub tier: ApplyTier,
+    #[serde(default)]
+    pub force: bool,
+}
+
+pub async fn apply(
+    State(state): State<AppState>,
+    Extension(actor): Extension<Arc<Actor>>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<ApplyBody>,
+) -> Result<Json<RolloutView>, ApiError> {
+    let id = parse_id("release", &id)?;
+    if body.tier == ApplyTier::All && body.force {
+        tracing::warn!(release = id, actor = %actor.name, "applying a release to all tiers at once (forced)");
+    }
+    let o = state
+        .rollout_ops
+        .apply(id, body.tier, body.force, &actor.name)
+        .await?;
+    outcome(&state, o).await
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PromoteBody {
+    #[serde(default)]
+    pub force: bool,
+}
+
+pub async fn promote(
+    State(state): State<AppState>,
+    Extension(actor): Extension<Arc<Actor>>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<PromoteBody>,
+) -> Result<Json<RolloutView>, ApiError> {
+    let id = parse_id("rollout", &id)?;
+    let o = state
+        .rollout_ops
+        .promote(id, body.force, &actor.name)
+        .await?;
+    outcome(&state, o).await
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmptyBody {}
+
+pub async fn pause(
+    State(state): State<AppState>,
+    Extension(actor): Extension<Arc<Actor>>,
+    Path(id): Path<String>,
+    ApiJson(_): ApiJson<EmptyBody>,
+) -> Result<Json<RolloutView>, ApiError> {
+    let id = parse_id("rollout", &id)?;
+    let o = state.rollout_ops.pause(id, &actor.name).await?;
+    outcome(&state, o).await
+}
+
+pub async fn resume(
+    State(state): State<AppState>,
+    Extension(actor): Extension<Arc<Actor>>,
+    Path(id): Path<String>,
+    ApiJson(_): ApiJson<EmptyBody>,
+) -> Result<Json<RolloutView>, ApiError> {
+    let id = parse_id("rollout", &id)?;
+    let o = state.rollout_ops.resume(id, &actor.name).await?;
+    outcome(&state, o).await
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AbortBody {
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+pub async fn abort(
+    State(state): State<AppState>,
+    Extension(actor): Extension<Arc<Actor>>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<AbortBody>,
+) -> Result<Json<RolloutView>, ApiError> {
+    let id = parse_id("rollout", &id)?;
+    let o = state
+        .rollout_ops
+        .abort(id, body.reason.as_deref(), &actor.name)
+        .await?;
+    outcome(&state, o).await
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RollbackBody {
+    #[serde(default)]
+    pub restore_data: bool,
+}
+
+pub async fn rollback(
+    State(state): State<AppState>,
+    Extension(actor): Extension<Arc<Actor>>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<RollbackBody>,
+) -> Result<Json<RolloutView>, ApiError> {
+    let id = parse_id("rollout", &id)?;
+    let o = state
+        .rollout_ops
+        .rollback(id, body.restore_data, &actor.name)
+        .await?;
+    outcome(&state, o).await
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateNowBody {
+    #[serde(default)]
+    pub digest: Option<Digest>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct UpdateNow {
+    pub name: String,
+    pub desired_digest: Digest,
+}
+
+pub async fn update_now(
+    State(state): State<AppState>,
+    Extension(actor): Extension<Arc<Actor>>,
+    Path(name): Path<String>,
+    ApiJson(body): ApiJson<UpdateNowBody>,
+) -> Result<Json<UpdateNow>, ApiError> {
+    let digest = body.digest.as_ref().map(Digest::as_str);
+    let d = state
+        .rollout_ops
+        .update_workspace_now(&name, digest, &actor.name)
+        .await?;
+    Ok(Json(UpdateNow {
+        name,
+        desired_digest: d,
+    }))
+}

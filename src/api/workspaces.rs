@@ -1,0 +1,382 @@
+//! `/api/v1/workspaces`: list, show, create, patch, delete.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Extension, Path, Query, State};
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Deserializer, Serialize};
+
+use super::AppState;
+use super::auth::Actor;
+use super::error::ApiError;
+use super::extract::ApiJson;
+use crate::domain::spec::{HealthProbe, PortMapping, VolumeMount, WorkspaceSpec};
+use crate::domain::{
+    Digest, Health, ImageRef, MaintenanceWindow, Tier, UpdateMode, WorkspaceName, WorkspaceState,
+};
+use crate::store::{LastUpdate, NewWorkspace, Workspace, WorkspacePatch};
+
+/// A workspace as the API returns it.
+#[derive(Debug, Serialize)]
+pub struct WorkspaceView {
+    pub name: String,
+    pub image: String,
+    pub update_tier: Tier,
+    pub update_mode: UpdateMode,
+    pub maintenance_window: Option<String>,
+    pub pinned_digest: Option<Digest>,
+    pub desired_digest: Option<Digest>,
+    pub actual_digest: Option<Digest>,
+    pub state: WorkspaceState,
+    pub health: Health,
+    pub container_id: Option<String>,
+    pub last_update: Option<LastUpdate>,
+    pub spec: WorkspaceSpec,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub version: i64,
+}
+
+impl WorkspaceView {
+    pub fn new(w: Workspace, last_update: Option<LastUpdate>) -> Self {
+        Self {
+            name: w.name.to_string(),
+            image: w.image.to_string(),
+            update_tier: w.update_tier,
+            update_mode: w.update_mode,
+            maintenance_window: w.maintenance_window.map(|m| m.to_string()),
+            pinned_digest: w.pinned_digest,
+            desired_digest: w.desired_digest,
+            actual_digest: w.actual_digest,
+            state: w.state,
+            health: w.health,
+            container_id: w.container_id,
+            last_update,
+            spec: w.spec,
+            created_at: w.created_at,
+            updated_at: w.updated_at,
+            version: w.version,
+        }
+    }
+}
+
+/// `Some(None)` for an explicit `null`, `None` when the field is absent.
+fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// `POST /api/v1/workspaces`. Enumerated fields parse as domain types, so an invalid
+/// value is refused naming its field; `image` is parsed by hand (tracked refs only).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateWorkspace {
+    pub name: WorkspaceName,
+    pub image: String,
+    #[serde(default)]
+    pub update_tier: Option<Tier>,
+    #[serde(default)]
+    pub update_mode: Option<UpdateMode>,
+    #[serde(default)]
+    pub maintenance_window: Option<MaintenanceWindow>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    #[serde(default)]
+    pub volumes: Vec<VolumeMount>,
+    #[serde(default)]
+    pub ports: Vec<PortMapping>,
+    #[serde(default)]
+    pub command: Option<Vec<String>>,
+    #[serde(default)]
+    pub health: Option<HealthProbe>,
+    #[serde(default)]
+    pub restart: Option<String>,
+    #[serde(default)]
+    pub network: Option<String>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// `PATCH /api/v1/workspaces/{name}`: any subset; spec fields replace their current value.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatchWorkspace {
+    #[serde(default)]
+    pub update_tier: Option<Tier>,
+    #[serde(default)]
+    pub update_mode: Option<UpdateMode>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub pinned_digest: Option<Option<Digest>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub maintenance_window: Option<Option<MaintenanceWindow>>,
+    #[serde(default)]
+    pub env: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    pub volumes: Option<Vec<VolumeMount>>,
+    #[serde(default)]
+    pub ports: Option<Vec<PortMapping>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub command: Option<Option<Vec<String>>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub health: Option<Option<HealthProbe>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub restart: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub network: Option<Option<String>>,
+    #[serde(default)]
+    pub labels: Option<BTreeMap<String, String>>,
+}
+
+impl PatchWorkspace {
+    fn touches_spec(&self) -> bool {
+        self.env.is_some()
+            || self.volumes.is_some()
+            || self.ports.is_some()
+            || self.command.is_some()
+            || self.health.is_some()
+            || self.restart.is_some()
+            || self.network.is_some()
+            || self.labels.is_some()
+    }
+
+    fn apply_to(self, mut spec: WorkspaceSpec) -> WorkspaceSpec {
+        if let Some(v) = self.env {
+            spec.env = v;
+        }
+        if let Some(v) = self.volumes {
+            spec.volumes = v;
+        }
+        if let Some(v) = self.ports {
+            spec.ports = v;
+        }
+        if let Some(v) = self.command {
+            spec.command = v;
+        }
+        if let Some(v) = self.health {
+            spec.health = v;
+        }
+        if let Some(v) = self.restart {
+            spec.restart = v;
+        }
+        if let Some(v) = self.network {
+            spec.network = v;
+        }
+        if let Some(v) = self.labels {
+            spec.labels = v;
+        }
+        spec
+    }
+}
+
+fn invalid_spec(e: crate::domain::ParseError) -> ApiError {
+    ApiError::bad_request("invalid_spec", e.to_string())
+}
+
+/// Parses a tracked image reference and checks it against `[images] allow`.
+pub fn check_image(state: &AppState, raw: &str) -> Result<ImageRef, ApiError> {
+    let image = ImageRef::parse_tracked(raw)
+        .map_err(|e| ApiError::bad_request("invalid_image", format!("image: {e}")))?;
+    let allow = &state.api.images_allow;
+    let full = image.to_string();
+    if !allow.is_empty() && !allow.iter().any(|p| full.starts_with(p.as_str())) {
+        return Err(ApiError::bad_request(
+            "image_not_allowed",
+            format!(
+                "image: `{full}` is outside the allowlist `[images] allow` ({})",
+                allow.join(", ")
+            ),
+        ));
+    }
+    Ok(image)
+}
+
+/// The digest the tag points at now: where a new workspace starts. An unknown tag is bad
+/// input (400); a registry that does not answer is 502.
+async fn initial_digest(state: &AppState, image: &ImageRef) -> Result<Option<Digest>, ApiError> {
+    use crate::registry::{Registry as _, RegistryError};
+    let Some(registry) = &state.registry else {
+        return Ok(None);
+    };
+    match registry.resolve(image).await {
+        Ok(r) => Ok(Some(r.digest)),
+        Err(RegistryError::NotFound { .. }) => Err(ApiError::bad_request(
+            "image_not_found",
+            format!("image: `{image}` does not exist in its registry"),
+        )),
+        Err(e) => Err(ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "registry_unavailable",
+            format!("image: cannot resolve `{image}`: {e}"),
+        )),
+    }
+}
+
+fn parse_name(raw: &str) -> Result<WorkspaceName, ApiError> {
+    // A name that cannot exist is simply not found.
+    WorkspaceName::parse(raw)
+        .map_err(|_| ApiError::not_found(format!("workspace `{raw}` not found")))
+}
+
+pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<WorkspaceView>>, ApiError> {
+    let all = state.store.workspaces().await?;
+    let mut last = state.store.last_updates().await?;
+    Ok(Json(
+        all.into_iter()
+            .map(|w| {
+                let l = last.remove(&w.id);
+                WorkspaceView::new(w, l)
+            })
+            .collect(),
+    ))
+}
+
+async fn view(state: &AppState, w: Workspace) -> Result<WorkspaceView, ApiError> {
+    let l = state.store.last_updates().await?.remove(&w.id);
+    Ok(WorkspaceView::new(w, l))
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<WorkspaceView>, ApiError> {
+    let w = state.store.workspace(&parse_name(&name)?).await?;
+    Ok(Json(view(&state, w).await?))
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    Extension(actor): Extension<Arc<Actor>>,
+    ApiJson(body): ApiJson<CreateWorkspace>,
+) -> Result<(StatusCode, Json<WorkspaceView>), ApiError> {
+    let image = check_image(&state, &body.image)?;
+    let spec = WorkspaceSpec {
+        env: body.env,
+        volumes: body.volumes,
+        ports: body.ports,
+        command: body.command,
+        health: body.health,
+        restart: body.restart,
+        network: body.network,
+        labels: body.labels,
+    };
+    spec.validate().map_err(invalid_spec)?;
+    let new = NewWorkspace {
+        name: body.name,
+        image,
+        update_tier: body.update_tier.unwrap_or_default(),
+        update_mode: body.update_mode.unwrap_or(UpdateMode::Auto),
+        maintenance_window: body.maintenance_window,
+        spec,
+    };
+    if state.store.workspace(&new.name).await.is_ok() {
+        return Err(ApiError::conflict(
+            "already_exists",
+            format!("workspace `{}` already exists", new.name),
+        ));
+    }
+    let desired = initial_digest(&state, &new.image).await?;
+    let now = state.clock.now();
+    let w = state
+        .store
+        .create_workspace_audited(&new, desired.as_ref(), &actor.name, now)
+        .await?;
+    tracing::info!(workspace = %w.name, image = %w.image, actor = %actor.name, "workspace created");
+    state.wakers.watcher.notify_one();
+    state.wakers.controller.notify_one();
+    state.wakers.reconciler.notify_one();
+    Ok((StatusCode::CREATED, Json(WorkspaceView::new(w, None))))
+}
+
+pub async fn patch(
+    State(state): State<AppState>,
+    Extension(actor): Extension<Arc<Actor>>,
+    Path(name): Path<String>,
+    ApiJson(body): ApiJson<PatchWorkspace>,
+) -> Result<Json<WorkspaceView>, ApiError> {
+    let name = parse_name(&name)?;
+    let current = state.store.workspace(&name).await?;
+    let mut patch = WorkspacePatch {
+        update_tier: body.update_tier,
+        update_mode: body.update_mode,
+        pinned_digest: body.pinned_digest.clone(),
+        maintenance_window: body.maintenance_window,
+        spec: None,
+    };
+    if body.touches_spec() {
+        let spec = body.apply_to(current.spec.clone());
+        spec.validate().map_err(invalid_spec)?;
+        patch.spec = Some(spec);
+    }
+    let now = state.clock.now();
+    let w = state
+        .store
+        .patch_workspace(&name, &patch, &actor.name, now)
+        .await?;
+    tracing::info!(workspace = %name, actor = %actor.name, "workspace updated");
+    state.wakers.controller.notify_one();
+    state.wakers.reconciler.notify_one();
+    Ok(Json(view(&state, w).await?))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct DeleteQuery {
+    #[serde(default)]
+    pub purge: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Deleted {
+    pub name: String,
+    pub container_removed: bool,
+    pub volumes_removed: Vec<String>,
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    Extension(actor): Extension<Arc<Actor>>,
+    Path(name): Path<String>,
+    Query(q): Query<DeleteQuery>,
+) -> Result<Json<Deleted>, ApiError> {
+    let name = parse_name(&name)?;
+    let w = state.store.workspace(&name).await?;
+    let docker = state.docker.get().ok_or_else(|| {
+        ApiError::unavailable(
+            "docker_unavailable",
+            "docker is not reachable; nothing was deleted",
+        )
+    })?;
+    let now = state.clock.now();
+    if !state
+        .store
+        .delete_workspace_audited(&name, q.purge, &actor.name, now)
+        .await?
+    {
+        return Err(ApiError::conflict(
+            "update_in_progress",
+            format!("workspace `{name}` is being updated; retry when the update ends"),
+        ));
+    }
+    // The row is gone for every loop; now its container (and volumes) go too.
+    let removed = super::workspace_docker::remove(&docker, &w, q.purge)
+        .await
+        .map_err(|e| {
+            ApiError::unavailable(
+                e.code,
+                format!(
+                    "workspace `{name}` was deleted but {}; remove it by hand",
+                    e.message
+                ),
+            )
+        })?;
+    tracing::info!(workspace = %name, purge = q.purge, actor = %actor.name, "workspace deleted");
+    state.wakers.watcher.notify_one();
+    Ok(Json(Deleted {
+        name: name.to_string(),
+        container_removed: removed.container,
+        volumes_removed: removed.volumes,
+    }))
+}

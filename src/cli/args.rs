@@ -1,0 +1,147 @@
+//! Arguments of the client commands.
+
+use clap::{Args, Subcommand};
+
+#[derive(Debug, Subcommand)]
+pub enum WorkspaceCommand {
+    /// Create a workspace (the reconciler then creates its container).
+    Add(WorkspaceAdd),
+    /// List workspaces.
+    List,
+    /// Show one workspace.
+    Show { name: String },
+    /// Set a workspace's update tier (`canary` or `production`).
+    SetTier { name: String, tier: String },
+    /// Hold a workspace on a digest (`sha256:…`), or release the hold with `--unpin`.
+    Pin {
+        name: String,
+        #[arg(required_unless_present = "unpin")]
+        digest: Option<String>,
+        #[arg(long, conflicts_with = "digest")]
+        unpin: bool,
+    },
+    /// Update one workspace now: to the newest usable release of its image, or `--digest`.
+    Update {
+        name: String,
+        #[arg(long)]
+        digest: Option<String>,
+    },
+    /// Remove a workspace's container; `--purge` removes its volumes too.
+    Remove {
+        name: String,
+        #[arg(long)]
+        purge: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct WorkspaceAdd {
+    pub name: String,
+    /// Tracked image reference, `registry/repo:tag`.
+    #[arg(long)]
+    pub image: String,
+    /// `canary` or `production` (the server's default: production).
+    #[arg(long)]
+    pub tier: Option<String>,
+    /// `auto` or `manual`.
+    #[arg(long)]
+    pub mode: Option<String>,
+    /// `KEY=VALUE`, repeatable.
+    #[arg(long = "env", value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    /// `VOLUME:/path`, repeatable.
+    #[arg(long = "volume", value_name = "NAME:/PATH")]
+    pub volumes: Vec<String>,
+    /// `CONTAINER_PORT[:HOST_PORT]`, repeatable.
+    #[arg(long = "port", value_name = "PORT[:HOST]")]
+    pub ports: Vec<String>,
+    /// Container port of the HTTP health probe.
+    #[arg(long)]
+    pub health_port: Option<u16>,
+    /// Path of the HTTP health probe.
+    #[arg(long, default_value = "/health", requires = "health_port")]
+    pub health_path: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReleaseCommand {
+    /// List releases (optionally `--status queued`).
+    List {
+        #[arg(long)]
+        status: Option<String>,
+    },
+    Show {
+        id: i64,
+    },
+    /// Start or extend the release's rollout to a tier (`canary`, `production`, `all`).
+    Apply {
+        id: i64,
+        #[arg(long, default_value = "canary")]
+        tier: String,
+        /// Needed for `production` before the soak passed, and for `all`.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Never roll this release out.
+    Reject {
+        id: i64,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RolloutCommand {
+    List,
+    Show {
+        id: i64,
+    },
+    /// Live progress per tier until the rollout ends; exits 1 if it was aborted or rolled back.
+    Watch {
+        id: i64,
+        /// Seconds between refreshes.
+        #[arg(long, default_value_t = 1.0)]
+        interval: f64,
+    },
+    /// soaking → production.
+    Promote {
+        id: i64,
+    },
+    Pause {
+        id: i64,
+    },
+    Resume {
+        id: i64,
+    },
+    /// Stop starting updates.
+    Abort {
+        id: i64,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Put every workspace this rollout updated back on its previous digest.
+    Rollback {
+        id: i64,
+        /// Also restore pre-update volume snapshots (loses writes made since).
+        #[arg(long)]
+        restore_data: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FleetCommand {
+    Show,
+    /// Set the fleet mode: `auto`, `manual` or `paused`.
+    Mode {
+        mode: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    /// Only events with an id above this.
+    #[arg(long, default_value_t = 0)]
+    pub since: i64,
+    #[arg(long, default_value_t = 50)]
+    pub limit: i64,
+}

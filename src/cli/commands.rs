@@ -1,0 +1,465 @@
+//! Executes the client commands: one API call (or a poll loop for `watch`), then a table
+//! or the raw JSON.
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use super::args::{
+    EventsArgs, FleetCommand, ReleaseCommand, RolloutCommand, WorkspaceAdd, WorkspaceCommand,
+};
+use super::client::{Client, ClientError};
+use super::table::{cell, fields, render};
+use super::{Command, watch};
+
+/// Where and how to talk to the daemon.
+pub struct ClientArgs {
+    pub server: String,
+    pub token: Option<String>,
+    pub json: bool,
+}
+
+/// Runs one client command; the caller turns an error into a non-zero exit.
+pub async fn run_client(cmd: Command, args: ClientArgs) -> Result<(), ClientError> {
+    let client = Client::new(&args.server, args.token.clone());
+    let out = Output { json: args.json };
+    match cmd {
+        Command::Workspace(c) => workspace(&client, &out, c).await,
+        Command::Release(c) => release(&client, &out, c).await,
+        Command::Rollout(c) => rollout(&client, &out, c).await,
+        Command::Fleet(c) => fleet(&client, &out, c).await,
+        Command::Events(a) => events(&client, &out, a).await,
+        Command::Run | Command::Migrate | Command::Config(_) => Ok(()),
+    }
+}
+
+struct Output {
+    json: bool,
+}
+
+impl Output {
+    /// Prints `v` as JSON, or the human form from `human`.
+    fn show(&self, v: &Value, human: impl FnOnce(&Value) -> String) {
+        if self.json {
+            println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+        } else {
+            print!("{}", human(v));
+        }
+    }
+}
+
+fn arr(v: &Value) -> &[Value] {
+    v.as_array().map_or(&[], Vec::as_slice)
+}
+
+fn invalid(arg: &str, message: &str) -> ClientError {
+    ClientError::InvalidArg {
+        arg: arg.to_owned(),
+        message: message.to_owned(),
+    }
+}
+
+fn add_body(a: &WorkspaceAdd) -> Result<Value, ClientError> {
+    let mut body = json!({ "name": a.name, "image": a.image });
+    if let Some(t) = &a.tier {
+        body["update_tier"] = json!(t);
+    }
+    if let Some(m) = &a.mode {
+        body["update_mode"] = json!(m);
+    }
+    let mut env = serde_json::Map::new();
+    for e in &a.env {
+        let (k, v) = e
+            .split_once('=')
+            .ok_or_else(|| invalid("--env", &format!("`{e}`: expected KEY=VALUE")))?;
+        env.insert(k.to_owned(), json!(v));
+    }
+    body["env"] = env.into();
+    let mut volumes = Vec::new();
+    for v in &a.volumes {
+        let (name, mount) = v
+            .split_once(':')
+            .ok_or_else(|| invalid("--volume", &format!("`{v}`: expected NAME:/PATH")))?;
+        volumes.push(json!({ "name": name, "mount": mount }));
+    }
+    body["volumes"] = volumes.into();
+    let mut ports = Vec::new();
+    for p in &a.ports {
+        let bad = || invalid("--port", &format!("`{p}`: expected PORT or PORT:HOST_PORT"));
+        let (c, h) = match p.split_once(':') {
+            Some((c, h)) => (c, Some(h)),
+            None => (p.as_str(), None),
+        };
+        let c: u16 = c.parse().map_err(|_| bad())?;
+        let h: Option<u16> = h.map(str::parse).transpose().map_err(|_| bad())?;
+        ports.push(json!({ "container": c, "host": h }));
+    }
+    body["ports"] = ports.into();
+    if let Some(port) = a.health_port {
+        body["health"] = json!({ "http": { "port": port, "path": a.health_path } });
+    }
+    Ok(body)
+}
+
+fn workspace_table(v: &Value) -> String {
+    let rows: Vec<Vec<String>> = arr(v)
+        .iter()
+        .map(|w| {
+            let last = &w["last_update"];
+            let last = if last.is_null() {
+                "-".to_owned()
+            } else {
+                format!("{} → {}", cell(&last["result"]), cell(&last["to_digest"]))
+            };
+            vec![
+                cell(&w["name"]),
+                cell(&w["update_tier"]),
+                cell(&w["update_mode"]),
+                cell(&w["state"]),
+                cell(&w["health"]),
+                cell(&w["actual_digest"]),
+                cell(&w["desired_digest"]),
+                last,
+            ]
+        })
+        .collect();
+    render(
+        &[
+            "name",
+            "tier",
+            "mode",
+            "state",
+            "health",
+            "actual",
+            "desired",
+            "last update",
+        ],
+        &rows,
+    )
+}
+
+fn workspace_detail(w: &Value) -> String {
+    let mut s = fields(
+        w,
+        &[
+            "name",
+            "image",
+            "update_tier",
+            "update_mode",
+            "state",
+            "health",
+            "actual_digest",
+            "desired_digest",
+            "pinned_digest",
+            "maintenance_window",
+            "container_id",
+            "updated_at",
+        ],
+    );
+    let l = &w["last_update"];
+    if !l.is_null() {
+        s.push_str(&format!(
+            "last_update     {} {} → {} at {}{}\n",
+            cell(&l["result"]),
+            cell(&l["from_digest"]),
+            cell(&l["to_digest"]),
+            cell(&l["at"]),
+            l["error"]
+                .as_str()
+                .map(|e| format!(" ({e})"))
+                .unwrap_or_default()
+        ));
+    }
+    s
+}
+
+async fn workspace(c: &Client, out: &Output, cmd: WorkspaceCommand) -> Result<(), ClientError> {
+    let path = |n: &str| format!("/api/v1/workspaces/{n}");
+    match cmd {
+        WorkspaceCommand::Add(a) => {
+            let v = c
+                .call(Method::POST, "/api/v1/workspaces", Some(add_body(&a)?))
+                .await?;
+            out.show(&v, |w| {
+                format!(
+                    "workspace {} added ({} tier)\n",
+                    cell(&w["name"]),
+                    cell(&w["update_tier"])
+                )
+            });
+        }
+        WorkspaceCommand::List => out.show(&c.get("/api/v1/workspaces").await?, workspace_table),
+        WorkspaceCommand::Show { name } => out.show(&c.get(&path(&name)).await?, workspace_detail),
+        WorkspaceCommand::SetTier { name, tier } => {
+            let v = c
+                .call(
+                    Method::PATCH,
+                    &path(&name),
+                    Some(json!({ "update_tier": tier })),
+                )
+                .await?;
+            out.show(&v, |w| {
+                format!(
+                    "workspace {} is now {} tier\n",
+                    cell(&w["name"]),
+                    cell(&w["update_tier"])
+                )
+            });
+        }
+        WorkspaceCommand::Pin {
+            name,
+            digest,
+            unpin,
+        } => {
+            let body = if unpin {
+                json!({ "pinned_digest": null })
+            } else {
+                json!({ "pinned_digest": digest })
+            };
+            let v = c.call(Method::PATCH, &path(&name), Some(body)).await?;
+            out.show(&v, |w| match w["pinned_digest"].as_str() {
+                Some(d) => format!("workspace {} pinned to {d}\n", cell(&w["name"])),
+                None => format!("workspace {} unpinned\n", cell(&w["name"])),
+            });
+        }
+        WorkspaceCommand::Update { name, digest } => {
+            let body = json!({ "digest": digest });
+            let v = c
+                .call(Method::POST, &format!("{}/update", path(&name)), Some(body))
+                .await?;
+            out.show(&v, |u| {
+                format!(
+                    "workspace {} is updating to {}\n",
+                    cell(&u["name"]),
+                    cell(&u["desired_digest"])
+                )
+            });
+        }
+        WorkspaceCommand::Remove { name, purge } => {
+            let q = if purge { "?purge=true" } else { "" };
+            let v = c
+                .call(Method::DELETE, &format!("{}{q}", path(&name)), None)
+                .await?;
+            out.show(&v, |d| {
+                let vols = arr(&d["volumes_removed"])
+                    .iter()
+                    .map(cell)
+                    .collect::<Vec<_>>();
+                format!(
+                    "workspace {} removed{}\n",
+                    cell(&d["name"]),
+                    if vols.is_empty() {
+                        " (volumes kept)".to_owned()
+                    } else {
+                        format!(" with volumes {}", vols.join(", "))
+                    }
+                )
+            });
+        }
+    }
+    Ok(())
+}
+
+async fn release(c: &Client, out: &Output, cmd: ReleaseCommand) -> Result<(), ClientError> {
+    match cmd {
+        ReleaseCommand::List { status } => {
+            let q = status.map(|s| format!("?status={s}")).unwrap_or_default();
+            let v = c.get(&format!("/api/v1/releases{q}")).await?;
+            out.show(&v, |v| {
+                let rows: Vec<Vec<String>> = arr(v)
+                    .iter()
+                    .map(|r| {
+                        ["id", "image", "digest", "status", "detected_at"]
+                            .iter()
+                            .map(|k| cell(&r[*k]))
+                            .collect()
+                    })
+                    .collect();
+                render(&["id", "image", "digest", "status", "detected"], &rows)
+            });
+        }
+        ReleaseCommand::Show { id } => {
+            let v = c.get(&format!("/api/v1/releases/{id}")).await?;
+            out.show(&v, |r| {
+                fields(
+                    r,
+                    &[
+                        "id",
+                        "image",
+                        "digest",
+                        "status",
+                        "detected_at",
+                        "changelog",
+                    ],
+                )
+            });
+        }
+        ReleaseCommand::Apply { id, tier, force } => {
+            let body = json!({ "tier": tier, "force": force });
+            let v = c
+                .call(
+                    Method::POST,
+                    &format!("/api/v1/releases/{id}/apply"),
+                    Some(body),
+                )
+                .await?;
+            out.show(&v, |r| {
+                format!(
+                    "rollout {} is {} (watch: sluice rollout watch {})\n",
+                    cell(&r["id"]),
+                    cell(&r["state"]),
+                    cell(&r["id"])
+                )
+            });
+        }
+        ReleaseCommand::Reject { id, reason } => {
+            let body = json!({ "reason": reason });
+            let v = c
+                .call(
+                    Method::POST,
+                    &format!("/api/v1/releases/{id}/reject"),
+                    Some(body),
+                )
+                .await?;
+            out.show(&v, |_| format!("release {id} rejected\n"));
+        }
+    }
+    Ok(())
+}
+
+fn rollout_detail(r: &Value) -> String {
+    let mut s = fields(
+        r,
+        &[
+            "id",
+            "release_id",
+            "image",
+            "digest",
+            "state",
+            "soak_ends_at",
+        ],
+    );
+    let rows: Vec<Vec<String>> = arr(&r["workspaces"])
+        .iter()
+        .map(|w| {
+            ["name", "tier", "status", "from_digest", "to_digest"]
+                .iter()
+                .map(|k| cell(&w[*k]))
+                .collect()
+        })
+        .collect();
+    s.push('\n');
+    s.push_str(&render(
+        &["workspace", "tier", "status", "from", "to"],
+        &rows,
+    ));
+    s
+}
+
+async fn rollout(c: &Client, out: &Output, cmd: RolloutCommand) -> Result<(), ClientError> {
+    let action = |id: i64, verb: &str| format!("/api/v1/rollouts/{id}/{verb}");
+    let (id, verb, body) = match cmd {
+        RolloutCommand::List => {
+            let v = c.get("/api/v1/rollouts").await?;
+            out.show(&v, |v| {
+                let rows: Vec<Vec<String>> = arr(v)
+                    .iter()
+                    .map(|r| {
+                        [
+                            "id",
+                            "release_id",
+                            "image",
+                            "digest",
+                            "state",
+                            "soak_ends_at",
+                        ]
+                        .iter()
+                        .map(|k| cell(&r[*k]))
+                        .collect()
+                    })
+                    .collect();
+                render(
+                    &["id", "release", "image", "digest", "state", "soak ends"],
+                    &rows,
+                )
+            });
+            return Ok(());
+        }
+        RolloutCommand::Show { id } => {
+            out.show(
+                &c.get(&format!("/api/v1/rollouts/{id}")).await?,
+                rollout_detail,
+            );
+            return Ok(());
+        }
+        RolloutCommand::Watch { id, interval } => {
+            return watch::watch(c, id, interval, out.json).await;
+        }
+        RolloutCommand::Promote { id } => (id, "promote", json!({})),
+        RolloutCommand::Pause { id } => (id, "pause", json!({})),
+        RolloutCommand::Resume { id } => (id, "resume", json!({})),
+        RolloutCommand::Abort { id, reason } => (id, "abort", json!({ "reason": reason })),
+        RolloutCommand::Rollback { id, restore_data } => {
+            (id, "rollback", json!({ "restore_data": restore_data }))
+        }
+    };
+    let v = c.call(Method::POST, &action(id, verb), Some(body)).await?;
+    out.show(&v, |r| {
+        let mut s = format!(
+            "rollout {id}: {verb} accepted; state {}\n",
+            cell(&r["state"])
+        );
+        if let Some(w) = r["warning"].as_str() {
+            s.push_str(&format!("warning: {w}\n"));
+        }
+        s
+    });
+    Ok(())
+}
+
+async fn fleet(c: &Client, out: &Output, cmd: FleetCommand) -> Result<(), ClientError> {
+    let v = match cmd {
+        FleetCommand::Show => c.get("/api/v1/fleet").await?,
+        FleetCommand::Mode { mode } => {
+            c.call(Method::PUT, "/api/v1/fleet", Some(json!({ "mode": mode })))
+                .await?
+        }
+    };
+    out.show(&v, |f| {
+        let mut s = format!(
+            "mode        {}\nworkspaces  {}\n",
+            cell(&f["mode"]),
+            cell(&f["workspaces"])
+        );
+        if let Some(by) = f["by_state"].as_object() {
+            for (k, n) in by.iter().filter(|(_, n)| n.as_i64() != Some(0)) {
+                s.push_str(&format!("  {k:<12}{n}\n"));
+            }
+        }
+        s
+    });
+    Ok(())
+}
+
+async fn events(c: &Client, out: &Output, a: EventsArgs) -> Result<(), ClientError> {
+    let v = c
+        .get(&format!(
+            "/api/v1/events?since={}&limit={}",
+            a.since, a.limit
+        ))
+        .await?;
+    out.show(&v, |v| {
+        let rows: Vec<Vec<String>> = arr(v)
+            .iter()
+            .map(|e| {
+                let mut r: Vec<String> = ["id", "at", "actor", "subject", "action"]
+                    .iter()
+                    .map(|k| cell(&e[*k]))
+                    .collect();
+                r.push(e["detail"].to_string());
+                r
+            })
+            .collect();
+        render(&["id", "at", "actor", "subject", "action", "detail"], &rows)
+    });
+    Ok(())
+}

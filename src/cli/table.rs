@@ -1,0 +1,80 @@
+//! Plain-text tables for people.
+
+use serde_json::Value;
+
+/// Left-aligned columns separated by two spaces; the header in capitals.
+pub fn render(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            if let Some(w) = widths.get_mut(i) {
+                *w = (*w).max(c.chars().count());
+            }
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let mut s = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                s.push_str(c);
+            } else {
+                s.push_str(&format!("{c:<w$}  ", w = widths[i]));
+            }
+        }
+        s.trim_end().to_owned()
+    };
+    let mut out = line(headers.iter().map(|h| h.to_uppercase()).collect());
+    out.push('\n');
+    for r in rows {
+        out.push_str(&line(r.clone()));
+        out.push('\n');
+    }
+    out
+}
+
+/// A JSON value as a table cell: strings bare, null as `-`, digests shortened.
+pub fn cell(v: &Value) -> String {
+    match v {
+        Value::Null => "-".to_owned(),
+        Value::String(s) => short_digest(s),
+        other => other.to_string(),
+    }
+}
+
+/// `sha256:0123456789ab…` → `sha256:0123456789ab`.
+pub fn short_digest(s: &str) -> String {
+    match s.strip_prefix("sha256:") {
+        Some(hex) if hex.len() == 64 => format!("sha256:{}", &hex[..12]),
+        _ => s.to_owned(),
+    }
+}
+
+/// `key: value` lines for one object.
+pub fn fields(v: &Value, keys: &[&str]) -> String {
+    let w = keys.iter().map(|k| k.len()).max().unwrap_or(0);
+    keys.iter()
+        .map(|k| format!("{k:<w$}  {}\n", cell(&v[*k])))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn columns_align() {
+        let t = render(
+            &["name", "tier"],
+            &[
+                vec!["a".into(), "canary".into()],
+                vec!["longer".into(), "production".into()],
+            ],
+        );
+        assert_eq!(t, "NAME    TIER\na       canary\nlonger  production\n");
+        assert_eq!(cell(&Value::Null), "-");
+        assert_eq!(
+            short_digest(&format!("sha256:{}", "ab".repeat(32))),
+            "sha256:abababababab"
+        );
+    }
+}

@@ -1,0 +1,11 @@
+//! Configuration: compiled-in defaults, then a TOML file (`--config` or `SLUICE_CONFIG`),
+//! then environment overrides `SLUICE__SECTION__KEY`. Unknown keys and bad values are
+//! refused with a message naming the key and the expected form.
+
+mod load;
+mod secret;
+mod types;
+
+pub use load::{ConfigError, load, load_from_str};
+pub use secret::Secret;
+pub use types::*;

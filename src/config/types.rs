@@ -1,0 +1,466 @@
+//! The configuration tree. Every field has a compiled-in default (see `Default` impls), so
+//! an empty file is a valid configuration: SQLite in `./sluice-data`, the local Docker
+//! socket, the API on `127.0.0.1:7878`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::Secret;
+use crate::domain::Role;
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    pub data: DataSettings,
+    pub database: DatabaseSettings,
+    pub docker: DockerSettings,
+    pub api: ApiSettings,
+    pub log: LogSettings,
+    pub poll: PollSettings,
+    pub rollout: RolloutSettings,
+    pub update: UpdateSettings,
+    pub snapshots: SnapshotSettings,
+    pub registries: RegistrySettings,
+    pub auth: AuthSettings,
+    pub images: ImageSettings,
+    pub notifications: NotificationSettings,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DataSettings {
+    /// Where the SQLite database and snapshots live unless configured elsewhere.
+    pub dir: PathBuf,
+}
+
+impl Default for DataSettings {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("sluice-data"),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// `sqlite://PATH`; empty means `sqlite://<data.dir>/sluice.db`.
+    pub url: Option<Secret>,
+    pub max_connections: u32,
+    /// How long a writer waits for SQLite's lock before failing.
+    #[serde(with = "humantime_serde")]
+    pub busy_timeout: Duration,
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self {
+            url: None,
+            max_connections: 8,
+            busy_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DockerSettings {
+    /// `unix:///var/run/docker.sock`, `tcp://host:2375`; empty means Docker's own defaults
+    /// (`DOCKER_HOST`, then the local socket).
+    pub host: Option<String>,
+    /// Timeout for one Docker API call (pulls are bounded separately by the update deadline).
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+impl Default for DockerSettings {
+    fn default() -> Self {
+        Self {
+            host: None,
+            timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiSettings {
+    pub listen: SocketAddr,
+    /// Largest request body accepted, in bytes (larger: 413).
+    pub body_limit: usize,
+    /// Every handler is cut off after this long (408).
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// When true, `/metrics` needs a token like `/api/v1`.
+    pub metrics_require_token: bool,
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7878)),
+            body_limit: 64 * 1024,
+            request_timeout: Duration::from_secs(30),
+            metrics_require_token: false,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    /// A `tracing` filter such as `info` or `sluice=debug`; `RUST_LOG` wins when set.
+    pub level: String,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            level: "info".to_owned(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PollSettings {
+    /// How often each tracked image reference is probed.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// Random spread added to each interval, as a fraction of it (0.0–1.0).
+    pub jitter: f64,
+    /// First delay after a failed probe; doubles per failure up to `backoff_max`.
+    #[serde(with = "humantime_serde")]
+    pub backoff_initial: Duration,
+    #[serde(with = "humantime_serde")]
+    pub backoff_max: Duration,
+    /// Timeout of one registry request.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Per-image intervals: `[[poll.images]] image = "reg/app:stable" interval = "1m"`.
+    pub images: Vec<ImagePoll>,
+}
+
+impl Default for PollSettings {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(300),
+            jitter: 0.1,
+            backoff_initial: Duration::from_secs(30),
+            backoff_max: Duration::from_secs(1800),
+            request_timeout: Duration::from_secs(15),
+            images: Vec::new(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImagePoll {
+    pub image: String,
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StrategyKind {
+    /// Waves of `batch`, at most `max_parallel` at once, `pause_between_waves` apart.
+    #[default]
+    Rolling,
+    /// One workspace at a time.
+    OneAtATime,
+    /// Everything at once, failures skipped: the emergency path.
+    Immediate,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RolloutSettings {
+    /// How long canaries must stay healthy before production may start.
+    #[serde(with = "humantime_serde")]
+    pub soak: Duration,
+    /// Go from soaking to production without an operator once the soak passes.
+    pub auto_promote: bool,
+    /// Maintenance window for automatic rollouts, UTC hours `"HH:MM-HH:MM"`; empty = always.
+    pub window: Option<String>,
+    pub strategy: StrategyKind,
+    /// Wave size: a count (`"3"`) or a share of the tier (`"25%"`).
+    pub batch: String,
+    /// Updates running at once within a rollout.
+    pub max_parallel: u32,
+    #[serde(with = "humantime_serde")]
+    pub pause_between_waves: Duration,
+    /// Failed workspaces tolerated before the rollout aborts.
+    pub max_failures: u32,
+    /// Failed share of the tier tolerated before the rollout aborts (0.0–1.0).
+    pub max_failure_ratio: f64,
+    /// Extra attempts per workspace before it counts as failed.
+    pub retries: u32,
+    /// Per-image strategy overrides: `[[rollout.images]] image = "reg/app:stable"`.
+    pub images: Vec<RolloutImage>,
+    /// Per-image canary smoke checks run during the soak: `[[rollout.smoke]]`.
+    pub smoke: Vec<SmokeCheck>,
+    /// How often the controller re-reads every rollout without a wake-up.
+    #[serde(with = "humantime_serde")]
+    pub tick_interval: Duration,
+}
+
+/// Strategy fields that differ for one tracked image; unset fields use `[rollout]`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RolloutImage {
+    /// The tracked `repo:tag`, exactly as the workspaces name it.
+    pub image: String,
+    #[serde(default)]
+    pub strategy: Option<StrategyKind>,
+    #[serde(default)]
+    pub batch: Option<String>,
+    #[serde(default)]
+    pub max_parallel: Option<u32>,
+    #[serde(default, with = "humantime_serde")]
+    pub soak: Option<Duration>,
+}
+
+/// An HTTP GET run against every canary of `image` during the soak.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmokeCheck {
+    pub image: String,
+    /// Path requested on the workspace's health port, e.g. `/version`.
+    pub path: String,
+    /// Expected HTTP status (default 200).
+    #[serde(default = "default_smoke_status")]
+    pub status: u16,
+    /// When set, the body must contain this text.
+    #[serde(default)]
+    pub body_contains: Option<String>,
+}
+
+fn default_smoke_status() -> u16 {
+    200
+}
+
+impl Default for RolloutSettings {
+    fn default() -> Self {
+        Self {
+            soak: Duration::from_secs(600),
+            auto_promote: false,
+            window: None,
+            strategy: StrategyKind::Rolling,
+            batch: "25%".to_owned(),
+            max_parallel: 4,
+            pause_between_waves: Duration::from_secs(30),
+            max_failures: 1,
+            max_failure_ratio: 0.1,
+            retries: 0,
+            images: Vec::new(),
+            smoke: Vec::new(),
+            tick_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UpdateSettings {
+    /// Grace period of `docker stop` before SIGKILL.
+    #[serde(with = "humantime_serde")]
+    pub stop_timeout: Duration,
+    /// The health probe must pass continuously this long…
+    #[serde(with = "humantime_serde")]
+    pub min_healthy_time: Duration,
+    /// …before this deadline, counted from start.
+    #[serde(with = "humantime_serde")]
+    pub healthy_deadline: Duration,
+    /// Updates running at once across the whole daemon.
+    pub max_parallel: u32,
+    /// How often the reconciler re-reads desired and observed state without a wake-up.
+    #[serde(with = "humantime_serde")]
+    pub reconcile_interval: Duration,
+}
+
+impl Default for UpdateSettings {
+    fn default() -> Self {
+        Self {
+            stop_timeout: Duration::from_secs(10),
+            min_healthy_time: Duration::from_secs(10),
+            healthy_deadline: Duration::from_secs(120),
+            max_parallel: 4,
+            reconcile_interval: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SnapshotSettings {
+    /// Empty means `<data.dir>/snapshots`.
+    pub dir: Option<PathBuf>,
+    /// Snapshots kept per volume (the newest).
+    pub keep_last: u32,
+    /// Snapshots older than this are deleted (unless still needed by an unfinished update).
+    #[serde(with = "humantime_serde")]
+    pub max_age: Duration,
+    /// Refuse to start an update whose volumes cannot be backed up.
+    pub require_snapshot: bool,
+    /// Free space that must remain after a snapshot, in bytes.
+    pub min_free_bytes: u64,
+    /// How often the retention cleanup runs.
+    #[serde(with = "humantime_serde")]
+    pub cleanup_interval: Duration,
+}
+
+impl Default for SnapshotSettings {
+    fn default() -> Self {
+        Self {
+            dir: None,
+            keep_last: 3,
+            max_age: Duration::from_secs(7 * 24 * 3600),
+            require_snapshot: true,
+            min_free_bytes: 512 * 1024 * 1024,
+            cleanup_interval: Duration::from_secs(600),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RegistrySettings {
+    /// Registries (`host:port`) reached over plain HTTP. Loopback registries are allowed
+    /// plain HTTP when `allow_loopback_http` is true.
+    pub insecure: Vec<String>,
+    pub allow_loopback_http: bool,
+    /// Credentials, one table per registry.
+    pub auth: Vec<RegistryCredential>,
+    /// A TOML file with more `[[auth]]` entries; refused when world-readable.
+    pub credentials_file: Option<PathBuf>,
+    /// A Docker `config.json` whose `auths` entries are used.
+    pub docker_config: Option<PathBuf>,
+    /// Token the registry's push notifications must carry (`Authorization: Bearer …`).
+    pub webhook_token: Option<Secret>,
+}
+
+impl Default for RegistrySettings {
+    fn default() -> Self {
+        Self {
+            insecure: Vec::new(),
+            allow_loopback_http: true,
+            auth: Vec::new(),
+            credentials_file: None,
+            docker_config: None,
+            webhook_token: None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryCredential {
+    pub registry: String,
+    pub username: String,
+    pub password: Secret,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSettings {
+    /// API bearer tokens; the name is the actor in the audit trail.
+    pub tokens: Vec<ApiToken>,
+    /// A TOML file with more `[[tokens]]` entries; refused when world-readable.
+    pub token_file: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiToken {
+    pub name: String,
+    pub role: Role,
+    pub token: Secret,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ImageSettings {
+    /// Image reference prefixes that may be tracked, probed and pulled; empty = all.
+    pub allow: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NotificationSettings {
+    pub webhooks: Vec<WebhookSink>,
+    /// Notifications waiting per sink; when full, new ones are dropped and counted.
+    pub queue_capacity: usize,
+    /// Extra delivery attempts after a failure (network error or non-2xx).
+    pub retries: u32,
+    /// Delay before the first retry; doubles per attempt.
+    #[serde(with = "humantime_serde")]
+    pub backoff: Duration,
+    /// Timeout of one delivery attempt.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// How often the audit trail is read for new events.
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+}
+
+impl Default for NotificationSettings {
+    fn default() -> Self {
+        Self {
+            webhooks: Vec::new(),
+            queue_capacity: 1024,
+            retries: 5,
+            backoff: Duration::from_secs(1),
+            timeout: Duration::from_secs(10),
+            poll_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSink {
+    pub url: String,
+    /// Event kinds to send; empty = all.
+    #[serde(default)]
+    pub events: Vec<String>,
+    /// HMAC-SHA256 key for the signature header.
+    #[serde(default)]
+    pub secret: Option<Secret>,
+    /// `json` (default) or `slack`.
+    #[serde(default)]
+    pub format: Option<String>,
+}
+
+impl Settings {
+    /// The SQLite URL when none is configured: a file in the data dir.
+    pub fn database_url(&self) -> String {
+        match &self.database.url {
+            Some(u) if !u.expose().is_empty() => u.expose().to_owned(),
+            _ => format!("sqlite://{}", self.data.dir.join("sluice.db").display()),
+        }
+    }
+
+    pub fn snapshot_dir(&self) -> PathBuf {
+        self.snapshots
+            .dir
+            .clone()
+            .unwrap_or_else(|| self.data.dir.join("snapshots"))
+    }
+}

@@ -1,0 +1,44 @@
+//! Domain types, parsed at the edge. Everything past the HTTP handlers, the config loader
+//! and the store's row mapping holds these newtypes, never raw strings, so an invalid tier,
+//! digest, image reference, workspace name or snapshot id cannot reach the core.
+//!
+//! Architecture invariant: this module performs no I/O.
+
+mod digest;
+mod enums;
+mod image;
+mod names;
+mod schedule;
+pub mod spec;
+
+pub use digest::Digest;
+pub use enums::{
+    ApplyTier, FleetMode, Health, ReleaseStatus, Role, RolloutState, Tier, UpdateMode, UpdatePhase,
+    WorkspaceState,
+};
+pub use image::{DEFAULT_REGISTRY, ImageRef};
+pub use names::{SnapshotId, WorkspaceName};
+pub use schedule::{BatchSize, MaintenanceWindow};
+
+/// Why a value from outside was refused. The message names what was being parsed, the
+/// offending input and the expected form, e.g.
+/// ``invalid tier `canery`: expected one of: canary production``.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {what} `{input}`: {reason}")]
+pub struct ParseError {
+    pub what: &'static str,
+    pub input: String,
+    pub reason: String,
+}
+
+impl ParseError {
+    pub fn new(what: &'static str, input: &str, reason: &str) -> Self {
+        // Keep error messages bounded whatever garbage arrives.
+        let input: String = input.chars().take(80).collect();
+        Self {
+            what,
+            input,
+            reason: reason.to_owned(),
+        }
+    }
+}

@@ -1,0 +1,21 @@
+//! sluice: tiered, health-gated, data-safe rollouts of container images across tenant
+//! workspaces on Docker hosts. See `ARCHITECTURE.md` for the map.
+
+pub mod api;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod domain;
+pub mod metrics;
+pub mod notify;
+pub mod reconciler;
+pub mod registry;
+pub mod rollout;
+pub mod runtime;
+pub mod snapshot;
+pub mod startup;
+pub mod store;
+pub mod systemd;
+pub mod telemetry;
+pub mod wake;
+pub mod watcher;

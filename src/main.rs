@@ -1,0 +1,113 @@
+//! The `sluice` binary: parses arguments, loads configuration, wires the pieces.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+
+use sluice::cli::{Cli, ClientArgs, Command, ConfigCommand, LogFormatArg, run_client};
+use sluice::config::{self, LogFormat, Settings};
+use sluice::startup::{self, Application};
+use sluice::telemetry;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match real_main(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sluice: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load_settings(cli: &Cli) -> anyhow::Result<Settings> {
+    let mut settings = config::load(cli.config.as_deref(), std::env::vars())?;
+    if let Some(f) = cli.log_format {
+        settings.log.format = match f {
+            LogFormatArg::Text => LogFormat::Text,
+            LogFormatArg::Json => LogFormat::Json,
+        };
+    }
+    Ok(settings)
+}
+
+fn real_main(cli: Cli) -> anyhow::Result<()> {
+    let settings = load_settings(&cli)?;
+    if cli.command.is_client() {
+        return client_main(cli, &settings);
+    }
+    if let Command::Config(ConfigCommand::Check) = cli.command {
+        let shown =
+            toml::to_string_pretty(&settings).context("rendering the effective configuration")?;
+        println!("# configuration is valid; effective settings (secrets redacted):\n{shown}");
+        return Ok(());
+    }
+    telemetry::init(&settings.log, std::io::stderr).map_err(anyhow::Error::msg)?;
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Run => run(settings).await,
+            Command::Migrate => {
+                let store = startup::open_store(&settings).await?;
+                let applied = store.applied_migrations().await?;
+                println!(
+                    "database {} is at migration {:?}",
+                    settings.database_url(),
+                    applied.last()
+                );
+                store.close().await;
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    })
+}
+
+/// Client commands: one call to the daemon's API; any error is a non-zero exit.
+fn client_main(cli: Cli, settings: &Settings) -> anyhow::Result<()> {
+    let server = cli.server.clone().unwrap_or_else(|| {
+        let mut addr = settings.api.listen;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        format!("http://{addr}")
+    });
+    let args = ClientArgs {
+        server,
+        token: std::env::var("SLUICE_TOKEN").ok(),
+        json: cli.json,
+    };
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(run_client(cli.command, args))?;
+    Ok(())
+}
+
+async fn run(settings: Settings) -> anyhow::Result<()> {
+    let app = Application::build(settings).await?;
+    let shutdown = CancellationToken::new();
+    tokio::spawn(wait_for_signal(shutdown.clone()));
+    app.run_until_stopped(shutdown).await?;
+    Ok(())
+}
+
+/// Cancels `token` on SIGTERM or SIGINT.
+async fn wait_for_signal(token: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (mut term, mut int) = match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(t), Ok(i)) => (t, i),
+        _ => {
+            tracing::error!("cannot install signal handlers; stop with SIGKILL");
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!(signal = "SIGTERM", "shutting down"),
+        _ = int.recv() => tracing::info!(signal = "SIGINT", "shutting down"),
+    }
+    token.cancel();
+}

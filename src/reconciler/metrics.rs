@@ -1,0 +1,67 @@
+//! The reconciler's Prometheus collectors, registered into the daemon's one registry.
+
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry};
+
+#[derive(Clone)]
+/// `sluice_workspaces{tier,state}` is not here: the API refreshes it from the store on
+/// every scrape (`src/api/gauges.rs`), so it counts workspaces whatever loop moved them.
+pub struct ReconcilerMetrics {
+    pub updates: IntCounterVec,
+    pub rollbacks: IntCounter,
+    pub duration: Histogram,
+    pub downtime: Histogram,
+    pub snapshot_bytes: IntCounter,
+}
+
+const BUCKETS: &[f64] = &[0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0];
+
+impl ReconcilerMetrics {
+    /// Creates the collectors and registers them (a second registration is ignored, so
+    /// tests can build several reconcilers on one registry).
+    #[allow(clippy::missing_panics_doc)] // reason: static definitions are valid
+    pub fn register(registry: &Registry) -> Self {
+        let m = Self {
+            updates: IntCounterVec::new(
+                Opts::new(
+                    "sluice_workspace_updates_total",
+                    "Finished workspace updates by result (succeeded, rolled_back, failed, quarantined).",
+                ),
+                &["result"],
+            )
+            .expect("valid metric"),
+            rollbacks: IntCounter::new("sluice_rollbacks_total", "Rollbacks started.")
+                .expect("valid metric"),
+            duration: Histogram::with_opts(
+                HistogramOpts::new(
+                    "sluice_update_duration_seconds",
+                    "Wall time of one update saga, pull to verdict.",
+                )
+                .buckets(BUCKETS.to_vec()),
+            )
+            .expect("valid metric"),
+            downtime: Histogram::with_opts(
+                HistogramOpts::new(
+                    "sluice_update_downtime_seconds",
+                    "Time from stopping the old container to the new one passing its health gate.",
+                )
+                .buckets(BUCKETS.to_vec()),
+            )
+            .expect("valid metric"),
+            snapshot_bytes: IntCounter::new(
+                "sluice_snapshot_bytes_total",
+                "Bytes written to volume snapshots.",
+            )
+            .expect("valid metric"),
+        };
+        for c in [
+            Box::new(m.updates.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(m.rollbacks.clone()),
+            Box::new(m.duration.clone()),
+            Box::new(m.downtime.clone()),
+            Box::new(m.snapshot_bytes.clone()),
+        ] {
+            let _ = registry.register(c);
+        }
+        m
+    }
+}

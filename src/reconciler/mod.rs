@@ -1,0 +1,408 @@
+//! The workspace reconciler: makes Docker run each workspace's `desired_digest`, through
+//! the journaled update saga ([`saga`]), one saga per workspace, at most
+//! `[update] max_parallel` at once. Also: crash resume of unfinished journal rows
+//! ([`Reconciler::resume_all`], run by `Application::build` before any new work),
+//! adoption of an existing matching container without a restart, and drift detection.
+//!
+//! Test-only hook: when the environment variable `SLUICE_TEST_PAUSE_AT` names a saga
+//! phase (e.g. `snapshotting`), the saga logs `test_pause` with that phase right after
+//! journaling it and then sleeps forever, so a test can SIGKILL the daemon exactly
+//! there. Unset (always, outside tests) it does nothing.
+
+pub mod container;
+pub mod health;
+mod metrics;
+mod restore;
+mod saga;
+pub mod smoke;
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+pub use metrics::ReconcilerMetrics;
+
+use crate::clock::Clock;
+use crate::config::Settings;
+use crate::domain::{Digest, Health, WorkspaceName, WorkspaceState};
+use crate::runtime::{ContainerRuntime, LABEL_WORKSPACE, RuntimeError};
+use crate::snapshot::{SnapshotError, Snapshots};
+use crate::store::{NewEvent, Observed, Store, StoreError};
+use crate::wake::Wakers;
+
+/// Environment variable of the test-only pause hook (see the module docs).
+pub const PAUSE_ENV: &str = "SLUICE_TEST_PAUSE_AT";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
+}
+
+/// Tunables, from `[update]` and `[snapshots]`.
+#[derive(Clone, Debug)]
+pub struct ReconcilerConfig {
+    pub stop_timeout: Duration,
+    pub min_healthy_time: Duration,
+    pub healthy_deadline: Duration,
+    pub max_parallel: usize,
+    pub reconcile_interval: Duration,
+    pub require_snapshot: bool,
+    pub health_poll: Duration,
+}
+
+impl ReconcilerConfig {
+    pub fn from_settings(s: &Settings) -> Self {
+        Self {
+            stop_timeout: s.update.stop_timeout,
+            min_healthy_time: s.update.min_healthy_time,
+            healthy_deadline: s.update.healthy_deadline,
+            max_parallel: s.update.max_parallel.max(1) as usize,
+            reconcile_interval: s.update.reconcile_interval,
+            require_snapshot: s.snapshots.require_snapshot,
+            health_poll: Duration::from_millis(250),
+        }
+    }
+}
+
+pub(crate) struct Inner<R> {
+    rt: R,
+    store: Store,
+    snaps: Snapshots,
+    cfg: ReconcilerConfig,
+    clock: Arc<dyn Clock>,
+    metrics: ReconcilerMetrics,
+    wakers: Wakers,
+    busy: Mutex<HashSet<i64>>,
+    sem: Arc<Semaphore>,
+    http: reqwest::Client,
+    pause_at: Option<String>,
+}
+
+/// Cheap to clone; clones share the per-workspace locks and the parallelism limit.
+pub struct Reconciler<R> {
+    inner: Arc<Inner<R>>,
+}
+
+impl<R> Clone for Reconciler<R> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+/// Holds a workspace's "one saga at a time" slot; released on drop.
+struct BusyGuard<R: ContainerRuntime> {
+    inner: Arc<Inner<R>>,
+    id: i64,
+}
+
+impl<R: ContainerRuntime> Drop for BusyGuard<R> {
+    fn drop(&mut self) {
+        self.inner
+            .busy
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.id);
+    }
+}
+
+fn event(
+    workspace: &str,
+    action: &str,
+    detail: serde_json::Value,
+    rollout: Option<i64>,
+) -> NewEvent {
+    NewEvent {
+        actor: "system".to_owned(),
+        subject: format!("workspace:{workspace}"),
+        action: action.to_owned(),
+        detail,
+        rollout_id: rollout,
+        workspace: Some(workspace.to_owned()),
+    }
+}
+
+impl<R: ContainerRuntime> Reconciler<R> {
+    pub fn new(
+        rt: R,
+        store: Store,
+        snaps: Snapshots,
+        cfg: ReconcilerConfig,
+        clock: Arc<dyn Clock>,
+        metrics: ReconcilerMetrics,
+        wakers: Wakers,
+    ) -> Self {
+        let pause_at = std::env::var(PAUSE_ENV).ok().filter(|p| !p.is_empty());
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()
+            .unwrap_or_default();
+        Self {
+            inner: Arc::new(Inner {
+                rt,
+                store,
+                sem: Arc::new(Semaphore::new(cfg.max_parallel)),
+                snaps,
+                cfg,
+                clock,
+                metrics,
+                wakers,
+                busy: Mutex::new(HashSet::new()),
+                http,
+                pause_at,
+            }),
+        }
+    }
+
+    pub fn runtime(&self) -> &R {
+        &self.inner.rt
+    }
+
+    fn try_lock(&self, id: i64) -> Option<BusyGuard<R>> {
+        let mut busy = self
+            .inner
+            .busy
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        busy.insert(id).then(|| BusyGuard {
+            inner: self.inner.clone(),
+            id,
+        })
+    }
+
+    /// Resumes every unfinished journal row (forwards where safe, otherwise back) and
+    /// waits for all of them to reach a terminal phase. Returns how many were resumed.
+    pub async fn resume_all(&self) -> Result<usize, ReconcileError> {
+        let rows = self.inner.store.open_updates().await?;
+        let n = rows.len();
+        let mut set = JoinSet::new();
+        for row in rows {
+            let Some(guard) = self.try_lock(row.workspace_id) else {
+                continue;
+            };
+            let me = self.clone();
+            set.spawn(async move {
+                let _guard = guard;
+                let _permit = me.inner.sem.clone().acquire_owned().await;
+                tracing::warn!(update = row.id, phase = %row.phase, "resuming interrupted update");
+                if let Err(e) = me.inner.resume(row).await {
+                    tracing::error!(error = %e, "resuming an update failed");
+                }
+            });
+        }
+        while set.join_next().await.is_some() {}
+        Ok(n)
+    }
+
+    /// One pass: drift detection, then a saga for every workspace that needs one (not
+    /// waited for: they are added to `set`).
+    pub async fn pass(&self, set: &mut JoinSet<()>) -> Result<(), ReconcileError> {
+        self.detect_drift().await?;
+        for t in self.inner.store.converge_targets().await? {
+            let Some(guard) = self.try_lock(t.workspace_id) else {
+                continue;
+            };
+            let me = self.clone();
+            set.spawn(async move {
+                let _guard = guard;
+                let _permit = me.inner.sem.clone().acquire_owned().await;
+                if let Err(e) = me.converge(&t.name, t.rollout_id).await {
+                    tracing::error!(workspace = %t.name, error = %e, "converging failed");
+                }
+            });
+        }
+        Ok(())
+    }
+
+    /// Runs passes until every saga started has finished and nothing is left to do
+    /// (for tests and the benchmark).
+    /// Stops when a pass starts nothing, or finds the same targets as the pass before
+    /// (nothing it can do, e.g. a name held by an unmanaged container).
+    pub async fn converge_all(&self) -> Result<(), ReconcileError> {
+        let mut previous = None;
+        loop {
+            let targets = self.inner.store.converge_targets().await?;
+            if previous.as_ref() == Some(&targets) {
+                return Ok(());
+            }
+            let mut set = JoinSet::new();
+            self.pass(&mut set).await?;
+            if set.is_empty() {
+                return Ok(());
+            }
+            while set.join_next().await.is_some() {}
+            previous = Some(targets);
+        }
+    }
+
+    /// The loop: a pass on every wake-up and every `reconcile_interval`, until `stop`.
+    pub async fn run(self, stop: CancellationToken) {
+        let mut set = JoinSet::new();
+        loop {
+            while set.try_join_next().is_some() {}
+            if let Err(e) = self.pass(&mut set).await {
+                tracing::error!(error = %e, "reconcile pass failed");
+            }
+            tokio::select! {
+                () = stop.cancelled() => break,
+                () = self.inner.wakers.reconciler.notified() => {}
+                () = tokio::time::sleep(self.inner.cfg.reconcile_interval) => {}
+                Some(_) = set.join_next(), if !set.is_empty() => {}
+            }
+        }
+        // Interrupted sagas stay journaled at their phase and resume at the next start.
+        set.abort_all();
+        tracing::info!("reconciler stopped");
+    }
+
+    async fn converge(&self, name: &str, rollout: Option<i64>) -> Result<(), ReconcileError> {
+        let inner = &self.inner;
+        let wname = WorkspaceName::parse(name).map_err(|e| StoreError::Corrupt {
+            what: "workspace",
+            message: e.to_string(),
+        })?;
+        let w = inner.store.workspace(&wname).await?;
+        let Some(desired) = w.desired_digest.clone() else {
+            return Ok(());
+        };
+        let cname = wname.container_name();
+        let existing = inner.rt.inspect(&cname).await?;
+        let now = inner.clock.now();
+        if let Some(c) = &existing {
+            if !c.is_managed() || c.labels.get(LABEL_WORKSPACE).map(String::as_str) != Some(name) {
+                tracing::warn!(workspace = name, container = %cname, "a container sluice does not manage holds the name; not touching it");
+                return Ok(());
+            }
+            // A pending restore_data must go through the saga even when the digest
+            // already runs: its data is what has to change.
+            let restore_pending = match rollout {
+                Some(r) => inner
+                    .store
+                    .pending_restore(r, w.id, &desired)
+                    .await?
+                    .is_some(),
+                None => false,
+            };
+            if c.digest_label() == Some(desired.as_str()) && !restore_pending {
+                if !c.running {
+                    inner.rt.start(&cname).await?;
+                }
+                let obs = Observed {
+                    actual_digest: Some(desired.clone()),
+                    container_id: Some(c.id.clone()),
+                    state: WorkspaceState::Running,
+                    health: Health::Unknown,
+                };
+                let ev = event(
+                    name,
+                    "workspace_adopted",
+                    serde_json::json!({"digest": desired, "container": c.id}),
+                    rollout,
+                );
+                inner.store.set_observed(w.id, &obs, Some(&ev), now).await?;
+                tracing::info!(workspace = name, digest = %desired, "adopted existing container");
+                return Ok(());
+            }
+        }
+        let from = existing
+            .as_ref()
+            .and_then(|c| c.digest_label())
+            .and_then(|d| Digest::parse(d).ok())
+            .or_else(|| w.actual_digest.clone());
+        let row = inner
+            .store
+            .open_update(w.id, rollout, from.as_ref(), &desired, now)
+            .await?;
+        tracing::info!(workspace = name, update = row.id, digest = %desired, "update started");
+        inner.drive(row, w).await
+    }
+
+    async fn detect_drift(&self) -> Result<(), ReconcileError> {
+        let inner = &self.inner;
+        for w in inner.store.workspaces().await? {
+            let (Some(actual), Some(desired)) = (&w.actual_digest, &w.desired_digest) else {
+                continue;
+            };
+            if actual != desired || w.state != WorkspaceState::Running {
+                continue;
+            }
+            let Some(_guard) = self.try_lock(w.id) else {
+                continue;
+            };
+            let cname = w.name.container_name();
+            let c = inner.rt.inspect(&cname).await?;
+            let now = inner.clock.now();
+            let (reason, observed) = match &c {
+                None => ("container missing", None),
+                Some(c) if c.digest_label() != Some(actual.as_str()) => (
+                    "container changed",
+                    c.digest_label().and_then(|d| Digest::parse(d).ok()),
+                ),
+                Some(c) if !c.running => {
+                    let ev = event(
+                        w.name.as_str(),
+                        "drift_detected",
+                        serde_json::json!({"reason": "container stopped", "action": "started"}),
+                        None,
+                    );
+                    inner.store.append_event(&ev, now).await?;
+                    inner.rt.start(&cname).await?;
+                    continue;
+                }
+                Some(_) => continue,
+            };
+            tracing::warn!(workspace = %w.name, reason, "drift detected");
+            let ev = event(
+                w.name.as_str(),
+                "drift_detected",
+                serde_json::json!({"reason": reason, "expected": actual, "found": observed}),
+                None,
+            );
+            let obs = Observed {
+                actual_digest: observed,
+                container_id: c.map(|c| c.id),
+                state: WorkspaceState::Missing,
+                health: Health::Unknown,
+            };
+            inner.store.set_observed(w.id, &obs, Some(&ev), now).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Spawns the reconciler loop and the snapshot cleanup loop on `stop`.
+pub fn spawn<R: ContainerRuntime>(
+    rec: Reconciler<R>,
+    snaps: Snapshots,
+    clock: Arc<dyn Clock>,
+    cleanup_interval: Duration,
+    stop: CancellationToken,
+) {
+    tokio::spawn(rec.run(stop.clone()));
+    tokio::spawn(async move {
+        loop {
+            if let Err(e) = snaps.cleanup(clock.now()).await {
+                tracing::error!(error = %e, "snapshot cleanup failed");
+            }
+            tokio::select! {
+                () = stop.cancelled() => break,
+                () = tokio::time::sleep(cleanup_interval) => {}
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod restore_tests;
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,550 @@
+//! The update saga. Each phase is journaled *before* it acts, and each action first looks
+//! at what the runtime shows, so running a phase twice (after a crash) is harmless:
+//!
+//! ```text
+//! pulling ─▶ stopping ─▶ snapshotting ─▶ recreating ─▶ starting ─▶ health_checking ─▶ succeeded
+//!   │fail: failed (nothing touched)                                         │fail (any step from stopping on)
+//!   ▼                                                                       ▼
+//!                        rolling_back ─▶ restoring ─▶ reverting ─▶ verifying ─▶ rolled_back
+//!                                    (any rollback step fails: quarantined)
+//! ```
+//!
+//! Resume after a crash continues from the journaled phase: forwards up to and including
+//! `health_checking` (nothing irreversible happened before the snapshots were complete),
+//! backwards for the rollback phases.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::container::{container_spec, volume_labels};
+use super::health::{GateConfig, gate};
+use super::{Inner, ReconcileError, event};
+use crate::domain::{Health, UpdatePhase, WorkspaceName, WorkspaceState};
+use crate::runtime::{ContainerRuntime, ContainerSpec};
+use crate::store::{Outcome, SnapshotRow, UpdateRow, Workspace};
+
+type Step = Result<UpdatePhase, String>;
+
+pub(super) struct Ctx<'a> {
+    pub(super) row: &'a UpdateRow,
+    pub(super) w: &'a Workspace,
+    pub(super) name: String,
+    pub(super) to: ContainerSpec,
+    pub(super) from: Option<ContainerSpec>,
+    /// Rollback with `restore_data`: the update whose pre-update snapshots this attempt
+    /// restores (re-read from `rollout_targets` on every drive, so resume knows it too).
+    pub(super) restore: Option<i64>,
+}
+
+impl<R: ContainerRuntime> Inner<R> {
+    /// Continues an unfinished journal row from its phase.
+    pub(super) async fn resume(&self, row: UpdateRow) -> Result<(), ReconcileError> {
+        let name = self.store.workspace_name(row.workspace_id).await?;
+        let wname = WorkspaceName::parse(&name).map_err(|e| crate::store::StoreError::Corrupt {
+            what: "workspace",
+            message: e.to_string(),
+        })?;
+        let w = self.store.workspace(&wname).await?;
+        self.drive(row, w).await
+    }
+
+    async fn pause_hook(&self, phase: UpdatePhase, workspace: &str) {
+        if self.pause_at.as_deref() == Some(phase.as_str()) {
+            tracing::warn!(phase = phase.as_str(), workspace, "test_pause");
+            loop {
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+            }
+        }
+    }
+
+    /// Runs the saga of `row` from its journaled phase to a terminal one.
+    pub(super) async fn drive(
+        &self,
+        mut row: UpdateRow,
+        w: Workspace,
+    ) -> Result<(), ReconcileError> {
+        let started = Instant::now();
+        let restore = match row.rollout_id {
+            Some(r) => {
+                self.store
+                    .pending_restore(r, row.workspace_id, &row.to_digest)
+                    .await?
+            }
+            None => None,
+        };
+        let ctx = Ctx {
+            restore,
+            name: w.name.container_name(),
+            to: container_spec(&w, &row.to_digest),
+            from: row.from_digest.as_ref().map(|d| container_spec(&w, d)),
+            row: &row.clone(),
+            w: &w,
+        };
+        let mut phase = row.phase;
+        let mut down_since: Option<Instant> = None;
+        loop {
+            self.pause_hook(phase, w.name.as_str()).await;
+            tracing::info!(workspace = %w.name, update = row.id, phase = phase.as_str(), "update phase");
+            let step: Step = match phase {
+                UpdatePhase::Pulling => match self.rt.ensure_image(&ctx.to.image).await {
+                    Err(e) => return self.finish_pull_failed(&ctx, format!("pull: {e}")).await,
+                    Ok(()) => match self.backup_possible(&ctx).await {
+                        Ok(()) => match self.restore_source_present(&ctx).await {
+                            Ok(()) => Ok(UpdatePhase::Stopping),
+                            Err(e) => return self.finish_pull_failed(&ctx, e).await,
+                        },
+                        Err(e) => return self.finish_pull_failed(&ctx, e).await,
+                    },
+                },
+                UpdatePhase::Stopping => {
+                    down_since = Some(Instant::now());
+                    self.stop_if_running(&ctx.name)
+                        .await
+                        .map(|()| UpdatePhase::Snapshotting)
+                }
+                UpdatePhase::Snapshotting => self.snapshot_all(&ctx, &mut row).await,
+                UpdatePhase::Recreating => match ctx.restore {
+                    // Rollback with restore_data: the just-taken snapshots (above) make
+                    // even this undoable; a failure rolls back to them.
+                    Some(source) => self
+                        .restore_data(&ctx, source)
+                        .await
+                        .map(|()| UpdatePhase::Starting),
+                    None => self
+                        .ensure_container(&ctx.name, &ctx.to, w.name.as_str())
+                        .await
+                        .map(|()| UpdatePhase::Starting),
+                },
+                UpdatePhase::Starting => self
+                    .rt
+                    .start(&ctx.name)
+                    .await
+                    .map(|()| UpdatePhase::HealthChecking)
+                    .map_err(|e| e.to_string()),
+                UpdatePhase::HealthChecking => match self.health(&ctx).await {
+                    Ok(()) => {
+                        if let Some(d) = down_since {
+                            self.metrics.downtime.observe(d.elapsed().as_secs_f64());
+                        }
+                        self.metrics
+                            .duration
+                            .observe(started.elapsed().as_secs_f64());
+                        return self.finish_ok(&ctx).await;
+                    }
+                    Err(e) => Err(e),
+                },
+                UpdatePhase::RollingBack => {
+                    self.metrics.rollbacks.inc();
+                    self.stop_if_running(&ctx.name)
+                        .await
+                        .map(|()| UpdatePhase::Restoring)
+                }
+                UpdatePhase::Restoring => self.restore_all(&ctx).await,
+                UpdatePhase::Reverting => match &ctx.from {
+                    None => {
+                        return self
+                            .finish(
+                                &ctx,
+                                UpdatePhase::Failed,
+                                Some("no previous digest to roll back to".into()),
+                                WorkspaceState::Stopped,
+                                Health::Unhealthy,
+                                true,
+                            )
+                            .await;
+                    }
+                    Some(from) => match self.rt.ensure_image(&from.image).await {
+                        Err(e) => Err(e.to_string()),
+                        Ok(()) => self
+                            .ensure_container(&ctx.name, from, w.name.as_str())
+                            .await
+                            .map(|()| UpdatePhase::Verifying),
+                    },
+                },
+                UpdatePhase::Verifying => match self.health(&ctx).await {
+                    Ok(()) => {
+                        self.metrics
+                            .duration
+                            .observe(started.elapsed().as_secs_f64());
+                        return self
+                            .finish(
+                                &ctx,
+                                UpdatePhase::RolledBack,
+                                None,
+                                WorkspaceState::Running,
+                                Health::Healthy,
+                                true,
+                            )
+                            .await;
+                    }
+                    Err(e) => Err(e),
+                },
+                terminal => {
+                    tracing::warn!(
+                        update = row.id,
+                        phase = terminal.as_str(),
+                        "update already finished"
+                    );
+                    return Ok(());
+                }
+            };
+            let now = self.clock.now();
+            phase = match step {
+                Ok(next) => next,
+                Err(reason) if is_forward(phase) => {
+                    tracing::warn!(workspace = %w.name, update = row.id, phase = phase.as_str(), error = %reason, "update failed; rolling back");
+                    self.store
+                        .set_update_phase(
+                            row.id,
+                            UpdatePhase::RollingBack,
+                            Some(&format!("{phase}: {reason}")),
+                            now,
+                        )
+                        .await?;
+                    self.store
+                        .set_workspace_state(w.id, WorkspaceState::RollingBack, now)
+                        .await?;
+                    phase = UpdatePhase::RollingBack;
+                    continue;
+                }
+                Err(reason) => {
+                    tracing::error!(workspace = %w.name, update = row.id, phase = phase.as_str(), error = %reason, "rollback failed; quarantining");
+                    return self
+                        .finish(
+                            &ctx,
+                            UpdatePhase::Quarantined,
+                            Some(format!("rollback {phase}: {reason}")),
+                            WorkspaceState::Quarantined,
+                            Health::Unhealthy,
+                            true,
+                        )
+                        .await;
+                }
+            };
+            self.store
+                .set_update_phase(row.id, phase, None, now)
+                .await?;
+        }
+    }
+
+    /// With `require_snapshot`, an update whose volumes cannot be backed up (not enough
+    /// free space in the snapshot directory) does not start: nothing is stopped.
+    async fn backup_possible(&self, ctx: &Ctx<'_>) -> Result<(), String> {
+        if !self.cfg.require_snapshot || ctx.to.volumes.is_empty() {
+            return Ok(());
+        }
+        tokio::fs::create_dir_all(self.snaps.dir())
+            .await
+            .map_err(|e| format!("snapshot dir {}: {e}", self.snaps.dir().display()))?;
+        let free = self.snaps.free_bytes().map_err(|e| e.to_string())?;
+        let need = self.snaps.min_free_bytes();
+        if free < need {
+            return Err(format!(
+                "cannot back up volumes: {free} bytes free in {}, snapshots.min_free_bytes is {need}",
+                self.snaps.dir().display()
+            ));
+        }
+        Ok(())
+    }
+
+    async fn stop_if_running(&self, name: &str) -> Result<(), String> {
+        match self.rt.inspect(name).await.map_err(|e| e.to_string())? {
+            Some(c) if c.running => self
+                .rt
+                .stop(name, self.cfg.stop_timeout)
+                .await
+                .map_err(|e| e.to_string()),
+            _ => Ok(()),
+        }
+    }
+
+    /// Makes `name` exist with exactly `spec`'s digest (removing a managed container of
+    /// another digest) and its volumes present; does not start it.
+    pub(super) async fn ensure_container(
+        &self,
+        name: &str,
+        spec: &ContainerSpec,
+        workspace: &str,
+    ) -> Result<(), String> {
+        let e = |e: crate::runtime::RuntimeError| e.to_string();
+        if let Some(c) = self.rt.inspect(name).await.map_err(e)? {
+            if c.digest_label()
+                == spec
+                    .labels
+                    .get(crate::runtime::LABEL_DIGEST)
+                    .map(String::as_str)
+            {
+                return Ok(());
+            }
+            if !c.is_managed() {
+                return Err(format!("container {name} is not managed by sluice"));
+            }
+            self.rt.remove(name).await.map_err(e)?;
+        }
+        for (v, _) in &spec.volumes {
+            self.rt
+                .volume_create(v, &volume_labels(workspace))
+                .await
+                .map_err(e)?;
+        }
+        self.rt.create(spec).await.map_err(e)?;
+        Ok(())
+    }
+
+    async fn snapshot_all(&self, ctx: &Ctx<'_>, row: &mut UpdateRow) -> Step {
+        let err = |e: &dyn std::fmt::Display| e.to_string();
+        self.snaps
+            .discard_incomplete(row.id)
+            .await
+            .map_err(|e| err(&e))?;
+        let done = self
+            .store
+            .snapshots_of_update(row.id)
+            .await
+            .map_err(|e| err(&e))?;
+        // Without a container (new workspace, or removed behind our back) snapshot through
+        // the new one, created but not started.
+        if self
+            .rt
+            .inspect(&ctx.name)
+            .await
+            .map_err(|e| err(&e))?
+            .is_none()
+        {
+            self.ensure_container(&ctx.name, &ctx.to, ctx.w.name.as_str())
+                .await?;
+        }
+        let mut ids: Vec<_> = done
+            .iter()
+            .filter(|s| s.state == "complete")
+            .map(|s| s.id.clone())
+            .collect();
+        for (i, (vol, mount)) in ctx.to.volumes.iter().enumerate() {
+            if done
+                .iter()
+                .any(|s| &s.volume == vol && s.state == "complete")
+            {
+                continue;
+            }
+            if self
+                .rt
+                .volume_inspect(vol)
+                .await
+                .map_err(|e| err(&e))?
+                .is_none()
+            {
+                continue;
+            }
+            let taken = self
+                .snaps
+                .take(
+                    &self.rt,
+                    &ctx.name,
+                    ctx.w.id,
+                    &ctx.w.name,
+                    row.id,
+                    i,
+                    vol,
+                    mount,
+                    self.clock.now(),
+                )
+                .await;
+            match taken {
+                Ok(s) => {
+                    self.metrics
+                        .snapshot_bytes
+                        .inc_by(u64::try_from(s.size_bytes).unwrap_or(0));
+                    ids.push(s.id);
+                    self.store
+                        .set_update_snapshots(row.id, &ids, self.clock.now())
+                        .await
+                        .map_err(|e| err(&e))?;
+                }
+                Err(e) if self.cfg.require_snapshot => {
+                    return Err(format!("snapshot of volume {vol}: {e}"));
+                }
+                Err(e) => {
+                    tracing::warn!(workspace = %ctx.w.name, volume = %vol, error = %e, "snapshot failed; continuing (require_snapshot = false)")
+                }
+            }
+        }
+        row.snapshot_ids = ids;
+        Ok(UpdatePhase::Recreating)
+    }
+
+    /// Recreates each snapshotted volume empty and extracts its snapshot into it, through
+    /// a stopped container of the digest being returned to.
+    async fn restore_all(&self, ctx: &Ctx<'_>) -> Step {
+        let snaps: Vec<_> = self
+            .store
+            .snapshots_of_update(ctx.row.id)
+            .await
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .filter(|s| s.state == "complete")
+            .collect();
+        let target = ctx.from.as_ref().unwrap_or(&ctx.to);
+        self.restore_volumes(ctx, &snaps, target).await?;
+        Ok(UpdatePhase::Reverting)
+    }
+
+    /// Verifies every snapshot, then (only if all are good) removes the container,
+    /// recreates each snapshotted volume empty, creates `target`'s container (not
+    /// started) and extracts the snapshots into it. Repeating it is harmless.
+    pub(super) async fn restore_volumes(
+        &self,
+        ctx: &Ctx<'_>,
+        snaps: &[SnapshotRow],
+        target: &ContainerSpec,
+    ) -> Result<(), String> {
+        let err = |e: &dyn std::fmt::Display| e.to_string();
+        for s in snaps {
+            self.snaps.verify(s).await.map_err(|e| err(&e))?;
+        }
+        if snaps.is_empty() {
+            return Ok(());
+        }
+        self.rt
+            .ensure_image(&target.image)
+            .await
+            .map_err(|e| err(&e))?;
+        self.rt.remove(&ctx.name).await.map_err(|e| err(&e))?;
+        for s in snaps {
+            self.rt
+                .volume_remove(&s.volume)
+                .await
+                .map_err(|e| err(&e))?;
+        }
+        self.ensure_container(&ctx.name, target, ctx.w.name.as_str())
+            .await?;
+        for s in snaps {
+            let mount = target
+                .volumes
+                .iter()
+                .find(|(v, _)| v == &s.volume)
+                .map(|(_, m)| m.clone())
+                .ok_or_else(|| format!("volume {} is no longer mounted", s.volume))?;
+            self.snaps
+                .restore(&self.rt, &ctx.name, s, &mount)
+                .await
+                .map_err(|e| err(&e))?;
+            tracing::info!(workspace = %ctx.w.name, snapshot = %s.id, volume = %s.volume, "volume restored");
+        }
+        Ok(())
+    }
+
+    async fn health(&self, ctx: &Ctx<'_>) -> Result<(), String> {
+        self.rt.start(&ctx.name).await.map_err(|e| e.to_string())?;
+        let probe = ctx.w.spec.health.as_ref().and_then(|h| h.http.as_ref());
+        let cfg = GateConfig {
+            min_healthy: self.cfg.min_healthy_time,
+            deadline: self.cfg.healthy_deadline,
+            poll: self.cfg.health_poll,
+        };
+        gate(&self.rt, &self.http, &ctx.name, probe, cfg).await
+    }
+
+    async fn finish_ok(&self, ctx: &Ctx<'_>) -> Result<(), ReconcileError> {
+        self.finish(
+            ctx,
+            UpdatePhase::Succeeded,
+            None,
+            WorkspaceState::Running,
+            Health::Healthy,
+            false,
+        )
+        .await
+    }
+
+    async fn finish_pull_failed(
+        &self,
+        ctx: &Ctx<'_>,
+        reason: String,
+    ) -> Result<(), ReconcileError> {
+        let running = matches!(self.rt.inspect(&ctx.name).await, Ok(Some(c)) if c.running);
+        let state = if running {
+            WorkspaceState::Running
+        } else {
+            WorkspaceState::Stopped
+        };
+        let health = if running {
+            Health::Healthy
+        } else {
+            Health::Unknown
+        };
+        self.finish(ctx, UpdatePhase::Failed, Some(reason), state, health, true)
+            .await
+    }
+
+    async fn finish(
+        &self,
+        ctx: &Ctx<'_>,
+        phase: UpdatePhase,
+        error: Option<String>,
+        state: WorkspaceState,
+        health: Health,
+        failed: bool,
+    ) -> Result<(), ReconcileError> {
+        let container = self.rt.inspect(&ctx.name).await.ok().flatten();
+        let actual = match phase {
+            UpdatePhase::Succeeded => Some(ctx.row.to_digest.clone()),
+            UpdatePhase::Quarantined => None,
+            _ => ctx.row.from_digest.clone(),
+        };
+        let action = format!("update_{phase}");
+        // `ctx.row` is the row as the saga started; the snapshots taken since are in the
+        // store, so the audit event names what was really taken.
+        let snapshots: Vec<String> = match self.store.snapshots_of_update(ctx.row.id).await {
+            Ok(rows) => rows.into_iter().map(|r| r.id.to_string()).collect(),
+            Err(_) => ctx
+                .row
+                .snapshot_ids
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+        };
+        let detail = serde_json::json!({
+            "update_id": ctx.row.id, "from": ctx.row.from_digest, "to": ctx.row.to_digest,
+            "error": error, "snapshots": snapshots,
+            "restore_data_of_update": ctx.restore,
+        });
+        let outcome = Outcome {
+            phase,
+            error: error.clone(),
+            actual_digest: actual,
+            container_id: container.map(|c| c.id),
+            state,
+            health,
+            remember_failure: failed,
+            reset_desired: failed && phase != UpdatePhase::Quarantined,
+            restored_from_update: ctx.restore.filter(|_| phase == UpdatePhase::Succeeded),
+            event: event(ctx.w.name.as_str(), &action, detail, ctx.row.rollout_id),
+        };
+        self.store
+            .finish_update(ctx.row, &outcome, self.clock.now())
+            .await?;
+        self.metrics
+            .updates
+            .with_label_values(&[phase.as_str()])
+            .inc();
+        if phase == UpdatePhase::Quarantined {
+            tracing::error!(workspace = %ctx.w.name, update = ctx.row.id, error = ?error, "workspace quarantined: operator action needed");
+        } else {
+            tracing::info!(workspace = %ctx.w.name, update = ctx.row.id, result = phase.as_str(), error = ?error, "update finished");
+        }
+        self.wakers.controller.notify_one();
+        Ok(())
+    }
+}
+
+fn is_forward(p: UpdatePhase) -> bool {
+    matches!(
+        p,
+        UpdatePhase::Stopping
+            | UpdatePhase::Snapshotting
+            | UpdatePhase::Recreating
+            | UpdatePhase::Starting
+            | UpdatePhase::HealthChecking
+    )
+}

@@ -1,0 +1,378 @@
+//! Planning one controller pass for one rollout, from a snapshot of its targets.
+//!
+//! Architecture invariant: pure. The caller reads the rollout, its targets and the
+//! observed workspace state (one consistent snapshot), calls [`plan`] with `now`, and
+//! writes the returned [`Plan`] in one transaction. Decisions are made from the whole
+//! snapshot (waves, parallelism, failure thresholds), never per workspace in isolation.
+
+use std::fmt;
+
+use chrono::{DateTime, Duration, Utc};
+
+use super::machine::{Event, RolloutStatus};
+use super::strategy::Strategy;
+use crate::domain::{Digest, Health, RolloutState, Tier, UpdatePhase, WorkspaceState};
+
+/// Where a workspace stands in a rollout (`rollout_targets.status`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum TargetStatus {
+    Pending,
+    Updating,
+    Updated,
+    Failed,
+    RolledBack,
+    Skipped,
+}
+
+impl TargetStatus {
+    pub const ALL: [TargetStatus; 6] = [
+        Self::Pending,
+        Self::Updating,
+        Self::Updated,
+        Self::Failed,
+        Self::RolledBack,
+        Self::Skipped,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Updating => "updating",
+            Self::Updated => "updated",
+            Self::Failed => "failed",
+            Self::RolledBack => "rolled_back",
+            Self::Skipped => "skipped",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+
+    /// Counts against the failure thresholds.
+    pub fn is_failure(self) -> bool {
+        matches!(self, Self::Failed | Self::RolledBack)
+    }
+
+    /// Nothing more will happen to it in this rollout by itself.
+    pub fn is_done(self) -> bool {
+        !matches!(self, Self::Pending | Self::Updating)
+    }
+}
+
+impl fmt::Display for TargetStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One target with what was observed about its workspace.
+#[derive(Clone, Debug)]
+pub struct TargetView {
+    pub workspace_id: i64,
+    pub name: String,
+    pub tier: Tier,
+    pub wave: i64,
+    pub status: TargetStatus,
+    pub attempts: u32,
+    pub to_digest: Digest,
+    /// The newest journal row already accounted for (outcomes must be newer).
+    pub seen_update_id: Option<i64>,
+    /// When the target's status last changed.
+    pub updated_at: DateTime<Utc>,
+    /// Newest `workspace_updates` row of (workspace, this rollout).
+    pub latest_update: Option<(i64, UpdatePhase)>,
+    pub actual_digest: Option<Digest>,
+    pub health: Health,
+    pub ws_state: WorkspaceState,
+    /// A per-workspace maintenance window keeps an automatic rollout from starting it now.
+    pub outside_window: bool,
+    /// A failed canary smoke check (from the smoke adapter), during the soak.
+    pub smoke_failure: Option<String>,
+}
+
+/// What to do to one target.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TargetAction {
+    /// Write `desired_digest = to_digest`; status `updating`; one more attempt.
+    Start {
+        workspace_id: i64,
+    },
+    /// The workspace already runs the digest: `updated` without an update.
+    AlreadyThere {
+        workspace_id: i64,
+    },
+    Succeeded {
+        workspace_id: i64,
+        update_id: i64,
+    },
+    /// A failure: `rolled_back` when the reconciler rolled the workspace back.
+    Failed {
+        workspace_id: i64,
+        update_id: Option<i64>,
+        status: TargetStatus,
+        reason: String,
+    },
+    /// Per-workspace retry: forget the failed digest, write the desired digest again.
+    Retry {
+        workspace_id: i64,
+        update_id: i64,
+    },
+}
+
+/// The result of one planning pass.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Plan {
+    pub actions: Vec<TargetAction>,
+    /// A state-machine event to apply, with its reason for the audit trail.
+    pub event: Option<(Event, String)>,
+    /// The release never rolls out by itself again (its canary failed).
+    pub block_release: bool,
+}
+
+/// Plans one pass. `status` is the stored rollout status; `hold` (fleet mode `paused`)
+/// starts nothing new while outcomes and health are still recorded.
+pub fn plan(
+    status: &RolloutStatus,
+    strategy: &Strategy,
+    targets: &[TargetView],
+    now: DateTime<Utc>,
+    hold: bool,
+) -> Plan {
+    let mut out = Plan::default();
+    let state = status.state;
+    if state.is_terminal() || state == RolloutState::Pending {
+        return out;
+    }
+    let effective = status.effective_state();
+    let may_start = !hold && !matches!(state, RolloutState::Paused | RolloutState::Aborted);
+    let watching = matches!(
+        effective,
+        RolloutState::Canary | RolloutState::Soaking | RolloutState::Production
+    ) && state != RolloutState::Aborted;
+
+    // 1. Observe: outcomes of updates in flight, health of updated workspaces.
+    let mut now_status: Vec<TargetStatus> = targets.iter().map(|t| t.status).collect();
+    let mut updating = 0usize;
+    for (i, t) in targets.iter().enumerate() {
+        match t.status {
+            TargetStatus::Updating => match observe_outcome(t) {
+                Some((id, UpdatePhase::Succeeded)) => {
+                    out.actions.push(TargetAction::Succeeded {
+                        workspace_id: t.workspace_id,
+                        update_id: id,
+                    });
+                    now_status[i] = TargetStatus::Updated;
+                }
+                Some((id, phase)) => {
+                    if may_start && t.attempts <= strategy.retries {
+                        out.actions.push(TargetAction::Retry {
+                            workspace_id: t.workspace_id,
+                            update_id: id,
+                        });
+                        updating += 1;
+                    } else {
+                        let st = if phase == UpdatePhase::RolledBack {
+                            TargetStatus::RolledBack
+                        } else {
+                            TargetStatus::Failed
+                        };
+                        out.actions.push(TargetAction::Failed {
+                            workspace_id: t.workspace_id,
+                            update_id: Some(id),
+                            status: st,
+                            reason: format!("update ended in phase {phase}"),
+                        });
+                        now_status[i] = st;
+                    }
+                }
+                None => updating += 1,
+            },
+            TargetStatus::Updated if watching => {
+                if let Some(reason) = unhealthy_reason(t) {
+                    out.actions.push(TargetAction::Failed {
+                        workspace_id: t.workspace_id,
+                        update_id: None,
+                        status: TargetStatus::Failed,
+                        reason,
+                    });
+                    now_status[i] = TargetStatus::Failed;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    // 2. Failure policy, per tier.
+    if watching && strategy.aborts_on_failure() {
+        for tier in [Tier::Canary, Tier::Production] {
+            let in_tier = || {
+                targets
+                    .iter()
+                    .zip(&now_status)
+                    .filter(move |(t, s)| t.tier == tier && **s != TargetStatus::Skipped)
+            };
+            let total = in_tier().count();
+            let failed = in_tier().filter(|(_, s)| s.is_failure()).count();
+            if strategy.past_threshold(failed, total) {
+                out.block_release = tier == Tier::Canary
+                    || matches!(effective, RolloutState::Canary | RolloutState::Soaking);
+                out.event = Some((
+                    Event::Abort,
+                    format!("{failed} of {total} {tier} workspaces failed"),
+                ));
+                return out;
+            }
+        }
+    }
+    if !may_start {
+        return out;
+    }
+
+    // 3. Progress of the current tier.
+    match state {
+        RolloutState::Canary => {
+            let done = progress(
+                Tier::Canary,
+                strategy,
+                targets,
+                &now_status,
+                updating,
+                now,
+                &mut out,
+            );
+            if done {
+                out.event = Some((
+                    Event::CanaryConverged {
+                        soak_ms: strategy.soak_ms,
+                    },
+                    "every canary is updated and healthy".to_owned(),
+                ));
+            }
+        }
+        RolloutState::Production => {
+            // Production covers every target still to do (canaries too after `apply all`).
+            let done = progress(
+                Tier::Production,
+                strategy,
+                targets,
+                &now_status,
+                updating,
+                now,
+                &mut out,
+            );
+            if done {
+                out.event = Some((
+                    Event::ProductionConverged,
+                    "every workspace is updated".to_owned(),
+                ));
+            }
+        }
+        RolloutState::Soaking if strategy.auto_promote && status.soak_passed(now) => {
+            out.event = Some((Event::Promote, "soak passed; auto_promote".to_owned()));
+        }
+        _ => {}
+    }
+    out
+}
+
+/// A terminal journal row newer than what the target has seen.
+fn observe_outcome(t: &TargetView) -> Option<(i64, UpdatePhase)> {
+    let (id, phase) = t.latest_update?;
+    (id > t.seen_update_id.unwrap_or(0) && phase.is_terminal()).then_some((id, phase))
+}
+
+/// Why an updated workspace no longer counts as good, if it does not.
+fn unhealthy_reason(t: &TargetView) -> Option<String> {
+    if let Some(s) = &t.smoke_failure {
+        return Some(format!("smoke check failed: {s}"));
+    }
+    if t.health == Health::Unhealthy {
+        return Some("unhealthy after update".to_owned());
+    }
+    if matches!(
+        t.ws_state,
+        WorkspaceState::Quarantined | WorkspaceState::RollingBack | WorkspaceState::Missing
+    ) {
+        return Some(format!("workspace is {} after update", t.ws_state));
+    }
+    match &t.actual_digest {
+        Some(a) if *a != t.to_digest => Some(format!("workspace left the digest (runs {a})")),
+        _ => None,
+    }
+}
+
+/// Starts what the waves allow in `scope`; true when the scope is finished and healthy.
+/// `Tier::Production` means every target (after `apply all` canaries are in it too).
+fn progress(
+    scope: Tier,
+    strategy: &Strategy,
+    targets: &[TargetView],
+    status: &[TargetStatus],
+    mut updating: usize,
+    now: DateTime<Utc>,
+    out: &mut Plan,
+) -> bool {
+    let in_scope: Vec<usize> = (0..targets.len())
+        .filter(|&i| scope == Tier::Production || targets[i].tier == scope)
+        .filter(|&i| status[i] != TargetStatus::Skipped)
+        .collect();
+    let healthy =
+        |i: usize| status[i] != TargetStatus::Updated || targets[i].health == Health::Healthy;
+    // `immediate` (and `apply all`) is one wave whatever was numbered before.
+    let one_wave = !strategy.aborts_on_failure();
+    let wave_of = |i: usize| if one_wave { 0 } else { targets[i].wave };
+    let Some(wave) = in_scope
+        .iter()
+        .filter(|&&i| !status[i].is_done())
+        .map(|&i| wave_of(i))
+        .min()
+    else {
+        return in_scope.iter().all(|&i| healthy(i));
+    };
+    // Earlier waves must be finished and healthy before this one goes on.
+    let earlier: Vec<usize> = in_scope
+        .iter()
+        .copied()
+        .filter(|&i| wave_of(i) < wave)
+        .collect();
+    if !earlier.iter().all(|&i| healthy(i)) {
+        return false;
+    }
+    let current: Vec<usize> = in_scope
+        .iter()
+        .copied()
+        .filter(|&i| wave_of(i) == wave)
+        .collect();
+    let wave_started = current.iter().any(|&i| status[i] != TargetStatus::Pending);
+    if !wave_started && let Some(last) = earlier.iter().map(|&i| targets[i].updated_at).max() {
+        let pause = Duration::milliseconds(strategy.pause_between_waves_ms);
+        if now < last + pause {
+            return false;
+        }
+    }
+    for &i in &current {
+        let t = &targets[i];
+        if status[i] != TargetStatus::Pending || t.outside_window {
+            continue;
+        }
+        if t.actual_digest.as_ref() == Some(&t.to_digest) {
+            out.actions.push(TargetAction::AlreadyThere {
+                workspace_id: t.workspace_id,
+            });
+            continue;
+        }
+        if updating >= strategy.parallel() {
+            break;
+        }
+        out.actions.push(TargetAction::Start {
+            workspace_id: t.workspace_id,
+        });
+        updating += 1;
+    }
+    false
+}
+
+#[cfg(test)]
+#[path = "plan_tests.rs"]
+mod tests;

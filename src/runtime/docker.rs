@@ -1,0 +1,371 @@
+//! [`ContainerRuntime`] on a Docker engine through bollard (API version negotiated by
+//! [`super::connect`]).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::time::Duration;
+
+use bollard::Docker;
+use bollard::errors::Error as BollardError;
+use bollard::models::{
+    ContainerCreateBody, HostConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum,
+    VolumeCreateRequest,
+};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, DownloadFromContainerOptionsBuilder,
+    EventsOptionsBuilder, ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
+    StopContainerOptionsBuilder, UploadToContainerOptionsBuilder,
+};
+use futures_util::StreamExt;
+use sha2::{Digest as _, Sha256};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::{ContainerInfo, ContainerRuntime, ContainerSpec, LABEL_MANAGED, RuntimeError};
+
+/// The Docker engine behind the seam.
+#[derive(Clone, Debug)]
+pub struct DockerRuntime {
+    docker: Docker,
+}
+
+impl DockerRuntime {
+    pub fn new(docker: Docker) -> Self {
+        Self { docker }
+    }
+    pub fn docker(&self) -> &Docker {
+        &self.docker
+    }
+}
+
+fn err(op: &'static str, target: &str) -> impl FnOnce(BollardError) -> RuntimeError {
+    let target = target.to_owned();
+    move |source| RuntimeError::Docker { op, target, source }
+}
+
+fn is_status(e: &BollardError, codes: &[u16]) -> bool {
+    matches!(e, BollardError::DockerResponseServerError { status_code, .. } if codes.contains(status_code))
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> RuntimeError {
+    let path = path.display().to_string();
+    move |source| RuntimeError::Io { path, source }
+}
+
+fn restart_policy(name: Option<&str>) -> Option<RestartPolicy> {
+    let name = match name? {
+        "always" => RestartPolicyNameEnum::ALWAYS,
+        "unless-stopped" => RestartPolicyNameEnum::UNLESS_STOPPED,
+        "on-failure" => RestartPolicyNameEnum::ON_FAILURE,
+        _ => RestartPolicyNameEnum::NO,
+    };
+    Some(RestartPolicy {
+        name: Some(name),
+        maximum_retry_count: None,
+    })
+}
+
+fn body(spec: &ContainerSpec) -> ContainerCreateBody {
+    let mut ports: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
+    for p in &spec.ports {
+        ports
+            .entry(format!("{}/tcp", p.container))
+            .or_insert_with(|| Some(Vec::new()))
+            .get_or_insert_with(Vec::new)
+            .push(PortBinding {
+                host_ip: Some(p.host_ip.clone()),
+                host_port: Some(p.host.map(|h| h.to_string()).unwrap_or_default()),
+            });
+    }
+    ContainerCreateBody {
+        image: Some(spec.image.clone()),
+        env: Some(spec.env.clone()),
+        cmd: spec.cmd.clone(),
+        labels: Some(spec.labels.clone().into_iter().collect()),
+        host_config: Some(HostConfig {
+            binds: Some(
+                spec.volumes
+                    .iter()
+                    .map(|(v, m)| format!("{v}:{m}"))
+                    .collect(),
+            ),
+            port_bindings: Some(ports),
+            restart_policy: restart_policy(spec.restart.as_deref()),
+            network_mode: spec.network.clone(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn info_from_inspect(c: bollard::models::ContainerInspectResponse) -> ContainerInfo {
+    let state = c.state.unwrap_or_default();
+    let labels: BTreeMap<String, String> = c
+        .config
+        .and_then(|c| c.labels)
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    let net = c.network_settings.unwrap_or_default();
+    let ip = net
+        .networks
+        .unwrap_or_default()
+        .into_values()
+        .filter_map(|n| n.ip_address)
+        .find(|ip| !ip.is_empty());
+    let mut host_ports = BTreeMap::new();
+    for (k, v) in net.ports.unwrap_or_default() {
+        let Some(port) = k.split('/').next().and_then(|p| p.parse::<u16>().ok()) else {
+            continue;
+        };
+        if let Some(hp) = v
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|b| b.host_port.and_then(|p| p.parse::<u16>().ok()))
+            .next()
+        {
+            host_ports.insert(port, hp);
+        }
+    }
+    ContainerInfo {
+        restart_count: c.restart_count.unwrap_or(0),
+        id: c.id.unwrap_or_default(),
+        name: c
+            .name
+            .unwrap_or_default()
+            .trim_start_matches('/')
+            .to_owned(),
+        labels,
+        running: state.running.unwrap_or(false),
+        exit_code: state.exit_code,
+        health: state
+            .health
+            .and_then(|h| h.status)
+            .map(|s| s.to_string())
+            .filter(|s| !s.is_empty() && s != "none"),
+        ip,
+        host_ports,
+    }
+}
+
+impl ContainerRuntime for DockerRuntime {
+    async fn ensure_image(&self, image: &str) -> Result<(), RuntimeError> {
+        match self.docker.inspect_image(image).await {
+            Ok(_) => return Ok(()),
+            Err(e) if is_status(&e, &[404]) => {}
+            Err(e) => return Err(err("inspect image", image)(e)),
+        }
+        let opts = CreateImageOptionsBuilder::default()
+            .from_image(image)
+            .build();
+        let mut pull = self.docker.create_image(Some(opts), None, None);
+        while let Some(item) = pull.next().await {
+            let item = item.map_err(err("pull", image))?;
+            if let Some(e) = item.error_detail.and_then(|d| d.message) {
+                return Err(RuntimeError::Refused {
+                    op: "pull",
+                    target: image.to_owned(),
+                    message: e,
+                });
+            }
+        }
+        self.docker
+            .inspect_image(image)
+            .await
+            .map(|_| ())
+            .map_err(err("inspect pulled image", image))
+    }
+
+    async fn inspect(&self, name: &str) -> Result<Option<ContainerInfo>, RuntimeError> {
+        match self.docker.inspect_container(name, None).await {
+            Ok(c) => Ok(Some(info_from_inspect(c))),
+            Err(e) if is_status(&e, &[404]) => Ok(None),
+            Err(e) => Err(err("inspect", name)(e)),
+        }
+    }
+
+    async fn create(&self, spec: &ContainerSpec) -> Result<String, RuntimeError> {
+        let opts = CreateContainerOptionsBuilder::default()
+            .name(&spec.name)
+            .build();
+        let r = self
+            .docker
+            .create_container(Some(opts), body(spec))
+            .await
+            .map_err(err("create", &spec.name))?;
+        Ok(r.id)
+    }
+
+    async fn start(&self, name: &str) -> Result<(), RuntimeError> {
+        match self.docker.start_container(name, None).await {
+            Ok(()) => Ok(()),
+            Err(e) if is_status(&e, &[304]) => Ok(()),
+            Err(e) => Err(err("start", name)(e)),
+        }
+    }
+
+    async fn stop(&self, name: &str, grace: Duration) -> Result<(), RuntimeError> {
+        let t = i32::try_from(grace.as_secs()).unwrap_or(i32::MAX);
+        let opts = StopContainerOptionsBuilder::default().t(t).build();
+        match self.docker.stop_container(name, Some(opts)).await {
+            Ok(()) => Ok(()),
+            Err(e) if is_status(&e, &[304, 404]) => Ok(()),
+            Err(e) => Err(err("stop", name)(e)),
+        }
+    }
+
+    async fn remove(&self, name: &str) -> Result<(), RuntimeError> {
+        let opts = RemoveContainerOptionsBuilder::default().force(true).build();
+        match self.docker.remove_container(name, Some(opts)).await {
+            Ok(()) => Ok(()),
+            Err(e) if is_status(&e, &[404]) => Ok(()),
+            Err(e) => Err(err("remove", name)(e)),
+        }
+    }
+
+    async fn list_managed(&self) -> Result<Vec<ContainerInfo>, RuntimeError> {
+        let filters = HashMap::from([("label".to_owned(), vec![format!("{LABEL_MANAGED}=true")])]);
+        let opts = ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let list = self
+            .docker
+            .list_containers(Some(opts))
+            .await
+            .map_err(err("list", "managed containers"))?;
+        let mut out = Vec::new();
+        for c in list {
+            if let Some(id) = c.id
+                && let Some(info) = self.inspect(&id).await?
+            {
+                out.push(info);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn archive_download(
+        &self,
+        container: &str,
+        path: &str,
+        dest: &Path,
+    ) -> Result<(u64, String), RuntimeError> {
+        let opts = DownloadFromContainerOptionsBuilder::default()
+            .path(path)
+            .build();
+        let mut stream = self.docker.download_from_container(container, Some(opts));
+        let file = tokio::fs::File::create(dest).await.map_err(io_err(dest))?;
+        let mut file = tokio::io::BufWriter::with_capacity(1 << 20, file);
+        let mut hasher = Sha256::new();
+        let mut size = 0u64;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(err("archive download", container))?;
+            hasher.update(&chunk);
+            size += chunk.len() as u64;
+            file.write_all(&chunk).await.map_err(io_err(dest))?;
+        }
+        file.flush().await.map_err(io_err(dest))?;
+        file.get_ref().sync_all().await.map_err(io_err(dest))?;
+        Ok((size, hex::encode(hasher.finalize())))
+    }
+
+    async fn archive_upload(
+        &self,
+        container: &str,
+        dir: &str,
+        src: &Path,
+    ) -> Result<(), RuntimeError> {
+        let file = tokio::fs::File::open(src).await.map_err(io_err(src))?;
+        let chunks = futures_util::stream::unfold(file, |mut f| async move {
+            let mut buf = vec![0u8; 1 << 20];
+            match f.read(&mut buf).await {
+                Ok(0) => None,
+                Ok(n) => {
+                    buf.truncate(n);
+                    Some((Ok(bytes::Bytes::from(buf)), f))
+                }
+                Err(e) => Some((Err(e), f)),
+            }
+        });
+        let opts = UploadToContainerOptionsBuilder::default().path(dir).build();
+        self.docker
+            .upload_to_container(container, Some(opts), bollard::body_try_stream(chunks))
+            .await
+            .map_err(err("archive upload", container))
+    }
+
+    async fn volume_create(
+        &self,
+        name: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<bool, RuntimeError> {
+        if self.volume_inspect(name).await?.is_some() {
+            return Ok(false);
+        }
+        let req = VolumeCreateRequest {
+            name: Some(name.to_owned()),
+            labels: Some(labels.clone().into_iter().collect()),
+            ..Default::default()
+        };
+        self.docker
+            .create_volume(req)
+            .await
+            .map_err(err("create volume", name))?;
+        Ok(true)
+    }
+
+    async fn volume_inspect(
+        &self,
+        name: &str,
+    ) -> Result<Option<BTreeMap<String, String>>, RuntimeError> {
+        match self.docker.inspect_volume(name).await {
+            Ok(v) => Ok(Some(v.labels.into_iter().collect())),
+            Err(e) if is_status(&e, &[404]) => Ok(None),
+            Err(e) => Err(err("inspect volume", name)(e)),
+        }
+    }
+
+    async fn volume_remove(&self, name: &str) -> Result<(), RuntimeError> {
+        match self
+            .docker
+            .remove_volume(name, None::<bollard::query_parameters::RemoveVolumeOptions>)
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(e) if is_status(&e, &[404]) => Ok(()),
+            Err(e) => Err(err("remove volume", name)(e)),
+        }
+    }
+
+    async fn events_since(&self, since_secs: i64) -> Result<Vec<String>, RuntimeError> {
+        // `until` is whole seconds: one past now so events of this very second count.
+        let now = chrono::Utc::now().timestamp() + 1;
+        let filters = HashMap::from([
+            ("type".to_owned(), vec!["container".to_owned()]),
+            ("label".to_owned(), vec![format!("{LABEL_MANAGED}=true")]),
+            (
+                "event".to_owned(),
+                vec!["die".to_owned(), "destroy".to_owned(), "stop".to_owned()],
+            ),
+        ]);
+        let opts = EventsOptionsBuilder::default()
+            .since(&since_secs.to_string())
+            .until(&now.to_string())
+            .filters(&filters)
+            .build();
+        let mut stream = self.docker.events(Some(opts));
+        let mut names = Vec::new();
+        while let Some(ev) = stream.next().await {
+            let ev = ev.map_err(err("events", "managed containers"))?;
+            if let Some(name) = ev
+                .actor
+                .and_then(|a| a.attributes)
+                .and_then(|a| a.get("name").cloned())
+                && !names.contains(&name)
+            {
+                names.push(name);
+            }
+        }
+        Ok(names)
+    }
+}

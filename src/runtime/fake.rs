@@ -1,0 +1,300 @@
+//! An in-memory [`ContainerRuntime`] for unit tests and scale benchmarks. It keeps the
+//! behaviours the contract suite checks: idempotent stop/remove/volume create, refusing
+//! to remove a volume in use, unknown images failing to pull, archives round-tripping.
+//! A started container appends a line to every mounted volume (like the fixture images'
+//! `boots.log`), so volume data visibly changes across boots.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use sha2::{Digest as _, Sha256};
+
+use super::{ContainerInfo, ContainerRuntime, ContainerSpec, LABEL_MANAGED, RuntimeError};
+
+#[derive(Debug)]
+struct FakeContainer {
+    id: String,
+    spec: ContainerSpec,
+    running: bool,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    images: BTreeSet<String>,
+    containers: HashMap<String, FakeContainer>,
+    volumes: HashMap<String, (BTreeMap<String, String>, Vec<u8>)>,
+    next_id: u64,
+    /// Images whose containers exit at once when started.
+    crashing: BTreeSet<String>,
+    /// Names of managed containers stopped or removed (the fake's event log).
+    events: Vec<String>,
+}
+
+/// In-memory runtime; clones share state.
+#[derive(Clone, Debug, Default)]
+pub struct FakeRuntime {
+    state: Arc<Mutex<State>>,
+}
+
+fn refused(op: &'static str, target: &str, message: &str) -> RuntimeError {
+    RuntimeError::Refused {
+        op,
+        target: target.to_owned(),
+        message: message.to_owned(),
+    }
+}
+
+impl FakeRuntime {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Makes `image` pullable (the fake's registry).
+    pub fn add_image(&self, image: &str) {
+        self.lock().images.insert(image.to_owned());
+    }
+
+    /// Containers of `image` exit with status 1 as soon as they start.
+    pub fn add_crashing_image(&self, image: &str) {
+        let mut s = self.lock();
+        s.images.insert(image.to_owned());
+        s.crashing.insert(image.to_owned());
+    }
+
+    /// The bytes stored in a volume.
+    pub fn volume_bytes(&self, name: &str) -> Option<Vec<u8>> {
+        self.lock().volumes.get(name).map(|(_, b)| b.clone())
+    }
+
+    /// Replaces the bytes of an existing volume (a tenant writing data).
+    pub fn write_volume(&self, name: &str, bytes: &[u8]) {
+        if let Some((_, b)) = self.lock().volumes.get_mut(name) {
+            *b = bytes.to_vec();
+        }
+    }
+
+    /// The spec a container was created from.
+    pub fn spec_of(&self, name: &str) -> Option<ContainerSpec> {
+        self.lock().containers.get(name).map(|c| c.spec.clone())
+    }
+
+    fn find<'a>(s: &'a mut State, name: &str) -> Option<&'a mut FakeContainer> {
+        if s.containers.contains_key(name) {
+            return s.containers.get_mut(name);
+        }
+        s.containers.values_mut().find(|c| c.id == name)
+    }
+}
+
+fn info(c: &FakeContainer) -> ContainerInfo {
+    ContainerInfo {
+        id: c.id.clone(),
+        name: c.spec.name.clone(),
+        labels: c.spec.labels.clone(),
+        running: c.running,
+        exit_code: Some(if c.running { 0 } else { 1 }),
+        health: None,
+        ip: Some("127.0.0.1".to_owned()),
+        restart_count: 0,
+        host_ports: c
+            .spec
+            .ports
+            .iter()
+            .map(|p| (p.container, p.host.unwrap_or(p.container)))
+            .collect(),
+    }
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> RuntimeError {
+    let path = path.display().to_string();
+    move |source| RuntimeError::Io { path, source }
+}
+
+impl ContainerRuntime for FakeRuntime {
+    async fn ensure_image(&self, image: &str) -> Result<(), RuntimeError> {
+        if self.lock().images.contains(image) {
+            Ok(())
+        } else {
+            Err(refused("pull", image, "manifest unknown"))
+        }
+    }
+
+    async fn inspect(&self, name: &str) -> Result<Option<ContainerInfo>, RuntimeError> {
+        Ok(Self::find(&mut self.lock(), name).map(|c| info(c)))
+    }
+
+    async fn create(&self, spec: &ContainerSpec) -> Result<String, RuntimeError> {
+        let mut s = self.lock();
+        if s.containers.contains_key(&spec.name) {
+            return Err(refused("create", &spec.name, "name already in use"));
+        }
+        if !s.images.contains(&spec.image) {
+            return Err(refused("create", &spec.name, "no such image"));
+        }
+        for (v, _) in &spec.volumes {
+            s.volumes.entry(v.clone()).or_default();
+        }
+        s.next_id += 1;
+        let id = format!("{:064x}", s.next_id);
+        s.containers.insert(
+            spec.name.clone(),
+            FakeContainer {
+                id: id.clone(),
+                spec: spec.clone(),
+                running: false,
+            },
+        );
+        Ok(id)
+    }
+
+    async fn start(&self, name: &str) -> Result<(), RuntimeError> {
+        let mut s = self.lock();
+        let crashing = s.crashing.clone();
+        let c =
+            Self::find(&mut s, name).ok_or_else(|| refused("start", name, "no such container"))?;
+        if c.running {
+            return Ok(());
+        }
+        c.running = !crashing.contains(&c.spec.image);
+        let line = format!("boot {}\n", c.spec.image);
+        let vols: Vec<String> = c.spec.volumes.iter().map(|(v, _)| v.clone()).collect();
+        for v in vols {
+            s.volumes
+                .entry(v)
+                .or_default()
+                .1
+                .extend_from_slice(line.as_bytes());
+        }
+        Ok(())
+    }
+
+    async fn stop(&self, name: &str, _grace: Duration) -> Result<(), RuntimeError> {
+        let mut s = self.lock();
+        let stopped = Self::find(&mut s, name).and_then(|c| {
+            let was = c.running;
+            c.running = false;
+            let managed = c.spec.labels.get(LABEL_MANAGED).map(String::as_str) == Some("true");
+            (was && managed).then(|| c.spec.name.clone())
+        });
+        if let Some(n) = stopped
+            && !s.events.contains(&n)
+        {
+            s.events.push(n);
+        }
+        Ok(())
+    }
+
+    async fn remove(&self, name: &str) -> Result<(), RuntimeError> {
+        let mut s = self.lock();
+        let key = Self::find(&mut s, name).map(|c| c.spec.name.clone());
+        if let Some(k) = key {
+            s.containers.remove(&k);
+        }
+        Ok(())
+    }
+
+    async fn list_managed(&self) -> Result<Vec<ContainerInfo>, RuntimeError> {
+        let s = self.lock();
+        let mut v: Vec<_> = s
+            .containers
+            .values()
+            .filter(|c| c.spec.labels.get(LABEL_MANAGED).map(String::as_str) == Some("true"))
+            .map(info)
+            .collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(v)
+    }
+
+    async fn archive_download(
+        &self,
+        container: &str,
+        path: &str,
+        dest: &Path,
+    ) -> Result<(u64, String), RuntimeError> {
+        let bytes = {
+            let mut s = self.lock();
+            let c = Self::find(&mut s, container)
+                .ok_or_else(|| refused("archive download", container, "no such container"))?;
+            let vol = c
+                .spec
+                .volumes
+                .iter()
+                .find(|(_, m)| m == path)
+                .map(|(v, _)| v.clone())
+                .ok_or_else(|| refused("archive download", path, "no volume mounted there"))?;
+            s.volumes
+                .get(&vol)
+                .map(|(_, b)| b.clone())
+                .unwrap_or_default()
+        };
+        tokio::fs::write(dest, &bytes).await.map_err(io_err(dest))?;
+        Ok((bytes.len() as u64, hex::encode(Sha256::digest(&bytes))))
+    }
+
+    async fn archive_upload(
+        &self,
+        container: &str,
+        dir: &str,
+        src: &Path,
+    ) -> Result<(), RuntimeError> {
+        let bytes = tokio::fs::read(src).await.map_err(io_err(src))?;
+        let mut s = self.lock();
+        let c = Self::find(&mut s, container)
+            .ok_or_else(|| refused("archive upload", container, "no such container"))?;
+        // The fake's archives are the volume's bytes; they land in the volume mounted
+        // directly below `dir`.
+        let vol = c
+            .spec
+            .volumes
+            .iter()
+            .find(|(_, m)| Path::new(m).parent() == Some(Path::new(dir)))
+            .map(|(v, _)| v.clone())
+            .ok_or_else(|| refused("archive upload", dir, "no volume mounted below"))?;
+        s.volumes.entry(vol).or_default().1 = bytes;
+        Ok(())
+    }
+
+    async fn volume_create(
+        &self,
+        name: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<bool, RuntimeError> {
+        let mut s = self.lock();
+        if s.volumes.contains_key(name) {
+            return Ok(false);
+        }
+        s.volumes
+            .insert(name.to_owned(), (labels.clone(), Vec::new()));
+        Ok(true)
+    }
+
+    async fn volume_inspect(
+        &self,
+        name: &str,
+    ) -> Result<Option<BTreeMap<String, String>>, RuntimeError> {
+        Ok(self.lock().volumes.get(name).map(|(l, _)| l.clone()))
+    }
+
+    async fn volume_remove(&self, name: &str) -> Result<(), RuntimeError> {
+        let mut s = self.lock();
+        if s.containers
+            .values()
+            .any(|c| c.spec.volumes.iter().any(|(v, _)| v == name))
+        {
+            return Err(refused("remove volume", name, "volume is in use"));
+        }
+        s.volumes.remove(name);
+        Ok(())
+    }
+
+    /// The fake keeps no times: every stop of a managed container since creation.
+    async fn events_since(&self, _since_secs: i64) -> Result<Vec<String>, RuntimeError> {
+        Ok(self.lock().events.clone())
+    }
+}

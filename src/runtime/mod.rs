@@ -1,0 +1,215 @@
+//! The container runtime seam, shaped by what the reconciler needs (not by bollard):
+//! pin an image by digest, create/start/stop/remove/inspect a workspace's container,
+//! list the containers sluice manages, copy a volume's tree out of and into a stopped
+//! container, and manage named volumes. [`DockerRuntime`] talks to a Docker engine
+//! (local or remote, API version negotiated); [`FakeRuntime`] is an in-memory stand-in
+//! for unit tests and scale benchmarks. Both pass the same [`contract`] suite.
+
+pub mod contract;
+mod docker;
+mod fake;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bollard::{API_DEFAULT_VERSION, Docker};
+
+pub use docker::DockerRuntime;
+pub use fake::FakeRuntime;
+
+use crate::config::DockerSettings;
+
+/// Label present on everything sluice creates; nothing without it is ever touched.
+pub const LABEL_MANAGED: &str = "sluice.managed";
+pub const LABEL_WORKSPACE: &str = "sluice.workspace";
+pub const LABEL_DIGEST: &str = "sluice.digest";
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("cannot connect to Docker at {host}: {source}")]
+    Connect {
+        host: String,
+        source: bollard::errors::Error,
+    },
+    #[error("docker {op} `{target}` failed: {source}")]
+    Docker {
+        op: &'static str,
+        target: String,
+        source: bollard::errors::Error,
+    },
+    #[error("{op} `{target}` failed: {message}")]
+    Refused {
+        op: &'static str,
+        target: String,
+        message: String,
+    },
+    #[error("archive file {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+/// Connects to the configured Docker host and negotiates the API version.
+pub async fn connect(settings: &DockerSettings) -> Result<Docker, RuntimeError> {
+    let timeout = settings.timeout.as_secs().max(1);
+    let host = settings
+        .host
+        .clone()
+        .unwrap_or_else(|| "local defaults".to_owned());
+    let err = |source| RuntimeError::Connect {
+        host: host.clone(),
+        source,
+    };
+    let docker = match settings.host.as_deref() {
+        None => Docker::connect_with_local_defaults().map_err(err)?,
+        Some(h) if h.starts_with("unix://") => {
+            Docker::connect_with_unix(h, timeout, API_DEFAULT_VERSION).map_err(err)?
+        }
+        Some(h) => Docker::connect_with_http(h, timeout, API_DEFAULT_VERSION).map_err(err)?,
+    };
+    docker.negotiate_version().await.map_err(err)
+}
+
+/// A published port.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PortSpec {
+    pub container: u16,
+    /// `None`: Docker picks a free host port.
+    pub host: Option<u16>,
+    pub host_ip: String,
+}
+
+/// Everything a workspace's container is created from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContainerSpec {
+    pub name: String,
+    /// Always pinned: `registry/repo@sha256:…`.
+    pub image: String,
+    pub labels: BTreeMap<String, String>,
+    /// `KEY=VALUE`, sorted.
+    pub env: Vec<String>,
+    pub cmd: Option<Vec<String>>,
+    /// `(volume name, mount path)`.
+    pub volumes: Vec<(String, String)>,
+    pub ports: Vec<PortSpec>,
+    pub restart: Option<String>,
+    pub network: Option<String>,
+}
+
+/// What the runtime shows about one container.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContainerInfo {
+    pub id: String,
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub running: bool,
+    pub exit_code: Option<i64>,
+    /// The image HEALTHCHECK status (`starting`, `healthy`, `unhealthy`) when it has one.
+    pub health: Option<String>,
+    /// Address on its network, for probes.
+    pub ip: Option<String>,
+    /// Container port → published host port.
+    pub host_ports: BTreeMap<u16, u16>,
+    /// How often Docker restarted it (restart policy); a rise means it crashed.
+    pub restart_count: i64,
+}
+
+impl ContainerInfo {
+    /// True when sluice created it (only such containers are ever changed).
+    pub fn is_managed(&self) -> bool {
+        self.labels.get(LABEL_MANAGED).map(String::as_str) == Some("true")
+    }
+    pub fn digest_label(&self) -> Option<&str> {
+        self.labels.get(LABEL_DIGEST).map(String::as_str)
+    }
+}
+
+/// The operations the reconciler and snapshotter need. Every mutating call is idempotent
+/// where Docker allows it: stopping a stopped container, removing a missing one or
+/// creating an existing volume succeed.
+pub trait ContainerRuntime: Send + Sync + 'static {
+    /// Makes `image` (pinned by digest) present locally, pulling it when missing.
+    fn ensure_image(&self, image: &str) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+    /// `None` when no container has this name or id.
+    fn inspect(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<ContainerInfo>, RuntimeError>> + Send;
+    /// Creates (does not start) the container; returns its id.
+    fn create(
+        &self,
+        spec: &ContainerSpec,
+    ) -> impl Future<Output = Result<String, RuntimeError>> + Send;
+    fn start(&self, name: &str) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+    fn stop(
+        &self,
+        name: &str,
+        grace: Duration,
+    ) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+    fn remove(&self, name: &str) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+    /// Containers labelled `sluice.managed=true`.
+    fn list_managed(&self)
+    -> impl Future<Output = Result<Vec<ContainerInfo>, RuntimeError>> + Send;
+    /// Writes a tar of `path` inside the (stopped) container to `dest`, rooted at the
+    /// directory's base name; returns the bytes written and their sha256 (hex).
+    fn archive_download(
+        &self,
+        container: &str,
+        path: &str,
+        dest: &Path,
+    ) -> impl Future<Output = Result<(u64, String), RuntimeError>> + Send;
+    /// Extracts the tar file `src` into directory `dir` inside the container.
+    fn archive_upload(
+        &self,
+        container: &str,
+        dir: &str,
+        src: &Path,
+    ) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+    /// Creates the named volume with labels; `Ok(false)` when it already existed.
+    fn volume_create(
+        &self,
+        name: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> impl Future<Output = Result<bool, RuntimeError>> + Send;
+    /// The volume's labels, `None` when it does not exist.
+    fn volume_inspect(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<BTreeMap<String, String>>, RuntimeError>> + Send;
+    fn volume_remove(&self, name: &str) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+    /// Names of managed containers that died, were stopped or destroyed since `since_secs`
+    /// (Unix seconds) until now: the drift detector's hint.
+    fn events_since(
+        &self,
+        since_secs: i64,
+    ) -> impl Future<Output = Result<Vec<String>, RuntimeError>> + Send;
+}
+
+/// The daemon's Docker connection, set once Docker first answers. Docker being down when
+/// sluice starts is not fatal: handlers and `/readyz` report it unavailable until a
+/// background task connects (see `startup`), then the reconciler starts.
+#[derive(Clone, Default, Debug)]
+pub struct DockerHandle(Arc<std::sync::OnceLock<Arc<Docker>>>);
+
+impl DockerHandle {
+    /// A handle already connected to `docker`.
+    pub fn connected(docker: Arc<Docker>) -> Self {
+        let h = Self::default();
+        h.set(docker);
+        h
+    }
+
+    /// The connection, once made.
+    pub fn get(&self) -> Option<Arc<Docker>> {
+        self.0.get().cloned()
+    }
+
+    /// Records the connection; a second call keeps the first one.
+    pub fn set(&self, docker: Arc<Docker>) {
+        let _ = self.0.set(docker);
+    }
+}

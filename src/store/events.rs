@@ -1,0 +1,87 @@
+//! The append-only audit trail. The database refuses UPDATE and DELETE on `events`.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::SqliteConnection;
+
+use super::{QueryContext, Store, StoreError};
+use crate::clock::{from_millis, to_millis};
+
+/// An audit entry about to be written.
+#[derive(Clone, Debug)]
+pub struct NewEvent {
+    /// Token name of an operator, or `system`.
+    pub actor: String,
+    /// What it is about: `workspace:acme`, `rollout:3`, `release:7`, `fleet`.
+    pub subject: String,
+    pub action: String,
+    /// Free-form JSON: before/after, reason, counts.
+    pub detail: serde_json::Value,
+    pub rollout_id: Option<i64>,
+    pub workspace: Option<String>,
+}
+
+/// An audit entry as stored and served.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Event {
+    pub id: i64,
+    pub at: DateTime<Utc>,
+    pub actor: String,
+    pub subject: String,
+    pub action: String,
+    pub detail: serde_json::Value,
+}
+
+impl Store {
+    /// Appends one event on its own.
+    pub async fn append_event(&self, ev: &NewEvent, now: DateTime<Utc>) -> Result<i64, StoreError> {
+        let mut conn = self.pool.acquire().await.ctx("acquire connection")?;
+        append_event_in(&mut conn, ev, now).await
+    }
+
+    /// Events with an id above `since`, oldest first, at most `limit`.
+    pub async fn events(&self, since: i64, limit: i64) -> Result<Vec<Event>, StoreError> {
+        let rows: Vec<(i64, i64, String, String, String, String)> = sqlx::query_as(
+            "SELECT id, at, actor, subject, action, detail FROM events WHERE id > $1 ORDER BY id LIMIT $2",
+        )
+        .bind(since)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .ctx("list events")?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, at, actor, subject, action, detail)| Event {
+                id,
+                at: from_millis(at),
+                actor,
+                subject,
+                action,
+                detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::String(detail)),
+            })
+            .collect())
+    }
+}
+
+/// Appends an event inside a caller's transaction, so a state change and its audit entry
+/// commit together or not at all.
+pub(crate) async fn append_event_in(
+    conn: &mut SqliteConnection,
+    ev: &NewEvent,
+    now: DateTime<Utc>,
+) -> Result<i64, StoreError> {
+    sqlx::query_scalar(
+        "INSERT INTO events (at, actor, subject, action, detail, rollout_id, workspace) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+    )
+    .bind(to_millis(now))
+    .bind(&ev.actor)
+    .bind(&ev.subject)
+    .bind(&ev.action)
+    .bind(ev.detail.to_string())
+    .bind(ev.rollout_id)
+    .bind(&ev.workspace)
+    .fetch_one(&mut *conn)
+    .await
+    .ctx("append event")
+}

@@ -1,0 +1,69 @@
+//! Reads of the audit trail for the notification feed (it tails `events`).
+
+use chrono::{DateTime, Utc};
+
+use super::{QueryContext, Store, StoreError};
+use crate::clock::from_millis;
+
+/// An audit event with everything a notification carries.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FeedEvent {
+    pub id: i64,
+    pub at: DateTime<Utc>,
+    pub actor: String,
+    pub subject: String,
+    pub action: String,
+    pub detail: serde_json::Value,
+    pub rollout_id: Option<i64>,
+    pub workspace: Option<String>,
+}
+
+impl Store {
+    /// The newest event id (0 when there is none): where a new feed starts.
+    pub async fn last_event_id(&self) -> Result<i64, StoreError> {
+        let id: Option<i64> = sqlx::query_scalar("SELECT MAX(id) FROM events")
+            .fetch_one(&self.pool)
+            .await
+            .ctx("last event id")?;
+        Ok(id.unwrap_or(0))
+    }
+
+    /// Events after `since`, oldest first, at most `limit`.
+    pub async fn feed_events(&self, since: i64, limit: i64) -> Result<Vec<FeedEvent>, StoreError> {
+        type Row = (
+            i64,
+            i64,
+            String,
+            String,
+            String,
+            String,
+            Option<i64>,
+            Option<String>,
+        );
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT id, at, actor, subject, action, detail, rollout_id, workspace FROM events \
+             WHERE id > $1 ORDER BY id LIMIT $2",
+        )
+        .bind(since)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .ctx("feed events")?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(id, at, actor, subject, action, detail, rollout_id, workspace)| FeedEvent {
+                    id,
+                    at: from_millis(at),
+                    actor,
+                    subject,
+                    action,
+                    detail: serde_json::from_str(&detail)
+                        .unwrap_or(serde_json::Value::String(detail)),
+                    rollout_id,
+                    workspace,
+                },
+            )
+            .collect())
+    }
+}

@@ -1,0 +1,233 @@
+//! Releases: new digests of tracked images found by the registry watcher. The watcher
+//! inserts them `queued`; the rollout controller moves them on from there.
+
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+use sqlx::SqliteConnection;
+use sqlx::sqlite::SqliteRow;
+
+use super::events::append_event_in;
+use super::{NewEvent, QueryContext, Store, StoreError};
+use crate::clock::{from_millis, to_millis};
+use crate::domain::{Digest, ReleaseStatus};
+
+/// A release as stored.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Release {
+    pub id: i64,
+    /// The tracked reference (`registry/repository:tag`) whose tag moved.
+    pub image: String,
+    pub digest: Digest,
+    pub detected_at: DateTime<Utc>,
+    pub changelog: Option<String>,
+    pub status: ReleaseStatus,
+    pub status_reason: Option<String>,
+    pub updated_at: DateTime<Utc>,
+    pub version: i64,
+}
+
+/// A successful probe about to be recorded.
+#[derive(Clone, Debug)]
+pub struct ProbeSuccess<'a> {
+    pub image: &'a str,
+    pub digest: &'a Digest,
+    /// Stored with the release if the digest turns out to be new.
+    pub changelog: Option<&'a str>,
+    pub next_probe_at: DateTime<Utc>,
+    pub now: DateTime<Utc>,
+}
+
+/// What recording a probe changed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProbeRecord {
+    /// The release created, when the digest was new.
+    pub release_id: Option<i64>,
+    /// Older `queued` releases of the same image that the new one replaced.
+    pub superseded: Vec<i64>,
+}
+
+/// Whether `digest` would be a new release of `image`.
+///
+/// Not new: a digest already recorded as a release of the image, the digest the last
+/// probe saw, or a digest a live workspace tracking the image runs, wants or is pinned
+/// to. The very first digest seen for an image that no workspace runs yet is the
+/// baseline the workspaces will be created from, not a release.
+async fn is_new_in(
+    conn: &mut SqliteConnection,
+    image: &str,
+    digest: &Digest,
+) -> Result<bool, StoreError> {
+    let known: i64 = sqlx::query_scalar(
+        "SELECT (SELECT COUNT(*) FROM releases WHERE image = $1 AND digest = $2) \
+         + (SELECT COUNT(*) FROM tracked_images WHERE image = $1 AND latest_digest = $2) \
+         + (SELECT COUNT(*) FROM workspaces WHERE image = $1 AND deleted_at IS NULL \
+            AND (actual_digest = $2 OR desired_digest = $2 OR pinned_digest = $2))",
+    )
+    .bind(image)
+    .bind(digest.as_str())
+    .fetch_one(&mut *conn)
+    .await
+    .ctx("check digest novelty")?;
+    if known > 0 {
+        return Ok(false);
+    }
+    let has_history: i64 = sqlx::query_scalar(
+        "SELECT (SELECT COUNT(*) FROM tracked_images WHERE image = $1 \
+                 AND latest_digest IS NOT NULL) \
+         + (SELECT COUNT(*) FROM workspaces WHERE image = $1 AND deleted_at IS NULL \
+            AND actual_digest IS NOT NULL)",
+    )
+    .bind(image)
+    .fetch_one(&mut *conn)
+    .await
+    .ctx("check image history")?;
+    Ok(has_history > 0)
+}
+
+fn corrupt(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt {
+        what: "release",
+        message: e.to_string(),
+    }
+}
+
+pub(super) const COLUMNS: &str =
+    "id, image, digest, detected_at, changelog, status, status_reason, updated_at, version";
+
+pub(super) fn from_row(row: &SqliteRow) -> Result<Release, StoreError> {
+    Ok(Release {
+        id: row.try_get("id").map_err(corrupt)?,
+        image: row.try_get("image").map_err(corrupt)?,
+        digest: Digest::parse(&row.try_get::<String, _>("digest").map_err(corrupt)?)
+            .map_err(corrupt)?,
+        detected_at: from_millis(row.try_get("detected_at").map_err(corrupt)?),
+        changelog: row.try_get("changelog").map_err(corrupt)?,
+        status: ReleaseStatus::parse(&row.try_get::<String, _>("status").map_err(corrupt)?)
+            .map_err(corrupt)?,
+        status_reason: row.try_get("status_reason").map_err(corrupt)?,
+        updated_at: from_millis(row.try_get("updated_at").map_err(corrupt)?),
+        version: row.try_get("version").map_err(corrupt)?,
+    })
+}
+
+impl Store {
+    /// Whether `digest` would be a new release of `image` (see the rule on recording).
+    /// Lets the watcher fetch a changelog only for digests that need one.
+    pub async fn is_new_digest(&self, image: &str, digest: &Digest) -> Result<bool, StoreError> {
+        let mut conn = self.pool.acquire().await.ctx("acquire connection")?;
+        is_new_in(&mut conn, image, digest).await
+    }
+
+    /// Records a successful probe in one transaction: the image's status, and — when the
+    /// digest is new — a `queued` release, the superseding of older `queued` releases of
+    /// the image that no rollout started, and an audit event for each.
+    pub async fn record_probe_success(
+        &self,
+        p: &ProbeSuccess<'_>,
+    ) -> Result<ProbeRecord, StoreError> {
+        let mut tx = self.pool.begin().await.ctx("begin record probe")?;
+        // Write first: a transaction that reads and then writes cannot wait for
+        // SQLite's lock (it fails at once with "database is locked"); one that starts
+        // with a write waits up to the busy timeout like any other writer.
+        sqlx::query("UPDATE tracked_images SET version = version + 1 WHERE image = $1")
+            .bind(p.image)
+            .execute(&mut *tx)
+            .await
+            .ctx("lock tracked image")?;
+        let now = to_millis(p.now);
+        let mut record = ProbeRecord::default();
+        if is_new_in(&mut tx, p.image, p.digest).await? {
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO releases (image, digest, detected_at, changelog, status, updated_at) \
+                 VALUES ($1, $2, $3, $4, 'queued', $3) RETURNING id",
+            )
+            .bind(p.image)
+            .bind(p.digest.as_str())
+            .bind(now)
+            .bind(p.changelog)
+            .fetch_one(&mut *tx)
+            .await
+            .ctx("insert release")?;
+            record.superseded = sqlx::query_scalar(
+                "UPDATE releases SET status = 'superseded', status_reason = $1, \
+                 updated_at = $2, version = version + 1 \
+                 WHERE image = $3 AND status = 'queued' AND id <> $4 \
+                 AND NOT EXISTS (SELECT 1 FROM rollouts WHERE rollouts.release_id = releases.id) \
+                 RETURNING id",
+            )
+            .bind(format!("superseded by release {id}"))
+            .bind(now)
+            .bind(p.image)
+            .bind(id)
+            .fetch_all(&mut *tx)
+            .await
+            .ctx("supersede releases")?;
+            record.superseded.sort_unstable();
+            let event = NewEvent {
+                actor: "system".to_owned(),
+                subject: format!("release:{id}"),
+                action: "release.detected".to_owned(),
+                detail: serde_json::json!({
+                    "image": p.image,
+                    "digest": p.digest.as_str(),
+                    "supersedes": record.superseded,
+                    "has_changelog": p.changelog.is_some(),
+                }),
+                rollout_id: None,
+                workspace: None,
+            };
+            append_event_in(&mut tx, &event, p.now).await?;
+            for old in &record.superseded {
+                let event = NewEvent {
+                    actor: "system".to_owned(),
+                    subject: format!("release:{old}"),
+                    action: "release.superseded".to_owned(),
+                    detail: serde_json::json!({ "image": p.image, "by": id }),
+                    rollout_id: None,
+                    workspace: None,
+                };
+                append_event_in(&mut tx, &event, p.now).await?;
+            }
+            record.release_id = Some(id);
+        }
+        sqlx::query(
+            "UPDATE tracked_images SET latest_digest = $1, last_probe_at = $2, \
+             last_success_at = $2, last_error = NULL, next_probe_at = $3, \
+             consecutive_failures = 0 WHERE image = $4",
+        )
+        .bind(p.digest.as_str())
+        .bind(now)
+        .bind(to_millis(p.next_probe_at))
+        .bind(p.image)
+        .execute(&mut *tx)
+        .await
+        .ctx("record probe success")?;
+        tx.commit().await.ctx("commit record probe")?;
+        Ok(record)
+    }
+
+    /// Releases of one tracked image, oldest first.
+    pub async fn releases_of_image(&self, image: &str) -> Result<Vec<Release>, StoreError> {
+        let sql = format!("SELECT {COLUMNS} FROM releases WHERE image = $1 ORDER BY id");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(image)
+            .fetch_all(&self.pool)
+            .await
+            .ctx("list releases of image")?;
+        rows.iter().map(from_row).collect()
+    }
+
+    pub async fn release(&self, id: i64) -> Result<Release, StoreError> {
+        let sql = format!("SELECT {COLUMNS} FROM releases WHERE id = $1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .ctx("get release")?
+            .ok_or_else(|| StoreError::NotFound {
+                what: "release",
+                key: id.to_string(),
+            })?;
+        from_row(&row)
+    }
+}

@@ -1,0 +1,129 @@
+//! What one controller pass reads about a rollout's targets: in full only the targets a
+//! pass can act on or must look at, and the settled rest as counts.
+//!
+//! A target is *settled* when a pass can neither act on it nor see it change: a
+//! production target that is `failed`, `rolled_back` or `skipped`; `updated` and still
+//! healthy on its digest (health `healthy`, state not quarantined/rolling back/missing,
+//! actual digest unset or equal to the target's); or, when `later_pending` is set,
+//! `pending` in a wave after the first wave that still has a startable (not pinned
+//! elsewhere) pending target. Canary targets are always read in full (smoke checks look
+//! at each one). Settled targets come back grouped by (tier, wave, status, pinned
+//! elsewhere) with their count and newest `updated_at`, which is everything the planner
+//! uses of them. The classification is recomputed from the rows on every pass (level
+//! triggered, nothing kept in memory) and the reads share one transaction (one snapshot).
+
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+
+use super::rollout_targets::{TargetRow, target_from_row};
+use super::{QueryContext, Store, StoreError};
+use crate::clock::from_millis;
+use crate::domain::Tier;
+
+/// Settled targets of one (tier, wave, status, held) group.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SettledTargets {
+    pub tier: Tier,
+    pub wave: i64,
+    /// `rollout_targets.status` word.
+    pub status: String,
+    /// The workspace is pinned to another digest than the target's.
+    pub held: bool,
+    pub count: i64,
+    /// Newest `updated_at` in the group.
+    pub last_updated_at: DateTime<Utc>,
+}
+
+/// `1` when the target is settled (see the module doc); `$2` = later_pending flag,
+/// `$3` = first wave with a startable pending target. NULLs classify as not settled.
+const SETTLED: &str = "(CASE WHEN t.tier <> 'canary' AND ( \
+     t.status IN ('failed', 'rolled_back', 'skipped') \
+     OR (t.status = 'updated' AND w.health = 'healthy' \
+         AND w.state NOT IN ('quarantined', 'rolling_back', 'missing') \
+         AND (w.actual_digest IS NULL OR w.actual_digest = t.to_digest)) \
+     OR ($2 = 1 AND t.status = 'pending' AND COALESCE(t.wave, 0) > $3)) \
+     THEN 1 ELSE 0 END)";
+
+impl Store {
+    /// A rollout's targets for one controller pass: the unsettled ones with observed
+    /// state (ordered by wave then name, like [`Store::rollout_targets`]) and the
+    /// settled ones as groups. `later_pending`: pending targets in later waves may be
+    /// settled (false when every target is in one wave).
+    pub async fn rollout_targets_for_pass(
+        &self,
+        rollout_id: i64,
+        later_pending: bool,
+    ) -> Result<(Vec<TargetRow>, Vec<SettledTargets>), StoreError> {
+        let mut tx = self.pool.begin().await.ctx("begin")?;
+        let first_wave: Option<i64> = sqlx::query_scalar(
+            "SELECT MIN(COALESCE(t.wave, 0)) FROM rollout_targets t \
+             JOIN workspaces w ON w.id = t.workspace_id \
+             WHERE t.rollout_id = $1 AND t.status = 'pending' \
+             AND (w.pinned_digest IS NULL OR w.pinned_digest = t.to_digest)",
+        )
+        .bind(rollout_id)
+        .fetch_one(&mut *tx)
+        .await
+        .ctx("first pending wave")?;
+        let flag = i64::from(later_pending && first_wave.is_some());
+        let first_wave = first_wave.unwrap_or(i64::MAX);
+        let full = format!(
+            "SELECT t.workspace_id, w.name, t.tier, t.wave, t.status, t.attempts, t.from_digest, \
+             t.to_digest, t.update_id, t.updated_at, t.restore_snapshot_of_update_id, \
+             (SELECT MAX(u2.id) FROM workspace_updates u2 WHERE u2.workspace_id = t.workspace_id \
+               AND u2.rollout_id = t.rollout_id) AS last_update_id, \
+             (SELECT u3.phase FROM workspace_updates u3 WHERE u3.workspace_id = t.workspace_id \
+               AND u3.rollout_id = t.rollout_id ORDER BY u3.id DESC LIMIT 1) AS last_phase, \
+             w.actual_digest, w.desired_digest, \
+             w.pinned_digest, w.health, w.state AS ws_state, w.maintenance_window \
+             FROM rollout_targets t JOIN workspaces w ON w.id = t.workspace_id \
+             WHERE t.rollout_id = $1 AND {SETTLED} = 0 ORDER BY t.wave, w.name"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(full.as_str()))
+            .bind(rollout_id)
+            .bind(flag)
+            .bind(first_wave)
+            .fetch_all(&mut *tx)
+            .await
+            .ctx("list unsettled rollout targets")?;
+        let full = rows
+            .iter()
+            .map(target_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        let grouped = format!(
+            "SELECT t.tier, COALESCE(t.wave, 0) AS wave, t.status, \
+             CASE WHEN w.pinned_digest IS NOT NULL AND w.pinned_digest <> t.to_digest \
+               THEN 1 ELSE 0 END AS held, COUNT(*) AS n, MAX(t.updated_at) AS last_at \
+             FROM rollout_targets t JOIN workspaces w ON w.id = t.workspace_id \
+             WHERE t.rollout_id = $1 AND {SETTLED} = 1 GROUP BY 1, 2, 3, 4"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(grouped.as_str()))
+            .bind(rollout_id)
+            .bind(flag)
+            .bind(first_wave)
+            .fetch_all(&mut *tx)
+            .await
+            .ctx("count settled rollout targets")?;
+        tx.commit().await.ctx("commit")?;
+        let corrupt = |message: String| StoreError::Corrupt {
+            what: "rollout target",
+            message,
+        };
+        let settled = rows
+            .iter()
+            .map(|row| {
+                let c = |e: sqlx::Error| corrupt(e.to_string());
+                Ok(SettledTargets {
+                    tier: Tier::parse(&row.try_get::<String, _>("tier").map_err(c)?)
+                        .map_err(|e| corrupt(e.to_string()))?,
+                    wave: row.try_get("wave").map_err(c)?,
+                    status: row.try_get("status").map_err(c)?,
+                    held: row.try_get::<i64, _>("held").map_err(c)? != 0,
+                    count: row.try_get("n").map_err(c)?,
+                    last_updated_at: from_millis(row.try_get("last_at").map_err(c)?),
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok((full, settled))
+    }
+}

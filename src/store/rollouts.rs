@@ -1,0 +1,298 @@
+//! Rollout rows and the release reads/status writes the controller needs.
+//!
+//! The rollout row's `version` is the rollout's lock: every change to a rollout, its
+//! targets, the desired digests it writes and its release's status goes through
+//! [`Store::write_rollout`], one transaction that bumps that version (or fails with
+//! [`StoreError::Conflict`]) and appends the audit events.
+
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+
+use super::{QueryContext, Store, StoreError, is_unique_violation};
+use crate::clock::{from_millis, to_millis};
+use crate::domain::{Digest, ReleaseStatus, RolloutState};
+
+/// A release as the controller sees it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReleaseRow {
+    pub id: i64,
+    pub image: String,
+    pub digest: Digest,
+    pub status: ReleaseStatus,
+    pub detected_at: DateTime<Utc>,
+}
+
+/// A rollout row joined with its release.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RolloutRow {
+    pub id: i64,
+    pub release_id: i64,
+    pub image: String,
+    pub digest: Digest,
+    pub release_status: ReleaseStatus,
+    pub state: RolloutState,
+    /// JSON owned by the rollout module (paused_from, applied tiers).
+    pub state_data: String,
+    /// JSON owned by the rollout module (the frozen strategy).
+    pub strategy: String,
+    pub soak_started_at: Option<DateTime<Utc>>,
+    pub soak_ends_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub started_by: String,
+    pub reason: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub version: i64,
+}
+
+fn corrupt(what: &'static str) -> impl Fn(String) -> StoreError {
+    move |message| StoreError::Corrupt { what, message }
+}
+
+pub(super) fn digest(s: &str, what: &'static str) -> Result<Digest, StoreError> {
+    Digest::parse(s).map_err(|e| corrupt(what)(e.to_string()))
+}
+
+fn opt_time(v: Option<i64>) -> Option<DateTime<Utc>> {
+    v.map(from_millis)
+}
+
+const ROLLOUT_COLUMNS: &str = "r.id, r.release_id, rel.image, rel.digest, rel.status AS release_status, \
+    r.state, r.state_data, r.strategy, r.soak_started_at, r.soak_ends_at, r.finished_at, \
+    r.started_by, r.reason, r.created_at, r.version";
+
+fn rollout_from_row(row: &SqliteRow) -> Result<RolloutRow, StoreError> {
+    let c = |e: sqlx::Error| corrupt("rollout")(e.to_string());
+    let s = |col: &str| row.try_get::<String, _>(col).map_err(c);
+    Ok(RolloutRow {
+        id: row.try_get("id").map_err(c)?,
+        release_id: row.try_get("release_id").map_err(c)?,
+        image: s("image")?,
+        digest: digest(&s("digest")?, "rollout")?,
+        release_status: ReleaseStatus::parse(&s("release_status")?)
+            .map_err(|e| corrupt("rollout")(e.to_string()))?,
+        state: RolloutState::parse(&s("state")?).map_err(|e| corrupt("rollout")(e.to_string()))?,
+        state_data: s("state_data")?,
+        strategy: s("strategy")?,
+        soak_started_at: opt_time(row.try_get("soak_started_at").map_err(c)?),
+        soak_ends_at: opt_time(row.try_get("soak_ends_at").map_err(c)?),
+        finished_at: opt_time(row.try_get("finished_at").map_err(c)?),
+        started_by: s("started_by")?,
+        reason: row.try_get("reason").map_err(c)?,
+        created_at: from_millis(row.try_get("created_at").map_err(c)?),
+        version: row.try_get("version").map_err(c)?,
+    })
+}
+
+fn release_from_row(row: &SqliteRow) -> Result<ReleaseRow, StoreError> {
+    let c = |e: sqlx::Error| corrupt("release")(e.to_string());
+    Ok(ReleaseRow {
+        id: row.try_get("id").map_err(c)?,
+        image: row.try_get("image").map_err(c)?,
+        digest: digest(&row.try_get::<String, _>("digest").map_err(c)?, "release")?,
+        status: ReleaseStatus::parse(&row.try_get::<String, _>("status").map_err(c)?)
+            .map_err(|e| corrupt("release")(e.to_string()))?,
+        detected_at: from_millis(row.try_get("detected_at").map_err(c)?),
+    })
+}
+
+/// States in which a rollout still holds its image (a new release for it queues).
+pub const ACTIVE_STATES: &str = "'pending', 'canary', 'soaking', 'production', 'paused'";
+
+impl Store {
+    pub async fn release_row(&self, id: i64) -> Result<ReleaseRow, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, image, digest, status, detected_at FROM releases WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .ctx("get release")?
+        .ok_or_else(|| StoreError::NotFound {
+            what: "release",
+            key: id.to_string(),
+        })?;
+        release_from_row(&row)
+    }
+
+    /// Queued releases, oldest first.
+    pub async fn queued_releases(&self) -> Result<Vec<ReleaseRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, image, digest, status, detected_at FROM releases \
+             WHERE status = 'queued' ORDER BY image, detected_at, id",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .ctx("list queued releases")?;
+        rows.iter().map(release_from_row).collect()
+    }
+
+    /// The newest release of `image` that is neither blocked nor rejected.
+    pub async fn newest_usable_release(
+        &self,
+        image: &str,
+    ) -> Result<Option<ReleaseRow>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, image, digest, status, detected_at FROM releases \
+             WHERE image = $1 AND status NOT IN ('blocked', 'rejected') \
+             ORDER BY detected_at DESC, id DESC LIMIT 1",
+        )
+        .bind(image)
+        .fetch_optional(&self.pool)
+        .await
+        .ctx("newest usable release")?;
+        row.as_ref().map(release_from_row).transpose()
+    }
+
+    /// Marks every queued release of `image` detected before `newest_id`'s as superseded,
+    /// with an audit event each; returns their ids.
+    pub async fn supersede_older_queued(
+        &self,
+        image: &str,
+        newest_id: i64,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<i64>, StoreError> {
+        let mut tx = self.pool.begin().await.ctx("begin")?;
+        let ids: Vec<i64> = sqlx::query_scalar(
+            "UPDATE releases SET status = 'superseded', status_reason = $1, updated_at = $2, \
+             version = version + 1 WHERE image = $3 AND status = 'queued' AND id <> $4 \
+             AND detected_at <= (SELECT detected_at FROM releases WHERE id = $4) RETURNING id",
+        )
+        .bind(format!("superseded by release {newest_id}"))
+        .bind(to_millis(now))
+        .bind(image)
+        .bind(newest_id)
+        .fetch_all(&mut *tx)
+        .await
+        .ctx("supersede releases")?;
+        for id in &ids {
+            let ev = super::NewEvent {
+                actor: "system".to_owned(),
+                subject: format!("release:{id}"),
+                action: "release.superseded".to_owned(),
+                detail: serde_json::json!({ "by": newest_id }),
+                rollout_id: None,
+                workspace: None,
+            };
+            super::events::append_event_in(&mut tx, &ev, now).await?;
+        }
+        tx.commit().await.ctx("commit")?;
+        Ok(ids)
+    }
+
+    pub async fn rollout_row(&self, id: i64) -> Result<RolloutRow, StoreError> {
+        self.rollout_where("r.id = $1", id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound {
+                what: "rollout",
+                key: id.to_string(),
+            })
+    }
+
+    pub async fn rollout_for_release(
+        &self,
+        release_id: i64,
+    ) -> Result<Option<RolloutRow>, StoreError> {
+        self.rollout_where("r.release_id = $1", release_id).await
+    }
+
+    async fn rollout_where(&self, cond: &str, v: i64) -> Result<Option<RolloutRow>, StoreError> {
+        let sql = format!(
+            "SELECT {ROLLOUT_COLUMNS} FROM rollouts r JOIN releases rel ON rel.id = r.release_id WHERE {cond}"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(v)
+            .fetch_optional(&self.pool)
+            .await
+            .ctx("get rollout")?;
+        row.as_ref().map(rollout_from_row).transpose()
+    }
+
+    /// Every rollout, newest first.
+    pub async fn rollout_rows(&self) -> Result<Vec<RolloutRow>, StoreError> {
+        let sql = format!(
+            "SELECT {ROLLOUT_COLUMNS} FROM rollouts r JOIN releases rel ON rel.id = r.release_id ORDER BY r.id DESC"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&self.pool)
+            .await
+            .ctx("list rollouts")?;
+        rows.iter().map(rollout_from_row).collect()
+    }
+
+    /// Rollouts the controller must look at: active ones, and aborted ones with updates
+    /// still in flight (their outcomes are still recorded).
+    pub async fn rollouts_to_tick(&self) -> Result<Vec<RolloutRow>, StoreError> {
+        let sql = format!(
+            "SELECT {ROLLOUT_COLUMNS} FROM rollouts r JOIN releases rel ON rel.id = r.release_id \
+             WHERE r.state IN ({ACTIVE_STATES}) OR (r.state = 'aborted' AND EXISTS \
+             (SELECT 1 FROM rollout_targets t WHERE t.rollout_id = r.id AND t.status = 'updating')) \
+             ORDER BY r.id"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&self.pool)
+            .await
+            .ctx("list rollouts to tick")?;
+        rows.iter().map(rollout_from_row).collect()
+    }
+
+    /// The active rollout holding `image`, if any.
+    pub async fn active_rollout_for_image(
+        &self,
+        image: &str,
+    ) -> Result<Option<RolloutRow>, StoreError> {
+        let sql = format!(
+            "SELECT {ROLLOUT_COLUMNS} FROM rollouts r JOIN releases rel ON rel.id = r.release_id \
+             WHERE rel.image = $1 AND r.state IN ({ACTIVE_STATES}) ORDER BY r.id LIMIT 1"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(image)
+            .fetch_optional(&self.pool)
+            .await
+            .ctx("active rollout for image")?;
+        row.as_ref().map(rollout_from_row).transpose()
+    }
+
+    /// `(detail, at)` of a rollout's `rollout.transition` events, oldest first (replay).
+    pub async fn rollout_transition_log(
+        &self,
+        rollout_id: i64,
+    ) -> Result<Vec<(serde_json::Value, DateTime<Utc>)>, StoreError> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT detail, at FROM events WHERE rollout_id = $1 AND action = 'rollout.transition' ORDER BY id",
+        )
+        .bind(rollout_id)
+        .fetch_all(&self.pool)
+        .await
+        .ctx("rollout transition log")?;
+        rows.into_iter()
+            .map(|(d, at)| {
+                serde_json::from_str(&d)
+                    .map(|v| (v, from_millis(at)))
+                    .map_err(|e| corrupt("event")(e.to_string()))
+            })
+            .collect()
+    }
+
+    /// Rollout counts by state (for the `sluice_rollouts{state}` gauge).
+    pub async fn rollout_state_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        sqlx::query_as("SELECT state, COUNT(*) FROM rollouts GROUP BY state")
+            .fetch_all(&self.pool)
+            .await
+            .ctx("count rollouts")
+    }
+}
+
+pub(super) fn map_insert_err(e: sqlx::Error, release_id: i64) -> StoreError {
+    if is_unique_violation(&e) {
+        StoreError::AlreadyExists {
+            what: "rollout for release",
+            key: release_id.to_string(),
+        }
+    } else {
+        StoreError::Query {
+            context: "insert rollout",
+            source: e,
+        }
+    }
+}

@@ -1,0 +1,55 @@
+//! Fleet-wide settings.
+
+use chrono::{DateTime, Utc};
+
+use super::events::append_event_in;
+use super::{NewEvent, QueryContext, Store, StoreError};
+use crate::clock::to_millis;
+use crate::domain::FleetMode;
+
+impl Store {
+    pub async fn fleet_mode(&self) -> Result<FleetMode, StoreError> {
+        let v: String = sqlx::query_scalar("SELECT value FROM settings WHERE key = 'fleet_mode'")
+            .fetch_one(&self.pool)
+            .await
+            .ctx("get fleet mode")?;
+        FleetMode::parse(&v).map_err(|e| StoreError::Corrupt {
+            what: "fleet mode",
+            message: e.to_string(),
+        })
+    }
+
+    /// Sets the fleet mode and audits it with `actor`, in one transaction.
+    pub async fn set_fleet_mode(
+        &self,
+        mode: FleetMode,
+        actor: &str,
+        now: DateTime<Utc>,
+    ) -> Result<FleetMode, StoreError> {
+        // Read outside the transaction: a transaction that reads before it writes cannot
+        // upgrade its SQLite lock while another writer commits ("database is locked").
+        let before: String =
+            sqlx::query_scalar("SELECT value FROM settings WHERE key = 'fleet_mode'")
+                .fetch_one(&self.pool)
+                .await
+                .ctx("get fleet mode")?;
+        let mut tx = self.pool.begin().await.ctx("begin")?;
+        sqlx::query("UPDATE settings SET value = $1, updated_at = $2, version = version + 1 WHERE key = 'fleet_mode'")
+            .bind(mode.as_str())
+            .bind(to_millis(now))
+            .execute(&mut *tx)
+            .await
+            .ctx("set fleet mode")?;
+        let ev = NewEvent {
+            actor: actor.to_owned(),
+            subject: "fleet".to_owned(),
+            action: "fleet.mode_changed".to_owned(),
+            detail: serde_json::json!({ "before": before, "after": mode.as_str() }),
+            rollout_id: None,
+            workspace: None,
+        };
+        append_event_in(&mut tx, &ev, now).await?;
+        tx.commit().await.ctx("commit")?;
+        Ok(mode)
+    }
+}

@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Brings up sluice's real test environment; idempotent and quick when already up.
+#  1. a Docker engine that answers (installs Debian's docker.io and starts dockerd if not);
+#  2. Debian's busybox-static and docker-registry (the CNCF distribution registry);
+#  3. a registry on 127.0.0.1:${SLUICE_TEST_REGISTRY_PORT:-5000} (filesystem storage,
+#     request log at $SLUICE_TESTENV_DIR/registry.log);
+#  4. the fixture images pushed under 127.0.0.1:PORT/sluice-fixtures/<mode>:v1..v3.
+# Prints `export` lines for the variables the tests read.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+port=${SLUICE_TEST_REGISTRY_PORT:-5000}
+state=${SLUICE_TESTENV_DIR:-/var/tmp/sluice-testenv}
+mkdir -p "$state"
+log() { printf 'testenv: %s\n' "$*" >&2; }
+
+apt_updated=0
+need_pkg() { # need_pkg COMMAND PACKAGE
+  command -v "$1" >/dev/null 2>&1 && return 0
+  log "installing $2"
+  if [ "$apt_updated" = 0 ]; then apt-get update -qq >/dev/null; apt_updated=1; fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null
+}
+
+# 1. Docker engine
+if ! docker info >/dev/null 2>&1; then
+  need_pkg dockerd docker.io
+  if ! docker info >/dev/null 2>&1; then
+    log "starting dockerd"
+    (dockerd >"$state/dockerd.log" 2>&1 &)
+    for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
+    docker info >/dev/null 2>&1 || { log "dockerd did not start; see $state/dockerd.log"; exit 1; }
+  fi
+fi
+
+# 2. Tools for fixtures and the registry
+[ -x /bin/busybox ] && file -L /bin/busybox 2>/dev/null | grep -q 'statically linked' \
+  || { need_pkg file file; dpkg -s busybox-static >/dev/null 2>&1 || { apt-get update -qq >/dev/null; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq busybox-static >/dev/null; }; }
+need_pkg file file
+need_pkg docker-registry docker-registry
+need_pkg htpasswd apache2-utils
+
+# 3. The shared local registry
+if ! curl -fsS "http://127.0.0.1:$port/v2/" >/dev/null 2>&1; then
+  log "starting docker-registry on 127.0.0.1:$port"
+  mkdir -p "$state/registry"
+  cat >"$state/registry.yml" <<YML
+version: 0.1
+log:
+  level: info
+  accesslog:
+    disabled: false
+storage:
+  filesystem:
+    rootdirectory: $state/registry
+  delete:
+    enabled: true
+http:
+  addr: 127.0.0.1:$port
+YML
+  (setsid docker-registry serve "$state/registry.yml" >>"$state/registry.log" 2>&1 &)
+  for _ in $(seq 1 50); do curl -fsS "http://127.0.0.1:$port/v2/" >/dev/null 2>&1 && break; sleep 0.2; done
+  curl -fsS "http://127.0.0.1:$port/v2/" >/dev/null || { log "registry did not start; see $state/registry.log"; exit 1; }
+fi
+
+# 4. Standard fixtures (built once; a marker records the digests)
+if [ ! -s "$state/fixtures.env" ] || ! curl -fsS "http://127.0.0.1:$port/v2/sluice-fixtures/good/tags/list" 2>/dev/null | grep -q v3; then
+  log "building fixture images"
+  : >"$state/fixtures.env.tmp"
+  for mode in good bad-health crash migrates-then-fails; do
+    for v in v1 v2 v3; do
+      d=$("$here/build-fixture.sh" "$mode" "$v" "127.0.0.1:$port/sluice-fixtures/$mode:$v")
+      var=$(printf 'SLUICE_FIXTURE_%s_%s' "$mode" "$v" | tr 'a-z-' 'A-Z_')
+      echo "$var=$d" >>"$state/fixtures.env.tmp"
+    done
+  done
+  mv "$state/fixtures.env.tmp" "$state/fixtures.env"
+fi
+
+echo "export SLUICE_TEST_REGISTRY=127.0.0.1:$port"
+echo "export SLUICE_TESTENV_DIR=$state"
+sed 's/^/export /' "$state/fixtures.env"
+log "ready: registry 127.0.0.1:$port, fixtures in 127.0.0.1:$port/sluice-fixtures/"

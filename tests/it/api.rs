@@ -1,0 +1,837 @@
+//! The admin API as a black box: an in-process daemon on port 0 with a fresh database.
+
+use std::net::SocketAddr;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use sluice::config::{ApiToken, Secret, Settings};
+use sluice::domain::Role;
+use sluice::startup::Application;
+use tokio_util::sync::CancellationToken;
+
+use crate::support::{registry, unique};
+
+/// A tag that exists in the test registry (pushed by `tests/env/up.sh`).
+pub fn fixture_image() -> String {
+    format!("{}/sluice-fixtures/good:v1", registry())
+}
+
+pub const ADMIN_TOKEN: &str = "admin-token-0123456789";
+pub const READ_TOKEN: &str = "read-token-0123456789";
+
+/// A daemon served from this process; stops when dropped.
+pub struct TestApi {
+    pub addr: SocketAddr,
+    pub client: reqwest::Client,
+    pub store: sluice::store::Store,
+    stop: CancellationToken,
+    /// Workspaces created through [`TestApi::call`]: their containers and volumes are
+    /// removed on drop (the in-process reconciler creates them).
+    created: std::sync::Mutex<Vec<String>>,
+    _dir: tempfile::TempDir,
+}
+
+pub fn settings(dir: &std::path::Path) -> Settings {
+    let mut s = Settings::default();
+    s.data.dir = dir.to_owned();
+    s.api.listen = "127.0.0.1:0".parse().unwrap();
+    s.auth.tokens = vec![
+        ApiToken {
+            name: "ops-alice".into(),
+            role: Role::Admin,
+            token: Secret::new(ADMIN_TOKEN),
+        },
+        ApiToken {
+            name: "dash-viewer".into(),
+            role: Role::Read,
+            token: Secret::new(READ_TOKEN),
+        },
+    ];
+    s
+}
+
+impl TestApi {
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(tweak: impl FnOnce(&mut Settings)) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = settings(dir.path());
+        tweak(&mut s);
+        let app = Application::build(s).await.expect("daemon builds");
+        let addr = app.local_addr();
+        let store = app.state().store.clone();
+        let stop = CancellationToken::new();
+        tokio::spawn(app.run_until_stopped(stop.clone()));
+        Self {
+            addr,
+            client: reqwest::Client::new(),
+            store,
+            stop,
+            created: std::sync::Mutex::new(Vec::new()),
+            _dir: dir,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Sends a request with `token` (if any) and returns status and JSON body (Null if none).
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let req_method = method.clone();
+        let mut req = self.client.request(method, self.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let created = match (&body, req_method.as_str(), path) {
+            (Some(b), "POST", "/api/v1/workspaces") => b["name"].as_str().map(str::to_owned),
+            _ => None,
+        };
+        if let Some(n) = created {
+            self.created.lock().unwrap().push(n);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let r = req.send().await.expect("request sent");
+        let status = r.status();
+        let text = r.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    pub async fn admin(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        self.call(method, path, Some(ADMIN_TOKEN), body).await
+    }
+}
+
+impl Drop for TestApi {
+    fn drop(&mut self) {
+        self.stop.cancel();
+        let names = std::mem::take(&mut *self.created.lock().unwrap());
+        if names.is_empty() {
+            return;
+        }
+        let cleanup = || crate::support::DockerCleanup {
+            containers: names.iter().map(|n| format!("sluice-{n}")).collect(),
+            volumes: names.iter().map(|n| format!("{n}-data")).collect(),
+            images: Vec::new(),
+        };
+        drop(cleanup());
+        // A create request the in-process reconciler sent just before the stop can still
+        // land in dockerd after that first pass: sweep once more.
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        drop(cleanup());
+    }
+}
+
+fn ws_body(name: &str) -> Value {
+    json!({ "name": name, "image": fixture_image(), "update_tier": "canary",
+            "env": {"K": "V"}, "volumes": [{"name": format!("{name}-data"), "mount": "/data"}],
+            "health": {"http": {"port": 8080, "path": "/health"}} })
+}
+
+fn code(v: &Value) -> &str {
+    v["error"]["code"].as_str().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn tokens_are_required_and_roles_enforced() {
+    let api = TestApi::start().await;
+    let (s, v) = api
+        .call(Method::GET, "/api/v1/workspaces", None, None)
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert_eq!(code(&v), "unauthorized");
+    let (s, _) = api
+        .call(
+            Method::GET,
+            "/api/v1/workspaces",
+            Some("not-a-real-token-xxxxxxxx"),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, v) = api
+        .call(Method::GET, "/api/v1/workspaces", Some(READ_TOKEN), None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, v) = api
+        .call(
+            Method::POST,
+            "/api/v1/workspaces",
+            Some(READ_TOKEN),
+            Some(ws_body(&unique("ws"))),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+    assert_eq!(code(&v), "forbidden");
+    let (s, _) = api
+        .call(
+            Method::PUT,
+            "/api/v1/fleet",
+            Some(READ_TOKEN),
+            Some(json!({"mode": "paused"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    assert_eq!(
+        api.store.fleet_mode().await.unwrap().as_str(),
+        "manual",
+        "a refused call changes nothing"
+    );
+    // Probes stay open.
+    let (s, _) = api.call(Method::GET, "/healthz", None, None).await;
+    assert_eq!(s, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn every_documented_operation_is_served_behind_a_token() {
+    let api = TestApi::start().await;
+    let (s, doc) = api.admin(Method::GET, "/api/v1/openapi.json", None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(doc["openapi"], "3.1.0");
+    let paths = doc["paths"].as_object().unwrap();
+    assert!(paths.contains_key("/api/v1/workspaces/{name}"));
+    for (path, ops) in paths {
+        for method in ops.as_object().unwrap().keys() {
+            let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let concrete = path.replace("{name}", "x").replace("{id}", "1");
+            let (s, v) = api.call(m, &concrete, None, None).await;
+            assert_eq!(s, StatusCode::UNAUTHORIZED, "{method} {path}: {v}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn workspace_lifecycle_is_audited_with_the_token_name() {
+    let api = TestApi::start().await;
+    let name = unique("acme");
+    let (s, v) = api
+        .admin(Method::POST, "/api/v1/workspaces", Some(ws_body(&name)))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(v["name"], name);
+    assert_eq!(v["image"], fixture_image());
+    assert_eq!(v["update_tier"], "canary");
+    assert_eq!(v["update_mode"], "auto");
+    assert_eq!(v["state"], "creating");
+    assert_eq!(v["health"], "unknown");
+    let desired = v["desired_digest"]
+        .as_str()
+        .expect("starts on the tag's current digest");
+    assert!(desired.starts_with("sha256:"), "{v}");
+    if let Ok(v1) = std::env::var("SLUICE_FIXTURE_GOOD_V1") {
+        assert_eq!(desired, v1, "the digest the tag points at");
+    }
+    assert!(v["actual_digest"].is_null() && v["last_update"].is_null());
+    assert_eq!(v["spec"]["volumes"][0]["mount"], "/data");
+
+    let (s, v) = api
+        .admin(Method::POST, "/api/v1/workspaces", Some(ws_body(&name)))
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    assert_eq!(code(&v), "already_exists");
+
+    let (s, list) = api
+        .call(Method::GET, "/api/v1/workspaces", Some(READ_TOKEN), None)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(list.as_array().unwrap().len(), 1);
+
+    let digest = format!("sha256:{}", "a".repeat(64));
+    let (s, v) = api
+        .admin(
+            Method::PATCH,
+            &format!("/api/v1/workspaces/{name}"),
+            Some(json!({"update_tier": "production", "pinned_digest": digest, "env": {"K": "W"}})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["update_tier"], "production");
+    assert_eq!(v["pinned_digest"], digest);
+    assert_eq!(
+        v["desired_digest"], digest,
+        "a pin is what the reconciler converges to"
+    );
+    assert_eq!(v["spec"]["env"]["K"], "W");
+    assert_eq!(
+        v["spec"]["volumes"][0]["mount"], "/data",
+        "untouched spec fields stay"
+    );
+    let (s, v) = api
+        .admin(
+            Method::PATCH,
+            &format!("/api/v1/workspaces/{name}"),
+            Some(json!({"pinned_digest": null})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert!(v["pinned_digest"].is_null());
+
+    let (s, v) = api
+        .admin(
+            Method::PUT,
+            "/api/v1/fleet",
+            Some(json!({"mode": "paused"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["mode"], "paused");
+    let (_, v) = api
+        .call(Method::GET, "/api/v1/fleet", Some(READ_TOKEN), None)
+        .await;
+    assert_eq!(v["mode"], "paused");
+
+    // The reconciler may be busy with it (409 update_in_progress says: retry).
+    let mut deleted = None;
+    for _ in 0..240 {
+        let path = format!("/api/v1/workspaces/{name}?purge=true");
+        let (s, v) = api.admin(Method::DELETE, &path, None).await;
+        if s == StatusCode::CONFLICT && code(&v) == "update_in_progress" {
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            continue;
+        }
+        deleted = Some((s, v));
+        break;
+    }
+    let (s, v) = deleted.expect("the update ended within a minute");
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["name"], name.as_str());
+    let (s, _) = api
+        .admin(Method::GET, &format!("/api/v1/workspaces/{name}"), None)
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+
+    let (s, events) = api
+        .call(
+            Method::GET,
+            "/api/v1/events?since=0&limit=100",
+            Some(READ_TOKEN),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    // The reconciler's own events (actor `system`) interleave; the operator's are these.
+    let all = events.as_array().unwrap();
+    let events: Vec<&Value> = all.iter().filter(|e| e["actor"] != "system").collect();
+    let actions: Vec<&str> = events
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "workspace.created",
+            "workspace.changed",
+            "workspace.changed",
+            "fleet.mode_changed",
+            "workspace.deleted"
+        ]
+    );
+    assert!(
+        events.iter().all(|e| e["actor"] == "ops-alice"),
+        "{events:?}"
+    );
+    assert_eq!(events[1]["detail"]["update_tier"]["before"], "canary");
+    assert_eq!(events[4]["detail"]["purge"], true);
+    let first = events[0]["id"].as_i64().unwrap();
+    let (_, later) = api
+        .admin(
+            Method::GET,
+            &format!("/api/v1/events?since={first}&limit=2"),
+            None,
+        )
+        .await;
+    let later = later.as_array().unwrap();
+    assert_eq!(later.len(), 2);
+    assert!(later.iter().all(|e| e["id"].as_i64().unwrap() > first));
+    assert!(later[0]["id"].as_i64() < later[1]["id"].as_i64());
+}
+
+#[tokio::test]
+async fn invalid_bodies_get_400_naming_the_field() {
+    let api = TestApi::start().await;
+    let name = unique("bad");
+    let (s, _) = api
+        .admin(Method::POST, "/api/v1/workspaces", Some(ws_body(&name)))
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let path = format!("/api/v1/workspaces/{name}");
+    let cases = [
+        (
+            Method::PATCH,
+            path.as_str(),
+            json!({"update_tier": "canery"}),
+            "invalid_tier",
+            "update_tier",
+        ),
+        (
+            Method::PATCH,
+            path.as_str(),
+            json!({"update_mode": "sometimes"}),
+            "invalid_mode",
+            "update_mode",
+        ),
+        (
+            Method::PATCH,
+            path.as_str(),
+            json!({"pinned_digest": "sha256:xyz"}),
+            "invalid_digest",
+            "pinned_digest",
+        ),
+        (
+            Method::PATCH,
+            path.as_str(),
+            json!({"volumes": [{"name": "../x", "mount": "/d"}]}),
+            "invalid_spec",
+            "volumes.name",
+        ),
+        (
+            Method::PATCH,
+            path.as_str(),
+            json!({"tierr": "canary"}),
+            "unknown_field",
+            "tierr",
+        ),
+        (
+            Method::POST,
+            "/api/v1/workspaces",
+            json!({"image": "127.0.0.1:5000/app:stable"}),
+            "missing_field",
+            "name",
+        ),
+        (
+            Method::POST,
+            "/api/v1/workspaces",
+            json!({"name": "Bad Name!", "image": "x:1"}),
+            "invalid_name",
+            "name",
+        ),
+        (
+            Method::POST,
+            "/api/v1/workspaces",
+            json!({"name": unique("m"), "image": "UPPER//bad::ref"}),
+            "invalid_image",
+            "image",
+        ),
+        (
+            Method::POST,
+            "/api/v1/workspaces",
+            json!({"name": unique("m"), "image": format!("127.0.0.1:5000/app@sha256:{}", "b".repeat(64))}),
+            "invalid_image",
+            "image",
+        ),
+        (
+            Method::POST,
+            "/api/v1/workspaces",
+            json!({"name": unique("m"), "image": "127.0.0.1:5000/app:1", "ports": [{"container": "x"}]}),
+            "invalid_spec",
+            "ports[0].container",
+        ),
+        (
+            Method::PUT,
+            "/api/v1/fleet",
+            json!({"mode": "sideways"}),
+            "invalid_mode",
+            "mode",
+        ),
+    ];
+    for (method, p, body, want_code, field) in cases {
+        let (s, v) = api.admin(method.clone(), p, Some(body.clone())).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{method} {p} {body}: {v}");
+        assert_eq!(code(&v), want_code, "{body}: {v}");
+        let msg = v["error"]["message"].as_str().unwrap();
+        assert!(
+            msg.contains(field),
+            "{body}: message `{msg}` should name `{field}`"
+        );
+    }
+    let (s, v) = api.admin(Method::GET, "/api/v1/events?limit=0", None).await;
+    assert_eq!((s, code(&v)), (StatusCode::BAD_REQUEST, "invalid_limit"));
+    // Nothing of that changed the workspace; only the creation was audited.
+    let (_, v) = api.admin(Method::GET, &path, None).await;
+    assert_eq!(v["update_tier"], "canary");
+    let by_operator: Vec<_> = api
+        .store
+        .events(0, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.actor != "system")
+        .collect();
+    assert_eq!(by_operator.len(), 1, "{by_operator:?}");
+    let (s, v) = api
+        .call(Method::POST, "/api/v1/workspaces", Some(ADMIN_TOKEN), None)
+        .await;
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::BAD_REQUEST, "missing_field"),
+        "{v}"
+    );
+}
+
+#[tokio::test]
+async fn unknown_names_are_404() {
+    let api = TestApi::start().await;
+    for (m, p) in [
+        (Method::GET, "/api/v1/workspaces/nosuch"),
+        (Method::PATCH, "/api/v1/workspaces/nosuch"),
+        (Method::DELETE, "/api/v1/workspaces/nosuch"),
+        (Method::GET, "/api/v1/workspaces/NOT%20VALID"),
+        (Method::GET, "/api/v1/nosuch"),
+    ] {
+        let body = (m == Method::PATCH).then(|| json!({"update_tier": "canary"}));
+        let (s, v) = api.admin(m.clone(), p, body).await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{m} {p}: {v}");
+        assert_eq!(code(&v), "not_found");
+    }
+}
+
+#[tokio::test]
+async fn oversized_bodies_get_413() {
+    let api = TestApi::start_with(|s| s.api.body_limit = 4096).await;
+    let mut body = ws_body(&unique("big"));
+    body["env"]["PADDING"] = json!("x".repeat(8192));
+    let (s, v) = api
+        .admin(Method::POST, "/api/v1/workspaces", Some(body))
+        .await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{v}");
+    assert_eq!(code(&v), "body_too_large");
+    assert!(api.store.workspaces().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn images_outside_the_allowlist_are_refused() {
+    let reg = registry();
+    let api =
+        TestApi::start_with(|s| s.images.allow = vec![format!("{reg}/sluice-fixtures/")]).await;
+    let mut body = ws_body(&unique("out"));
+    body["image"] = json!(format!("{reg}/other/app:stable"));
+    let (s, v) = api
+        .admin(Method::POST, "/api/v1/workspaces", Some(body.clone()))
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(code(&v), "image_not_allowed");
+    assert!(v["error"]["message"].as_str().unwrap().contains("image"));
+    body["image"] = json!("docker.io/acme/app:stable");
+    let (s, _) = api
+        .admin(Method::POST, "/api/v1/workspaces", Some(body.clone()))
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(
+        api.store.workspaces().await.unwrap().is_empty(),
+        "nothing outside the allowlist is tracked"
+    );
+    body["image"] = json!(fixture_image());
+    let (s, v) = api
+        .admin(Method::POST, "/api/v1/workspaces", Some(body))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+}
+
+#[tokio::test]
+async fn a_tag_missing_from_its_registry_is_refused() {
+    let api = TestApi::start().await;
+    let mut body = ws_body(&unique("missing"));
+    body["image"] = json!(format!("{}/sluice-fixtures/good:no-such-tag", registry()));
+    let (s, v) = api
+        .admin(Method::POST, "/api/v1/workspaces", Some(body))
+        .await;
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::BAD_REQUEST, "image_not_found"),
+        "{v}"
+    );
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("image:")
+    );
+    let mut body = ws_body(&unique("down"));
+    body["image"] = json!("127.0.0.1:9/app:stable"); // nothing listens on the discard port
+    let (s, v) = api
+        .admin(Method::POST, "/api/v1/workspaces", Some(body))
+        .await;
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::BAD_GATEWAY, "registry_unavailable"),
+        "{v}"
+    );
+    assert!(api.store.workspaces().await.unwrap().is_empty());
+}
+
+/// Parses Prometheus text exposition: metric name → samples (labels, value).
+pub fn parse_prometheus(text: &str) -> std::collections::BTreeMap<String, Vec<(String, f64)>> {
+    let mut out: std::collections::BTreeMap<String, Vec<(String, f64)>> = Default::default();
+    for line in text
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
+        let (series, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("bad sample line `{line}`"));
+        let value: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("bad value in `{line}`"));
+        let (name, labels) = match series.split_once('{') {
+            Some((n, l)) => (n, l.trim_end_matches('}')),
+            None => (series, ""),
+        };
+        assert!(
+            name.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
+            "{line}"
+        );
+        out.entry(name.to_owned())
+            .or_default()
+            .push((labels.to_owned(), value));
+    }
+    out
+}
+
+#[tokio::test]
+async fn metrics_expose_workspace_counts_and_can_require_a_token() {
+    let api = TestApi::start().await;
+    for tier in ["canary", "production", "production"] {
+        let mut b = ws_body(&unique("m"));
+        b["update_tier"] = json!(tier);
+        assert_eq!(
+            api.admin(Method::POST, "/api/v1/workspaces", Some(b))
+                .await
+                .0,
+            StatusCode::CREATED
+        );
+    }
+    let text = api
+        .client
+        .get(api.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let m = parse_prometheus(&text);
+    assert_eq!(m["sluice_build_info"][0].1, 1.0);
+    let ws = &m["sluice_workspaces"];
+    // States move as the reconciler works; tiers do not.
+    let tier_total = |tier: &str| {
+        ws.iter()
+            .filter(|(l, _)| l.contains(&format!("tier=\"{tier}\"")))
+            .map(|s| s.1)
+            .sum::<f64>()
+    };
+    assert_eq!(tier_total("production"), 2.0, "{ws:?}");
+    assert_eq!(tier_total("canary"), 1.0, "{ws:?}");
+    assert_eq!(
+        ws.len(),
+        2 * 7,
+        "every tier × state is exported, zeros included: {ws:?}"
+    );
+    assert!(
+        ws.iter()
+            .any(|(l, _)| l == "state=\"quarantined\",tier=\"canary\"")
+    );
+
+    let locked = TestApi::start_with(|s| s.api.metrics_require_token = true).await;
+    let r = locked
+        .client
+        .get(locked.url("/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let r = locked
+        .client
+        .get(locked.url("/metrics"))
+        .bearer_auth(READ_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+}
+
+async fn insert_release(api: &TestApi, image: &str, digest: &str, status: &str) -> i64 {
+    sqlx::query_scalar(
+        "INSERT INTO releases (image, digest, detected_at, status, updated_at) VALUES ($1, $2, 0, $3, 0) RETURNING id",
+    )
+    .bind(image)
+    .bind(digest)
+    .bind(status)
+    .fetch_one(api.store.raw_pool())
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn releases_are_listed_shown_and_rejected_with_an_audit_event() {
+    let api = TestApi::start().await;
+    let image = "127.0.0.1:5000/app:stable";
+    let queued = insert_release(&api, image, &format!("sha256:{}", "1".repeat(64)), "queued").await;
+    let done = insert_release(
+        &api,
+        image,
+        &format!("sha256:{}", "2".repeat(64)),
+        "completed",
+    )
+    .await;
+
+    let (s, v) = api
+        .call(
+            Method::GET,
+            "/api/v1/releases?status=queued",
+            Some(READ_TOKEN),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let ids: Vec<i64> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids, [queued]);
+    assert_eq!(v[0]["image"], image);
+    assert_eq!(v[0]["status"], "queued");
+    assert!(v[0].get("detected_at").is_some() && v[0].get("changelog").is_some());
+    let (_, all) = api.admin(Method::GET, "/api/v1/releases", None).await;
+    assert_eq!(all.as_array().unwrap().len(), 2);
+    let (s, v) = api
+        .admin(Method::GET, "/api/v1/releases?status=maybe", None)
+        .await;
+    assert_eq!((s, code(&v)), (StatusCode::BAD_REQUEST, "invalid_status"));
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("status:")
+    );
+
+    let (s, v) = api
+        .admin(Method::GET, &format!("/api/v1/releases/{done}"), None)
+        .await;
+    assert_eq!(
+        (s, v["status"].as_str()),
+        (StatusCode::OK, Some("completed"))
+    );
+    for p in ["/api/v1/releases/999999", "/api/v1/releases/abc"] {
+        let (s, _) = api.admin(Method::GET, p, None).await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{p}");
+    }
+    let (s, _) = api
+        .admin(Method::POST, "/api/v1/releases/999999/reject", None)
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+
+    let (s, v) = api
+        .call(
+            Method::POST,
+            &format!("/api/v1/releases/{queued}/reject"),
+            Some(READ_TOKEN),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+    let (s, v) = api
+        .admin(
+            Method::POST,
+            &format!("/api/v1/releases/{queued}/reject"),
+            Some(json!({"reason": "known bad"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["status"], "rejected");
+    assert_eq!(v["status_reason"], "known bad");
+    let (s, _) = api
+        .admin(
+            Method::POST,
+            &format!("/api/v1/releases/{queued}/reject"),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "rejecting twice is a no-op");
+    let (s, v) = api
+        .admin(
+            Method::POST,
+            &format!("/api/v1/releases/{done}/reject"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::CONFLICT, "invalid_state"),
+        "{v}"
+    );
+
+    let events = api.store.events(0, 100).await.unwrap();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].action, "release.rejected");
+    assert_eq!(events[0].actor, "ops-alice");
+    assert_eq!(events[0].subject, format!("release:{queued}"));
+    assert_eq!(events[0].detail["reason"], "known bad");
+}
+
+#[tokio::test]
+async fn handlers_are_cut_off_at_the_request_timeout() {
+    // A 1 ns budget: the handler's first store query cannot finish in it.
+    let api =
+        TestApi::start_with(|s| s.api.request_timeout = std::time::Duration::from_nanos(1)).await;
+    let (s, _) = api
+        .call(Method::GET, "/api/v1/workspaces", Some(READ_TOKEN), None)
+        .await;
+    assert_eq!(s, StatusCode::REQUEST_TIMEOUT);
+}
+
+#[tokio::test]
+async fn every_exposed_metric_is_documented_and_the_core_ones_are_there() {
+    let api = TestApi::start().await;
+    let text = api
+        .client
+        .get(api.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    parse_prometheus(&text); // well-formed
+    let exposed: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    for name in [
+        "sluice_build_info",
+        "sluice_workspaces",
+        "sluice_registry_probe_duration_seconds",
+        "sluice_releases_detected_total",
+    ] {
+        assert!(
+            exposed.contains(&name),
+            "{name} missing from /metrics:\n{text}"
+        );
+    }
+    let docs =
+        std::fs::read_to_string(crate::support::repo_root().join("docs/operations.md")).unwrap();
+    for name in &exposed {
+        assert!(
+            docs.contains(&format!("`{name}`")),
+            "{name} is exposed but not documented in docs/operations.md"
+        );
+    }
+}

@@ -1,0 +1,27 @@
+//! Integration tests against real parts: SQLite files, the `sluice` binary, the Docker
+//! engine and the local registry brought up by `tests/env/up.sh`. One test binary (faster
+//! to link); each module is one concern.
+
+mod support;
+
+mod api;
+mod cli;
+mod config_cli;
+mod daemon;
+mod notify;
+mod quickstart;
+mod reconciler;
+mod registry;
+mod registry_events;
+mod registry_proc;
+mod registry_protocol;
+mod rollout_api;
+mod rollout_controller;
+mod rollout_e2e;
+mod rollout_harness;
+mod rollout_restore;
+mod runtime_contract;
+mod smoke_http;
+mod store;
+mod systemd;
+mod testenv;

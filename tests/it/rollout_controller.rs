@@ -1,0 +1,549 @@
+//! Controller behaviour end to end on the store: waves, soak, failure policy, operations.
+
+use sluice::domain::{ApplyTier, FleetMode, RolloutState, Tier};
+use sluice::rollout::ops::parse_tier;
+
+use crate::rollout_harness::{Env, d, settings};
+
+/// 2 canaries + 5 production on v1, release v2 queued.
+async fn fleet(env: &Env) -> i64 {
+    for n in ["c1", "c2"] {
+        env.workspace(n, Tier::Canary, &d(1)).await;
+    }
+    for n in ["p1", "p2", "p3", "p4", "p5"] {
+        env.workspace(n, Tier::Production, &d(1)).await;
+    }
+    env.release(&d(2)).await
+}
+
+#[tokio::test]
+async fn canary_soak_promote_then_production_in_waves_to_completed() {
+    let env = Env::new(settings()).await;
+    let rel = fleet(&env).await;
+    let out = env
+        .ops()
+        .apply(rel, ApplyTier::Canary, false, "ops")
+        .await
+        .unwrap();
+    let id = out.rollout.id;
+    assert_eq!(out.rollout.status.state, RolloutState::Canary);
+    assert_eq!(env.release_status(rel).await, "rolling_out");
+
+    // Canaries one at a time (max_parallel 1); production untouched.
+    env.tick().await;
+    assert_eq!(env.in_flight().await, ["c1"]);
+    env.tick().await;
+    assert_eq!(
+        env.in_flight().await,
+        ["c1"],
+        "max_parallel holds the second canary"
+    );
+    env.reconcile(&[]).await;
+    env.tick().await;
+    assert_eq!(env.in_flight().await, ["c2"]);
+    env.reconcile(&[]).await;
+    env.tick().await;
+    assert_eq!(env.state(id).await, RolloutState::Soaking);
+    for p in ["p1", "p2", "p3", "p4", "p5"] {
+        assert_eq!(
+            env.desired(p).await,
+            d(1),
+            "{p} must not move during the canary"
+        );
+    }
+
+    // Promote before the soak has passed: refused; after it: production.
+    let e = env.ops().promote(id, false, "ops").await.unwrap_err();
+    assert_eq!(e.http_status(), 409);
+    assert!(e.to_string().contains("soak has not passed"), "{e}");
+    env.advance(600);
+    env.tick().await;
+    assert_eq!(
+        env.state(id).await,
+        RolloutState::Soaking,
+        "no auto_promote"
+    );
+    env.ops().promote(id, false, "ops").await.unwrap();
+    assert_eq!(env.state(id).await, RolloutState::Production);
+
+    // Waves of 2, one update at a time, 30 s between waves.
+    let mut order = Vec::new();
+    for _ in 0..40 {
+        env.tick().await;
+        let fl = env.in_flight().await;
+        assert!(fl.len() <= 1, "max_parallel 1 broken: {fl:?}");
+        order.extend(fl.iter().cloned());
+        if env.state(id).await == RolloutState::Completed {
+            break;
+        }
+        if fl.is_empty() {
+            env.advance(15);
+        }
+        env.reconcile(&[]).await;
+    }
+    assert_eq!(order, ["p1", "p2", "p3", "p4", "p5"]);
+    assert_eq!(env.state(id).await, RolloutState::Completed);
+    assert_eq!(env.release_status(rel).await, "completed");
+    env.assert_replay_matches(id).await;
+
+    // Metrics: state gauge, transitions, and no per-workspace series for a finished rollout.
+    env.tick().await;
+    let m = &env.ops().metrics;
+    assert_eq!(m.rollouts.with_label_values(&["completed"]).get(), 1);
+    assert_eq!(m.rollouts.with_label_values(&["production"]).get(), 0);
+    assert_eq!(
+        m.transitions
+            .with_label_values(&["production", "completed"])
+            .get(),
+        1
+    );
+    assert_eq!(
+        m.transitions
+            .with_label_values(&["canary", "soaking"])
+            .get(),
+        1
+    );
+    let families = prometheus::core::Collector::collect(&m.workspaces);
+    assert!(
+        families.iter().all(|f| f.get_metric().is_empty()),
+        "only active rollouts"
+    );
+    assert!(m.tick.get_sample_count() > 0);
+}
+
+#[tokio::test]
+async fn the_next_wave_waits_for_pause_between_waves() {
+    let env = Env::new(settings()).await;
+    let rel = fleet(&env).await;
+    let id = env
+        .ops()
+        .apply(rel, ApplyTier::Production, true, "ops")
+        .await
+        .unwrap()
+        .rollout
+        .id;
+    for _ in 0..2 {
+        env.tick().await;
+        env.reconcile(&[]).await;
+    }
+    env.tick().await; // records p2's success; wave 0 done
+    env.tick().await;
+    assert!(env.in_flight().await.is_empty(), "wave 1 must wait 30 s");
+    env.advance(29);
+    env.tick().await;
+    assert!(env.in_flight().await.is_empty());
+    env.advance(1);
+    env.tick().await;
+    assert_eq!(env.in_flight().await, ["p3"]);
+    let canary_targets = env
+        .scalar_s(&format!(
+            "SELECT CAST(COUNT(*) AS TEXT) FROM rollout_targets WHERE rollout_id = {id} AND tier = 'canary'"
+        ))
+        .await;
+    assert_eq!(
+        canary_targets.as_deref(),
+        Some("0"),
+        "production excludes canaries"
+    );
+}
+
+#[tokio::test]
+async fn the_soak_survives_a_controller_restart() {
+    let mut s = settings();
+    s.auto_promote = true;
+    s.max_parallel = 4;
+    let mut env = Env::new(s).await;
+    let rel = fleet(&env).await;
+    let id = env
+        .ops()
+        .apply(rel, ApplyTier::Canary, false, "ops")
+        .await
+        .unwrap()
+        .rollout
+        .id;
+    env.tick().await;
+    env.reconcile(&[]).await;
+    env.tick().await;
+    let soak = env.ops().rollout(id).await.unwrap().status;
+    assert_eq!(soak.state, RolloutState::Soaking);
+    env.advance(300);
+    env.restart();
+    env.tick().await;
+    let again = env.ops().rollout(id).await.unwrap().status;
+    assert_eq!(again, soak, "a restart continues the same soak");
+    env.advance(299);
+    env.tick().await;
+    assert_eq!(env.state(id).await, RolloutState::Soaking);
+    env.advance(1);
+    env.restart();
+    env.tick().await;
+    assert_eq!(
+        env.state(id).await,
+        RolloutState::Production,
+        "auto_promote after the full soak"
+    );
+    env.assert_replay_matches(id).await;
+}
+
+#[tokio::test]
+async fn a_failing_canary_is_retried_then_aborts_and_blocks_the_release() {
+    let mut s = settings();
+    s.retries = 1;
+    let env = Env::new(s).await;
+    let rel = fleet(&env).await;
+    let id = env
+        .ops()
+        .apply(rel, ApplyTier::Canary, false, "ops")
+        .await
+        .unwrap()
+        .rollout
+        .id;
+    env.tick().await;
+    env.reconcile(&["c1"]).await;
+    assert_eq!(env.desired("c1").await, d(1), "the stand-in rolled it back");
+    env.tick().await;
+    // Retry: the failed digest is forgotten and the desired digest written again.
+    assert_eq!(env.in_flight().await, ["c1"]);
+    env.reconcile(&["c1"]).await;
+    env.tick().await;
+    assert_eq!(env.state(id).await, RolloutState::Aborted);
+    assert_eq!(env.release_status(rel).await, "blocked");
+    assert_eq!(env.target_status(id, "c1").await, "rolled_back");
+    // Nothing else starts, and production never moved.
+    env.tick().await;
+    assert!(env.in_flight().await.is_empty());
+    for p in ["c2", "p1", "p5"] {
+        assert_eq!(env.desired(p).await, d(1));
+    }
+    let e = env
+        .ops()
+        .apply(rel, ApplyTier::Production, true, "ops")
+        .await
+        .unwrap_err();
+    assert_eq!(e.http_status(), 409);
+    assert!(e.to_string().contains("aborted"), "{e}");
+    env.assert_replay_matches(id).await;
+}
+
+#[tokio::test]
+async fn production_failures_past_the_threshold_abort_and_start_nothing_more() {
+    let mut s = settings();
+    s.batch = "5".to_owned();
+    s.max_parallel = 2;
+    s.max_failures = 1;
+    s.max_failure_ratio = 1.0;
+    let env = Env::new(s).await;
+    let rel = fleet(&env).await;
+    let id = env
+        .ops()
+        .apply(rel, ApplyTier::Production, true, "ops")
+        .await
+        .unwrap()
+        .rollout
+        .id;
+    env.tick().await;
+    assert_eq!(env.in_flight().await, ["p1", "p2"]);
+    env.reconcile(&["p1"]).await; // one failure is tolerated
+    env.tick().await;
+    assert_eq!(env.state(id).await, RolloutState::Production);
+    assert_eq!(env.in_flight().await, ["p3", "p4"]);
+    env.reconcile(&["p3"]).await; // the second is not
+    env.tick().await;
+    assert_eq!(env.state(id).await, RolloutState::Aborted);
+    assert_eq!(env.release_status(rel).await, "blocked");
+    env.tick().await;
+    assert!(env.in_flight().await.is_empty());
+    assert_eq!(
+        env.target_status(id, "p4").await,
+        "updated",
+        "it stays where it is"
+    );
+    assert_eq!(
+        env.target_status(id, "p5").await,
+        "pending",
+        "never started"
+    );
+    assert_eq!(env.desired("p5").await, d(1));
+}
+
+#[tokio::test]
+async fn pause_holds_new_updates_and_resume_returns_to_the_same_state() {
+    let mut s = settings();
+    s.batch = "5".to_owned();
+    let env = Env::new(s).await;
+    let rel = fleet(&env).await;
+    let id = env
+        .ops()
+        .apply(rel, ApplyTier::Production, true, "ops")
+        .await
+        .unwrap()
+        .rollout
+        .id;
+    env.tick().await;
+    assert_eq!(env.in_flight().await, ["p1"]);
+    let g = &env.ops().metrics.workspaces;
+    assert_eq!(g.with_label_values(&[&id.to_string(), "updating"]).get(), 1);
+    assert_eq!(g.with_label_values(&[&id.to_string(), "pending"]).get(), 4);
+    let p = env.ops().pause(id, "ops").await.unwrap();
+    assert_eq!(p.rollout.status.state, RolloutState::Paused);
+    env.reconcile(&[]).await; // the running update finishes
+    env.tick().await;
+    assert!(
+        env.in_flight().await.is_empty(),
+        "paused: nothing new starts"
+    );
+    assert_eq!(
+        env.target_status(id, "p1").await,
+        "updated",
+        "outcomes still recorded"
+    );
+    assert_eq!(
+        env.ops().pause(id, "ops").await.unwrap_err().http_status(),
+        409
+    );
+    let r = env.ops().resume(id, "ops").await.unwrap();
+    assert_eq!(r.rollout.status.state, RolloutState::Production);
+    env.tick().await;
+    assert_eq!(env.in_flight().await, ["p2"]);
+    env.assert_replay_matches(id).await;
+}
+
+#[tokio::test]
+async fn apply_rules_idempotence_force_and_errors() {
+    let env = Env::new(settings()).await;
+    // No canary workspace: canary apply says so.
+    env.workspace("p1", Tier::Production, &d(1)).await;
+    let rel = env.release(&d(2)).await;
+    let e = env
+        .ops()
+        .apply(rel, ApplyTier::Canary, false, "ops")
+        .await
+        .unwrap_err();
+    assert_eq!(e.http_status(), 409);
+    assert!(e.to_string().contains("canary tier"), "{e}");
+    // `all` and early production need force.
+    let e = env
+        .ops()
+        .apply(rel, ApplyTier::All, false, "ops")
+        .await
+        .unwrap_err();
+    assert_eq!((e.http_status(), e.code()), (409, "conflict"));
+    assert!(e.to_string().contains("force"), "{e}");
+    let e = env
+        .ops()
+        .apply(rel, ApplyTier::Production, false, "ops")
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("force"), "{e}");
+    // Unknown release / rollout, bad tier.
+    assert_eq!(
+        env.ops()
+            .apply(999, ApplyTier::Canary, false, "ops")
+            .await
+            .unwrap_err()
+            .http_status(),
+        404
+    );
+    assert_eq!(
+        env.ops().pause(999, "ops").await.unwrap_err().http_status(),
+        404
+    );
+    let e = parse_tier("everything").unwrap_err();
+    assert_eq!(e.http_status(), 400);
+    assert!(e.to_string().contains("canary production all"), "{e}");
+    // Canary, then the same again: a no-op returning the same rollout.
+    env.workspace("c1", Tier::Canary, &d(1)).await;
+    let a = env
+        .ops()
+        .apply(rel, ApplyTier::Canary, false, "ops")
+        .await
+        .unwrap();
+    let b = env
+        .ops()
+        .apply(rel, ApplyTier::Canary, false, "ops")
+        .await
+        .unwrap();
+    assert!(!a.no_op && b.no_op);
+    assert_eq!(a.rollout.id, b.rollout.id);
+    assert_eq!(
+        a.rollout.version, b.rollout.version,
+        "a no-op changes nothing"
+    );
+    // `all` with force: everything at once, audited with the actor.
+    let all = env
+        .ops()
+        .apply(rel, ApplyTier::All, true, "alice")
+        .await
+        .unwrap();
+    assert_eq!(all.rollout.status.state, RolloutState::Production);
+    env.tick().await;
+    assert_eq!(env.in_flight().await, ["c1", "p1"]);
+    let events = env.store.events(0, 100).await.unwrap();
+    assert!(events.iter().any(|e| e.actor == "alice"
+        && e.action == "release.applied"
+        && e.detail["tier"] == "all"
+        && e.detail["force"] == true));
+}
+
+#[tokio::test]
+async fn a_new_release_queues_behind_a_running_rollout_and_supersedes_older_queued() {
+    let env = Env::new(settings()).await;
+    let rel = fleet(&env).await;
+    env.ops()
+        .apply(rel, ApplyTier::Canary, false, "ops")
+        .await
+        .unwrap();
+    env.advance(1);
+    let r3 = env.release(&d(3)).await;
+    env.advance(1);
+    let r4 = env.release(&d(4)).await;
+    let e = env
+        .ops()
+        .apply(r4, ApplyTier::Canary, false, "ops")
+        .await
+        .unwrap_err();
+    assert_eq!(e.http_status(), 409);
+    assert!(e.to_string().contains("stays queued"), "{e}");
+    env.tick().await;
+    assert_eq!(env.release_status(r3).await, "superseded");
+    assert_eq!(env.release_status(r4).await, "queued");
+    assert_eq!(env.release_status(rel).await, "rolling_out");
+}
+
+#[tokio::test]
+async fn fleet_auto_starts_inside_the_window_and_paused_starts_nothing() {
+    let mut s = settings();
+    s.window = Some("11:00-13:00".to_owned()); // the clock starts at 12:00 UTC
+    let env = Env::new(s).await;
+    let rel = fleet(&env).await;
+    env.tick().await;
+    assert_eq!(
+        env.release_status(rel).await,
+        "queued",
+        "fleet mode manual waits"
+    );
+    env.store
+        .set_fleet_mode(FleetMode::Paused, "ops", env.clock_now())
+        .await
+        .unwrap();
+    env.tick().await;
+    assert_eq!(env.release_status(rel).await, "queued");
+    env.store
+        .set_fleet_mode(FleetMode::Auto, "ops", env.clock_now())
+        .await
+        .unwrap();
+    env.advance(3600); // 13:00: outside the window
+    env.tick().await;
+    assert_eq!(env.release_status(rel).await, "queued");
+    env.advance(22 * 3600); // 11:00 next day
+    let report = env.ctl.tick().await.unwrap();
+    assert_eq!(report.started_rollouts.len(), 1);
+    let id = report.started_rollouts[0];
+    assert_eq!(env.state(id).await, RolloutState::Canary);
+    env.tick().await;
+    assert_eq!(env.in_flight().await, ["c1"]);
+    // Fleet paused: running steps finish, nothing new starts.
+    env.store
+        .set_fleet_mode(FleetMode::Paused, "ops", env.clock_now())
+        .await
+        .unwrap();
+    env.reconcile(&[]).await;
+    env.tick().await;
+    assert!(env.in_flight().await.is_empty());
+    assert_eq!(env.target_status(id, "c1").await, "updated");
+}
+
+#[tokio::test]
+async fn rollback_with_data_marks_the_restore_for_the_reconciler() {
+    let mut s = settings();
+    s.max_parallel = 4;
+    let env = Env::new(s).await;
+    let rel = fleet(&env).await;
+    let id = env
+        .ops()
+        .apply(rel, ApplyTier::Canary, false, "ops")
+        .await
+        .unwrap()
+        .rollout
+        .id;
+    env.tick().await;
+    env.reconcile(&[]).await;
+    env.tick().await;
+    let out = env.ops().rollback(id, true, "ops").await.unwrap();
+    assert_eq!(out.rollout.status.state, RolloutState::RolledBack);
+    assert!(out.warning.unwrap().contains("lost"));
+    assert_eq!(env.desired("c1").await, d(1));
+    assert_eq!(env.release_status(rel).await, "blocked");
+    let restore = env
+        .scalar_s(&format!(
+            "SELECT CAST(t.restore_snapshot_of_update_id AS TEXT) FROM rollout_targets t \
+             JOIN workspaces w ON w.id = t.workspace_id WHERE t.rollout_id = {id} AND w.name = 'c1'"
+        ))
+        .await;
+    let update = env
+        .scalar_s(&format!(
+            "SELECT CAST(MAX(u.id) AS TEXT) FROM workspace_updates u JOIN workspaces w ON w.id = u.workspace_id \
+             WHERE w.name = 'c1' AND u.rollout_id = {id}"
+        ))
+        .await;
+    assert_eq!(
+        restore, update,
+        "the restore names the update whose snapshots to use"
+    );
+    // Terminal: nothing more.
+    assert_eq!(
+        env.ops().resume(id, "ops").await.unwrap_err().http_status(),
+        409
+    );
+    assert_eq!(
+        env.ops()
+            .apply(rel, ApplyTier::Production, true, "ops")
+            .await
+            .unwrap_err()
+            .http_status(),
+        409
+    );
+    env.assert_replay_matches(id).await;
+}
+
+#[tokio::test]
+async fn update_now_sets_one_workspace_to_the_newest_usable_release() {
+    let env = Env::new(settings()).await;
+    env.workspace("p1", Tier::Production, &d(1)).await;
+    let e = env
+        .ops()
+        .update_workspace_now("p1", None, "ops")
+        .await
+        .unwrap_err();
+    assert_eq!(e.http_status(), 409);
+    env.release(&d(2)).await;
+    env.advance(1);
+    let r3 = env.release(&d(3)).await;
+    env.sql(&format!(
+        "UPDATE releases SET status = 'blocked' WHERE id = {r3}"
+    ))
+    .await;
+    let got = env
+        .ops()
+        .update_workspace_now("p1", None, "ops")
+        .await
+        .unwrap();
+    assert_eq!(got, d(2));
+    assert_eq!(env.desired("p1").await, d(2));
+    assert_eq!(
+        env.ops()
+            .update_workspace_now("nope", None, "ops")
+            .await
+            .unwrap_err()
+            .http_status(),
+        404
+    );
+    assert_eq!(
+        env.ops()
+            .update_workspace_now("p1", Some("sha256:zz"), "ops")
+            .await
+            .unwrap_err()
+            .http_status(),
+        400
+    );
+}

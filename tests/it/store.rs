@@ -1,0 +1,143 @@
+//! The SQLite store against real database files.
+
+use chrono::Utc;
+use sluice::domain::{FleetMode, ImageRef, Tier, UpdateMode, WorkspaceName};
+use sluice::store::{NewEvent, NewWorkspace, Store, StoreError};
+use std::time::Duration;
+
+async fn fresh() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}", dir.path().join("nested/sluice.db").display());
+    let store = Store::open(&url, 4, Duration::from_secs(5))
+        .await
+        .expect("open");
+    store.migrate().await.expect("migrate");
+    (dir, store)
+}
+
+fn new_ws(name: &str) -> NewWorkspace {
+    NewWorkspace {
+        name: WorkspaceName::parse(name).unwrap(),
+        image: ImageRef::parse("127.0.0.1:5000/app:stable").unwrap(),
+        update_tier: Tier::default(),
+        update_mode: UpdateMode::Auto,
+        maintenance_window: None,
+        spec: Default::default(),
+    }
+}
+
+#[tokio::test]
+async fn migrations_apply_to_an_empty_database_and_again_as_a_no_op() {
+    let (dir, store) = fresh().await;
+    let first = store.applied_migrations().await.unwrap();
+    assert!(!first.is_empty());
+    store.migrate().await.expect("second migrate is a no-op");
+    assert_eq!(store.applied_migrations().await.unwrap(), first);
+    store.close().await;
+    // A second process opening the same file sees the same schema.
+    let url = format!("sqlite://{}", dir.path().join("nested/sluice.db").display());
+    let again = Store::open(&url, 1, Duration::from_secs(5)).await.unwrap();
+    again.migrate().await.unwrap();
+    assert_eq!(again.applied_migrations().await.unwrap(), first);
+}
+
+#[tokio::test]
+async fn the_database_itself_rejects_an_unknown_tier_and_defaults_to_production() {
+    let (_dir, store) = fresh().await;
+    let bad = sqlx::query(
+        "INSERT INTO workspaces (name, image, update_tier, created_at, updated_at) VALUES ('a', 'x', 'canery', 0, 0)",
+    )
+    .execute(store.raw_pool())
+    .await;
+    let e = bad
+        .expect_err("CHECK constraint must refuse canery")
+        .to_string();
+    assert!(e.contains("CHECK"), "{e}");
+
+    sqlx::query(
+        "INSERT INTO workspaces (name, image, created_at, updated_at) VALUES ('b', 'x', 0, 0)",
+    )
+    .execute(store.raw_pool())
+    .await
+    .unwrap();
+    let tier: String = sqlx::query_scalar("SELECT update_tier FROM workspaces WHERE name = 'b'")
+        .fetch_one(store.raw_pool())
+        .await
+        .unwrap();
+    assert_eq!(tier, "production");
+
+    let ws = store
+        .insert_workspace(&new_ws("acme"), Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(ws.update_tier, Tier::Production);
+    let canaries: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM workspaces WHERE update_tier = 'canary'")
+            .fetch_one(store.raw_pool())
+            .await
+            .unwrap();
+    assert_eq!(canaries, 0);
+}
+
+#[tokio::test]
+async fn duplicate_names_and_stale_versions_are_refused() {
+    let (_dir, store) = fresh().await;
+    let ws = store
+        .insert_workspace(&new_ws("acme"), Utc::now())
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.insert_workspace(&new_ws("acme"), Utc::now()).await,
+        Err(StoreError::AlreadyExists { .. })
+    ));
+    store
+        .set_workspace_tier(&ws.name, Tier::Canary, ws.version, Utc::now())
+        .await
+        .unwrap();
+    // The same expected version again lost the race.
+    let e = store
+        .set_workspace_tier(&ws.name, Tier::Production, ws.version, Utc::now())
+        .await;
+    assert!(matches!(e, Err(StoreError::Conflict { .. })), "{e:?}");
+    let now = store.workspace(&ws.name).await.unwrap();
+    assert_eq!(now.update_tier, Tier::Canary);
+    assert_eq!(now.version, ws.version + 1);
+}
+
+#[tokio::test]
+async fn events_are_append_only_and_fleet_mode_changes_are_audited() {
+    let (_dir, store) = fresh().await;
+    assert_eq!(store.fleet_mode().await.unwrap(), FleetMode::Manual);
+    store
+        .set_fleet_mode(FleetMode::Paused, "ops", Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(store.fleet_mode().await.unwrap(), FleetMode::Paused);
+    let id = store
+        .append_event(
+            &NewEvent {
+                actor: "system".into(),
+                subject: "workspace:acme".into(),
+                action: "test".into(),
+                detail: serde_json::json!({"k": 1}),
+                rollout_id: None,
+                workspace: Some("acme".into()),
+            },
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+    let events = store.events(0, 10).await.unwrap();
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[0].actor, "ops");
+    assert_eq!(events[0].detail["after"], "paused");
+    assert_eq!(events[1].id, id);
+    for sql in ["UPDATE events SET actor = 'x'", "DELETE FROM events"] {
+        let e = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(store.raw_pool())
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("append-only"), "{e}");
+    }
+    assert_eq!(store.events(id - 1, 10).await.unwrap().len(), 1);
+}
