@@ -42,6 +42,7 @@ cleanup() {
     for n in "${names[@]}"; do docker rm -f "sluice-$n" >/dev/null 2>&1; docker volume rm -f "$n-data" >/dev/null 2>&1; done
     [ -n "$registry_pid" ] && kill "$registry_pid" 2>/dev/null
     docker rm -f sluice-qs-registry >/dev/null 2>&1
+    docker images -q "${image%:*}" | sort -u | xargs -r docker rmi -f >/dev/null 2>&1
     rm -rf "$work"
 }
 trap cleanup EXIT
