@@ -122,12 +122,16 @@ impl Controller {
         now: DateTime<Utc>,
         report: &mut TickReport,
     ) -> Result<(), ControllerError> {
-        // Waves matter unless the strategy runs everything as one wave (see `plan`).
+        // Waves matter unless the strategy runs everything as one wave (see `plan`), and
+        // a pass can start at most `parallel` updates, so only that many pending targets
+        // of the current wave need reading in full.
         let later_pending = r.strategy.aborts_on_failure();
+        let parallel = r.strategy.parallel();
+        let window = (parallel != usize::MAX).then_some(parallel);
         let (rows, settled) = self
             .ops
             .store
-            .rollout_targets_for_pass(r.id, later_pending)
+            .rollout_targets_for_pass(r.id, later_pending, window)
             .await?;
         let smoke = self.smoke_failures(&r, &rows).await;
         let automatic = r.started_by == "system";
@@ -436,6 +440,7 @@ fn settled_views(groups: &[SettledTargets], digest: &crate::domain::Digest) -> V
                 ws_state: crate::domain::WorkspaceState::Running,
                 outside_window: false,
                 smoke_failure: None,
+                stand_in: true,
             },
             n,
         ));
@@ -472,6 +477,7 @@ fn view(
         ws_state: t.ws_state,
         outside_window: automatic && t.maintenance_window.is_some_and(|w| !w.contains(now)),
         smoke_failure,
+        stand_in: false,
     }
 }
 

@@ -89,6 +89,9 @@ pub struct TargetView {
     pub outside_window: bool,
     /// A failed canary smoke check (from the smoke adapter), during the soak.
     pub smoke_failure: Option<String>,
+    /// Stands for a target that was counted, not read (see the controller): it counts in
+    /// waves and thresholds like the target, and no action is ever planned for it.
+    pub stand_in: bool,
 }
 
 /// What to do to one target.
@@ -353,7 +356,7 @@ fn progress(
     }
     for &i in &current {
         let t = &targets[i];
-        if status[i] != TargetStatus::Pending || t.outside_window {
+        if status[i] != TargetStatus::Pending || t.outside_window || t.stand_in {
             continue;
         }
         if t.actual_digest.as_ref() == Some(&t.to_digest) {

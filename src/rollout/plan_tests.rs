@@ -35,6 +35,7 @@ fn target(id: i64, tier: Tier, wave: i64) -> TargetView {
         ws_state: WorkspaceState::Running,
         outside_window: false,
         smoke_failure: None,
+        stand_in: false,
     }
 }
 fn status(state: RolloutState) -> RolloutStatus {

@@ -6,7 +6,12 @@
 //! healthy on its digest (health `healthy`, state not quarantined/rolling back/missing,
 //! actual digest unset or equal to the target's); or, when `later_pending` is set,
 //! `pending` in a wave after the first wave that still has a startable (not pinned
-//! elsewhere) pending target. Canary targets are always read in full (smoke checks look
+//! elsewhere) pending target. With a start window of `n`, startable production targets
+//! pending in that first wave are settled too past the cutoff: the name of the
+//! `n+1`-th of them that is not already on the digest and has no maintenance window of
+//! its own. The planner walks a wave in name order and stops at the first target it
+//! cannot start for lack of a slot, which is at or before the cutoff, so it sees every
+//! target it could act on. Canary targets are always read in full (smoke checks look
 //! at each one). Settled targets come back grouped by (tier, wave, status, pinned
 //! elsewhere) with their count and newest `updated_at`, which is everything the planner
 //! uses of them. The classification is recomputed from the rows on every pass (level
@@ -35,24 +40,29 @@ pub struct SettledTargets {
 }
 
 /// `1` when the target is settled (see the module doc); `$2` = later_pending flag,
-/// `$3` = first wave with a startable pending target. NULLs classify as not settled.
+/// `$3` = first wave with a startable pending target, `$4` = the start window's cutoff
+/// name (NULL: no window). NULLs classify as not settled.
 const SETTLED: &str = "(CASE WHEN t.tier <> 'canary' AND ( \
      t.status IN ('failed', 'rolled_back', 'skipped') \
      OR (t.status = 'updated' AND w.health = 'healthy' \
          AND w.state NOT IN ('quarantined', 'rolling_back', 'missing') \
          AND (w.actual_digest IS NULL OR w.actual_digest = t.to_digest)) \
-     OR ($2 = 1 AND t.status = 'pending' AND COALESCE(t.wave, 0) > $3)) \
+     OR ($2 = 1 AND t.status = 'pending' AND COALESCE(t.wave, 0) > $3) \
+     OR ($4 IS NOT NULL AND t.status = 'pending' AND COALESCE(t.wave, 0) = $3 \
+         AND (w.pinned_digest IS NULL OR w.pinned_digest = t.to_digest) AND w.name > $4)) \
      THEN 1 ELSE 0 END)";
 
 impl Store {
     /// A rollout's targets for one controller pass: the unsettled ones with observed
     /// state (ordered by wave then name, like [`Store::rollout_targets`]) and the
     /// settled ones as groups. `later_pending`: pending targets in later waves may be
-    /// settled (false when every target is in one wave).
+    /// settled (false when every target is in one wave). `start_window`: at most how many
+    /// updates the pass can start (`None`: no limit, read the first wave in full).
     pub async fn rollout_targets_for_pass(
         &self,
         rollout_id: i64,
         later_pending: bool,
+        start_window: Option<usize>,
     ) -> Result<(Vec<TargetRow>, Vec<SettledTargets>), StoreError> {
         let mut tx = self.pool.begin().await.ctx("begin")?;
         let first_wave: Option<i64> = sqlx::query_scalar(
@@ -67,6 +77,24 @@ impl Store {
         .ctx("first pending wave")?;
         let flag = i64::from(later_pending && first_wave.is_some());
         let first_wave = first_wave.unwrap_or(i64::MAX);
+        let cutoff: Option<String> = match start_window {
+            Some(n) if flag == 1 => sqlx::query_scalar(
+                "SELECT w.name FROM rollout_targets t JOIN workspaces w ON w.id = t.workspace_id \
+                 WHERE t.rollout_id = $1 AND t.tier <> 'canary' AND t.status = 'pending' \
+                 AND COALESCE(t.wave, 0) = $2 \
+                 AND (w.pinned_digest IS NULL OR w.pinned_digest = t.to_digest) \
+                 AND w.maintenance_window IS NULL \
+                 AND (w.actual_digest IS NULL OR w.actual_digest <> t.to_digest) \
+                 ORDER BY w.name LIMIT 1 OFFSET $3",
+            )
+            .bind(rollout_id)
+            .bind(first_wave)
+            .bind(i64::try_from(n).unwrap_or(i64::MAX))
+            .fetch_optional(&mut *tx)
+            .await
+            .ctx("start window cutoff")?,
+            _ => None,
+        };
         let full = format!(
             "SELECT t.workspace_id, w.name, t.tier, t.wave, t.status, t.attempts, t.from_digest, \
              t.to_digest, t.update_id, t.updated_at, t.restore_snapshot_of_update_id, \
@@ -83,6 +111,7 @@ impl Store {
             .bind(rollout_id)
             .bind(flag)
             .bind(first_wave)
+            .bind(cutoff.as_deref())
             .fetch_all(&mut *tx)
             .await
             .ctx("list unsettled rollout targets")?;
@@ -101,6 +130,7 @@ impl Store {
             .bind(rollout_id)
             .bind(flag)
             .bind(first_wave)
+            .bind(cutoff.as_deref())
             .fetch_all(&mut *tx)
             .await
             .ctx("count settled rollout targets")?;
