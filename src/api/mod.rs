@@ -24,7 +24,6 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::middleware;
 use axum::routing::{get, post};
-use tower_http::timeout::TimeoutLayer;
 
 use crate::clock::Clock;
 use crate::metrics::Metrics;
@@ -110,9 +109,29 @@ pub fn router(state: AppState) -> Router {
         .merge(v1)
         .fallback(error::no_route)
         .layer(DefaultBodyLimit::max(state.api.body_limit))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            state.api.request_timeout,
-        ))
+        .layer(middleware::from_fn_with_state(state.clone(), deadline))
         .with_state(state)
+}
+
+/// Cuts a request off at `[api] request_timeout` with a JSON 408 (`code: timeout`); the
+/// handler's future is dropped, so a store transaction it held is rolled back.
+async fn deadline(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    req: axum::extract::Request,
+    next: middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let limit = state.api.request_timeout;
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => error::ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "timeout",
+            format!(
+                "the request did not finish within {}",
+                humantime::format_duration(limit)
+            ),
+        )
+        .into_response(),
+    }
 }

@@ -791,10 +791,13 @@ async fn handlers_are_cut_off_at_the_request_timeout() {
     // A 1 ns budget: the handler's first store query cannot finish in it.
     let api =
         TestApi::start_with(|s| s.api.request_timeout = std::time::Duration::from_nanos(1)).await;
-    let (s, _) = api
+    let (s, v) = api
         .call(Method::GET, "/api/v1/workspaces", Some(READ_TOKEN), None)
         .await;
     assert_eq!(s, StatusCode::REQUEST_TIMEOUT);
+    assert_eq!(code(&v), "timeout", "{v}");
+    let message = v["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("did not finish within 1ns"), "{v}");
 }
 
 #[tokio::test]
