@@ -124,7 +124,7 @@ impl Ops {
 
     /// Starts a rollout by itself (fleet mode `auto`): canaries first when there are any.
     pub async fn auto_start(&self, release_id: i64) -> Result<OpOutcome, OpError> {
-        let rel = self.store.release_row(release_id).await?;
+        let rel = self.store.release(release_id).await?;
         let has_canary = self
             .store
             .rollout_candidates(&rel.image)
@@ -152,7 +152,7 @@ impl Ops {
         automatic: bool,
     ) -> Result<OpOutcome, OpError> {
         let now = self.clock.now();
-        let rel = self.store.release_row(release_id).await?;
+        let rel = self.store.release(release_id).await?;
         if let Some(row) = self.store.rollout_for_release(release_id).await? {
             let r = Rollout::from_row(row)?;
             return self.apply_existing(r, tier, force, actor).await;

@@ -40,7 +40,7 @@ pub use rollout_pass::SettledTargets;
 pub use rollout_targets::{
     CandidateRow, DesiredWrite, NewTarget, RolloutRowWrite, RolloutWrite, TargetRow, TargetWrite,
 };
-pub use rollouts::{ReleaseRow, RolloutRow};
+pub use rollouts::RolloutRow;
 pub use snapshots::SnapshotRow;
 pub use tracked_images::TrackedImage;
 pub use updates::{ConvergeTarget, Outcome, UpdateRow};

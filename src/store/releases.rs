@@ -84,6 +84,43 @@ async fn is_new_in(
     Ok(has_history > 0)
 }
 
+/// Marks `superseded` every `queued` release of `image` detected no later than
+/// `newest_id` that no rollout started, with an audit event each; returns their ids.
+async fn supersede_older_in(
+    conn: &mut SqliteConnection,
+    image: &str,
+    newest_id: i64,
+    now: DateTime<Utc>,
+) -> Result<Vec<i64>, StoreError> {
+    let mut ids: Vec<i64> = sqlx::query_scalar(
+        "UPDATE releases SET status = 'superseded', status_reason = $1, updated_at = $2, \
+         version = version + 1 WHERE image = $3 AND status = 'queued' AND id <> $4 \
+         AND detected_at <= (SELECT detected_at FROM releases WHERE id = $4) \
+         AND NOT EXISTS (SELECT 1 FROM rollouts WHERE rollouts.release_id = releases.id) \
+         RETURNING id",
+    )
+    .bind(format!("superseded by release {newest_id}"))
+    .bind(to_millis(now))
+    .bind(image)
+    .bind(newest_id)
+    .fetch_all(&mut *conn)
+    .await
+    .ctx("supersede releases")?;
+    ids.sort_unstable();
+    for old in &ids {
+        let event = NewEvent {
+            actor: "system".to_owned(),
+            subject: format!("release:{old}"),
+            action: "release.superseded".to_owned(),
+            detail: serde_json::json!({ "image": image, "by": newest_id }),
+            rollout_id: None,
+            workspace: None,
+        };
+        append_event_in(conn, &event, now).await?;
+    }
+    Ok(ids)
+}
+
 fn corrupt(e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt {
         what: "release",
@@ -148,21 +185,7 @@ impl Store {
             .fetch_one(&mut *tx)
             .await
             .ctx("insert release")?;
-            record.superseded = sqlx::query_scalar(
-                "UPDATE releases SET status = 'superseded', status_reason = $1, \
-                 updated_at = $2, version = version + 1 \
-                 WHERE image = $3 AND status = 'queued' AND id <> $4 \
-                 AND NOT EXISTS (SELECT 1 FROM rollouts WHERE rollouts.release_id = releases.id) \
-                 RETURNING id",
-            )
-            .bind(format!("superseded by release {id}"))
-            .bind(now)
-            .bind(p.image)
-            .bind(id)
-            .fetch_all(&mut *tx)
-            .await
-            .ctx("supersede releases")?;
-            record.superseded.sort_unstable();
+            record.superseded = supersede_older_in(&mut tx, p.image, id, p.now).await?;
             let event = NewEvent {
                 actor: "system".to_owned(),
                 subject: format!("release:{id}"),
@@ -177,17 +200,6 @@ impl Store {
                 workspace: None,
             };
             append_event_in(&mut tx, &event, p.now).await?;
-            for old in &record.superseded {
-                let event = NewEvent {
-                    actor: "system".to_owned(),
-                    subject: format!("release:{old}"),
-                    action: "release.superseded".to_owned(),
-                    detail: serde_json::json!({ "image": p.image, "by": id }),
-                    rollout_id: None,
-                    workspace: None,
-                };
-                append_event_in(&mut tx, &event, p.now).await?;
-            }
             record.release_id = Some(id);
         }
         sqlx::query(
@@ -215,6 +227,47 @@ impl Store {
             .await
             .ctx("list releases of image")?;
         rows.iter().map(from_row).collect()
+    }
+
+    /// Queued releases, oldest first per image.
+    pub async fn queued_releases(&self) -> Result<Vec<Release>, StoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM releases WHERE status = 'queued' \
+             ORDER BY image, detected_at, id"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&self.pool)
+            .await
+            .ctx("list queued releases")?;
+        rows.iter().map(from_row).collect()
+    }
+
+    /// The newest release of `image` that is neither blocked nor rejected.
+    pub async fn newest_usable_release(&self, image: &str) -> Result<Option<Release>, StoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM releases WHERE image = $1 \
+             AND status NOT IN ('blocked', 'rejected') ORDER BY detected_at DESC, id DESC LIMIT 1"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(image)
+            .fetch_optional(&self.pool)
+            .await
+            .ctx("newest usable release")?;
+        row.as_ref().map(from_row).transpose()
+    }
+
+    /// Supersedes the queued releases of `image` older than `newest_id` (see
+    /// [`Store::record_probe_success`], which does the same as it records a release).
+    pub async fn supersede_older_queued(
+        &self,
+        image: &str,
+        newest_id: i64,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<i64>, StoreError> {
+        let mut tx = self.pool.begin().await.ctx("begin")?;
+        let ids = supersede_older_in(&mut tx, image, newest_id, now).await?;
+        tx.commit().await.ctx("commit")?;
+        Ok(ids)
     }
 
     pub async fn release(&self, id: i64) -> Result<Release, StoreError> {

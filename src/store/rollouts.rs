@@ -1,4 +1,4 @@
-//! Rollout rows and the release reads/status writes the controller needs.
+//! Rollout rows (joined with their release) and the reads the controller needs.
 //!
 //! The rollout row's `version` is the rollout's lock: every change to a rollout, its
 //! targets, the desired digests it writes and its release's status goes through
@@ -10,18 +10,8 @@ use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
 use super::{QueryContext, Store, StoreError, is_unique_violation};
-use crate::clock::{from_millis, to_millis};
+use crate::clock::from_millis;
 use crate::domain::{Digest, ReleaseStatus, RolloutState};
-
-/// A release as the controller sees it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ReleaseRow {
-    pub id: i64,
-    pub image: String,
-    pub digest: Digest,
-    pub status: ReleaseStatus,
-    pub detected_at: DateTime<Utc>,
-}
 
 /// A rollout row joined with its release.
 #[derive(Clone, Debug, PartialEq)]
@@ -84,102 +74,10 @@ fn rollout_from_row(row: &SqliteRow) -> Result<RolloutRow, StoreError> {
     })
 }
 
-fn release_from_row(row: &SqliteRow) -> Result<ReleaseRow, StoreError> {
-    let c = |e: sqlx::Error| corrupt("release")(e.to_string());
-    Ok(ReleaseRow {
-        id: row.try_get("id").map_err(c)?,
-        image: row.try_get("image").map_err(c)?,
-        digest: digest(&row.try_get::<String, _>("digest").map_err(c)?, "release")?,
-        status: ReleaseStatus::parse(&row.try_get::<String, _>("status").map_err(c)?)
-            .map_err(|e| corrupt("release")(e.to_string()))?,
-        detected_at: from_millis(row.try_get("detected_at").map_err(c)?),
-    })
-}
-
 /// States in which a rollout still holds its image (a new release for it queues).
 pub const ACTIVE_STATES: &str = "'pending', 'canary', 'soaking', 'production', 'paused'";
 
 impl Store {
-    pub async fn release_row(&self, id: i64) -> Result<ReleaseRow, StoreError> {
-        let row = sqlx::query(
-            "SELECT id, image, digest, status, detected_at FROM releases WHERE id = $1",
-        )
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await
-        .ctx("get release")?
-        .ok_or_else(|| StoreError::NotFound {
-            what: "release",
-            key: id.to_string(),
-        })?;
-        release_from_row(&row)
-    }
-
-    /// Queued releases, oldest first.
-    pub async fn queued_releases(&self) -> Result<Vec<ReleaseRow>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, image, digest, status, detected_at FROM releases \
-             WHERE status = 'queued' ORDER BY image, detected_at, id",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .ctx("list queued releases")?;
-        rows.iter().map(release_from_row).collect()
-    }
-
-    /// The newest release of `image` that is neither blocked nor rejected.
-    pub async fn newest_usable_release(
-        &self,
-        image: &str,
-    ) -> Result<Option<ReleaseRow>, StoreError> {
-        let row = sqlx::query(
-            "SELECT id, image, digest, status, detected_at FROM releases \
-             WHERE image = $1 AND status NOT IN ('blocked', 'rejected') \
-             ORDER BY detected_at DESC, id DESC LIMIT 1",
-        )
-        .bind(image)
-        .fetch_optional(&self.pool)
-        .await
-        .ctx("newest usable release")?;
-        row.as_ref().map(release_from_row).transpose()
-    }
-
-    /// Marks every queued release of `image` detected before `newest_id`'s as superseded,
-    /// with an audit event each; returns their ids.
-    pub async fn supersede_older_queued(
-        &self,
-        image: &str,
-        newest_id: i64,
-        now: DateTime<Utc>,
-    ) -> Result<Vec<i64>, StoreError> {
-        let mut tx = self.pool.begin().await.ctx("begin")?;
-        let ids: Vec<i64> = sqlx::query_scalar(
-            "UPDATE releases SET status = 'superseded', status_reason = $1, updated_at = $2, \
-             version = version + 1 WHERE image = $3 AND status = 'queued' AND id <> $4 \
-             AND detected_at <= (SELECT detected_at FROM releases WHERE id = $4) RETURNING id",
-        )
-        .bind(format!("superseded by release {newest_id}"))
-        .bind(to_millis(now))
-        .bind(image)
-        .bind(newest_id)
-        .fetch_all(&mut *tx)
-        .await
-        .ctx("supersede releases")?;
-        for id in &ids {
-            let ev = super::NewEvent {
-                actor: "system".to_owned(),
-                subject: format!("release:{id}"),
-                action: "release.superseded".to_owned(),
-                detail: serde_json::json!({ "by": newest_id }),
-                rollout_id: None,
-                workspace: None,
-            };
-            super::events::append_event_in(&mut tx, &ev, now).await?;
-        }
-        tx.commit().await.ctx("commit")?;
-        Ok(ids)
-    }
-
     pub async fn rollout_row(&self, id: i64) -> Result<RolloutRow, StoreError> {
         self.rollout_where("r.id = $1", id)
             .await?
