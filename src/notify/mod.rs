@@ -4,11 +4,20 @@
 //! Each sink has its own bounded queue and delivery task, so a slow or failing sink
 //! never blocks another sink, the tail, or anything else: when its queue is full new
 //! notifications for it are dropped and counted (`sluice_notifications_total{outcome="dropped"}`).
+//!
+//! Delivery is at least once across restarts: the tail stores a cursor (`settings` row
+//! `notify_cursor`) up to which every sink has delivered or given up, and a new start
+//! continues from it. Events written while the daemon was down or starting up (the
+//! outcomes of updates resumed after a crash) are sent; a notification that was queued
+//! or in flight when the daemon stopped is sent again. Receivers deduplicate on the
+//! `X-Sluice-Delivery` header (the audit event id). The very first start with sinks
+//! begins at the newest event, so history is not replayed.
 
 mod hmac;
 pub mod payload;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use prometheus::{IntCounterVec, Opts};
@@ -59,6 +68,32 @@ struct Sink {
     events: Vec<String>,
     tx: mpsc::Sender<Job>,
     format: String,
+    progress: Arc<Progress>,
+}
+
+/// What a sink's delivery task has finished, for the stored cursor.
+#[derive(Default)]
+struct Progress {
+    /// Jobs queued or in flight.
+    open: AtomicUsize,
+    /// Event id of the last job finished (delivered or given up); jobs run in order.
+    done_through: AtomicI64,
+}
+
+/// The newest event id that every sink is done with, given that the tail has fanned out
+/// everything up to `fanned_out`.
+fn safe_cursor(sinks: &[Sink], fanned_out: i64) -> i64 {
+    sinks
+        .iter()
+        .map(|s| {
+            if s.progress.open.load(Ordering::Acquire) == 0 {
+                fanned_out
+            } else {
+                s.progress.done_through.load(Ordering::Acquire)
+            }
+        })
+        .min()
+        .unwrap_or(fanned_out)
 }
 
 /// A label for metrics and logs: the sink's host and port, never its path or secret.
@@ -91,6 +126,7 @@ pub fn spawn(
     for (i, w) in settings.webhooks.iter().enumerate() {
         let (tx, rx) = mpsc::channel(settings.queue_capacity);
         let label = sink_label(i, &w.url);
+        let progress = Arc::new(Progress::default());
         tokio::spawn(deliver(
             rx,
             w.clone(),
@@ -99,6 +135,7 @@ pub fn spawn(
             settings.retries,
             settings.backoff,
             counters.clone(),
+            progress.clone(),
             shutdown.clone(),
         ));
         sinks.push(Sink {
@@ -106,6 +143,7 @@ pub fn spawn(
             events: w.events.clone(),
             tx,
             format: w.format.clone().unwrap_or_else(|| "json".to_owned()),
+            progress,
         });
     }
     let interval = settings.poll_interval;
@@ -122,7 +160,7 @@ async fn tail(
     shutdown: CancellationToken,
 ) {
     let mut cursor = loop {
-        match store.last_event_id().await {
+        match start_cursor(&store).await {
             Ok(id) => break id,
             Err(e) => {
                 tracing::warn!(error = %e, "notifications: cannot read the audit trail; retrying");
@@ -138,6 +176,7 @@ async fn tail(
         from_event = cursor,
         "notifications started"
     );
+    let mut stored = cursor;
     loop {
         match store.feed_events(cursor, PAGE).await {
             Ok(batch) => {
@@ -152,9 +191,48 @@ async fn tail(
             }
             Err(e) => tracing::warn!(error = %e, "notifications: cannot read new events"),
         }
+        stored = store_cursor(&store, safe_cursor(&sinks, cursor), stored).await;
         tokio::select! {
-            () = shutdown.cancelled() => return,
+            () = shutdown.cancelled() => {
+                store_cursor(&store, safe_cursor(&sinks, cursor), stored).await;
+                return;
+            }
             () = tokio::time::sleep(interval) => {}
+        }
+    }
+}
+
+/// The stored cursor, or the newest event on the first start (history is not replayed);
+/// a cursor past the newest event (the database was replaced) starts at the newest.
+async fn start_cursor(store: &Store) -> Result<i64, crate::store::StoreError> {
+    let last = store.last_event_id().await?;
+    match store.notify_cursor().await? {
+        Some(c) if c <= last => {
+            if c < last {
+                tracing::info!(
+                    events = last - c,
+                    "notifications: sending events written since the last run"
+                );
+            }
+            Ok(c)
+        }
+        _ => {
+            store.set_notify_cursor(last, chrono::Utc::now()).await?;
+            Ok(last)
+        }
+    }
+}
+
+/// Stores `safe` when it moved past `stored`; returns what is stored now.
+async fn store_cursor(store: &Store, safe: i64, stored: i64) -> i64 {
+    if safe <= stored {
+        return stored;
+    }
+    match store.set_notify_cursor(safe, chrono::Utc::now()).await {
+        Ok(()) => safe,
+        Err(e) => {
+            tracing::warn!(error = %e, "notifications: cannot store the cursor");
+            stored
         }
     }
 }
@@ -173,7 +251,9 @@ fn fan_out(ev: &FeedEvent, sinks: &[Sink], counters: &Counters) {
             body,
             event_id: ev.id,
         };
+        s.progress.open.fetch_add(1, Ordering::AcqRel);
         if s.tx.try_send(job).is_err() {
+            s.progress.open.fetch_sub(1, Ordering::AcqRel);
             counters.inc(&s.label, "dropped");
             tracing::warn!(sink = %s.label, event_id = ev.id, kind, "notification queue full; dropped");
         }
@@ -189,6 +269,7 @@ async fn deliver(
     retries: u32,
     backoff: Duration,
     counters: Counters,
+    progress: Arc<Progress>,
     shutdown: CancellationToken,
 ) {
     let secret = sink.secret.clone().map(Arc::new);
@@ -236,6 +317,8 @@ async fn deliver(
                 }
             }
         }
+        progress.done_through.store(job.event_id, Ordering::Release);
+        progress.open.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

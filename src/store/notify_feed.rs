@@ -19,6 +19,37 @@ pub struct FeedEvent {
 }
 
 impl Store {
+    /// Where the notification feed stopped: every event up to this id was delivered or
+    /// given up by every sink (None before the first start with sinks).
+    pub async fn notify_cursor(&self) -> Result<Option<i64>, StoreError> {
+        let v: Option<String> =
+            sqlx::query_scalar("SELECT value FROM settings WHERE key = 'notify_cursor'")
+                .fetch_optional(&self.pool)
+                .await
+                .ctx("get notification cursor")?;
+        v.map(|v| {
+            v.parse().map_err(|e| StoreError::Corrupt {
+                what: "notification cursor",
+                message: format!("{v:?}: {e}"),
+            })
+        })
+        .transpose()
+    }
+
+    pub async fn set_notify_cursor(&self, id: i64, now: DateTime<Utc>) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO settings (key, value, updated_at) VALUES ('notify_cursor', $1, $2) \
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value, \
+             updated_at = excluded.updated_at, version = settings.version + 1",
+        )
+        .bind(id.to_string())
+        .bind(crate::clock::to_millis(now))
+        .execute(&self.pool)
+        .await
+        .ctx("set notification cursor")?;
+        Ok(())
+    }
+
     /// The newest event id (0 when there is none): where a new feed starts.
     pub async fn last_event_id(&self) -> Result<i64, StoreError> {
         let id: Option<i64> = sqlx::query_scalar("SELECT MAX(id) FROM events")

@@ -293,3 +293,106 @@ async fn a_failing_receiver_gets_retries_and_a_hanging_one_blocks_nothing() {
     assert_eq!(value("0:", "delivered"), 11.0, "{samples:?}");
     assert!(value("1:", "dropped") >= 5.0, "{samples:?}");
 }
+
+/// Starts the notifier alone on `store` with one sink; returns what stops it.
+fn notifier(
+    store: &sluice::store::Store,
+    url: &str,
+) -> (
+    tokio_util::sync::CancellationToken,
+    tokio::task::JoinHandle<()>,
+) {
+    let mut s = sluice::config::Settings::default();
+    fast(&mut s);
+    s.notifications.webhooks = vec![sink(url, None, None)];
+    let stop = tokio_util::sync::CancellationToken::new();
+    let task = sluice::notify::spawn(
+        store.clone(),
+        &s.notifications,
+        &sluice::metrics::Metrics::new(),
+        stop.clone(),
+    )
+    .expect("a sink is configured");
+    (stop, task)
+}
+
+fn deliveries(r: &Receiver) -> Vec<String> {
+    r.got
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(h, _)| h["x-sluice-delivery"].to_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn events_written_while_stopped_or_not_yet_delivered_are_sent_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("sluice.db").display());
+    let store = sluice::store::Store::open(&url, 2, Duration::from_secs(5))
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    let now = chrono::Utc::now();
+    let append = |n: u32| {
+        let store = store.clone();
+        async move {
+            store
+                .append_event(
+                    &event("workspace:w1", "update_succeeded", json!({"to": n})),
+                    now,
+                )
+                .await
+                .unwrap()
+        }
+    };
+    // History before the first start with a sink is not replayed.
+    append(0).await;
+
+    let ok = Receiver::default();
+    let ok_url = start_receiver(ok.clone()).await;
+    let (stop, task) = notifier(&store, &ok_url);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let first = append(1).await;
+    wait_for("the first delivery", || !ok.got.lock().unwrap().is_empty()).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stop.cancel();
+    task.await.unwrap();
+    assert_eq!(deliveries(&ok), [first.to_string()]);
+
+    // Written while no notifier runs (e.g. updates resumed at startup after a crash).
+    let down = [append(2).await, append(3).await];
+    let (stop, task) = notifier(&store, &ok_url);
+    wait_for("the events from the downtime", || {
+        ok.got.lock().unwrap().len() >= 3
+    })
+    .await;
+    // A delivery in flight when the daemon stops is not lost either.
+    let hang = Receiver {
+        hang: true,
+        ..Default::default()
+    };
+    let hang_url = start_receiver(hang).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stop.cancel();
+    task.await.unwrap();
+    let (stop, task) = notifier(&store, &hang_url);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let in_flight = append(4).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.cancel();
+    task.await.unwrap();
+    let (stop, task) = notifier(&store, &ok_url);
+    wait_for("the delivery that was in flight", || {
+        ok.got.lock().unwrap().len() >= 4
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.cancel();
+    task.await.unwrap();
+    let expected: Vec<String> = [first, down[0], down[1], in_flight]
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(deliveries(&ok), expected, "each event once, in order");
+}
