@@ -198,7 +198,9 @@ impl Store {
     /// Marks a workspace deleted (its row and history stay for the audit trail) and
     /// audits it, unless an update attempt of it is open (then `Ok(false)`): the check and
     /// the delete are one statement, so the reconciler cannot start an update in between.
-    /// The name stays taken by the deleted row.
+    /// The deleted row gives its name up (it becomes `name~deleted-<id>`, which no live
+    /// name can be), so a workspace of the same name can be created again; the audit
+    /// trail keeps the original name.
     pub async fn delete_workspace_audited(
         &self,
         name: &WorkspaceName,
@@ -209,6 +211,7 @@ impl Store {
         let mut tx = self.pool.begin().await.ctx("begin")?;
         let done = sqlx::query(
             "UPDATE workspaces SET deleted_at = $1, desired_digest = NULL, updated_at = $1, \
+             name = name || '~deleted-' || id, \
              version = version + 1 WHERE name = $2 AND deleted_at IS NULL AND NOT EXISTS ( \
              SELECT 1 FROM workspace_updates u WHERE u.workspace_id = workspaces.id \
              AND u.phase NOT IN ('succeeded', 'rolled_back', 'failed', 'quarantined'))",

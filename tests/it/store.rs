@@ -141,3 +141,52 @@ async fn events_are_append_only_and_fleet_mode_changes_are_audited() {
     }
     assert_eq!(store.events(id - 1, 10).await.unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn a_deleted_workspace_gives_its_name_up_and_keeps_its_history() {
+    let (_dir, store) = fresh().await;
+    let first = store
+        .insert_workspace(&new_ws("acme"), Utc::now())
+        .await
+        .unwrap();
+    assert!(
+        store
+            .delete_workspace_audited(&first.name, false, "ops", Utc::now())
+            .await
+            .unwrap()
+    );
+    assert!(matches!(
+        store.workspace(&first.name).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    let again = store
+        .insert_workspace(&new_ws("acme"), Utc::now())
+        .await
+        .expect("the name is free again");
+    assert_ne!(again.id, first.id);
+    assert_eq!(store.workspace(&first.name).await.unwrap().id, again.id);
+    let names: Vec<String> = store
+        .workspaces()
+        .await
+        .unwrap()
+        .iter()
+        .map(|w| w.name.to_string())
+        .collect();
+    assert_eq!(names, ["acme"], "the deleted row is not listed");
+    // The old row and its audit trail stay.
+    let old: (String, Option<i64>) =
+        sqlx::query_as("SELECT name, deleted_at FROM workspaces WHERE id = $1")
+            .bind(first.id)
+            .fetch_one(store.raw_pool())
+            .await
+            .unwrap();
+    assert_eq!(old.0, format!("acme~deleted-{}", first.id));
+    assert!(old.1.is_some());
+    let events = store.events(0, 10).await.unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| e.action == "workspace.deleted" && e.subject == "workspace:acme"),
+        "{events:?}"
+    );
+}
