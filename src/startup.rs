@@ -289,6 +289,19 @@ fn start_reconciler(
     );
     let clock: Arc<dyn crate::clock::Clock> = Arc::new(crate::clock::SystemClock);
     let every = settings.snapshots.cleanup_interval;
+    if let Some(docker) = state.docker.get() {
+        // Drift is found on Docker's word at once, not at the next periodic pass.
+        let runtime = crate::runtime::DockerRuntime::new(docker.as_ref().clone());
+        let wakers = state.wakers.clone();
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            let hint = |name: &str| {
+                tracing::debug!(container = name, "docker event: waking the reconciler");
+                wakers.reconciler.notify_one();
+            };
+            runtime.follow_events(hint, stop).await;
+        });
+    }
     crate::reconciler::spawn(rec, snaps, clock, every, shutdown.clone());
 }
 

@@ -32,6 +32,64 @@ impl DockerRuntime {
     pub fn new(docker: Docker) -> Self {
         Self { docker }
     }
+
+    /// Follows Docker's event stream and calls `hint` with the name of every managed
+    /// container that dies, stops or is destroyed, until `shutdown`. After the stream
+    /// ends or fails it subscribes again (1 s doubling to 30 s) from the second of the
+    /// last event seen, so a hiccup loses nothing; the hint is only a hint (the
+    /// reconciler's periodic pass is the backstop).
+    pub async fn follow_events(
+        &self,
+        hint: impl Fn(&str),
+        shutdown: tokio_util::sync::CancellationToken,
+    ) {
+        let filters = HashMap::from([
+            ("type".to_owned(), vec!["container".to_owned()]),
+            ("label".to_owned(), vec![format!("{LABEL_MANAGED}=true")]),
+            (
+                "event".to_owned(),
+                vec!["die".to_owned(), "destroy".to_owned(), "stop".to_owned()],
+            ),
+        ]);
+        let mut since = chrono::Utc::now().timestamp();
+        let mut delay = Duration::from_secs(1);
+        loop {
+            let opts = EventsOptionsBuilder::default()
+                .since(&since.to_string())
+                .filters(&filters)
+                .build();
+            let mut stream = self.docker.events(Some(opts));
+            let failure = loop {
+                let next = tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    n = stream.next() => n,
+                };
+                match next {
+                    None => break "the event stream ended".to_owned(),
+                    Some(Err(e)) => break e.to_string(),
+                    Some(Ok(ev)) => {
+                        delay = Duration::from_secs(1);
+                        if let Some(t) = ev.time {
+                            since = since.max(t);
+                        }
+                        if let Some(name) = ev
+                            .actor
+                            .and_then(|a| a.attributes)
+                            .and_then(|a| a.get("name").cloned())
+                        {
+                            hint(&name);
+                        }
+                    }
+                }
+            };
+            tracing::warn!(error = %failure, retry_in = ?delay, "docker events: following again");
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(delay) => {}
+            }
+            delay = (delay * 2).min(Duration::from_secs(30));
+        }
+    }
     pub fn docker(&self) -> &Docker {
         &self.docker
     }

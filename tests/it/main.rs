@@ -8,6 +8,7 @@ mod api;
 mod cli;
 mod config_cli;
 mod daemon;
+mod drift;
 mod notify;
 mod quickstart;
 mod reconciler;
