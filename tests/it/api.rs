@@ -788,16 +788,38 @@ async fn releases_are_listed_shown_and_rejected_with_an_audit_event() {
 
 #[tokio::test]
 async fn handlers_are_cut_off_at_the_request_timeout() {
-    // A 1 ns budget: the handler's first store query cannot finish in it.
     let api =
-        TestApi::start_with(|s| s.api.request_timeout = std::time::Duration::from_nanos(1)).await;
+        TestApi::start_with(|s| s.api.request_timeout = std::time::Duration::from_millis(300))
+            .await;
+    // Another writer holds the database: the handler's write waits on it (busy timeout
+    // 5 s) and the request deadline cuts it off first.
+    let mut lock = api.store.raw_pool().acquire().await.unwrap();
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut *lock)
+        .await
+        .unwrap();
     let (s, v) = api
-        .call(Method::GET, "/api/v1/workspaces", Some(READ_TOKEN), None)
+        .admin(
+            Method::PUT,
+            "/api/v1/fleet",
+            Some(json!({"mode": "paused"})),
+        )
         .await;
-    assert_eq!(s, StatusCode::REQUEST_TIMEOUT);
+    sqlx::query("ROLLBACK").execute(&mut *lock).await.unwrap();
+    drop(lock);
+    assert_eq!(s, StatusCode::REQUEST_TIMEOUT, "{v}");
     assert_eq!(code(&v), "timeout", "{v}");
     let message = v["error"]["message"].as_str().unwrap_or_default();
-    assert!(message.contains("did not finish within 1ns"), "{v}");
+    assert!(message.contains("did not finish within 300ms"), "{v}");
+    // The cut-off write left nothing behind: no mode change, no audit event.
+    let (s, v) = api.admin(Method::GET, "/api/v1/fleet", None).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["mode"], "manual", "{v}");
+    let events = api.store.events(0, 100).await.unwrap();
+    assert!(
+        events.iter().all(|e| e.action != "fleet.mode_changed"),
+        "{events:?}"
+    );
 }
 
 #[tokio::test]
