@@ -144,7 +144,11 @@ release_of() { # release_of DIGEST: prints the release id once the watcher found
 rollout_state() { sl --json rollout show "$1" | sed -n 's/^  "state": "\([a-z_]*\)".*/\1/p'; }
 has_release() { [ -n "$(release_of "$1")" ]; }
 rollout_is() { [ "$(rollout_state "$1")" = "$2" ]; }
-runs() { sl --json workspace show "$1" | grep -q "\"actual_digest\": \"$2\""; }
+runs() { # runs NAME DIGEST: the workspace runs DIGEST (read whole, then matched)
+    local shown
+    shown=$(sl --json workspace show "$1") || return 1
+    [[ $shown == *"\"actual_digest\": \"$2\""* ]]
+}
 
 # 5. v2 through canary, soak, production.
 say "pushing demo app v2"

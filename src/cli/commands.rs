@@ -40,10 +40,25 @@ impl Output {
     /// Prints `v` as JSON, or the human form from `human`.
     fn show(&self, v: &Value, human: impl FnOnce(&Value) -> String) {
         if self.json {
-            println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+            emit(&format!(
+                "{}\n",
+                serde_json::to_string_pretty(v).unwrap_or_default()
+            ));
         } else {
-            print!("{}", human(v));
+            emit(&human(v));
         }
+    }
+}
+
+/// Writes to stdout. A reader that went away (`sluice … | head`) is not an error: the
+/// rest of the output has nowhere to go. Other write failures are reported on stderr.
+fn emit(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush())
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        eprintln!("sluice: cannot write the output: {e}");
     }
 }
 

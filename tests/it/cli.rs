@@ -105,6 +105,21 @@ fn workspace_commands_print_tables_and_json_and_fail_loudly() {
     assert_eq!(v["spec"]["env"]["A"], "1");
     assert_eq!(v["spec"]["health"]["http"]["path"], "/health");
 
+    // A reader that goes away (`sluice … | grep -q`, `| head`) is not a crash.
+    let mut child = Command::new(sluice_bin())
+        .args(["--server", &d.url(""), "--json", "workspace", "show", &name])
+        .env_remove("SLUICE_CONFIG")
+        .env("SLUICE_TOKEN", READ_TOKEN)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let o = child.wait_with_output().unwrap();
+    let (_, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+
     let o = sluice(
         &d,
         Some(ADMIN_TOKEN),
