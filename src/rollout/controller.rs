@@ -126,12 +126,10 @@ impl Controller {
         // a pass can start at most `parallel` updates, so only that many pending targets
         // of the current wave need reading in full.
         let later_pending = r.strategy.aborts_on_failure();
-        let parallel = r.strategy.parallel();
-        let window = (parallel != usize::MAX).then_some(parallel);
         let (rows, settled) = self
             .ops
             .store
-            .rollout_targets_for_pass(r.id, later_pending, window)
+            .rollout_targets_for_pass(r.id, later_pending, r.strategy.start_window())
             .await?;
         let smoke = self.smoke_failures(&r, &rows).await;
         let automatic = r.started_by == "system";

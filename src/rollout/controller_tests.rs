@@ -235,9 +235,8 @@ async fn the_reduced_read_plans_exactly_like_the_full_one() {
         let all = store.rollout_targets(id).await.unwrap();
         for s in strategies() {
             let later = s.aborts_on_failure();
-            let window = (s.parallel() != usize::MAX).then_some(s.parallel());
             let (rows, settled) = store
-                .rollout_targets_for_pass(id, later, window)
+                .rollout_targets_for_pass(id, later, s.start_window())
                 .await
                 .unwrap();
             let settled_n: i64 = settled.iter().map(|g| g.count).sum();

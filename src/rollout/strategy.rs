@@ -84,6 +84,12 @@ impl Strategy {
         }
     }
 
+    /// At most how many updates one pass can start, when that is a bound (not `immediate`).
+    pub fn start_window(&self) -> Option<usize> {
+        let parallel = self.parallel();
+        (parallel != usize::MAX).then_some(parallel)
+    }
+
     /// Whether the failure thresholds abort the rollout (`immediate` skips failures).
     pub fn aborts_on_failure(&self) -> bool {
         self.kind != StrategyKind::Immediate

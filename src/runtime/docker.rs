@@ -28,6 +28,19 @@ pub struct DockerRuntime {
     docker: Docker,
 }
 
+/// Docker event filters for managed containers that die, stop or are destroyed: what
+/// both the drift hint stream and `events_since` ask for.
+fn managed_exit_filters() -> HashMap<String, Vec<String>> {
+    HashMap::from([
+        ("type".to_owned(), vec!["container".to_owned()]),
+        ("label".to_owned(), vec![format!("{LABEL_MANAGED}=true")]),
+        (
+            "event".to_owned(),
+            vec!["die".to_owned(), "destroy".to_owned(), "stop".to_owned()],
+        ),
+    ])
+}
+
 impl DockerRuntime {
     pub fn new(docker: Docker) -> Self {
         Self { docker }
@@ -43,14 +56,7 @@ impl DockerRuntime {
         hint: impl Fn(&str),
         shutdown: tokio_util::sync::CancellationToken,
     ) {
-        let filters = HashMap::from([
-            ("type".to_owned(), vec!["container".to_owned()]),
-            ("label".to_owned(), vec![format!("{LABEL_MANAGED}=true")]),
-            (
-                "event".to_owned(),
-                vec!["die".to_owned(), "destroy".to_owned(), "stop".to_owned()],
-            ),
-        ]);
+        let filters = managed_exit_filters();
         let mut since = chrono::Utc::now().timestamp();
         let mut delay = Duration::from_secs(1);
         loop {
@@ -398,14 +404,7 @@ impl ContainerRuntime for DockerRuntime {
     async fn events_since(&self, since_secs: i64) -> Result<Vec<String>, RuntimeError> {
         // `until` is whole seconds: one past now so events of this very second count.
         let now = chrono::Utc::now().timestamp() + 1;
-        let filters = HashMap::from([
-            ("type".to_owned(), vec!["container".to_owned()]),
-            ("label".to_owned(), vec![format!("{LABEL_MANAGED}=true")]),
-            (
-                "event".to_owned(),
-                vec!["die".to_owned(), "destroy".to_owned(), "stop".to_owned()],
-            ),
-        ]);
+        let filters = managed_exit_filters();
         let opts = EventsOptionsBuilder::default()
             .since(&since_secs.to_string())
             .until(&now.to_string())

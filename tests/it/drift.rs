@@ -4,9 +4,10 @@
 use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use crate::api::{TestApi, fixture_image};
+use crate::api::TestApi;
+use crate::rollout_api::add;
 use crate::support::{run, unique};
 
 async fn workspace(api: &TestApi, name: &str) -> Value {
@@ -56,13 +57,7 @@ async fn a_container_removed_by_hand_is_recreated_on_dockers_event() {
     })
     .await;
     let name = unique("drift-ev");
-    let body = json!({ "name": name, "image": fixture_image(),
-                       "volumes": [{"name": format!("{name}-data"), "mount": "/data"}],
-                       "health": {"http": {"port": 8080, "path": "/health"}} });
-    let (s, v) = api
-        .admin(Method::POST, "/api/v1/workspaces", Some(body))
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{v}");
+    add(&api, &name, "production").await;
     let first = wait_running(&name, None, Duration::from_secs(60)).await;
     // Let the creation settle (healthy, recorded) before pulling the rug.
     for _ in 0..200 {

@@ -26,7 +26,8 @@ fn good_v2() -> String {
     })
 }
 
-async fn add(api: &TestApi, name: &str, tier: &str) {
+/// Adds a workspace on the good fixture with a data volume and an HTTP health probe.
+pub async fn add(api: &TestApi, name: &str, tier: &str) {
     let body = json!({ "name": name, "image": fixture_image(), "update_tier": tier,
                        "volumes": [{"name": format!("{name}-data"), "mount": "/data"}],
                        "health": {"http": {"port": 8080, "path": "/health"}} });
