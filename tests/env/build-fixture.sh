@@ -18,6 +18,7 @@ shift 3
 case "$mode" in good|bad-health|crash|migrates-then-fails) ;; *) echo "unknown fixture mode: $mode" >&2; exit 2;; esac
 here=$(cd "$(dirname "$0")" && pwd)
 busybox=/bin/busybox
+command -v file >/dev/null || { echo "build-fixture: needs the file command (apt-get install file)" >&2; exit 1; }
 if ! file -L "$busybox" 2>/dev/null | grep -q 'statically linked'; then
   echo "build-fixture: $busybox is not a static busybox (install busybox-static)" >&2
   exit 1
