@@ -117,6 +117,11 @@ mod tests {
             sha256: None,
             state: state.into(),
             created_at: chrono::Utc::now(),
+            mount_path: None,
+            method: None,
+            manifest_sha256: None,
+            entries: None,
+            released_at: None,
         }
     }
 

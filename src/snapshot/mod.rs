@@ -18,7 +18,7 @@ pub use retention::retention_victims;
 use crate::config::SnapshotSettings;
 use crate::domain::{ParseError, SnapshotId, WorkspaceName};
 use crate::runtime::{ContainerRuntime, RuntimeError};
-use crate::store::{SnapshotRow, Store, StoreError};
+use crate::store::{SnapshotDone, SnapshotRow, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
@@ -125,6 +125,7 @@ impl Snapshots {
                 workspace_id,
                 Some(update_id),
                 volume,
+                mount,
                 &path.display().to_string(),
                 now,
             )
@@ -144,7 +145,14 @@ impl Snapshots {
         if let Ok(d) = tokio::fs::File::open(&self.dir).await {
             let _ = d.sync_all().await;
         }
-        self.store.complete_snapshot(&id, size, &sha).await?;
+        let done = SnapshotDone {
+            size,
+            sha256: sha,
+            manifest_sha256: None,
+            entries: None,
+            method: "archive",
+        };
+        self.store.complete_snapshot(&id, &done).await?;
         tracing::info!(workspace = %workspace, snapshot = %id, volume, size, "snapshot complete");
         self.store.snapshot(&id).await.map_err(Into::into)
     }

@@ -50,6 +50,11 @@ mod tests {
             sha256: None,
             state: state.into(),
             created_at: now - Duration::hours(age_h),
+            mount_path: None,
+            method: None,
+            manifest_sha256: None,
+            entries: None,
+            released_at: None,
         }
     }
 

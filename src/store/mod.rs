@@ -41,9 +41,9 @@ pub use rollout_targets::{
     CandidateRow, DesiredWrite, NewTarget, RolloutRowWrite, RolloutWrite, TargetRow, TargetWrite,
 };
 pub use rollouts::RolloutRow;
-pub use snapshots::SnapshotRow;
+pub use snapshots::{SnapshotDone, SnapshotRow};
 pub use tracked_images::TrackedImage;
-pub use updates::{ConvergeTarget, Outcome, UpdateRow};
+pub use updates::{ConvergeTarget, Outcome, UpdateKind, UpdateRow};
 pub use workspace_admin::{LastUpdate, WorkspacePatch};
 pub use workspace_status::Observed;
 pub use workspaces::{NewWorkspace, Workspace};

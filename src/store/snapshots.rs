@@ -18,50 +18,79 @@ pub struct SnapshotRow {
     pub sha256: Option<String>,
     pub state: String,
     pub created_at: DateTime<Utc>,
+    /// Where the volume was mounted when the snapshot was taken (`None`: older rows).
+    pub mount_path: Option<String>,
+    /// How the tree was read: `host` or `archive` (see [`crate::snapshot`]).
+    pub method: Option<String>,
+    /// sha256 of the tree's manifest, checked after every restore.
+    pub manifest_sha256: Option<String>,
+    /// Entries (files, directories, links) in the tree.
+    pub entries: Option<i64>,
+    /// An operator lifted this snapshot's protection from retention.
+    pub released_at: Option<DateTime<Utc>>,
 }
 
-type Raw = (
-    String,
-    i64,
-    Option<i64>,
-    String,
-    String,
-    i64,
-    Option<String>,
-    String,
-    i64,
-);
+/// The columns as stored.
+#[derive(sqlx::FromRow)]
+struct Raw {
+    id: String,
+    workspace_id: i64,
+    update_id: Option<i64>,
+    volume: String,
+    path: String,
+    size_bytes: i64,
+    sha256: Option<String>,
+    state: String,
+    created_at: i64,
+    mount_path: Option<String>,
+    method: Option<String>,
+    manifest_sha256: Option<String>,
+    entries: Option<i64>,
+    released_at: Option<i64>,
+}
+
 /// A row plus whether an unfinished update needs it.
-type RawNeeded = (
-    String,
-    i64,
-    Option<i64>,
-    String,
-    String,
-    i64,
-    Option<String>,
-    String,
-    i64,
-    bool,
-);
-const COLS: &str =
-    "id, workspace_id, update_id, volume, path, size_bytes, sha256, state, created_at";
+#[derive(sqlx::FromRow)]
+struct RawNeeded {
+    #[sqlx(flatten)]
+    row: Raw,
+    needed: bool,
+}
+
+const COLS: &str = "id, workspace_id, update_id, volume, path, size_bytes, sha256, state, \
+                    created_at, mount_path, method, manifest_sha256, entries, released_at";
 
 fn to_row(r: Raw) -> Result<SnapshotRow, StoreError> {
     Ok(SnapshotRow {
-        id: SnapshotId::parse(&r.0).map_err(|e| StoreError::Corrupt {
+        id: SnapshotId::parse(&r.id).map_err(|e| StoreError::Corrupt {
             what: "snapshot",
             message: e.to_string(),
         })?,
-        workspace_id: r.1,
-        update_id: r.2,
-        volume: r.3,
-        path: r.4,
-        size_bytes: r.5,
-        sha256: r.6,
-        state: r.7,
-        created_at: from_millis(r.8),
+        workspace_id: r.workspace_id,
+        update_id: r.update_id,
+        volume: r.volume,
+        path: r.path,
+        size_bytes: r.size_bytes,
+        sha256: r.sha256,
+        state: r.state,
+        created_at: from_millis(r.created_at),
+        mount_path: r.mount_path,
+        method: r.method,
+        manifest_sha256: r.manifest_sha256,
+        entries: r.entries,
+        released_at: r.released_at.map(from_millis),
     })
+}
+
+/// What a finished snapshot holds, recorded when it is marked complete.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SnapshotDone {
+    pub size: u64,
+    pub sha256: String,
+    /// The tree's manifest digest and entry count, when the method computed them.
+    pub manifest_sha256: Option<String>,
+    pub entries: Option<u64>,
+    pub method: &'static str,
 }
 
 impl Store {
@@ -71,17 +100,19 @@ impl Store {
         workspace_id: i64,
         update_id: Option<i64>,
         volume: &str,
+        mount_path: &str,
         path: &str,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO snapshots (id, workspace_id, update_id, volume, path, state, created_at) \
-             VALUES ($1, $2, $3, $4, $5, 'writing', $6)",
+            "INSERT INTO snapshots (id, workspace_id, update_id, volume, mount_path, path, state, \
+             created_at) VALUES ($1, $2, $3, $4, $5, $6, 'writing', $7)",
         )
         .bind(id.as_str())
         .bind(workspace_id)
         .bind(update_id)
         .bind(volume)
+        .bind(mount_path)
         .bind(path)
         .bind(to_millis(now))
         .execute(&self.pool)
@@ -93,15 +124,18 @@ impl Store {
     pub async fn complete_snapshot(
         &self,
         id: &SnapshotId,
-        size: u64,
-        sha256: &str,
+        done: &SnapshotDone,
     ) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE snapshots SET state = 'complete', size_bytes = $1, sha256 = $2, \
-             version = version + 1 WHERE id = $3 AND state = 'writing'",
+             manifest_sha256 = $3, entries = $4, method = $5, version = version + 1 \
+             WHERE id = $6 AND state = 'writing'",
         )
-        .bind(i64::try_from(size).unwrap_or(i64::MAX))
-        .bind(sha256)
+        .bind(i64::try_from(done.size).unwrap_or(i64::MAX))
+        .bind(&done.sha256)
+        .bind(&done.manifest_sha256)
+        .bind(done.entries.map(|n| i64::try_from(n).unwrap_or(i64::MAX)))
+        .bind(done.method)
         .bind(id.as_str())
         .execute(&self.pool)
         .await
@@ -167,7 +201,7 @@ impl Store {
             .await
             .ctx("list live snapshots")?;
         raw.into_iter()
-            .map(|r| Ok((to_row((r.0, r.1, r.2, r.3, r.4, r.5, r.6, r.7, r.8))?, r.9)))
+            .map(|r| Ok((to_row(r.row)?, r.needed)))
             .collect()
     }
 }

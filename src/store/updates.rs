@@ -23,6 +23,37 @@ pub struct UpdateRow {
     pub phase: UpdatePhase,
     pub snapshot_ids: Vec<SnapshotId>,
     pub error: Option<String>,
+    /// `update` (a digest change), `restore` (operator `snapshot restore`) or `recover`
+    /// (operator `workspace recover`).
+    pub kind: UpdateKind,
+    /// Restore and recover rows: exactly the snapshots this attempt restores.
+    pub restore_snapshot_ids: Vec<SnapshotId>,
+}
+
+/// Why a journal row exists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UpdateKind {
+    Update,
+    Restore,
+    Recover,
+}
+
+impl UpdateKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Update => "update",
+            Self::Restore => "restore",
+            Self::Recover => "recover",
+        }
+    }
+    fn parse(s: &str) -> Result<Self, String> {
+        match s {
+            "update" => Ok(Self::Update),
+            "restore" => Ok(Self::Restore),
+            "recover" => Ok(Self::Recover),
+            other => Err(format!("unknown update kind {other:?}")),
+        }
+    }
 }
 
 /// A workspace the reconciler should converge.
@@ -54,8 +85,8 @@ pub struct Outcome {
 }
 
 const OPEN: &str = "('succeeded', 'rolled_back', 'failed', 'quarantined')";
-const COLS: &str =
-    "id, workspace_id, rollout_id, from_digest, to_digest, phase, snapshot_ids, error";
+const COLS: &str = "id, workspace_id, rollout_id, from_digest, to_digest, phase, snapshot_ids, \
+                    error, kind, restore_snapshot_ids";
 
 fn corrupt(e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt {
@@ -64,10 +95,15 @@ fn corrupt(e: impl std::fmt::Display) -> StoreError {
     }
 }
 
+fn snapshot_ids(json: &str) -> Result<Vec<SnapshotId>, StoreError> {
+    let ids: Vec<String> = serde_json::from_str(json).map_err(corrupt)?;
+    ids.iter()
+        .map(|s| SnapshotId::parse(s))
+        .collect::<Result<_, _>>()
+        .map_err(corrupt)
+}
+
 fn from_row(r: &SqliteRow) -> Result<UpdateRow, StoreError> {
-    let ids: Vec<String> =
-        serde_json::from_str(&r.try_get::<String, _>("snapshot_ids").map_err(corrupt)?)
-            .map_err(corrupt)?;
     Ok(UpdateRow {
         id: r.try_get("id").map_err(corrupt)?,
         workspace_id: r.try_get("workspace_id").map_err(corrupt)?,
@@ -82,12 +118,16 @@ fn from_row(r: &SqliteRow) -> Result<UpdateRow, StoreError> {
             .map_err(corrupt)?,
         phase: UpdatePhase::parse(&r.try_get::<String, _>("phase").map_err(corrupt)?)
             .map_err(corrupt)?,
-        snapshot_ids: ids
-            .iter()
-            .map(|s| SnapshotId::parse(s))
-            .collect::<Result<_, _>>()
-            .map_err(corrupt)?,
+        snapshot_ids: snapshot_ids(&r.try_get::<String, _>("snapshot_ids").map_err(corrupt)?)?,
         error: r.try_get("error").map_err(corrupt)?,
+        kind: UpdateKind::parse(&r.try_get::<String, _>("kind").map_err(corrupt)?)
+            .map_err(corrupt)?,
+        restore_snapshot_ids: r
+            .try_get::<Option<String>, _>("restore_snapshot_ids")
+            .map_err(corrupt)?
+            .map(|j| snapshot_ids(&j))
+            .transpose()?
+            .unwrap_or_default(),
     })
 }
 
