@@ -258,8 +258,14 @@ async fn build_reconciler(
         settings.snapshots.clone(),
         state.store.clone(),
     );
+    // A remote engine's volumes are reached only through the archive API.
+    let runtime = if settings.docker.is_remote() {
+        crate::runtime::DockerRuntime::remote(docker.as_ref().clone())
+    } else {
+        crate::runtime::DockerRuntime::new(docker.as_ref().clone())
+    };
     let rec = crate::reconciler::Reconciler::new(
-        crate::runtime::DockerRuntime::new(docker.as_ref().clone()),
+        runtime,
         state.store.clone(),
         snaps,
         crate::reconciler::ReconcilerConfig::from_settings(settings),

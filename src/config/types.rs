@@ -76,6 +76,16 @@ pub struct DockerSettings {
     pub timeout: Duration,
 }
 
+impl DockerSettings {
+    /// True when the engine is reached over the network (`tcp://`, `http(s)://`), not
+    /// through a socket on this machine.
+    pub fn is_remote(&self) -> bool {
+        self.host
+            .as_deref()
+            .is_some_and(|h| !h.is_empty() && !h.starts_with("unix://"))
+    }
+}
+
 impl Default for DockerSettings {
     fn default() -> Self {
         Self {

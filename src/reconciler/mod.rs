@@ -31,7 +31,7 @@ use crate::config::Settings;
 use crate::domain::{Digest, Health, WorkspaceName, WorkspaceState};
 use crate::runtime::{ContainerRuntime, LABEL_WORKSPACE, RuntimeError};
 use crate::snapshot::{SnapshotError, Snapshots};
-use crate::store::{NewEvent, Observed, Store, StoreError};
+use crate::store::{NewEvent, Observed, Store, StoreError, UpdateKind};
 use crate::wake::Wakers;
 
 /// Environment variable of the test-only pause hook (see the module docs).
@@ -208,6 +208,24 @@ impl<R: ContainerRuntime> Reconciler<R> {
     /// waited for: they are added to `set`).
     pub async fn pass(&self, set: &mut JoinSet<()>) -> Result<(), ReconcileError> {
         self.detect_drift().await?;
+        // Operator restores and recoveries are queued as journal rows; they run here.
+        for row in self.inner.store.open_updates().await? {
+            if row.kind == UpdateKind::Update {
+                continue;
+            }
+            let Some(guard) = self.try_lock(row.workspace_id) else {
+                continue;
+            };
+            let me = self.clone();
+            set.spawn(async move {
+                let _guard = guard;
+                let _permit = me.inner.sem.clone().acquire_owned().await;
+                tracing::info!(update = row.id, kind = row.kind.as_str(), "running a queued restore");
+                if let Err(e) = me.inner.resume(row).await {
+                    tracing::error!(error = %e, "a queued restore failed");
+                }
+            });
+        }
         for t in self.inner.store.converge_targets().await? {
             let Some(guard) = self.try_lock(t.workspace_id) else {
                 continue;

@@ -10,6 +10,7 @@
 use super::Inner;
 use super::saga::Ctx;
 use crate::runtime::ContainerRuntime;
+use crate::domain::SnapshotId;
 use crate::store::SnapshotRow;
 
 /// The snapshots to restore for update `source`: per volume its newest complete one.
@@ -51,31 +52,84 @@ pub(super) fn restore_set(
     Ok(set)
 }
 
+/// What a restoring attempt puts back.
+#[derive(Clone, Debug, PartialEq)]
+pub(super) enum RestoreSource {
+    /// A rollout's rollback with `restore_data`: the snapshots taken before this update.
+    Update(i64),
+    /// An operator's `snapshot restore` or `workspace recover`: exactly these snapshots.
+    Snapshots(Vec<SnapshotId>),
+}
+
+impl RestoreSource {
+    /// The update a rollout rollback restores (stamped on its target when done).
+    pub(super) fn update(&self) -> Option<i64> {
+        match self {
+            Self::Update(u) => Some(*u),
+            Self::Snapshots(_) => None,
+        }
+    }
+}
+
+impl std::fmt::Display for RestoreSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Update(u) => write!(f, "update {u}"),
+            Self::Snapshots(ids) => {
+                let ids: Vec<&str> = ids.iter().map(SnapshotId::as_str).collect();
+                write!(f, "snapshots {}", ids.join(", "))
+            }
+        }
+    }
+}
+
+/// Every named snapshot, each `complete`; refuses (naming it) otherwise.
+pub(super) fn named_set(rows: Vec<SnapshotRow>) -> Result<Vec<SnapshotRow>, String> {
+    if let Some(r) = rows.iter().find(|r| r.state != "complete") {
+        return Err(format!(
+            "snapshot {} of volume {} is {}; refusing to restore",
+            r.id, r.volume, r.state
+        ));
+    }
+    Ok(rows)
+}
+
 impl<R: ContainerRuntime> Inner<R> {
     async fn restore_snapshots(
         &self,
         ctx: &Ctx<'_>,
-        source: i64,
+        source: &RestoreSource,
     ) -> Result<Vec<SnapshotRow>, String> {
-        let rows = self
-            .store
-            .snapshots_of_update(source)
-            .await
-            .map_err(|e| e.to_string())?;
-        restore_set(source, rows, !ctx.to.volumes.is_empty())
+        match source {
+            RestoreSource::Update(u) => {
+                let rows = self
+                    .store
+                    .snapshots_of_update(*u)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                restore_set(*u, rows, !ctx.to.volumes.is_empty())
+            }
+            RestoreSource::Snapshots(ids) => {
+                let mut rows = Vec::new();
+                for id in ids {
+                    rows.push(self.store.snapshot(id).await.map_err(|e| e.to_string())?);
+                }
+                named_set(rows)
+            }
+        }
     }
 
     /// Before anything is stopped: every snapshot to restore has a complete row and its
     /// file (checksums are verified when restoring). Ok when no restore is asked.
     pub(super) async fn restore_source_present(&self, ctx: &Ctx<'_>) -> Result<(), String> {
-        let Some(source) = ctx.restore else {
+        let Some(source) = &ctx.restore else {
             return Ok(());
         };
         for s in self.restore_snapshots(ctx, source).await? {
             let path = self.snaps.path_of(&s.id);
             if let Err(e) = tokio::fs::metadata(&path).await {
                 return Err(format!(
-                    "restore_data: snapshot {} of update {source} (volume {}): file {}: {e}; refusing to restore",
+                    "restore_data: snapshot {} of {source} (volume {}): file {}: {e}; refusing to restore",
                     s.id,
                     s.volume,
                     path.display()
@@ -88,7 +142,11 @@ impl<R: ContainerRuntime> Inner<R> {
     /// The `recreating` step of a restore: verifies every snapshot of `source` first
     /// (nothing is touched when one is missing or corrupt), then recreates the volumes
     /// from them under the digest being returned to (not started).
-    pub(super) async fn restore_data(&self, ctx: &Ctx<'_>, source: i64) -> Result<(), String> {
+    pub(super) async fn restore_data(
+        &self,
+        ctx: &Ctx<'_>,
+        source: &RestoreSource,
+    ) -> Result<(), String> {
         let set = self.restore_snapshots(ctx, source).await?;
         self.restore_volumes(ctx, &set, &ctx.to)
             .await
@@ -96,7 +154,7 @@ impl<R: ContainerRuntime> Inner<R> {
         // Nothing to restore (no volumes) still means the old digest's container.
         self.ensure_container(&ctx.name, &ctx.to, ctx.w.name.as_str())
             .await?;
-        tracing::info!(workspace = %ctx.w.name, update = ctx.row.id, source, "pre-update data restored");
+        tracing::info!(workspace = %ctx.w.name, update = ctx.row.id, source = %source, "data restored");
         Ok(())
     }
 }
@@ -104,7 +162,6 @@ impl<R: ContainerRuntime> Inner<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::SnapshotId;
 
     fn row(id: &str, vol: &str, state: &str) -> SnapshotRow {
         SnapshotRow {

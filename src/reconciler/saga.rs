@@ -22,7 +22,8 @@ use super::health::{GateConfig, gate};
 use super::{Inner, ReconcileError, event};
 use crate::domain::{Health, UpdatePhase, WorkspaceName, WorkspaceState};
 use crate::runtime::{ContainerRuntime, ContainerSpec};
-use crate::store::{Outcome, SnapshotRow, UpdateRow, Workspace};
+use super::restore::RestoreSource;
+use crate::store::{Outcome, SnapshotRow, UpdateKind, UpdateRow, Workspace};
 
 type Step = Result<UpdatePhase, String>;
 
@@ -34,7 +35,7 @@ pub(super) struct Ctx<'a> {
     pub(super) from: Option<ContainerSpec>,
     /// Rollback with `restore_data`: the update whose pre-update snapshots this attempt
     /// restores (re-read from `rollout_targets` on every drive, so resume knows it too).
-    pub(super) restore: Option<i64>,
+    pub(super) restore: Option<RestoreSource>,
 }
 
 impl<R: ContainerRuntime> Inner<R> {
@@ -65,13 +66,16 @@ impl<R: ContainerRuntime> Inner<R> {
         w: Workspace,
     ) -> Result<(), ReconcileError> {
         let started = Instant::now();
-        let restore = match row.rollout_id {
-            Some(r) => {
-                self.store
-                    .pending_restore(r, row.workspace_id, &row.to_digest)
-                    .await?
-            }
-            None => None,
+        let restore = match (row.kind, row.rollout_id) {
+            (UpdateKind::Restore | UpdateKind::Recover, _) => Some(RestoreSource::Snapshots(
+                row.restore_snapshot_ids.clone(),
+            )),
+            (UpdateKind::Update, Some(r)) => self
+                .store
+                .pending_restore(r, row.workspace_id, &row.to_digest)
+                .await?
+                .map(RestoreSource::Update),
+            (UpdateKind::Update, None) => None,
         };
         let ctx = Ctx {
             restore,
@@ -103,10 +107,16 @@ impl<R: ContainerRuntime> Inner<R> {
                         .await
                         .map(|()| UpdatePhase::Snapshotting)
                 }
-                UpdatePhase::Snapshotting => self.snapshot_all(&ctx, &mut row).await,
-                UpdatePhase::Recreating => match ctx.restore {
-                    // Rollback with restore_data: the just-taken snapshots (above) make
-                    // even this undoable; a failure rolls back to them.
+                UpdatePhase::Snapshotting => match self.snapshot_all(&ctx, &mut row).await {
+                    Ok(next) => Ok(next),
+                    // Nothing was changed yet: the volumes are as they were, so the old
+                    // container simply starts again; nothing is restored.
+                    Err(e) => return self.finish_snapshot_failed(&ctx, e).await,
+                },
+                UpdatePhase::Recreating => match &ctx.restore {
+                    // Restoring (a rollback with restore_data, an operator's restore or
+                    // recovery): the just-taken snapshots (above) make even this
+                    // undoable; a failure rolls back to them.
                     Some(source) => self
                         .restore_data(&ctx, source)
                         .await
@@ -228,8 +238,10 @@ impl<R: ContainerRuntime> Inner<R> {
         }
     }
 
-    /// With `require_snapshot`, an update whose volumes cannot be backed up (not enough
-    /// free space in the snapshot directory) does not start: nothing is stopped.
+    /// With `require_snapshot`, an update whose volumes cannot be backed up does not
+    /// start: nothing is stopped. Backing up needs about the volumes' size (read on the
+    /// host where the volume is reachable, else the size of its newest complete snapshot)
+    /// plus `[snapshots] min_free_bytes` free in the snapshot directory.
     async fn backup_possible(&self, ctx: &Ctx<'_>) -> Result<(), String> {
         if !self.cfg.require_snapshot || ctx.to.volumes.is_empty() {
             return Ok(());
@@ -237,11 +249,21 @@ impl<R: ContainerRuntime> Inner<R> {
         tokio::fs::create_dir_all(self.snaps.dir())
             .await
             .map_err(|e| format!("snapshot dir {}: {e}", self.snaps.dir().display()))?;
+        let mut estimate = 0u64;
+        for (volume, _) in &ctx.to.volumes {
+            estimate = estimate.saturating_add(
+                self.snaps
+                    .estimate(&self.rt, ctx.w.id, volume)
+                    .await
+                    .map_err(|e| e.to_string())?,
+            );
+        }
         let free = self.snaps.free_bytes().map_err(|e| e.to_string())?;
-        let need = self.snaps.min_free_bytes();
-        if free < need {
+        let reserve = self.snaps.min_free_bytes();
+        if free < estimate.saturating_add(reserve) {
             return Err(format!(
-                "cannot back up volumes: {free} bytes free in {}, snapshots.min_free_bytes is {need}",
+                "cannot back up volumes: {free} bytes free in {}, the volumes need about \
+                 {estimate} bytes plus snapshots.min_free_bytes {reserve}",
                 self.snaps.dir().display()
             ));
         }
@@ -389,9 +411,11 @@ impl<R: ContainerRuntime> Inner<R> {
         Ok(UpdatePhase::Reverting)
     }
 
-    /// Verifies every snapshot, then (only if all are good) removes the container,
-    /// recreates each snapshotted volume empty, creates `target`'s container (not
-    /// started) and extracts the snapshots into it. Repeating it is harmless.
+    /// Verifies every snapshot, then (only if all are good) removes the container and
+    /// refills each snapshot's own volume (by name, whatever the spec mounts today):
+    /// a host snapshot in place, its result checked against the snapshot's manifest; an
+    /// archive snapshot into a recreated volume through `target`'s new container (not
+    /// started). Repeating it is harmless.
     pub(super) async fn restore_volumes(
         &self,
         ctx: &Ctx<'_>,
@@ -410,7 +434,21 @@ impl<R: ContainerRuntime> Inner<R> {
             .await
             .map_err(|e| err(&e))?;
         self.rt.remove(&ctx.name).await.map_err(|e| err(&e))?;
-        for s in snaps {
+        let (in_place, through_archive): (Vec<_>, Vec<_>) = snaps
+            .iter()
+            .partition(|s| s.method.as_deref() == Some(crate::snapshot::METHOD_HOST));
+        for s in &in_place {
+            self.rt
+                .volume_create(&s.volume, &volume_labels(ctx.w.name.as_str()))
+                .await
+                .map_err(|e| err(&e))?;
+            self.snaps
+                .restore(&self.rt, &ctx.name, s, None)
+                .await
+                .map_err(|e| err(&e))?;
+            tracing::info!(workspace = %ctx.w.name, snapshot = %s.id, volume = %s.volume, "volume restored and verified");
+        }
+        for s in &through_archive {
             self.rt
                 .volume_remove(&s.volume)
                 .await
@@ -418,15 +456,14 @@ impl<R: ContainerRuntime> Inner<R> {
         }
         self.ensure_container(&ctx.name, target, ctx.w.name.as_str())
             .await?;
-        for s in snaps {
+        for s in &through_archive {
             let mount = target
                 .volumes
                 .iter()
                 .find(|(v, _)| v == &s.volume)
-                .map(|(_, m)| m.clone())
-                .ok_or_else(|| format!("volume {} is no longer mounted", s.volume))?;
+                .map(|(_, m)| m.as_str());
             self.snaps
-                .restore(&self.rt, &ctx.name, s, &mount)
+                .restore(&self.rt, &ctx.name, s, mount)
                 .await
                 .map_err(|e| err(&e))?;
             tracing::info!(workspace = %ctx.w.name, snapshot = %s.id, volume = %s.volume, "volume restored");
@@ -477,6 +514,27 @@ impl<R: ContainerRuntime> Inner<R> {
             .await
     }
 
+    /// A snapshot could not be taken (e.g. the disk filled): the partial file is already
+    /// gone; the container that was stopped starts again, untouched, and the update
+    /// fails with the reason.
+    async fn finish_snapshot_failed(
+        &self,
+        ctx: &Ctx<'_>,
+        reason: String,
+    ) -> Result<(), ReconcileError> {
+        let reason = format!("snapshotting: {reason}; nothing was changed");
+        tracing::warn!(workspace = %ctx.w.name, update = ctx.row.id, error = %reason, "snapshot failed; starting the old container again");
+        let from = ctx.row.from_digest.as_ref().map(ToString::to_string);
+        if let Ok(Some(c)) = self.rt.inspect(&ctx.name).await
+            && c.is_managed()
+            && c.digest_label().map(str::to_owned) == from
+            && let Err(e) = self.rt.start(&ctx.name).await
+        {
+            tracing::error!(workspace = %ctx.w.name, error = %e, "starting the old container again failed");
+        }
+        self.finish_pull_failed(ctx, reason).await
+    }
+
     async fn finish(
         &self,
         ctx: &Ctx<'_>,
@@ -492,7 +550,7 @@ impl<R: ContainerRuntime> Inner<R> {
             UpdatePhase::Quarantined => None,
             _ => ctx.row.from_digest.clone(),
         };
-        let action = format!("update_{phase}");
+        let action = format!("{}_{phase}", ctx.row.kind.as_str());
         // `ctx.row` is the row as the saga started; the snapshots taken since are in the
         // store, so the audit event names what was really taken.
         let snapshots: Vec<String> = match self.store.snapshots_of_update(ctx.row.id).await {
@@ -507,7 +565,8 @@ impl<R: ContainerRuntime> Inner<R> {
         let detail = serde_json::json!({
             "update_id": ctx.row.id, "from": ctx.row.from_digest, "to": ctx.row.to_digest,
             "error": error, "snapshots": snapshots,
-            "restore_data_of_update": ctx.restore,
+            "restore_data_of_update": ctx.restore.as_ref().and_then(RestoreSource::update),
+            "restored": ctx.restore.as_ref().map(ToString::to_string),
         });
         let outcome = Outcome {
             phase,
@@ -516,9 +575,16 @@ impl<R: ContainerRuntime> Inner<R> {
             container_id: container.map(|c| c.id),
             state,
             health,
-            remember_failure: failed,
-            reset_desired: failed && phase != UpdatePhase::Quarantined,
-            restored_from_update: ctx.restore.filter(|_| phase == UpdatePhase::Succeeded),
+            // A failed restore says nothing about the digest it ran.
+            remember_failure: failed && ctx.row.kind == UpdateKind::Update,
+            reset_desired: failed
+                && phase != UpdatePhase::Quarantined
+                && ctx.row.kind == UpdateKind::Update,
+            restored_from_update: ctx
+                .restore
+                .as_ref()
+                .and_then(RestoreSource::update)
+                .filter(|_| phase == UpdatePhase::Succeeded),
             event: event(ctx.w.name.as_str(), &action, detail, ctx.row.rollout_id),
         };
         self.store

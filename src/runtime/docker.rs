@@ -2,7 +2,7 @@
 //! [`super::connect`]).
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bollard::Docker;
@@ -26,6 +26,9 @@ use super::{ContainerInfo, ContainerRuntime, ContainerSpec, LABEL_MANAGED, Runti
 #[derive(Clone, Debug)]
 pub struct DockerRuntime {
     docker: Docker,
+    /// The engine runs on this machine, so a local volume's directory can be read and
+    /// written here (snapshots that keep holes, hard links and xattrs).
+    same_host: bool,
 }
 
 /// Docker event filters for managed containers that die, stop or are destroyed: what
@@ -42,8 +45,21 @@ fn managed_exit_filters() -> HashMap<String, Vec<String>> {
 }
 
 impl DockerRuntime {
+    /// An engine on this machine (a unix socket).
     pub fn new(docker: Docker) -> Self {
-        Self { docker }
+        Self {
+            docker,
+            same_host: true,
+        }
+    }
+
+    /// An engine on another machine (`tcp://`): its volumes are reached only through the
+    /// archive API.
+    pub fn remote(docker: Docker) -> Self {
+        Self {
+            docker,
+            same_host: false,
+        }
     }
 
     /// Follows Docker's event stream and calls `hint` with the name of every managed
@@ -386,6 +402,25 @@ impl ContainerRuntime for DockerRuntime {
             Ok(v) => Ok(Some(v.labels.into_iter().collect())),
             Err(e) if is_status(&e, &[404]) => Ok(None),
             Err(e) => Err(err("inspect volume", name)(e)),
+        }
+    }
+
+    async fn volume_host_path(&self, name: &str) -> Result<Option<PathBuf>, RuntimeError> {
+        if !self.same_host {
+            return Ok(None);
+        }
+        let v = match self.docker.inspect_volume(name).await {
+            Ok(v) => v,
+            Err(e) if is_status(&e, &[404]) => return Ok(None),
+            Err(e) => return Err(err("inspect volume", name)(e)),
+        };
+        if v.driver != "local" || !v.options.is_empty() {
+            return Ok(None);
+        }
+        let dir = PathBuf::from(&v.mountpoint);
+        match tokio::fs::symlink_metadata(&dir).await {
+            Ok(m) if m.is_dir() => Ok(Some(dir)),
+            _ => Ok(None),
         }
     }
 

@@ -281,6 +281,14 @@ impl ContainerRuntime for FakeRuntime {
         Ok(self.lock().volumes.get(name).map(|(l, _)| l.clone()))
     }
 
+    /// The fake keeps volumes in memory: there is no directory to reach.
+    async fn volume_host_path(
+        &self,
+        _name: &str,
+    ) -> Result<Option<std::path::PathBuf>, RuntimeError> {
+        Ok(None)
+    }
+
     async fn volume_remove(&self, name: &str) -> Result<(), RuntimeError> {
         let mut s = self.lock();
         if s.containers

@@ -181,6 +181,15 @@ pub trait ContainerRuntime: Send + Sync + 'static {
         name: &str,
     ) -> impl Future<Output = Result<Option<BTreeMap<String, String>>, RuntimeError>> + Send;
     fn volume_remove(&self, name: &str) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+    /// The directory holding the volume's files on this machine, when sluice can read and
+    /// write it directly: a plain `local` volume (no driver options: those mount remote or
+    /// device storage only while a container uses it) of an engine on this host. `None`
+    /// otherwise (a remote engine, another driver, a missing volume): then snapshots go
+    /// through the archive API.
+    fn volume_host_path(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<std::path::PathBuf>, RuntimeError>> + Send;
     /// Names of managed containers that died, were stopped or destroyed since `since_secs`
     /// (Unix seconds) until now: the drift detector's hint.
     fn events_since(

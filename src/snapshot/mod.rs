@@ -6,6 +6,7 @@
 //! ([`retention_victims`]) applied by [`Snapshots::cleanup`].
 
 mod retention;
+pub mod tree;
 
 use std::path::{Path, PathBuf};
 
@@ -130,13 +131,27 @@ impl Snapshots {
                 now,
             )
             .await?;
-        let written = rt.archive_download(container, mount, &partial).await;
-        let (size, sha) = match written {
+        let written = match rt.volume_host_path(volume).await {
+            Ok(Some(dir)) => archive_host_tree(dir, partial.clone()).await,
+            Ok(None) => rt
+                .archive_download(container, mount, &partial)
+                .await
+                .map(|(size, sha)| SnapshotDone {
+                    size,
+                    sha256: sha,
+                    manifest_sha256: None,
+                    entries: None,
+                    method: METHOD_ARCHIVE,
+                })
+                .map_err(SnapshotError::from),
+            Err(e) => Err(e.into()),
+        };
+        let done = match written {
             Ok(v) => v,
             Err(e) => {
                 let _ = tokio::fs::remove_file(&partial).await;
                 self.store.set_snapshot_state(&id, "failed").await?;
-                return Err(e.into());
+                return Err(e);
             }
         };
         tokio::fs::rename(&partial, &path)
@@ -145,16 +160,35 @@ impl Snapshots {
         if let Ok(d) = tokio::fs::File::open(&self.dir).await {
             let _ = d.sync_all().await;
         }
-        let done = SnapshotDone {
-            size,
-            sha256: sha,
-            manifest_sha256: None,
-            entries: None,
-            method: "archive",
-        };
         self.store.complete_snapshot(&id, &done).await?;
-        tracing::info!(workspace = %workspace, snapshot = %id, volume, size, "snapshot complete");
+        tracing::info!(workspace = %workspace, snapshot = %id, volume, size = done.size, method = done.method, "snapshot complete");
         self.store.snapshot(&id).await.map_err(Into::into)
+    }
+
+    /// About how many bytes a snapshot of `volume` will take: its tree's size where the
+    /// volume is reachable on this host, else the size of its newest complete snapshot
+    /// (0 for a volume never snapshotted or not created yet).
+    pub async fn estimate<R: ContainerRuntime>(
+        &self,
+        rt: &R,
+        workspace_id: i64,
+        volume: &str,
+    ) -> Result<u64, SnapshotError> {
+        if let Some(dir) = rt.volume_host_path(volume).await? {
+            let at = dir.clone();
+            return tokio::task::spawn_blocking(move || tree::archive_size(&dir))
+                .await
+                .map_err(|e| SnapshotError::Io {
+                    path: at.display().to_string(),
+                    source: std::io::Error::other(e),
+                })?
+                .map_err(io(&at));
+        }
+        let last = self
+            .store
+            .newest_complete_snapshot(workspace_id, volume)
+            .await?;
+        Ok(last.map_or(0, |s| u64::try_from(s.size_bytes).unwrap_or(0)))
     }
 
     /// Checks that a snapshot is complete and its file still has the recorded sha256.
@@ -184,16 +218,64 @@ impl Snapshots {
         Ok(path)
     }
 
-    /// Verifies, then extracts the snapshot into `mount`'s parent in `container` (whose
-    /// volume must be freshly created, so files made since the snapshot are gone).
+    /// Verifies the file, then refills the snapshot's own volume (`row.volume`) with it.
+    ///
+    /// A `host` snapshot empties the volume's directory, extracts into it, flushes it to
+    /// disk and compares the restored tree's manifest with the recorded one: a mismatch is
+    /// a failed restore. An `archive` snapshot is uploaded through `container`, which must
+    /// mount the volume under the same directory name it had when the snapshot was taken
+    /// (the archive is rooted at that name); it is refused otherwise, never extracted
+    /// somewhere else.
     pub async fn restore<R: ContainerRuntime>(
         &self,
         rt: &R,
         container: &str,
         row: &SnapshotRow,
-        mount: &str,
+        target_mount: Option<&str>,
     ) -> Result<(), SnapshotError> {
         let path = self.verify(row).await?;
+        let invalid = |reason: String| SnapshotError::Invalid {
+            id: row.id.to_string(),
+            reason,
+        };
+        if row.method.as_deref() == Some(METHOD_HOST) {
+            let dir = rt.volume_host_path(&row.volume).await?.ok_or_else(|| {
+                invalid(format!(
+                    "volume {} is not reachable on this host; a host snapshot is restored \
+                     only into its own local volume",
+                    row.volume
+                ))
+            })?;
+            let expected = row.manifest_sha256.clone();
+            let restored = tokio::task::spawn_blocking(move || restore_host_tree(&path, &dir))
+                .await
+                .map_err(|e| invalid(format!("restore task: {e}")))??;
+            if Some(&restored.sha256) != expected.as_ref() {
+                return Err(invalid(format!(
+                    "volume {} does not match the snapshot after restore (manifest {}, \
+                     expected {}); the restore failed",
+                    row.volume,
+                    restored.sha256,
+                    expected.as_deref().unwrap_or("none")
+                )));
+            }
+            return Ok(());
+        }
+        let mount = target_mount.ok_or_else(|| {
+            invalid(format!(
+                "volume {} is not mounted in the container it is restored through",
+                row.volume
+            ))
+        })?;
+        let taken_at = row.mount_path.as_deref().unwrap_or(mount);
+        if Path::new(taken_at).file_name() != Path::new(mount).file_name() {
+            return Err(invalid(format!(
+                "volume {} was mounted at {taken_at} when the snapshot was taken and is now \
+                 mounted at {mount}; an archive snapshot is restored only under its own \
+                 directory name",
+                row.volume
+            )));
+        }
         let parent = Path::new(mount)
             .parent()
             .map_or_else(|| "/".to_owned(), |p| p.display().to_string());
@@ -231,6 +313,80 @@ impl Snapshots {
             tracing::info!(snapshot = %id, "snapshot deleted by retention");
         }
         Ok(victims.len())
+    }
+}
+
+/// `Snapshot.method` of a tree read on the Docker host.
+pub const METHOD_HOST: &str = "host";
+/// `Snapshot.method` of a tree read through the runtime's archive API.
+pub const METHOD_ARCHIVE: &str = "archive";
+
+/// Archives the volume directory `dir` into `partial`: sha256 of the file, manifest of
+/// the tree, fsynced.
+async fn archive_host_tree(dir: PathBuf, partial: PathBuf) -> Result<SnapshotDone, SnapshotError> {
+    let at = partial.clone();
+    tokio::task::spawn_blocking(move || -> std::io::Result<SnapshotDone> {
+        let file = std::fs::File::create(&partial)?;
+        let out = HashingWriter::new(std::io::BufWriter::with_capacity(1 << 20, file));
+        let (out, manifest) = tree::write_tar(&dir, out)?;
+        let (buf, size, sha256) = out.finish();
+        let file = buf.into_inner().map_err(std::io::IntoInnerError::into_error)?;
+        file.sync_all()?;
+        Ok(SnapshotDone {
+            size,
+            sha256,
+            manifest_sha256: Some(manifest.sha256),
+            entries: Some(manifest.entries),
+            method: METHOD_HOST,
+        })
+    })
+    .await
+    .map_err(|e| SnapshotError::Io {
+        path: at.display().to_string(),
+        source: std::io::Error::other(e),
+    })?
+    .map_err(io(&at))
+}
+
+/// Empties `dir`, extracts `file` into it, flushes it and returns the restored manifest.
+fn restore_host_tree(file: &Path, dir: &Path) -> Result<tree::Manifest, SnapshotError> {
+    tree::clear_dir(dir).map_err(io(dir))?;
+    let f = std::fs::File::open(file).map_err(io(file))?;
+    tree::unpack_tar(std::io::BufReader::with_capacity(1 << 20, f), dir).map_err(io(dir))?;
+    tree::sync_fs(dir).map_err(io(dir))?;
+    tree::manifest_of(dir).map_err(io(dir))
+}
+
+/// Counts and hashes what passes through to the inner writer.
+struct HashingWriter<W> {
+    inner: W,
+    hasher: Sha256,
+    size: u64,
+}
+
+impl<W: std::io::Write> HashingWriter<W> {
+    fn new(inner: W) -> Self {
+        Self {
+            inner,
+            hasher: Sha256::new(),
+            size: 0,
+        }
+    }
+    fn finish(mut self) -> (W, u64, String) {
+        let _ = self.inner.flush();
+        (self.inner, self.size, hex::encode(self.hasher.finalize()))
+    }
+}
+
+impl<W: std::io::Write> std::io::Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.size += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
     }
 }
 

@@ -204,4 +204,23 @@ impl Store {
             .map(|r| Ok((to_row(r.row)?, r.needed)))
             .collect()
     }
+
+    /// The newest complete snapshot of `volume` of a workspace, if any.
+    pub async fn newest_complete_snapshot(
+        &self,
+        workspace_id: i64,
+        volume: &str,
+    ) -> Result<Option<SnapshotRow>, StoreError> {
+        let sql = format!(
+            "SELECT {COLS} FROM snapshots WHERE workspace_id = $1 AND volume = $2 \
+             AND state = 'complete' ORDER BY created_at DESC, id DESC LIMIT 1"
+        );
+        let raw: Option<Raw> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(workspace_id)
+            .bind(volume)
+            .fetch_optional(&self.pool)
+            .await
+            .ctx("newest complete snapshot")?;
+        raw.map(to_row).transpose()
+    }
 }

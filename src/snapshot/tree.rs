@@ -1,0 +1,407 @@
+//! A volume's tree on the Docker host: archived to a tar file, restored from one, and
+//! described by a manifest that both sides compute the same way.
+//!
+//! What is kept, for every entry: contents, type, permission bits (with setuid, setgid,
+//! sticky), owner and group, mtime to the nanosecond, symlink targets, hard links (one
+//! inode, one data copy, the link count within the tree), empty directories, holes in
+//! sparse files (GNU sparse entries: a hole is written back as a hole), names that are not
+//! UTF-8, FIFOs and device nodes, and extended attributes where the filesystem has them.
+//! Sockets are skipped, as GNU tar does: they cannot be restored meaningfully.
+//!
+//! The manifest is a sha256 over one record per entry, in walk order (name order, parents
+//! first): path, type, mode, owner, group, size (files), mtime, link target, the first path
+//! of its hard-link group, and the names and value hashes of its xattrs. Contents are not
+//! in the manifest: they are covered by the archive's own sha256, checked before any
+//! restore. Two trees with equal manifests hold the same names with the same metadata.
+//!
+//! Everything here is synchronous (run it in `spawn_blocking`) and never follows a symlink.
+
+use std::collections::HashMap;
+use std::ffi::{CString, OsStr};
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest as _, Sha256};
+
+/// What a tree holds, in short: the manifest digest and how many entries it has.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Manifest {
+    pub sha256: String,
+    pub entries: u64,
+}
+
+/// One entry found by the walk.
+struct Found {
+    /// Relative to the root; empty for the root itself.
+    rel: PathBuf,
+    abs: PathBuf,
+    meta: fs::Metadata,
+}
+
+/// Visits `root` and everything below it, parents before children, names in byte order.
+/// Sockets are skipped.
+fn walk(root: &Path, mut visit: impl FnMut(&Found) -> io::Result<()>) -> io::Result<()> {
+    let meta = fs::symlink_metadata(root)?;
+    if !meta.is_dir() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{} is not a directory", root.display()),
+        ));
+    }
+    let mut stack = vec![Found {
+        rel: PathBuf::new(),
+        abs: root.to_path_buf(),
+        meta,
+    }];
+    while let Some(f) = stack.pop() {
+        if f.meta.file_type().is_socket() {
+            continue;
+        }
+        visit(&f)?;
+        if f.meta.is_dir() {
+            let mut children: Vec<_> = fs::read_dir(&f.abs)?
+                .map(|e| e.map(|e| e.file_name()))
+                .collect::<io::Result<_>>()?;
+            children.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+            for name in children.into_iter().rev() {
+                let abs = f.abs.join(&name);
+                let meta = fs::symlink_metadata(&abs)?;
+                stack.push(Found {
+                    rel: f.rel.join(&name),
+                    abs,
+                    meta,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+fn kind(m: &fs::Metadata) -> &'static str {
+    let t = m.file_type();
+    if t.is_dir() {
+        "dir"
+    } else if t.is_symlink() {
+        "symlink"
+    } else if t.is_file() {
+        "file"
+    } else if t.is_fifo() {
+        "fifo"
+    } else if t.is_char_device() {
+        "char"
+    } else if t.is_block_device() {
+        "block"
+    } else {
+        "other"
+    }
+}
+
+/// The extended attributes of `path` (not following a symlink), sorted by name. A
+/// filesystem without xattr support has none.
+fn xattrs(path: &Path) -> io::Result<Vec<(String, Vec<u8>)>> {
+    let names = match xattr::list(path) {
+        Ok(n) => n,
+        Err(e) if e.raw_os_error() == Some(libc::ENOTSUP) => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut out = Vec::new();
+    for name in names {
+        let Some(key) = name.to_str() else { continue };
+        if let Some(v) = xattr::get(path, &name)? {
+            out.push((key.to_owned(), v));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Builds the manifest record by record.
+struct ManifestBuilder {
+    hasher: Sha256,
+    entries: u64,
+    /// (dev, inode) → first path, for files with more than one link.
+    links: HashMap<(u64, u64), PathBuf>,
+}
+
+impl ManifestBuilder {
+    fn new() -> Self {
+        Self {
+            hasher: Sha256::new(),
+            entries: 0,
+            links: HashMap::new(),
+        }
+    }
+
+    /// Adds `f`; returns the first path of its hard-link group when `f` is a later link.
+    fn add(&mut self, f: &Found, xattrs: &[(String, Vec<u8>)]) -> io::Result<Option<PathBuf>> {
+        let m = &f.meta;
+        let mut first = None;
+        if m.is_file() && m.nlink() > 1 {
+            match self.links.get(&(m.dev(), m.ino())) {
+                Some(p) => first = Some(p.clone()),
+                None => {
+                    self.links.insert((m.dev(), m.ino()), f.rel.clone());
+                }
+            }
+        }
+        let h = &mut self.hasher;
+        h.update(f.rel.as_os_str().as_bytes());
+        h.update([0]);
+        let size = if m.is_file() { m.len() } else { 0 };
+        h.update(
+            format!(
+                "{}\0{:o}\0{}\0{}\0{size}\0{}.{:09}\0",
+                kind(m),
+                m.mode() & 0o7777,
+                m.uid(),
+                m.gid(),
+                m.mtime(),
+                m.mtime_nsec(),
+            )
+            .as_bytes(),
+        );
+        if m.file_type().is_symlink() {
+            h.update(fs::read_link(&f.abs)?.as_os_str().as_bytes());
+        }
+        h.update([0]);
+        if let Some(p) = &first {
+            h.update(p.as_os_str().as_bytes());
+        }
+        h.update([0]);
+        if m.file_type().is_char_device() || m.file_type().is_block_device() {
+            h.update(m.rdev().to_string().as_bytes());
+        }
+        for (k, v) in xattrs {
+            h.update(k.as_bytes());
+            h.update(b"=");
+            h.update(Sha256::digest(v));
+            h.update([0]);
+        }
+        h.update(b"\n");
+        self.entries += 1;
+        Ok(first)
+    }
+
+    fn finish(self) -> Manifest {
+        Manifest {
+            sha256: hex::encode(self.hasher.finalize()),
+            entries: self.entries,
+        }
+    }
+}
+
+/// The manifest of the tree at `root`.
+pub fn manifest_of(root: &Path) -> io::Result<Manifest> {
+    let mut b = ManifestBuilder::new();
+    walk(root, |f| {
+        let x = xattrs(&f.abs)?;
+        b.add(f, &x).map(drop)
+    })?;
+    Ok(b.finish())
+}
+
+/// About the size of the archive [`write_tar`] makes of `root`: a header per entry and
+/// the allocated data of each file (holes are not archived).
+pub fn archive_size(root: &Path) -> io::Result<u64> {
+    let mut total = 1024u64;
+    walk(root, |f| {
+        total += 1024;
+        if f.meta.is_file() {
+            total += f.meta.len().min(f.meta.blocks() * 512);
+        }
+        Ok(())
+    })?;
+    Ok(total)
+}
+
+/// The path an entry has inside the archive: `./` for the root, `./rel` below it.
+fn archive_name(rel: &Path) -> PathBuf {
+    Path::new(".").join(rel)
+}
+
+/// Archives the tree at `root` into `out` and returns its manifest.
+pub fn write_tar<W: Write>(root: &Path, out: W) -> io::Result<(W, Manifest)> {
+    let mut tar = tar::Builder::new(out);
+    tar.follow_symlinks(false);
+    tar.sparse(true);
+    tar.mode(tar::HeaderMode::Complete);
+    let mut manifest = ManifestBuilder::new();
+    walk(root, |f| {
+        let x = xattrs(&f.abs)?;
+        let first_link = manifest.add(f, &x)?;
+        let mut pax: Vec<(String, Vec<u8>)> = vec![(
+            "mtime".to_owned(),
+            format!("{}.{:09}", f.meta.mtime(), f.meta.mtime_nsec()).into_bytes(),
+        )];
+        pax.extend(x.into_iter().map(|(k, v)| (format!("SCHILY.xattr.{k}"), v)));
+        tar.append_pax_extensions(pax.iter().map(|(k, v)| (k.as_str(), v.as_slice())))?;
+        let name = archive_name(&f.rel);
+        match first_link {
+            Some(target) => {
+                let mut h = tar::Header::new_gnu();
+                h.set_metadata_in_mode(&f.meta, tar::HeaderMode::Complete);
+                h.set_entry_type(tar::EntryType::Link);
+                h.set_size(0);
+                tar.append_link(&mut h, &name, archive_name(&target))
+            }
+            None if f.meta.is_file() => tar.append_file(&name, &mut File::open(&f.abs)?),
+            None => tar.append_path_with_name(&f.abs, &name),
+        }
+    })?;
+    let out = tar.into_inner()?;
+    Ok((out, manifest.finish()))
+}
+
+/// Removes everything inside `root`, keeping `root` itself.
+pub fn clear_dir(root: &Path) -> io::Result<()> {
+    for e in fs::read_dir(root)? {
+        let e = e?;
+        if e.file_type()?.is_dir() {
+            fs::remove_dir_all(e.path())?;
+        } else {
+            fs::remove_file(e.path())?;
+        }
+    }
+    Ok(())
+}
+
+/// Sets the mtime (to the nanosecond) of `path` without following a symlink.
+fn set_mtime(path: &Path, sec: i64, nsec: i64) -> io::Result<()> {
+    let c = CString::new(path.as_os_str().as_bytes())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    let times = [
+        libc::timespec {
+            tv_sec: 0,
+            tv_nsec: libc::UTIME_OMIT,
+        },
+        libc::timespec {
+            tv_sec: sec,
+            tv_nsec: nsec,
+        },
+    ];
+    // SAFETY: `c` is a valid NUL-terminated path and `times` holds two timespecs.
+    let rc = unsafe {
+        libc::utimensat(
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            times.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+fn parse_mtime(v: &[u8]) -> Option<(i64, i64)> {
+    let s = std::str::from_utf8(v).ok()?;
+    let (sec, frac) = s.split_once('.').unwrap_or((s, "0"));
+    let mut digits: String = frac.chars().take(9).collect();
+    while digits.len() < 9 {
+        digits.push('0');
+    }
+    Some((sec.parse().ok()?, digits.parse().ok()?))
+}
+
+/// Extracts an archive made by [`write_tar`] into `root` (an empty directory: call
+/// [`clear_dir`] first), with owners, modes, xattrs, holes and hard links, then sets
+/// every mtime (directories last, so writing their children does not move them).
+pub fn unpack_tar<R: Read>(src: R, root: &Path) -> io::Result<()> {
+    let mut ar = tar::Archive::new(src);
+    ar.set_preserve_permissions(true);
+    ar.set_preserve_ownerships(true);
+    ar.set_preserve_mtime(true);
+    ar.set_unpack_xattrs(true);
+    ar.set_overwrite(true);
+    let mut times: Vec<(PathBuf, i64, i64)> = Vec::new();
+    for entry in ar.entries()? {
+        let mut entry = entry?;
+        let rel = entry.path()?.into_owned();
+        let mut dst = root.to_path_buf();
+        for c in rel.components() {
+            match c {
+                std::path::Component::CurDir => {}
+                std::path::Component::Normal(p) => dst.push(p),
+                _ => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("archive entry {} leaves the volume", rel.display()),
+                    ));
+                }
+            }
+        }
+        let mtime = entry
+            .pax_extensions()?
+            .into_iter()
+            .flatten()
+            .filter_map(Result::ok)
+            .find(|e| e.key_bytes() == b"mtime")
+            .and_then(|e| parse_mtime(e.value_bytes()));
+        let header_mtime = entry.header().mtime()?;
+        let (sec, nsec) = mtime.unwrap_or((i64::try_from(header_mtime).unwrap_or(0), 0));
+        if dst == root {
+            apply_root(&mut entry, root)?;
+        } else if !entry.unpack_in(root)? {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("archive entry {} was not extracted", rel.display()),
+            ));
+        }
+        if entry.header().entry_type() != tar::EntryType::Link {
+            times.push((dst, sec, nsec));
+        }
+    }
+    for (path, sec, nsec) in times.iter().rev() {
+        set_mtime(path, *sec, *nsec)?;
+    }
+    Ok(())
+}
+
+/// The archive's root entry describes the volume's own directory: its mode, owner and
+/// xattrs are applied to `root` (which exists: it is the volume).
+fn apply_root<R: Read>(entry: &mut tar::Entry<'_, R>, root: &Path) -> io::Result<()> {
+    let h = entry.header();
+    let mode = h.mode()?;
+    let uid = h.uid()?;
+    let gid = h.gid()?;
+    let c = CString::new(root.as_os_str().as_bytes())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    let (uid, gid) = (
+        libc::uid_t::try_from(uid).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?,
+        libc::gid_t::try_from(gid).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?,
+    );
+    // SAFETY: `c` is a valid NUL-terminated path.
+    if unsafe { libc::lchown(c.as_ptr(), uid, gid) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    fs::set_permissions(root, std::os::unix::fs::PermissionsExt::from_mode(mode))?;
+    for (k, _) in xattrs(root)? {
+        xattr::remove(root, &k)?;
+    }
+    if let Some(exts) = entry.pax_extensions()? {
+        for e in exts.flatten() {
+            if let Some(name) = e.key_bytes().strip_prefix(b"SCHILY.xattr.") {
+                xattr::set(root, OsStr::from_bytes(name), e.value_bytes())?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Flushes the filesystem holding `path` to disk.
+pub fn sync_fs(path: &Path) -> io::Result<()> {
+    let f = File::open(path)?;
+    // SAFETY: `f` is an open file descriptor for the duration of the call.
+    if unsafe { libc::syncfs(std::os::fd::AsRawFd::as_raw_fd(&f)) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[path = "tree_tests.rs"]
+mod tests;
