@@ -220,7 +220,11 @@ impl<R: ContainerRuntime> Reconciler<R> {
             set.spawn(async move {
                 let _guard = guard;
                 let _permit = me.inner.sem.clone().acquire_owned().await;
-                tracing::info!(update = row.id, kind = row.kind.as_str(), "running a queued restore");
+                tracing::info!(
+                    update = row.id,
+                    kind = row.kind.as_str(),
+                    "running a queued restore"
+                );
                 if let Err(e) = me.inner.resume(row).await {
                     tracing::error!(error = %e, "a queued restore failed");
                 }

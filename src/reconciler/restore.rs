@@ -9,8 +9,8 @@
 
 use super::Inner;
 use super::saga::Ctx;
-use crate::runtime::ContainerRuntime;
 use crate::domain::SnapshotId;
+use crate::runtime::ContainerRuntime;
 use crate::store::SnapshotRow;
 
 /// The snapshots to restore for update `source`: per volume its newest complete one.
@@ -119,20 +119,18 @@ impl<R: ContainerRuntime> Inner<R> {
         }
     }
 
-    /// Before anything is stopped: every snapshot to restore has a complete row and its
-    /// file (checksums are verified when restoring). Ok when no restore is asked.
+    /// Before anything is stopped: every snapshot to restore has a complete row and a
+    /// file with its recorded checksum (checked again when restoring). Ok when no
+    /// restore is asked.
     pub(super) async fn restore_source_present(&self, ctx: &Ctx<'_>) -> Result<(), String> {
         let Some(source) = &ctx.restore else {
             return Ok(());
         };
         for s in self.restore_snapshots(ctx, source).await? {
-            let path = self.snaps.path_of(&s.id);
-            if let Err(e) = tokio::fs::metadata(&path).await {
+            if let Err(e) = self.snaps.verify(&s).await {
                 return Err(format!(
-                    "restore_data: snapshot {} of {source} (volume {}): file {}: {e}; refusing to restore",
-                    s.id,
-                    s.volume,
-                    path.display()
+                    "restore_data: snapshot {} of {source} (volume {}): {e}; refusing to restore",
+                    s.id, s.volume
                 ));
             }
         }

@@ -19,10 +19,10 @@ use tokio::time::Instant;
 
 use super::container::{container_spec, volume_labels};
 use super::health::{GateConfig, gate};
+use super::restore::RestoreSource;
 use super::{Inner, ReconcileError, event};
 use crate::domain::{Health, UpdatePhase, WorkspaceName, WorkspaceState};
 use crate::runtime::{ContainerRuntime, ContainerSpec};
-use super::restore::RestoreSource;
 use crate::store::{Outcome, SnapshotRow, UpdateKind, UpdateRow, Workspace};
 
 type Step = Result<UpdatePhase, String>;
@@ -67,9 +67,9 @@ impl<R: ContainerRuntime> Inner<R> {
     ) -> Result<(), ReconcileError> {
         let started = Instant::now();
         let restore = match (row.kind, row.rollout_id) {
-            (UpdateKind::Restore | UpdateKind::Recover, _) => Some(RestoreSource::Snapshots(
-                row.restore_snapshot_ids.clone(),
-            )),
+            (UpdateKind::Restore | UpdateKind::Recover, _) => {
+                Some(RestoreSource::Snapshots(row.restore_snapshot_ids.clone()))
+            }
             (UpdateKind::Update, Some(r)) => self
                 .store
                 .pending_restore(r, row.workspace_id, &row.to_digest)
@@ -544,6 +544,12 @@ impl<R: ContainerRuntime> Inner<R> {
         health: Health,
         failed: bool,
     ) -> Result<(), ReconcileError> {
+        // A recovery that did not succeed leaves the workspace where it was: quarantined.
+        let state = if ctx.row.kind == UpdateKind::Recover && phase != UpdatePhase::Succeeded {
+            WorkspaceState::Quarantined
+        } else {
+            state
+        };
         let container = self.rt.inspect(&ctx.name).await.ok().flatten();
         let actual = match phase {
             UpdatePhase::Succeeded => Some(ctx.row.to_digest.clone()),

@@ -330,7 +330,9 @@ async fn archive_host_tree(dir: PathBuf, partial: PathBuf) -> Result<SnapshotDon
         let out = HashingWriter::new(std::io::BufWriter::with_capacity(1 << 20, file));
         let (out, manifest) = tree::write_tar(&dir, out)?;
         let (buf, size, sha256) = out.finish();
-        let file = buf.into_inner().map_err(std::io::IntoInnerError::into_error)?;
+        let file = buf
+            .into_inner()
+            .map_err(std::io::IntoInnerError::into_error)?;
         file.sync_all()?;
         Ok(SnapshotDone {
             size,

@@ -74,7 +74,11 @@ fn holes_stay_holes() {
     fs::create_dir(&src).unwrap();
     fill(&src);
     let (bytes, _) = write_tar(&src, Vec::new()).unwrap();
-    assert!(bytes.len() < 8 << 20, "the archive holds no hole: {}", bytes.len());
+    assert!(
+        bytes.len() < 8 << 20,
+        "the archive holds no hole: {}",
+        bytes.len()
+    );
     fs::create_dir(&dst).unwrap();
     unpack_tar(bytes.as_slice(), &dst).unwrap();
     let before = fs::metadata(src.join("sparse.img")).unwrap();
@@ -98,7 +102,11 @@ fn a_changed_tree_has_another_manifest() {
     fs::create_dir(&src).unwrap();
     fill(&src);
     let m = manifest_of(&src).unwrap();
-    fs::set_permissions(src.join("with space.txt"), fs::Permissions::from_mode(0o600)).unwrap();
+    fs::set_permissions(
+        src.join("with space.txt"),
+        fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
     assert_ne!(manifest_of(&src).unwrap(), m, "a mode change shows");
     let m = manifest_of(&src).unwrap();
     fs::remove_file(src.join("hardlink")).unwrap();

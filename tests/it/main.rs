@@ -23,6 +23,7 @@ mod rollout_harness;
 mod rollout_restore;
 mod runtime_contract;
 mod smoke_http;
+mod snapshot_fidelity;
 mod store;
 mod systemd;
 mod testenv;

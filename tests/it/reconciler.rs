@@ -39,7 +39,7 @@ pub struct Env {
     pub volume: String,
 }
 
-fn settings(dir: &std::path::Path) -> Settings {
+pub fn settings(dir: &std::path::Path) -> Settings {
     let mut s = Settings::default();
     s.data.dir = dir.to_path_buf();
     s.update.min_healthy_time = Duration::from_secs(1);
@@ -52,12 +52,45 @@ fn settings(dir: &std::path::Path) -> Settings {
 /// A fresh data dir + store + Docker-backed reconciler, and one workspace (not yet
 /// desired anything) with a volume at /data and an HTTP probe on 8080.
 pub async fn env(tag: &str) -> Env {
+    env_with(tag, |_, _| {}, |_| {}).await
+}
+
+/// [`env`] with the workspace spec (given the workspace name) and settings adjusted.
+pub async fn env_with(
+    tag: &str,
+    spec: impl FnOnce(&mut WorkspaceSpec, &str),
+    tune: impl FnOnce(&mut Settings),
+) -> Env {
     let dir = tempfile::tempdir().expect("tempdir");
-    let s = settings(dir.path());
+    let mut s = settings(dir.path());
+    tune(&mut s);
     let store = sluice::startup::open_store(&s).await.expect("store");
     let name = unique(tag).replace('_', "-");
     let volume = format!("{name}-data");
     let repo = format!("{}/{}/app", registry(), unique(tag));
+    let mut ws_spec = WorkspaceSpec {
+        env: [("TENANT".to_owned(), name.clone())].into(),
+        volumes: vec![VolumeMount {
+            name: volume.clone(),
+            mount: "/data".into(),
+        }],
+        health: Some(HealthProbe {
+            http: Some(HttpProbe {
+                port: 8080,
+                path: "/health".into(),
+                status: Some(200),
+            }),
+        }),
+        labels: [("sluice.test".to_owned(), "1".to_owned())].into(),
+        restart: Some("unless-stopped".into()),
+        ..Default::default()
+    };
+    spec(&mut ws_spec, &name);
+    let mut cleanup = DockerCleanup::default();
+    cleanup.containers.push(format!("sluice-{name}"));
+    cleanup
+        .volumes
+        .extend(ws_spec.volumes.iter().map(|v| v.name.clone()));
     let ws = store
         .insert_workspace(
             &NewWorkspace {
@@ -66,31 +99,12 @@ pub async fn env(tag: &str) -> Env {
                 update_tier: Tier::Production,
                 update_mode: UpdateMode::Auto,
                 maintenance_window: None,
-                spec: WorkspaceSpec {
-                    env: [("TENANT".to_owned(), name.clone())].into(),
-                    volumes: vec![VolumeMount {
-                        name: volume.clone(),
-                        mount: "/data".into(),
-                    }],
-                    health: Some(HealthProbe {
-                        http: Some(HttpProbe {
-                            port: 8080,
-                            path: "/health".into(),
-                            status: Some(200),
-                        }),
-                    }),
-                    labels: [("sluice.test".to_owned(), "1".to_owned())].into(),
-                    restart: Some("unless-stopped".into()),
-                    ..Default::default()
-                },
+                spec: ws_spec,
             },
             SystemClock.now(),
         )
         .await
         .expect("insert workspace");
-    let mut cleanup = DockerCleanup::default();
-    cleanup.containers.push(format!("sluice-{name}"));
-    cleanup.volumes.push(volume.clone());
     let rec = reconciler(&store, &s).await;
     Env {
         dir,
