@@ -94,6 +94,7 @@ pub struct SnapshotDone {
 }
 
 impl Store {
+    #[allow(clippy::too_many_arguments)] // reason: each is one column of the new row
     pub async fn insert_snapshot(
         &self,
         id: &SnapshotId,
