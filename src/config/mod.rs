@@ -5,7 +5,9 @@
 mod load;
 mod secret;
 mod types;
+mod webhook_url;
 
 pub use load::{ConfigError, load, load_from_str};
 pub use secret::Secret;
 pub use types::*;
+pub use webhook_url::{WebhookUrl, WebhookUrlError};

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::Secret;
+use super::{Secret, WebhookUrl};
 use crate::domain::Role;
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -436,7 +436,8 @@ impl Default for NotificationSettings {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookSink {
-    pub url: String,
+    /// Where notifications are posted; a secret (printed as `scheme://host[:port]/<redacted>`).
+    pub url: WebhookUrl,
     /// Event kinds to send; empty = all.
     #[serde(default)]
     pub events: Vec<String>,

@@ -10,6 +10,7 @@ mod config_cli;
 mod daemon;
 mod drift;
 mod notify;
+mod notify_secrets;
 mod quickstart;
 mod reconciler;
 mod registry;
