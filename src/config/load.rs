@@ -110,14 +110,7 @@ fn validate(s: &Settings) -> Result<(), ConfigError> {
     if s.database.max_connections == 0 {
         return Err(value("database.max_connections", "must be at least 1"));
     }
-    if let Some(h) = &s.docker.host
-        && !(h.starts_with("unix://") || h.starts_with("tcp://") || h.starts_with("http://"))
-    {
-        return Err(value(
-            "docker.host",
-            "expected `unix:///path`, `tcp://host:port` or `http://host:port`",
-        ));
-    }
+    s.docker.validate()?;
     if s.api.body_limit < 1024 {
         return Err(value("api.body_limit", "must be at least 1024 bytes"));
     }
@@ -442,6 +435,43 @@ mod tests {
         );
         assert_eq!(dotted_keys("for key `a[0][1]`"), "for key `a[0][1]`");
         assert_eq!(dotted_keys("no key here]x"), "no key here]x");
+    }
+
+    #[test]
+    fn docker_tls_files_must_be_readable_and_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        for f in ["ca.pem", "cert.pem", "key.pem"] {
+            std::fs::write(dir.path().join(f), "-----BEGIN CERTIFICATE-----\n").unwrap();
+        }
+        let file = |key_file: &str| {
+            format!(
+                "[docker]\nhost = \"tcp://10.0.0.5:2376\"\ntls_ca = \"{0}/ca.pem\"\n\
+                 tls_cert = \"{0}/cert.pem\"\ntls_key = \"{0}/{key_file}\"\n",
+                dir.path().display()
+            )
+        };
+        let ok = load_from_str(&file("key.pem"), env(&[])).unwrap();
+        assert_eq!(ok.docker.tls_key, Some(dir.path().join("key.pem")));
+        let e = load_from_str(&file("missing.pem"), env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("docker.tls_key"), "{e}");
+        assert!(e.contains("missing.pem"), "names the file: {e}");
+
+        let e = load_from_str("[docker]\nhost = \"tcp://10.0.0.5:2375\"\n", env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("docker.tls_ca"), "{e}");
+        assert!(e.contains("allow_insecure_tcp"), "says how to opt out: {e}");
+        let insecure = load_from_str(
+            "",
+            env(&[
+                ("SLUICE__DOCKER__HOST", "tcp://10.0.0.5:2375"),
+                ("SLUICE__DOCKER__ALLOW_INSECURE_TCP", "true"),
+            ]),
+        )
+        .unwrap();
+        assert!(insecure.docker.allow_insecure_tcp);
     }
 
     #[test]
