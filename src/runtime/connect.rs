@@ -6,7 +6,8 @@
 //! TLS uses rustls with the aws-lc-rs provider, the one the registry and webhook clients
 //! already use. The engine's certificate is verified against `docker.tls_ca` and, as
 //! bollard builds its trust store, the system's roots. The client certificate and key are
-//! read again at each connection, so renewed files take effect without a restart.
+//! read again at each connection (bollard keeps none idle), so a renewed client
+//! certificate takes effect without a restart; the CA is read once, here.
 
 use std::path::Path;
 
