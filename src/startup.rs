@@ -73,6 +73,13 @@ impl Application {
         // Docker being down is not fatal at startup: `/readyz` reports it, and
         // `run_until_stopped` keeps trying to connect, then starts the reconciler.
         let docker = crate::runtime::DockerHandle::default();
+        if let Ok(crate::config::DockerTransport::InsecureTcp(host)) = settings.docker.transport() {
+            tracing::warn!(
+                host,
+                "docker.allow_insecure_tcp: the Docker API is reached over plain HTTP; \
+                 anyone on the network path can read and drive this engine"
+            );
+        }
         match crate::runtime::connect(&settings.docker).await {
             Ok(d) => docker.set(Arc::new(d)),
             Err(e) => {

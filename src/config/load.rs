@@ -66,12 +66,34 @@ pub fn load_from_str(
                 .source(Some(env)),
         )
         .build()
-        .map_err(|e| ConfigError::Parse(e.to_string()))?;
+        .map_err(|e| ConfigError::Parse(dotted_keys(&e.to_string())))?;
     let settings: Settings = built
         .try_deserialize()
-        .map_err(|e| ConfigError::Parse(e.to_string()))?;
+        .map_err(|e| ConfigError::Parse(dotted_keys(&e.to_string())))?;
     validate(&settings)?;
     Ok(settings)
+}
+
+/// The `config` crate names a key below an array item `webhooks[1]url`; operators (and
+/// the keys this module names itself) write `webhooks[1].url`.
+fn dotted_keys(message: &str) -> String {
+    const KEY: &str = "for key `";
+    let Some(start) = message.find(KEY).map(|i| i + KEY.len()) else {
+        return message.to_owned();
+    };
+    let end = message[start..]
+        .find('`')
+        .map_or(message.len(), |i| start + i);
+    let mut key = String::with_capacity(end - start + 4);
+    let mut after_index = false;
+    for c in message[start..end].chars() {
+        if after_index && (c.is_ascii_alphanumeric() || c == '_') {
+            key.push('.');
+        }
+        after_index = c == ']';
+        key.push(c);
+    }
+    format!("{}{key}{}", &message[..start], &message[end..])
 }
 
 fn validate(s: &Settings) -> Result<(), ConfigError> {
@@ -88,14 +110,7 @@ fn validate(s: &Settings) -> Result<(), ConfigError> {
     if s.database.max_connections == 0 {
         return Err(value("database.max_connections", "must be at least 1"));
     }
-    if let Some(h) = &s.docker.host
-        && !(h.starts_with("unix://") || h.starts_with("tcp://") || h.starts_with("http://"))
-    {
-        return Err(value(
-            "docker.host",
-            "expected `unix:///path`, `tcp://host:port` or `http://host:port`",
-        ));
-    }
+    s.docker.validate()?;
     if s.api.body_limit < 1024 {
         return Err(value("api.body_limit", "must be at least 1024 bytes"));
     }
@@ -258,12 +273,6 @@ fn validate(s: &Settings) -> Result<(), ConfigError> {
         ));
     }
     for (i, w) in s.notifications.webhooks.iter().enumerate() {
-        if !(w.url.starts_with("http://") || w.url.starts_with("https://")) {
-            return Err(value(
-                &format!("notifications.webhooks[{i}].url"),
-                "expected an http(s) URL",
-            ));
-        }
         if let Some(f) = &w.format
             && f != "json"
             && f != "slack"
@@ -392,6 +401,77 @@ mod tests {
         assert!(shown.contains("<redacted>"));
         assert!(!format!("{s:?}").contains("supersecret"));
         assert_eq!(s.auth.tokens[0].token.expose(), "supersecret-token-value");
+    }
+
+    #[test]
+    fn webhook_urls_are_checked_and_redacted_when_printed() {
+        let file =
+            "[[notifications.webhooks]]\nurl = \"https://hooks.example/T0/B0/hook-s3cr3t\"\n";
+        let s = load_from_str(file, env(&[])).unwrap();
+        let shown = toml::to_string(&s).unwrap();
+        assert!(!shown.contains("hook-s3cr3t"), "{shown}");
+        assert!(
+            shown.contains("https://hooks.example/<redacted>"),
+            "{shown}"
+        );
+        assert!(!format!("{s:?}").contains("hook-s3cr3t"));
+        assert_eq!(
+            s.notifications.webhooks[0].url.expose().as_str(),
+            "https://hooks.example/T0/B0/hook-s3cr3t"
+        );
+        let file = "[[notifications.webhooks]]\nurl = \"http://ok.example/a\"\n\
+                    [[notifications.webhooks]]\nurl = \"file:///etc/hook-s3cr3t\"\n";
+        let e = load_from_str(file, env(&[])).unwrap_err().to_string();
+        assert!(e.contains("notifications.webhooks[1].url"), "{e}");
+        assert!(e.contains("http"), "says what is expected: {e}");
+        assert!(!e.contains("hook-s3cr3t"), "{e}");
+    }
+
+    #[test]
+    fn keys_below_array_items_are_dotted() {
+        assert_eq!(
+            dotted_keys("bad value for key `a.b[1]url` in x"),
+            "bad value for key `a.b[1].url` in x"
+        );
+        assert_eq!(dotted_keys("for key `a[0][1]`"), "for key `a[0][1]`");
+        assert_eq!(dotted_keys("no key here]x"), "no key here]x");
+    }
+
+    #[test]
+    fn docker_tls_files_must_be_readable_and_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        for f in ["ca.pem", "cert.pem", "key.pem"] {
+            std::fs::write(dir.path().join(f), "-----BEGIN CERTIFICATE-----\n").unwrap();
+        }
+        let file = |key_file: &str| {
+            format!(
+                "[docker]\nhost = \"tcp://10.0.0.5:2376\"\ntls_ca = \"{0}/ca.pem\"\n\
+                 tls_cert = \"{0}/cert.pem\"\ntls_key = \"{0}/{key_file}\"\n",
+                dir.path().display()
+            )
+        };
+        let ok = load_from_str(&file("key.pem"), env(&[])).unwrap();
+        assert_eq!(ok.docker.tls_key, Some(dir.path().join("key.pem")));
+        let e = load_from_str(&file("missing.pem"), env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("docker.tls_key"), "{e}");
+        assert!(e.contains("missing.pem"), "names the file: {e}");
+
+        let e = load_from_str("[docker]\nhost = \"tcp://10.0.0.5:2375\"\n", env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("docker.tls_ca"), "{e}");
+        assert!(e.contains("allow_insecure_tcp"), "says how to opt out: {e}");
+        let insecure = load_from_str(
+            "",
+            env(&[
+                ("SLUICE__DOCKER__HOST", "tcp://10.0.0.5:2375"),
+                ("SLUICE__DOCKER__ALLOW_INSECURE_TCP", "true"),
+            ]),
+        )
+        .unwrap();
+        assert!(insecure.docker.allow_insecure_tcp);
     }
 
     #[test]

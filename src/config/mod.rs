@@ -2,10 +2,14 @@
 //! then environment overrides `SLUICE__SECTION__KEY`. Unknown keys and bad values are
 //! refused with a message naming the key and the expected form.
 
+mod docker;
 mod load;
 mod secret;
 mod types;
+mod webhook_url;
 
+pub use docker::DockerTransport;
 pub use load::{ConfigError, load, load_from_str};
 pub use secret::Secret;
 pub use types::*;
+pub use webhook_url::{WebhookUrl, WebhookUrlError};

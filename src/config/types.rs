@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::Secret;
+use super::{Secret, WebhookUrl};
 use crate::domain::Role;
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -68,12 +68,23 @@ impl Default for DatabaseSettings {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DockerSettings {
-    /// `unix:///var/run/docker.sock`, `tcp://host:2375`; empty means Docker's own defaults
-    /// (`DOCKER_HOST`, then the local socket).
+    /// `unix:///var/run/docker.sock` or a remote engine, `tcp://host:2376` (TLS); empty
+    /// means the local socket (`DOCKER_HOST` when it is a `unix://` path).
     pub host: Option<String>,
     /// Timeout for one Docker API call (pulls are bounded separately by the update deadline).
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
+    /// PEM CA that signed the remote engine's certificate. A `tcp://` or `https://` host
+    /// needs `tls_ca`, `tls_cert` and `tls_key`: whoever reaches the Docker API is root on
+    /// that host, so it is never spoken to in the clear by accident.
+    pub tls_ca: Option<PathBuf>,
+    /// PEM client certificate that the engine (`dockerd --tlsverify`) accepts.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// Allow a `tcp://` or `http://` host over plain HTTP, without TLS: only for an
+    /// engine reached through a channel that is already private. Logged as a warning.
+    pub allow_insecure_tcp: bool,
 }
 
 impl DockerSettings {
@@ -91,6 +102,10 @@ impl Default for DockerSettings {
         Self {
             host: None,
             timeout: Duration::from_secs(120),
+            tls_ca: None,
+            tls_cert: None,
+            tls_key: None,
+            allow_insecure_tcp: false,
         }
     }
 }
@@ -446,7 +461,8 @@ impl Default for NotificationSettings {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookSink {
-    pub url: String,
+    /// Where notifications are posted; a secret (printed as `scheme://host[:port]/<redacted>`).
+    pub url: WebhookUrl,
     /// Event kinds to send; empty = all.
     #[serde(default)]
     pub events: Vec<String>,

@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use hmac::{hmac_sha256, signature};
 
-use crate::config::{NotificationSettings, WebhookSink};
+use crate::config::{NotificationSettings, WebhookSink, WebhookUrl};
 use crate::metrics::Metrics;
 use crate::store::{FeedEvent, Store};
 
@@ -96,15 +96,24 @@ fn safe_cursor(sinks: &[Sink], fanned_out: i64) -> i64 {
         .unwrap_or(fanned_out)
 }
 
-/// A label for metrics and logs: the sink's host and port, never its path or secret.
-fn sink_label(i: usize, url: &str) -> String {
-    let host = url
-        .split("://")
-        .nth(1)
-        .and_then(|r| r.split(['/', '?']).next())
-        .map(|h| h.rsplit('@').next().unwrap_or(h))
-        .unwrap_or("?");
-    format!("{i}:{host}")
+/// A label for metrics and logs: the sink's position and host (with port), never its
+/// path, query or credentials.
+fn sink_label(i: usize, url: &WebhookUrl) -> String {
+    format!("{i}:{}", url.host())
+}
+
+/// A transport error as it may be logged. `reqwest` puts the request URL (the webhook's
+/// secret) into its errors' text; this drops it and keeps the causes, which name no URL.
+fn transport_error(e: reqwest::Error) -> String {
+    let e = e.without_url();
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// Starts the tail and one delivery task per sink; nothing when no sink is configured.
@@ -283,7 +292,7 @@ async fn deliver(
         loop {
             attempt += 1;
             let mut req = http
-                .post(&sink.url)
+                .post(sink.url.expose().clone())
                 .header("content-type", "application/json")
                 .header("x-sluice-event", job.kind)
                 .header("x-sluice-delivery", job.event_id.to_string())
@@ -294,7 +303,7 @@ async fn deliver(
             let outcome = match req.send().await {
                 Ok(r) if r.status().is_success() => Ok(()),
                 Ok(r) => Err(format!("HTTP {}", r.status().as_u16())),
-                Err(e) => Err(e.to_string()),
+                Err(e) => Err(transport_error(e)),
             };
             match outcome {
                 Ok(()) => {
@@ -324,15 +333,37 @@ async fn deliver(
 
 #[cfg(test)]
 mod tests {
+    use crate::config::WebhookUrl;
+
     #[test]
     fn labels_hide_paths_and_credentials() {
+        let url = |s: &str| WebhookUrl::parse(s).unwrap();
         assert_eq!(
-            super::sink_label(0, "https://u:p@hooks.example/T/B/secret"),
+            super::sink_label(0, &url("https://u:p@hooks.example/T/B/secret")),
             "0:hooks.example"
         );
         assert_eq!(
-            super::sink_label(2, "http://127.0.0.1:9000/x?y"),
+            super::sink_label(2, &url("http://127.0.0.1:9000/x?y")),
             "2:127.0.0.1:9000"
         );
+    }
+
+    #[tokio::test]
+    async fn transport_errors_name_no_url() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = closed.local_addr().unwrap().port();
+        drop(closed);
+        let e = reqwest::Client::new()
+            .post(format!("http://127.0.0.1:{port}/T0/B0/hook-s3cr3t"))
+            .send()
+            .await
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("hook-s3cr3t"),
+            "reqwest names it: {e}"
+        );
+        let shown = super::transport_error(e);
+        assert!(!shown.contains("hook-s3cr3t"), "{shown}");
+        assert!(shown.contains("error sending request"), "{shown}");
     }
 }

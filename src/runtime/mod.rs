@@ -5,6 +5,7 @@
 //! (local or remote, API version negotiated); [`FakeRuntime`] is an in-memory stand-in
 //! for unit tests and scale benchmarks. Both pass the same [`contract`] suite.
 
+mod connect;
 pub mod contract;
 mod docker;
 mod fake;
@@ -15,12 +16,11 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bollard::{API_DEFAULT_VERSION, Docker};
+use bollard::Docker;
 
+pub use connect::connect;
 pub use docker::DockerRuntime;
 pub use fake::FakeRuntime;
-
-use crate::config::DockerSettings;
 
 /// Label present on everything sluice creates; nothing without it is ever touched.
 pub const LABEL_MANAGED: &str = "sluice.managed";
@@ -51,27 +51,6 @@ pub enum RuntimeError {
         path: String,
         source: std::io::Error,
     },
-}
-
-/// Connects to the configured Docker host and negotiates the API version.
-pub async fn connect(settings: &DockerSettings) -> Result<Docker, RuntimeError> {
-    let timeout = settings.timeout.as_secs().max(1);
-    let host = settings
-        .host
-        .clone()
-        .unwrap_or_else(|| "local defaults".to_owned());
-    let err = |source| RuntimeError::Connect {
-        host: host.clone(),
-        source,
-    };
-    let docker = match settings.host.as_deref() {
-        None => Docker::connect_with_local_defaults().map_err(err)?,
-        Some(h) if h.starts_with("unix://") => {
-            Docker::connect_with_unix(h, timeout, API_DEFAULT_VERSION).map_err(err)?
-        }
-        Some(h) => Docker::connect_with_http(h, timeout, API_DEFAULT_VERSION).map_err(err)?,
-    };
-    docker.negotiate_version().await.map_err(err)
 }
 
 /// A published port.

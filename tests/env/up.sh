@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Brings up sluice's real test environment; idempotent and quick when already up.
 #  1. a Docker engine that answers (installs Debian's docker.io and starts dockerd if not);
-#  2. Debian's busybox-static and docker-registry (the CNCF distribution registry);
+#  2. Debian's busybox-static and docker-registry (the CNCF distribution registry),
+#     openssl and iproute2 for the tests' second Docker engine;
 #  3. a registry on 127.0.0.1:${SLUICE_TEST_REGISTRY_PORT:-5000} (filesystem storage,
 #     request log at $SLUICE_TESTENV_DIR/registry.log);
 #  4. the fixture images pushed under 127.0.0.1:PORT/sluice-fixtures/<mode>:v1..v3.
@@ -38,6 +39,9 @@ fi
 need_pkg file file
 need_pkg docker-registry docker-registry
 need_pkg htpasswd apache2-utils
+# A second engine over TLS (tests/it/second_engine.rs): certificates and its own bridge
+need_pkg openssl openssl
+need_pkg ip iproute2
 
 # 3. The shared local registry
 if ! curl -fsS "http://127.0.0.1:$port/v2/" >/dev/null 2>&1; then

@@ -11,7 +11,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use serde_json::{Value, json};
-use sluice::config::{Secret, WebhookSink};
+use sluice::config::{Secret, WebhookSink, WebhookUrl};
 use sluice::store::NewEvent;
 
 use crate::api::{TestApi, parse_prometheus};
@@ -46,7 +46,7 @@ pub async fn start_receiver(r: Receiver) -> String {
 
 fn sink(url: &str, secret: Option<&str>, format: Option<&str>) -> WebhookSink {
     WebhookSink {
-        url: url.to_owned(),
+        url: WebhookUrl::parse(url).expect("a receiver URL"),
         events: vec![],
         secret: secret.map(Secret::new),
         format: format.map(Into::into),

@@ -234,7 +234,7 @@ async fn a_rollout_watched_to_completion_exits_zero_while_a_webhook_fails() {
     let hook = crate::notify::start_receiver(failing.clone()).await;
     let api = TestApi::start_with(|s| {
         s.notifications.webhooks = vec![sluice::config::WebhookSink {
-            url: hook,
+            url: sluice::config::WebhookUrl::parse(&hook).expect("a receiver URL"),
             events: vec!["rollout.state_changed".into()],
             secret: Some(sluice::config::Secret::new("k")),
             format: None,
