@@ -2,10 +2,9 @@
 //! (`eval "$(tests/env/up.sh)"; cargo bench --bench update`). Each number is reported
 //! next to a baseline measured in the same run, as a ratio:
 //!
-//! 1. downtime (stop → healthy) of a sluice update vs a plain
-//!    `docker stop && docker rm && docker run` of the same container (empty volume);
-//! 2. snapshot + restore of a 1 GiB volume through the Docker archive API vs `tar` of
-//!    the volume's directory on the host.
+//! downtime (stop → healthy) of a sluice update vs a plain
+//! `docker stop && docker rm && docker run` of the same container (empty volume).
+//! Snapshot and restore throughput is measured by `benches/snapshot.rs`.
 
 use std::process::Command;
 use std::sync::Arc;
@@ -16,7 +15,7 @@ use sluice::config::Settings;
 use sluice::domain::spec::{HealthProbe, HttpProbe, VolumeMount, WorkspaceSpec};
 use sluice::domain::{Digest, ImageRef, Tier, UpdateMode, WorkspaceName};
 use sluice::reconciler::{Reconciler, ReconcilerConfig, ReconcilerMetrics};
-use sluice::runtime::{ContainerRuntime, DockerRuntime, connect};
+use sluice::runtime::{DockerRuntime, connect};
 use sluice::snapshot::Snapshots;
 use sluice::store::{NewWorkspace, Store};
 
@@ -192,90 +191,6 @@ async fn downtime(repo: &str) -> (f64, f64) {
     (mean(&sluice_s), mean(&plain_s))
 }
 
-async fn snapshot_throughput(repo: &str) -> (f64, f64, f64, f64) {
-    let digest = fixture("v1", repo);
-    let image = format!("{repo}@{digest}");
-    docker(&["pull", "-q", &image]);
-    let pid = std::process::id();
-    let name = format!("benchsnap-{pid}");
-    let volume = format!("benchsnap-{pid}-data");
-    let dir = tempfile::tempdir().expect("tmp");
-    let (s, store, ws) = store_and_workspace(dir.path(), &name, repo, &volume).await;
-    // 1 GiB: 64 files of 16 MiB of random bytes.
-    docker(&[
-        "run",
-        "--rm",
-        "--label",
-        "sluice.test=1",
-        "-v",
-        &format!("{volume}:/data"),
-        &image,
-        "sh",
-        "-c",
-        "for i in $(seq 1 64); do head -c 16777216 /dev/urandom > /data/f$i; done",
-    ]);
-    let rt = DockerRuntime::new(connect(&s.docker).await.expect("docker"));
-    let w = store
-        .workspace(&WorkspaceName::parse(&name).unwrap())
-        .await
-        .unwrap();
-    let spec = sluice::reconciler::container::container_spec(&w, &digest);
-    rt.create(&spec).await.expect("create");
-    let row = store
-        .open_update(ws, None, None, &digest, SystemClock.now())
-        .await
-        .expect("row");
-    let snaps = Snapshots::new(s.snapshot_dir(), s.snapshots.clone(), store.clone());
-    let t = Instant::now();
-    let snap = snaps
-        .take(
-            &rt,
-            &spec.name,
-            ws,
-            &w.name,
-            row.id,
-            0,
-            &volume,
-            "/data",
-            SystemClock.now(),
-        )
-        .await
-        .expect("snapshot");
-    let take_s = t.elapsed().as_secs_f64();
-    let bytes = snap.size_bytes as f64;
-    rt.remove(&spec.name).await.unwrap();
-    rt.volume_remove(&volume).await.unwrap();
-    rt.volume_create(&volume, &Default::default())
-        .await
-        .unwrap();
-    rt.create(&spec).await.unwrap();
-    let t = Instant::now();
-    snaps
-        .restore(&rt, &spec.name, &snap, "/data")
-        .await
-        .expect("restore");
-    let restore_s = t.elapsed().as_secs_f64();
-
-    let src = docker(&["volume", "inspect", "-f", "{{.Mountpoint}}", &volume]);
-    let tar = dir.path().join("plain.tar");
-    let out = dir.path().join("extract");
-    std::fs::create_dir_all(&out).unwrap();
-    let t = Instant::now();
-    sh(Command::new("tar").args(["-cf", tar.to_str().unwrap(), "-C", &src, "."]));
-    sh(&mut Command::new("sync"));
-    let tar_c = t.elapsed().as_secs_f64();
-    let t = Instant::now();
-    sh(Command::new("tar").args(["-xf", tar.to_str().unwrap(), "-C", out.to_str().unwrap()]));
-    sh(&mut Command::new("sync"));
-    let tar_x = t.elapsed().as_secs_f64();
-
-    rt.remove(&spec.name).await.unwrap();
-    rt.volume_remove(&volume).await.unwrap();
-    let _ = Command::new("docker").args(["rmi", "-f", &image]).output();
-    let mib = bytes / (1024.0 * 1024.0);
-    (mib / take_s, mib / restore_s, mib / tar_c, mib / tar_x)
-}
-
 #[tokio::main]
 async fn main() {
     let registry =
@@ -285,12 +200,5 @@ async fn main() {
     println!(
         "downtime stop->healthy (mean of {ROUNDS}): sluice {sluice_down:.3}s, plain docker {plain_down:.3}s, ratio {:.2}",
         sluice_down / plain_down
-    );
-    let (snap, restore, tar_c, tar_x) = snapshot_throughput(&repo).await;
-    println!(
-        "1 GiB volume: snapshot {snap:.0} MiB/s vs tar -c {tar_c:.0} MiB/s (ratio {:.2}); \
-         restore {restore:.0} MiB/s vs tar -x {tar_x:.0} MiB/s (ratio {:.2})",
-        snap / tar_c,
-        restore / tar_x
     );
 }
