@@ -96,8 +96,11 @@ fn small_files(dir: &Path) {
         let sub = dir.join(format!("d{d:03}"));
         std::fs::create_dir(&sub).unwrap();
         for f in 0..100 {
-            std::fs::write(sub.join(format!("f{f:03}")), vec![b'a' + (f % 26) as u8; 1024])
-                .unwrap();
+            std::fs::write(
+                sub.join(format!("f{f:03}")),
+                vec![b'a' + (f % 26) as u8; 1024],
+            )
+            .unwrap();
         }
     }
 }
@@ -171,7 +174,9 @@ async fn main() {
             .await
             .expect("workspace");
         let spec = sluice::reconciler::container::container_spec(&w, &digest);
-        rt.volume_create(&volume, &spec.labels).await.expect("volume");
+        rt.volume_create(&volume, &spec.labels)
+            .await
+            .expect("volume");
         rt.create(&spec).await.expect("create");
         let vol_dir = rt
             .volume_host_path(&volume)

@@ -186,18 +186,30 @@ async fn a_missing_snapshot_refuses_the_restore_without_touching_the_workspace()
 }
 
 #[tokio::test]
-async fn a_corrupt_snapshot_falls_back_to_the_just_taken_one() {
+async fn a_corrupt_snapshot_is_refused_before_anything_stops() {
     let r = updated_to_v2().await;
     let after = r.t.data();
     std::fs::write(r.snapshot_file(&r.source_snapshot().await), b"not the tar").unwrap();
     r.rollback_with_restore().await;
     let u = r.t.latest().await;
-    assert_eq!(u.phase, UpdatePhase::RolledBack);
-    assert!(u.error.unwrap().contains("checksum mismatch"));
+    assert_eq!(u.phase, UpdatePhase::Failed);
+    let error = u.error.unwrap();
+    assert!(
+        error.contains("checksum mismatch") && error.contains("refusing"),
+        "{error}"
+    );
     let w = r.t.ws().await;
     assert_eq!(w.actual_digest, Some(digest(2)));
-    // Never half-restored: v2's data as it was, plus v2's boot after the rollback.
-    assert_eq!(r.t.data(), format!("{after}boot {}\n", pinned(2)));
+    // Never half-restored, never even stopped: v2's data exactly as it was.
+    assert!(
+        r.t.rt
+            .inspect("sluice-acme")
+            .await
+            .unwrap()
+            .unwrap()
+            .running
+    );
+    assert_eq!(r.t.data(), after);
     assert!(r.restore_done().await.is_none());
 }
 

@@ -398,3 +398,63 @@ async fn a_disk_that_fills_during_a_snapshot_fails_the_update_and_restores_nothi
     let w = e.workspace().await;
     assert_eq!(w.actual_digest.as_ref(), Some(&d1));
 }
+
+#[tokio::test]
+async fn a_corrupt_snapshot_is_never_restored_and_is_kept_for_inspection() {
+    let mut e = env_with("fid-corrupt", |_, _| {}, |_| {}).await;
+    let d1 = e.fixture("good", "v1");
+    let d3 = e.fixture("bad-health", "v3");
+    e.desire(&d1).await;
+    e.rec.converge_all().await.expect("converge");
+    let data = mountpoint(&e.volume);
+    random_file(&data.join("tenant.db"), 4 << 20, 3);
+
+    e.desire(&d3).await;
+    let rec = e.rec.clone();
+    let saga = tokio::spawn(async move { rec.converge_all().await });
+    // Once the snapshot is complete (the new version is starting or failing its health
+    // check), the file on disk is damaged: half of it is lost.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let snap = loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no snapshot completed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let Some(u) = e.store.latest_update(e.ws.id).await.unwrap() else {
+            continue;
+        };
+        if u.to_digest != d3 {
+            continue;
+        }
+        let done = e.store.snapshots_of_update(u.id).await.unwrap();
+        if let Some(s) = done.into_iter().find(|s| s.state == "complete") {
+            break s;
+        }
+    };
+    let len = std::fs::metadata(&snap.path).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&snap.path)
+        .unwrap()
+        .set_len(len / 2)
+        .unwrap();
+    saga.await.unwrap().expect("converge");
+
+    let u = e.store.latest_update(e.ws.id).await.unwrap().unwrap();
+    assert_eq!(u.phase, UpdatePhase::Quarantined, "error: {:?}", u.error);
+    let why = u.error.unwrap_or_default();
+    assert!(
+        why.contains("checksum mismatch") && why.contains(snap.id.as_str()),
+        "{why}"
+    );
+    assert_eq!(
+        e.workspace().await.state,
+        sluice::domain::WorkspaceState::Quarantined
+    );
+    assert_eq!(
+        std::fs::metadata(&snap.path).unwrap().len(),
+        len / 2,
+        "the damaged file is kept as it is, for inspection"
+    );
+}
