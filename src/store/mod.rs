@@ -41,7 +41,10 @@ pub use rollout_targets::{
     CandidateRow, DesiredWrite, NewTarget, RolloutRowWrite, RolloutWrite, TargetRow, TargetWrite,
 };
 pub use rollouts::RolloutRow;
-pub use snapshots::{SnapshotDone, SnapshotRow};
+pub use snapshots::{
+    ProtectedReason, Released, SnapshotDone, SnapshotFacts, SnapshotInfo, SnapshotRow,
+    SnapshotUpdate,
+};
 pub use tracked_images::TrackedImage;
 pub use updates::{ConvergeTarget, Outcome, UpdateKind, UpdateRow};
 pub use workspace_admin::{LastUpdate, WorkspacePatch};
