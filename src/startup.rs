@@ -98,6 +98,7 @@ impl Application {
             body_limit: settings.api.body_limit,
             request_timeout: settings.api.request_timeout,
             workspace_gauge: crate::api::WorkspaceGauge::register(&metrics),
+            snapshot_dir: settings.snapshot_dir(),
         };
         if api_context.tokens.is_empty() {
             tracing::warn!(

@@ -13,6 +13,7 @@ pub mod openapi;
 pub mod registry_events;
 pub mod releases;
 pub mod rollouts;
+pub mod snapshots;
 mod workspace_docker;
 pub mod workspaces;
 
@@ -61,6 +62,8 @@ pub struct ApiContext {
     pub body_limit: usize,
     pub request_timeout: Duration,
     pub workspace_gauge: Option<WorkspaceGauge>,
+    /// `[snapshots] dir`: the only directory `DELETE /api/v1/snapshots/{id}` removes from.
+    pub snapshot_dir: std::path::PathBuf,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -91,6 +94,17 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/workspaces/{name}/update",
             post(rollouts::update_now),
         )
+        .route(
+            "/api/v1/workspaces/{name}/recover",
+            post(snapshots::recover),
+        )
+        .route("/api/v1/snapshots", get(snapshots::list))
+        .route(
+            "/api/v1/snapshots/{id}",
+            get(snapshots::show).delete(snapshots::delete),
+        )
+        .route("/api/v1/snapshots/{id}/restore", post(snapshots::restore))
+        .route("/api/v1/snapshots/{id}/release", post(snapshots::release))
         .route("/api/v1/fleet", get(fleet::show).put(fleet::set))
         .route("/api/v1/events", get(fleet::events))
         .route("/api/v1/openapi.json", get(openapi::serve))

@@ -5,7 +5,8 @@
 use axum::Json;
 use serde_json::{Value, json};
 
-/// One documented operation: method, path, summary, role needed, request schema, response schema.
+/// One documented operation: method, path, summary, role needed, request schema, response
+/// schema, success status, and the error codes particular to it (status, code).
 pub struct Operation {
     pub method: &'static str,
     pub path: &'static str,
@@ -13,10 +14,15 @@ pub struct Operation {
     pub role: &'static str,
     pub request: Option<&'static str>,
     pub response: &'static str,
+    pub status: u16,
+    pub codes: &'static [(u16, &'static str)],
 }
 
 macro_rules! op {
     ($m:literal, $p:literal, $role:literal, $req:expr, $resp:literal, $s:literal) => {
+        op!($m, $p, $role, $req, $resp, $s, 200, &[])
+    };
+    ($m:literal, $p:literal, $role:literal, $req:expr, $resp:literal, $s:literal, $status:literal, $codes:expr) => {
         Operation {
             method: $m,
             path: $p,
@@ -24,6 +30,8 @@ macro_rules! op {
             role: $role,
             request: $req,
             response: $resp,
+            status: $status,
+            codes: $codes,
         }
     };
 }
@@ -68,6 +76,88 @@ pub const OPERATIONS: &[Operation] = &[
         None,
         "Deleted",
         "Remove a workspace's container (volumes too with ?purge=true)"
+    ),
+    op!(
+        "post",
+        "/api/v1/workspaces/{name}/recover",
+        "admin",
+        Some("Recover"),
+        "Queued",
+        "Queue the recovery of a quarantined workspace: restore, per volume, the newest complete snapshot of the update that quarantined it (or of the given snapshot's update, with that snapshot for its volume) and run the digest that ran before it",
+        202,
+        &[
+            (400, "invalid_snapshot_id"),
+            (400, "invalid_snapshot"),
+            (409, "not_quarantined"),
+            (409, "update_in_progress"),
+            (409, "snapshot_not_complete"),
+            (409, "volume_not_mounted"),
+            (409, "no_usable_snapshot"),
+            (409, "no_digest"),
+        ]
+    ),
+    op!(
+        "get",
+        "/api/v1/snapshots",
+        "read",
+        None,
+        "SnapshotList",
+        "List snapshots not yet deleted (?workspace=NAME)",
+        200,
+        &[(400, "invalid_name")]
+    ),
+    op!(
+        "get",
+        "/api/v1/snapshots/{id}",
+        "read",
+        None,
+        "Snapshot",
+        "Show a snapshot: volume, mount path, size, checksums, state, its update, protection",
+        200,
+        &[(400, "invalid_snapshot_id")]
+    ),
+    op!(
+        "post",
+        "/api/v1/snapshots/{id}/restore",
+        "admin",
+        None,
+        "Queued",
+        "Queue a restore of this snapshot into its volume; the workspace then runs what it runs now",
+        202,
+        &[
+            (400, "invalid_snapshot_id"),
+            (409, "update_in_progress"),
+            (409, "snapshot_not_complete"),
+            (409, "quarantined"),
+            (409, "workspace_deleted"),
+            (409, "volume_not_mounted"),
+            (409, "no_digest"),
+        ]
+    ),
+    op!(
+        "post",
+        "/api/v1/snapshots/{id}/release",
+        "admin",
+        None,
+        "Snapshot",
+        "Lift the snapshot's protection from retention (keep_last and max_age apply again)",
+        200,
+        &[(400, "invalid_snapshot_id"), (409, "snapshot_deleted")]
+    ),
+    op!(
+        "delete",
+        "/api/v1/snapshots/{id}",
+        "admin",
+        None,
+        "Snapshot",
+        "Delete a snapshot's file and mark it deleted",
+        200,
+        &[
+            (400, "invalid_snapshot_id"),
+            (409, "snapshot_protected"),
+            (409, "snapshot_in_use"),
+            (409, "snapshot_outside_dir"),
+        ]
     ),
     op!(
         "get",
@@ -195,10 +285,49 @@ fn schemas() -> Value {
             "properties": { "reason": { "type": ["string", "null"] } } },
         "Object": { "type": "object" }
     });
-    if let (Some(all), Value::Object(more)) = (base.as_object_mut(), rollout_schemas()) {
-        all.extend(more);
+    for more in [rollout_schemas(), snapshot_schemas()] {
+        if let (Some(all), Value::Object(more)) = (base.as_object_mut(), more) {
+            all.extend(more);
+        }
     }
     base
+}
+
+fn snapshot_schemas() -> Value {
+    let digest = json!({ "type": ["string", "null"], "pattern": "^sha256:[0-9a-f]{64}$" });
+    let id = json!({ "type": "string", "pattern": "^[A-Za-z0-9._-]{1,128}$" });
+    json!({
+        "Snapshot": { "type": "object", "properties": {
+            "id": id, "workspace": { "type": "string" }, "volume": { "type": "string" },
+            "mount_path": { "type": ["string", "null"] }, "path": { "type": "string" },
+            "size_bytes": { "type": "integer" },
+            "sha256": { "type": ["string", "null"] },
+            "manifest_sha256": { "type": ["string", "null"] },
+            "entries": { "type": ["integer", "null"] },
+            "method": { "enum": ["host", "archive", null] },
+            "state": { "enum": ["writing", "complete", "failed", "deleted"] },
+            "created_at": { "type": "string", "format": "date-time" },
+            "update": { "type": ["object", "null"], "properties": {
+                "id": { "type": "integer" }, "kind": { "enum": ["update", "restore", "recover"] },
+                "phase": { "type": "string" }, "from_digest": digest, "to_digest": digest } },
+            "protected": { "type": "boolean",
+                "description": "retention keeps it until an operator releases it" },
+            "reason": { "type": ["string", "null"], "example": "workspace quarantined" },
+            "in_use": { "type": "boolean",
+                "description": "an unfinished update took it or is to restore it" },
+            "released_at": { "type": ["string", "null"], "format": "date-time" },
+            "released_by": { "type": ["string", "null"] } } },
+        "SnapshotList": { "type": "array", "items": { "$ref": "#/components/schemas/Snapshot" } },
+        "Recover": { "type": "object", "additionalProperties": false,
+            "properties": { "snapshot": { "type": ["string", "null"],
+                "pattern": "^[A-Za-z0-9._-]{1,128}$" } } },
+        "Queued": { "type": "object", "properties": {
+            "update_id": { "type": "integer" }, "workspace": { "type": "string" },
+            "kind": { "enum": ["restore", "recover"] }, "phase": { "const": "pulling" },
+            "from_digest": digest, "to_digest": { "type": "string" },
+            "snapshots": { "type": "array", "items": id },
+            "warning": { "type": "string" } } }
+    })
 }
 
 fn rollout_schemas() -> Value {
@@ -252,7 +381,8 @@ pub fn document() -> Value {
             "security": [{ "bearer": [] }],
             "x-sluice-role": op.role,
             "responses": {
-                "200": { "description": "OK", "content": { "application/json": {
+                op.status.to_string(): { "description": if op.status == 202 { "Accepted" } else { "OK" },
+                    "content": { "application/json": {
                     "schema": { "$ref": format!("#/components/schemas/{}", op.response) } } } },
                 "400": error_response("invalid input; the message names the field"),
                 "401": error_response("missing or unknown token"),
@@ -267,12 +397,47 @@ pub fn document() -> Value {
                                        "schema": { "type": "string" } }]);
         }
         if op.path.contains("{id}") {
-            o["parameters"] = json!([{ "name": "id", "in": "path", "required": true,
-                                       "schema": { "type": "integer" } }]);
+            // Snapshot ids are strings; every other id is a number.
+            let schema = if op.path.starts_with("/api/v1/snapshots/") {
+                json!({ "type": "string", "pattern": "^[A-Za-z0-9._-]{1,128}$" })
+            } else {
+                json!({ "type": "integer" })
+            };
+            o["parameters"] =
+                json!([{ "name": "id", "in": "path", "required": true, "schema": schema }]);
         }
         if let Some(req) = op.request {
-            o["requestBody"] = json!({ "required": true, "content": { "application/json": {
+            // A body whose schema requires nothing may be left out.
+            let required = schemas()[req]["required"]
+                .as_array()
+                .is_some_and(|r| !r.is_empty());
+            o["requestBody"] = json!({ "required": required, "content": { "application/json": {
                 "schema": { "$ref": format!("#/components/schemas/{req}") } } } });
+        }
+        for status in [400u16, 409] {
+            let codes: Vec<&str> = op
+                .codes
+                .iter()
+                .filter(|(s, _)| *s == status)
+                .map(|(_, c)| *c)
+                .collect();
+            if !codes.is_empty() {
+                let key = status.to_string();
+                let desc = o["responses"][&key]["description"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
+                o["responses"][&key]["description"] =
+                    json!(format!("{desc}; codes: {}", codes.join(", ")));
+            }
+        }
+        if !op.codes.is_empty() {
+            o["x-sluice-error-codes"] = json!(
+                op.codes
+                    .iter()
+                    .map(|(s, c)| json!({ "status": s, "code": c }))
+                    .collect::<Vec<_>>()
+            );
         }
         let entry = paths.entry(op.path.to_owned()).or_insert_with(|| json!({}));
         entry[op.method] = o;
@@ -294,6 +459,28 @@ pub async fn serve() -> Json<Value> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn snapshot_routes_document_their_status_and_codes() {
+        let doc = super::document();
+        let restore = &doc["paths"]["/api/v1/snapshots/{id}/restore"]["post"];
+        assert!(restore["responses"]["202"].is_object(), "{restore}");
+        assert_eq!(restore["parameters"][0]["schema"]["type"], "string");
+        let conflict = restore["responses"]["409"]["description"].as_str().unwrap();
+        assert!(conflict.contains("update_in_progress"), "{conflict}");
+        let delete = &doc["paths"]["/api/v1/snapshots/{id}"]["delete"];
+        assert!(
+            delete["x-sluice-error-codes"]
+                .to_string()
+                .contains("snapshot_protected")
+        );
+        let recover = &doc["paths"]["/api/v1/workspaces/{name}/recover"]["post"];
+        assert_eq!(recover["requestBody"]["required"], false);
+        assert_eq!(
+            doc["paths"]["/api/v1/workspaces"]["post"]["requestBody"]["required"],
+            true
+        );
+    }
+
     #[test]
     fn every_reference_resolves() {
         let doc = super::document();

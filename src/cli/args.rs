@@ -32,6 +32,69 @@ pub enum WorkspaceCommand {
         #[arg(long)]
         purge: bool,
     },
+    /// Bring a quarantined workspace back from its snapshots.
+    ///
+    /// Restores, for every volume it mounts, the newest complete snapshot of the update
+    /// that quarantined it, then runs the digest that ran before that update, health-gated
+    /// like any update. Writes made since those snapshots were taken are lost. Refused
+    /// unless the workspace is quarantined, while an update of it is unfinished, and when
+    /// a volume has no usable snapshot (the error names it).
+    Recover {
+        /// The quarantined workspace.
+        name: String,
+        /// Recover from this snapshot's update instead, with this snapshot for its volume
+        /// (see `sluice snapshot list --workspace NAME`).
+        #[arg(long, value_name = "ID")]
+        snapshot: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SnapshotCommand {
+    /// List snapshots not yet deleted, with whether retention protects them.
+    List {
+        /// Only this workspace's snapshots.
+        #[arg(long, value_name = "NAME")]
+        workspace: Option<String>,
+    },
+    /// Show one snapshot, its update and whether it is protected.
+    ///
+    /// Prints the volume, mount path, size, sha256 and manifest sha256, method, state,
+    /// the update it belongs to, whether retention protects it and why, whether an
+    /// unfinished update needs it, and when and by whom it was released.
+    Show {
+        /// Snapshot id (`sluice snapshot list`).
+        id: String,
+    },
+    /// Restore a snapshot into its volume.
+    ///
+    /// Queues a journaled restore: the workspace is stopped, its current volumes are
+    /// snapshotted (so the restore can be undone), the snapshot is restored into its
+    /// volume, and the workspace starts on what it runs now, health-gated; a failure
+    /// rolls back. Writes made since the snapshot was taken are lost. Refused while an
+    /// update of the workspace is unfinished and for a snapshot that is not complete;
+    /// for a quarantined workspace use `sluice workspace recover NAME --snapshot ID`.
+    Restore {
+        /// Snapshot id (`sluice snapshot list`).
+        id: String,
+    },
+    /// Lift a snapshot's protection from retention.
+    ///
+    /// A protected snapshot (of a quarantined workspace, or the newest copy of a volume
+    /// after a failed update) is kept whatever `keep_last` and `max_age` say. Once
+    /// released, they apply to it again and `snapshot delete` is allowed.
+    Release {
+        /// Snapshot id (`sluice snapshot list`).
+        id: String,
+    },
+    /// Delete a snapshot's file now.
+    ///
+    /// Refused while the snapshot is protected (release it first) and while an unfinished
+    /// update or a pending restore needs it.
+    Delete {
+        /// Snapshot id (`sluice snapshot list`).
+        id: String,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -1,6 +1,6 @@
 //! Command-line interface: the daemon (`run`), maintenance commands, and the operator
-//! client commands that call the admin API (`workspace`, `release`, `rollout`, `fleet`,
-//! `events`).
+//! client commands that call the admin API (`workspace`, `release`, `rollout`,
+//! `snapshot`, `fleet`, `events`).
 
 mod args;
 mod client;
@@ -11,7 +11,8 @@ mod watch;
 use std::path::PathBuf;
 
 pub use args::{
-    EventsArgs, FleetCommand, ReleaseCommand, RolloutCommand, WorkspaceAdd, WorkspaceCommand,
+    EventsArgs, FleetCommand, ReleaseCommand, RolloutCommand, SnapshotCommand, WorkspaceAdd,
+    WorkspaceCommand,
 };
 pub use client::{Client, ClientError};
 pub use commands::{ClientArgs, run_client};
@@ -57,7 +58,7 @@ pub enum Command {
     /// Configuration commands.
     #[command(subcommand)]
     Config(ConfigCommand),
-    /// Workspaces: add, list, show, set-tier, pin, remove.
+    /// Workspaces: add, list, show, set-tier, pin, update, remove, recover.
     #[command(subcommand)]
     Workspace(WorkspaceCommand),
     /// Releases found by the registry watcher: list, show, apply, reject.
@@ -66,6 +67,9 @@ pub enum Command {
     /// Rollouts: list, show, watch, promote, pause, resume, abort, rollback.
     #[command(subcommand)]
     Rollout(RolloutCommand),
+    /// Volume snapshots: list, show, restore, release, delete.
+    #[command(subcommand)]
+    Snapshot(SnapshotCommand),
     /// Fleet mode: show, mode.
     #[command(subcommand)]
     Fleet(FleetCommand),
@@ -81,6 +85,7 @@ impl Command {
             Command::Workspace(_)
                 | Command::Release(_)
                 | Command::Rollout(_)
+                | Command::Snapshot(_)
                 | Command::Fleet(_)
                 | Command::Events(_)
         )

@@ -49,6 +49,24 @@ pub fn short_digest(s: &str) -> String {
     }
 }
 
+/// A byte count for people: `512 B`, `1.5 KiB`, `12.0 MiB`, `3.2 GiB`.
+pub fn bytes(n: i64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut v = n as f64;
+    let mut unit = UNITS[0];
+    for u in UNITS {
+        v /= 1024.0;
+        unit = u;
+        if v < 1024.0 {
+            break;
+        }
+    }
+    format!("{v:.1} {unit}")
+}
+
 /// `key: value` lines for one object.
 pub fn fields(v: &Value, keys: &[&str]) -> String {
     let w = keys.iter().map(|k| k.len()).max().unwrap_or(0);
@@ -72,6 +90,9 @@ mod tests {
         );
         assert_eq!(t, "NAME    TIER\na       canary\nlonger  production\n");
         assert_eq!(cell(&Value::Null), "-");
+        assert_eq!(bytes(512), "512 B");
+        assert_eq!(bytes(1536), "1.5 KiB");
+        assert_eq!(bytes(12 * 1024 * 1024), "12.0 MiB");
         assert_eq!(
             short_digest(&format!("sha256:{}", "ab".repeat(32))),
             "sha256:abababababab"

@@ -11,6 +11,7 @@ mod events;
 mod notify_feed;
 mod release_admin;
 mod releases;
+mod restore_queue;
 mod restores;
 mod rollout_batch;
 mod rollout_pass;
@@ -36,12 +37,16 @@ pub use events::{Event, NewEvent};
 pub use notify_feed::FeedEvent;
 pub use release_admin::RejectOutcome;
 pub use releases::{ProbeRecord, ProbeSuccess, Release};
+pub use restore_queue::{RestoreError, RestoreRequest};
 pub use rollout_pass::SettledTargets;
 pub use rollout_targets::{
     CandidateRow, DesiredWrite, NewTarget, RolloutRowWrite, RolloutWrite, TargetRow, TargetWrite,
 };
 pub use rollouts::RolloutRow;
-pub use snapshots::{SnapshotDone, SnapshotRow};
+pub use snapshots::{
+    ProtectedReason, Released, SnapshotDone, SnapshotFacts, SnapshotInfo, SnapshotRow,
+    SnapshotUpdate,
+};
 pub use tracked_images::TrackedImage;
 pub use updates::{ConvergeTarget, Outcome, UpdateKind, UpdateRow};
 pub use workspace_admin::{LastUpdate, WorkspacePatch};

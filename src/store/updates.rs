@@ -361,3 +361,20 @@ impl Store {
         Ok(n > 0)
     }
 }
+
+impl Store {
+    /// One journal row by id.
+    pub async fn update_by_id(&self, id: i64) -> Result<UpdateRow, StoreError> {
+        let sql = format!("SELECT {COLS} FROM workspace_updates WHERE id = $1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .ctx("get update")?
+            .ok_or_else(|| StoreError::NotFound {
+                what: "workspace update",
+                key: id.to_string(),
+            })?;
+        from_row(&row)
+    }
+}
