@@ -172,8 +172,14 @@ impl PatchWorkspace {
     }
 }
 
+/// `validate` puts the field path (`volumes[0].mount`) first in the reason: the message
+/// leads with it, as every 400 does.
 fn invalid_spec(e: crate::domain::ParseError) -> ApiError {
-    ApiError::bad_request("invalid_spec", e.to_string())
+    let message = match e.reason.split_once(": ") {
+        Some((field, reason)) => format!("{field}: invalid value `{}`: {reason}", e.input),
+        None => e.to_string(),
+    };
+    ApiError::bad_request("invalid_spec", message)
 }
 
 /// Parses a tracked image reference and checks it against `[images] allow`.

@@ -66,10 +66,7 @@ mod tests {
     fn two_digests_differ_only_in_image_and_digest_label() {
         let spec = WorkspaceSpec {
             env: [("K".to_owned(), "V".to_owned())].into(),
-            volumes: vec![VolumeMount {
-                name: "acme-data".into(),
-                mount: "/data".into(),
-            }],
+            volumes: vec![VolumeMount::new("acme-data", "/data")],
             ports: vec![PortMapping {
                 container: 8080,
                 host: None,

@@ -44,10 +44,7 @@ pub(super) async fn setup(min_free: u64) -> T {
                 update_mode: UpdateMode::Auto,
                 maintenance_window: None,
                 spec: WorkspaceSpec {
-                    volumes: vec![VolumeMount {
-                        name: "acme-data".into(),
-                        mount: "/data".into(),
-                    }],
+                    volumes: vec![VolumeMount::new("acme-data", "/data")],
                     ..Default::default()
                 },
             },

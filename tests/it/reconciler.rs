@@ -68,10 +68,7 @@ pub async fn env(tag: &str) -> Env {
                 maintenance_window: None,
                 spec: WorkspaceSpec {
                     env: [("TENANT".to_owned(), name.clone())].into(),
-                    volumes: vec![VolumeMount {
-                        name: volume.clone(),
-                        mount: "/data".into(),
-                    }],
+                    volumes: vec![VolumeMount::new(volume.clone(), "/data")],
                     health: Some(HealthProbe {
                         http: Some(HttpProbe {
                             port: 8080,
