@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::container::{container_spec, volume_labels};
+use super::container::{container_spec, volume_labels_for};
 use super::health::{GateConfig, gate};
 use super::{Inner, ReconcileError, event};
 use crate::domain::{Health, UpdatePhase, WorkspaceName, WorkspaceState};
@@ -284,7 +284,7 @@ impl<R: ContainerRuntime> Inner<R> {
         }
         for (v, _) in &spec.volumes {
             self.rt
-                .volume_create(v, &volume_labels(workspace))
+                .volume_create(v, &volume_labels_for(spec, workspace)?)
                 .await
                 .map_err(e)?;
         }
