@@ -67,7 +67,7 @@ pub const OPERATIONS: &[Operation] = &[
         "admin",
         None,
         "Deleted",
-        "Remove a workspace's container (volumes too with ?purge=true)"
+        "Remove a workspace's container (with ?purge=true also the volumes it owns)"
     ),
     op!(
         "get",
@@ -172,7 +172,13 @@ fn schemas() -> Value {
         "PatchWorkspace": { "type": "object", "additionalProperties": false, "properties": patch },
         "Deleted": { "type": "object", "properties": { "name": { "type": "string" },
             "container_removed": { "type": "boolean" },
-            "volumes_removed": { "type": "array", "items": { "type": "string" } } } },
+            "volumes_removed": { "type": "array", "items": { "type": "string" } },
+            "volumes_kept": { "type": "array", "description": "With ?purge=true: volumes of the spec the workspace does not own, left in place.",
+                "items": { "type": "object", "properties": {
+                    "name": { "type": "string" },
+                    "reason": { "enum": ["other_workspace", "not_owned"] },
+                    "owner_id": { "type": "integer", "description": "the workspace id the volume is labelled for (other_workspace)" },
+                    "message": { "type": "string" } } } } } },
         "Fleet": { "type": "object", "properties": { "mode": { "enum": ["auto", "manual", "paused"] },
             "workspaces": { "type": "integer" },
             "by_state": { "type": "object", "additionalProperties": { "type": "integer" } } } },

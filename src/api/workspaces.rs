@@ -339,6 +339,9 @@ pub struct Deleted {
     pub name: String,
     pub container_removed: bool,
     pub volumes_removed: Vec<String>,
+    /// With `purge`: volumes of the spec left in place because the workspace does not
+    /// own them (another workspace's label, or unowned and never adopted).
+    pub volumes_kept: Vec<super::workspace_docker::KeptVolume>,
 }
 
 pub async fn delete(
@@ -384,5 +387,6 @@ pub async fn delete(
         name: name.to_string(),
         container_removed: removed.container,
         volumes_removed: removed.volumes,
+        volumes_kept: removed.kept,
     }))
 }

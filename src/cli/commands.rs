@@ -259,8 +259,18 @@ async fn workspace(c: &Client, out: &Output, cmd: WorkspaceCommand) -> Result<()
                     .iter()
                     .map(cell)
                     .collect::<Vec<_>>();
+                let kept: String = arr(&d["volumes_kept"])
+                    .iter()
+                    .map(|k| {
+                        format!(
+                            "volume {} kept: {}\n",
+                            cell(&k["name"]),
+                            cell(&k["message"])
+                        )
+                    })
+                    .collect();
                 format!(
-                    "workspace {} removed{}\n",
+                    "workspace {} removed{}\n{kept}",
                     cell(&d["name"]),
                     if vols.is_empty() {
                         " (volumes kept)".to_owned()

@@ -26,3 +26,4 @@ mod smoke_http;
 mod store;
 mod systemd;
 mod testenv;
+mod volume_ownership;
