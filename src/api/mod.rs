@@ -13,6 +13,7 @@ pub mod openapi;
 pub mod registry_events;
 pub mod releases;
 pub mod rollouts;
+mod volume_claims;
 mod workspace_docker;
 pub mod workspaces;
 

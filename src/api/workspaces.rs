@@ -13,6 +13,7 @@ use super::AppState;
 use super::auth::Actor;
 use super::error::ApiError;
 use super::extract::ApiJson;
+use super::volume_claims;
 use crate::domain::spec::{HealthProbe, PortMapping, VolumeMount, WorkspaceSpec};
 use crate::domain::{
     Digest, Health, ImageRef, MaintenanceWindow, Tier, UpdateMode, WorkspaceName, WorkspaceState,
@@ -284,12 +285,18 @@ pub async fn create(
             format!("workspace `{}` already exists", new.name),
         ));
     }
+    let entries: Vec<(usize, &VolumeMount)> = new.spec.volumes.iter().enumerate().collect();
+    let adopted = volume_claims::check(&state, new.name.as_str(), None, &entries).await?;
     let desired = initial_digest(&state, &new.image).await?;
     let now = state.clock.now();
     let w = state
         .store
-        .create_workspace_audited(&new, desired.as_ref(), &actor.name, now)
-        .await?;
+        .create_workspace_audited(&new, desired.as_ref(), &adopted, &actor.name, now)
+        .await
+        .map_err(|e| volume_claims::store_refusal(e, &new.spec.volumes))?;
+    for a in &adopted {
+        tracing::info!(workspace = %w.name, volume = %a.volume, actor = %actor.name, "volume adopted");
+    }
     tracing::info!(workspace = %w.name, image = %w.image, actor = %actor.name, "workspace created");
     state.wakers.watcher.notify_one();
     state.wakers.controller.notify_one();
@@ -311,17 +318,43 @@ pub async fn patch(
         pinned_digest: body.pinned_digest.clone(),
         maintenance_window: body.maintenance_window,
         spec: None,
+        adopted: Vec::new(),
     };
     if body.touches_spec() {
         let spec = body.apply_to(current.spec.clone());
         spec.validate().map_err(invalid_spec)?;
+        // Volumes it used all along are not re-checked; new ones are, and so is an
+        // existing entry that newly asks to adopt.
+        let entries: Vec<(usize, &VolumeMount)> = spec
+            .volumes
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| {
+                current
+                    .spec
+                    .volumes
+                    .iter()
+                    .find(|c| c.name == v.name)
+                    .is_none_or(|c| v.adopt && !c.adopt)
+            })
+            .collect();
+        patch.adopted =
+            volume_claims::check(&state, name.as_str(), Some(current.id), &entries).await?;
         patch.spec = Some(spec);
     }
     let now = state.clock.now();
+    let volumes = patch
+        .spec
+        .as_ref()
+        .map_or(&[][..], |s| s.volumes.as_slice());
     let w = state
         .store
         .patch_workspace(&name, &patch, &actor.name, now)
-        .await?;
+        .await
+        .map_err(|e| volume_claims::store_refusal(e, volumes))?;
+    for a in &patch.adopted {
+        tracing::info!(workspace = %name, volume = %a.volume, actor = %actor.name, "volume adopted");
+    }
     tracing::info!(workspace = %name, actor = %actor.name, "workspace updated");
     state.wakers.controller.notify_one();
     state.wakers.reconciler.notify_one();

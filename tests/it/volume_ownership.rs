@@ -1,5 +1,7 @@
 //! One tenant never reaches another's volume: on the real engine, volumes sluice creates
-//! carry their workspace's id, and purge removes only what the workspace owns.
+//! carry their workspace's id; creating or patching a workspace onto another's volume is
+//! refused (409) without a trace; a volume that predates sluice needs `adopt`; purge
+//! removes only what the workspace owns.
 
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -21,6 +23,10 @@ fn body(name: &str, volumes: Value) -> Value {
 
 fn code(v: &Value) -> &str {
     v["error"]["code"].as_str().unwrap_or_default()
+}
+
+fn message(v: &Value) -> &str {
+    v["error"]["message"].as_str().unwrap_or_default()
 }
 
 /// The volume's labels, `None` when Docker has no such volume.
@@ -67,6 +73,24 @@ async fn id_of(api: &TestApi, name: &str) -> i64 {
         .id
 }
 
+async fn exists(api: &TestApi, name: &str) -> bool {
+    api.store
+        .workspace(&WorkspaceName::parse(name).unwrap())
+        .await
+        .is_ok()
+}
+
+/// Operator events about `name`.
+async fn events_of(api: &TestApi, name: &str) -> Vec<sluice::store::Event> {
+    api.store
+        .events(0, 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.subject == format!("workspace:{name}") && e.actor != "system")
+        .collect()
+}
+
 /// DELETE with `?purge=true`, retrying while the reconciler is still busy with it.
 async fn purge(api: &TestApi, name: &str) -> Value {
     for _ in 0..240 {
@@ -80,6 +104,270 @@ async fn purge(api: &TestApi, name: &str) -> Value {
         return v;
     }
     panic!("workspace {name} stayed busy for a minute");
+}
+
+#[tokio::test]
+async fn a_workspace_volume_is_labelled_with_its_id_and_never_given_to_another() {
+    let mut cleanup = DockerCleanup::default();
+    let api = TestApi::start().await;
+    let a = unique("own-a");
+    let b = unique("own-b");
+    let c = unique("own-c");
+    let vol = format!("{a}-data");
+    let spare = unique("own-spare");
+    for n in [&a, &b, &c] {
+        cleanup.containers.push(format!("sluice-{n}"));
+        cleanup.volumes.push(format!("{n}-data"));
+    }
+    cleanup.volumes.push(spare.clone());
+
+    let (s, v) = api
+        .admin(
+            Method::POST,
+            "/api/v1/workspaces",
+            Some(body(&a, json!([{"name": vol, "mount": "/data"}]))),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let a_id = id_of(&api, &a).await;
+    let labels = wait_for_volume(&vol).await;
+    assert_eq!(
+        labels.get("sluice.managed").map(String::as_str),
+        Some("true")
+    );
+    assert_eq!(labels.get("sluice.workspace"), Some(&a));
+    assert_eq!(
+        labels.get("sluice.workspace_id"),
+        Some(&a_id.to_string()),
+        "{labels:?}"
+    );
+
+    // Another workspace asks for A's volume: refused, naming the entry, nothing stored.
+    for (volumes, field) in [
+        (json!([{"name": vol, "mount": "/data"}]), "volumes[0].name"),
+        (
+            json!([{"name": spare, "mount": "/spare"}, {"name": vol, "mount": "/data"}]),
+            "volumes[1].name",
+        ),
+        // Adopting a volume labelled for another workspace is refused all the same.
+        (
+            json!([{"name": vol, "mount": "/data", "adopt": true}]),
+            "volumes[0].name",
+        ),
+    ] {
+        let (s, v) = api
+            .admin(Method::POST, "/api/v1/workspaces", Some(body(&b, volumes)))
+            .await;
+        assert_eq!(
+            (s, code(&v)),
+            (StatusCode::CONFLICT, "volume_in_use"),
+            "{v}"
+        );
+        assert!(message(&v).starts_with(field), "{v}");
+        assert!(
+            message(&v).contains(&vol) && message(&v).contains(&a),
+            "{v}"
+        );
+        assert!(!exists(&api, &b).await, "no row for the refused workspace");
+        assert!(
+            events_of(&api, &b).await.is_empty(),
+            "no audit event either"
+        );
+    }
+    assert!(
+        volume_labels(&spare).is_none(),
+        "a refused creation leaves nothing in Docker"
+    );
+
+    // An existing workspace patched onto A's volume: refused, spec unchanged.
+    let (s, v) = api
+        .admin(
+            Method::POST,
+            "/api/v1/workspaces",
+            Some(body(
+                &c,
+                json!([{"name": format!("{c}-data"), "mount": "/data"}]),
+            )),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let before = api
+        .store
+        .workspace(&WorkspaceName::parse(&c).unwrap())
+        .await
+        .unwrap();
+    let (s, v) = api
+        .admin(
+            Method::PATCH,
+            &format!("/api/v1/workspaces/{c}"),
+            Some(json!({"env": {"K": "changed"}, "volumes": [
+                {"name": format!("{c}-data"), "mount": "/data"},
+                {"name": vol, "mount": "/other"}]})),
+        )
+        .await;
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::CONFLICT, "volume_in_use"),
+        "{v}"
+    );
+    assert!(message(&v).starts_with("volumes[1].name"), "{v}");
+    let after = api
+        .store
+        .workspace(&WorkspaceName::parse(&c).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(after.spec, before.spec, "the patch left no partial change");
+    assert!(
+        events_of(&api, &c)
+            .await
+            .iter()
+            .all(|e| e.action != "workspace.changed"),
+        "a refused patch is not audited as a change"
+    );
+    // Patches that do not touch its volumes still work.
+    let (s, v) = api
+        .admin(
+            Method::PATCH,
+            &format!("/api/v1/workspaces/{c}"),
+            Some(json!({"env": {"K": "changed"}})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+}
+
+#[tokio::test]
+async fn a_volume_named_by_another_live_spec_is_refused_before_docker_has_it() {
+    let api = TestApi::start().await;
+    let owner = unique("own-spec");
+    let vol = unique("own-planned");
+    let mut cleanup = DockerCleanup::default();
+    cleanup.volumes.push(vol.clone());
+    // A workspace whose volume the reconciler has not created (no desired digest yet).
+    api.store
+        .insert_workspace(
+            &sluice::store::NewWorkspace {
+                name: WorkspaceName::parse(&owner).unwrap(),
+                image: sluice::domain::ImageRef::parse(&fixture_image()).unwrap(),
+                update_tier: sluice::domain::Tier::Production,
+                update_mode: sluice::domain::UpdateMode::Manual,
+                maintenance_window: None,
+                spec: sluice::domain::spec::WorkspaceSpec {
+                    volumes: vec![VolumeMount::new(vol.clone(), "/data")],
+                    ..Default::default()
+                },
+            },
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
+    assert!(volume_labels(&vol).is_none());
+    let other = unique("own-late");
+    for adopt in [false, true] {
+        let (s, v) = api
+            .admin(
+                Method::POST,
+                "/api/v1/workspaces",
+                Some(body(
+                    &other,
+                    json!([{"name": vol, "mount": "/data", "adopt": adopt}]),
+                )),
+            )
+            .await;
+        assert_eq!(
+            (s, code(&v)),
+            (StatusCode::CONFLICT, "volume_in_use"),
+            "{v}"
+        );
+        assert!(message(&v).starts_with("volumes[0].name"), "{v}");
+        assert!(message(&v).contains(&owner), "{v}");
+        assert!(!exists(&api, &other).await);
+        assert!(events_of(&api, &other).await.is_empty());
+    }
+}
+
+#[tokio::test]
+async fn a_pre_existing_volume_is_taken_only_with_adopt() {
+    let mut cleanup = DockerCleanup::default();
+    let api = TestApi::start().await;
+    let name = unique("own-adopt");
+    let pre = unique("own-pre");
+    let foreign = unique("own-foreign");
+    cleanup.containers.push(format!("sluice-{name}"));
+    cleanup.volumes.extend([pre.clone(), foreign.clone()]);
+    make_volume(&pre, &[]);
+    // Labelled by another sluice installation (an id this store never issued).
+    make_volume(
+        &foreign,
+        &[
+            ("sluice.managed", "true"),
+            ("sluice.workspace", "elsewhere"),
+            ("sluice.workspace_id", "987654321"),
+        ],
+    );
+
+    let (s, v) = api
+        .admin(
+            Method::POST,
+            "/api/v1/workspaces",
+            Some(body(&name, json!([{"name": pre, "mount": "/data"}]))),
+        )
+        .await;
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::CONFLICT, "volume_exists"),
+        "{v}"
+    );
+    assert!(message(&v).starts_with("volumes[0].name"), "{v}");
+    assert!(message(&v).contains("\"adopt\": true"), "{v}");
+    assert!(!exists(&api, &name).await);
+    assert!(events_of(&api, &name).await.is_empty());
+
+    let (s, v) = api
+        .admin(
+            Method::POST,
+            "/api/v1/workspaces",
+            Some(body(
+                &name,
+                json!([{"name": foreign, "mount": "/data", "adopt": true}]),
+            )),
+        )
+        .await;
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::CONFLICT, "volume_in_use"),
+        "{v}"
+    );
+    assert!(message(&v).contains("987654321"), "{v}");
+    assert!(!exists(&api, &name).await);
+
+    let (s, v) = api
+        .admin(
+            Method::POST,
+            "/api/v1/workspaces",
+            Some(body(
+                &name,
+                json!([{"name": pre, "mount": "/data", "adopt": true}]),
+            )),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(v["spec"]["volumes"][0]["adopt"], true, "{v}");
+    let events = events_of(&api, &name).await;
+    let actions: Vec<&str> = events.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(actions, ["workspace.created", "volume_adopted"]);
+    assert_eq!(events[1].actor, "ops-alice");
+    assert_eq!(events[1].detail["volume"], pre.as_str());
+    assert!(events[1].detail["previous_owner_id"].is_null());
+    assert_eq!(
+        volume_labels(&pre).unwrap().get("sluice.workspace_id"),
+        None,
+        "Docker cannot relabel: the store is the record"
+    );
+    // Adopted, so the workspace owns it: purge removes it; the foreign one is untouched.
+    let v = purge(&api, &name).await;
+    assert_eq!(v["volumes_removed"], json!([pre]), "{v}");
+    assert!(volume_labels(&pre).is_none());
+    assert!(volume_labels(&foreign).is_some());
 }
 
 #[tokio::test]
@@ -153,4 +441,146 @@ async fn purge_removes_only_volumes_labelled_for_the_workspace() {
         "never removes a volume labelled for another workspace id"
     );
     assert!(volume_labels(&stray).is_some());
+}
+
+#[tokio::test]
+async fn a_patch_adds_a_pre_existing_volume_only_with_adopt() {
+    let mut cleanup = DockerCleanup::default();
+    let api = TestApi::start().await;
+    let name = unique("own-patch");
+    let pre = unique("own-pre-patch");
+    cleanup.containers.push(format!("sluice-{name}"));
+    cleanup.volumes.push(pre.clone());
+    make_volume(&pre, &[]);
+    let (s, v) = api
+        .admin(
+            Method::POST,
+            "/api/v1/workspaces",
+            Some(body(&name, json!([]))),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let path = format!("/api/v1/workspaces/{name}");
+    let (s, v) = api
+        .admin(
+            Method::PATCH,
+            &path,
+            Some(json!({"volumes": [{"name": pre, "mount": "/data"}]})),
+        )
+        .await;
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::CONFLICT, "volume_exists"),
+        "{v}"
+    );
+    assert!(message(&v).starts_with("volumes[0].name"), "{v}");
+    let w = api
+        .store
+        .workspace(&WorkspaceName::parse(&name).unwrap())
+        .await
+        .unwrap();
+    assert!(w.spec.volumes.is_empty(), "spec unchanged");
+    assert_eq!(
+        events_of(&api, &name).await.len(),
+        1,
+        "only the creation is audited"
+    );
+
+    let (s, v) = api
+        .admin(
+            Method::PATCH,
+            &path,
+            Some(json!({"volumes": [{"name": pre, "mount": "/data", "adopt": true}]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let actions: Vec<String> = events_of(&api, &name)
+        .await
+        .into_iter()
+        .map(|e| e.action)
+        .collect();
+    assert_eq!(
+        actions,
+        ["workspace.created", "workspace.changed", "volume_adopted"]
+    );
+    // Later patches of other fields do not re-check (or re-adopt) the volume.
+    let (s, v) = api
+        .admin(Method::PATCH, &path, Some(json!({"env": {"K": "V2"}})))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(events_of(&api, &name).await.len(), 4);
+}
+
+#[tokio::test]
+async fn a_deleted_workspaces_volume_is_kept_from_others_unless_adopted() {
+    let mut cleanup = DockerCleanup::default();
+    let api = TestApi::start().await;
+    let first = unique("own-gone");
+    let next = unique("own-next");
+    let vol = format!("{first}-data");
+    for n in [&first, &next] {
+        cleanup.containers.push(format!("sluice-{n}"));
+        cleanup.volumes.push(format!("{n}-data"));
+    }
+    let (s, v) = api
+        .admin(
+            Method::POST,
+            "/api/v1/workspaces",
+            Some(body(&first, json!([{"name": vol, "mount": "/data"}]))),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let first_id = id_of(&api, &first).await;
+    wait_for_volume(&vol).await;
+    // Deleted without purge: the volume stays, labelled for the deleted workspace.
+    for _ in 0..240 {
+        let (s, v) = api
+            .admin(Method::DELETE, &format!("/api/v1/workspaces/{first}"), None)
+            .await;
+        if s == StatusCode::OK {
+            break;
+        }
+        assert_eq!(code(&v), "update_in_progress", "{v}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(!exists(&api, &first).await);
+    assert!(volume_labels(&vol).is_some());
+
+    let (s, v) = api
+        .admin(
+            Method::POST,
+            "/api/v1/workspaces",
+            Some(body(&next, json!([{"name": vol, "mount": "/data"}]))),
+        )
+        .await;
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::CONFLICT, "volume_in_use"),
+        "{v}"
+    );
+    assert!(message(&v).starts_with("volumes[0].name"), "{v}");
+    assert!(
+        message(&v).contains("deleted") && message(&v).contains("\"adopt\": true"),
+        "{v}"
+    );
+    assert!(!exists(&api, &next).await);
+
+    let (s, v) = api
+        .admin(
+            Method::POST,
+            "/api/v1/workspaces",
+            Some(body(
+                &next,
+                json!([{"name": vol, "mount": "/data", "adopt": true}]),
+            )),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let adopted = events_of(&api, &next)
+        .await
+        .into_iter()
+        .find(|e| e.action == "volume_adopted")
+        .expect("a volume_adopted event");
+    assert_eq!(adopted.detail["volume"], vol.as_str());
+    assert_eq!(adopted.detail["previous_owner_id"], first_id);
 }
