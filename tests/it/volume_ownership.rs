@@ -91,6 +91,24 @@ async fn events_of(api: &TestApi, name: &str) -> Vec<sluice::store::Event> {
         .collect()
 }
 
+/// Waits until the reconciler has the workspace running: a delete that races the start
+/// of its first update lets that update create the container and volume again.
+async fn wait_converged(api: &TestApi, name: &str) {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(90) {
+        let w = api
+            .store
+            .workspace(&WorkspaceName::parse(name).unwrap())
+            .await
+            .expect("workspace row");
+        if w.actual_digest.is_some() && w.state.as_str() == "running" {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("workspace {name} did not converge within 90 s");
+}
+
 /// DELETE with `?purge=true`, retrying while the reconciler is still busy with it.
 async fn purge(api: &TestApi, name: &str) -> Value {
     for _ in 0..240 {
@@ -364,6 +382,7 @@ async fn a_pre_existing_volume_is_taken_only_with_adopt() {
         "Docker cannot relabel: the store is the record"
     );
     // Adopted, so the workspace owns it: purge removes it; the foreign one is untouched.
+    wait_converged(&api, &name).await;
     let v = purge(&api, &name).await;
     assert_eq!(v["volumes_removed"], json!([pre]), "{v}");
     assert!(volume_labels(&pre).is_none());
@@ -393,6 +412,7 @@ async fn purge_removes_only_volumes_labelled_for_the_workspace() {
     assert_eq!(s, StatusCode::CREATED, "{v}");
     let id = id_of(&api, &name).await;
     wait_for_volume(&own).await;
+    wait_converged(&api, &name).await;
     // Another workspace id's volume, and an unowned one, in this workspace's stored spec
     // — as a store written before ownership checks could hold them.
     make_volume(
@@ -532,6 +552,7 @@ async fn a_deleted_workspaces_volume_is_kept_from_others_unless_adopted() {
     assert_eq!(s, StatusCode::CREATED, "{v}");
     let first_id = id_of(&api, &first).await;
     wait_for_volume(&vol).await;
+    wait_converged(&api, &first).await;
     // Deleted without purge: the volume stays, labelled for the deleted workspace.
     for _ in 0..240 {
         let (s, v) = api
