@@ -148,10 +148,7 @@ async fn main() {
                     update_mode: UpdateMode::Auto,
                     maintenance_window: None,
                     spec: WorkspaceSpec {
-                        volumes: vec![VolumeMount {
-                            name: format!("{name}-data"),
-                            mount: "/data".into(),
-                        }],
+                        volumes: vec![VolumeMount::new(format!("{name}-data"), "/data")],
                         health: Some(HealthProbe {
                             http: Some(HttpProbe {
                                 port: 8080,

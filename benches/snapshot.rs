@@ -161,10 +161,7 @@ async fn main() {
                     update_mode: UpdateMode::Auto,
                     maintenance_window: None,
                     spec: WorkspaceSpec {
-                        volumes: vec![VolumeMount {
-                            name: volume.clone(),
-                            mount: "/data".into(),
-                        }],
+                        volumes: vec![VolumeMount::new(volume.clone(), "/data")],
                         labels: [("sluice.test".to_owned(), "1".to_owned())].into(),
                         ..Default::default()
                     },

@@ -92,10 +92,7 @@ async fn store_and_workspace(
                 update_mode: UpdateMode::Auto,
                 maintenance_window: None,
                 spec: WorkspaceSpec {
-                    volumes: vec![VolumeMount {
-                        name: volume.to_owned(),
-                        mount: "/data".into(),
-                    }],
+                    volumes: vec![VolumeMount::new(volume.to_owned(), "/data")],
                     health: Some(HealthProbe {
                         http: Some(HttpProbe {
                             port: 8080,

@@ -78,6 +78,7 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound { .. } => ApiError::not_found(e.to_string()),
             StoreError::AlreadyExists { .. } => ApiError::conflict("already_exists", e.to_string()),
             StoreError::Conflict { .. } => ApiError::conflict("conflict", e.to_string()),
+            StoreError::VolumeInUse { .. } => ApiError::conflict("volume_in_use", e.to_string()),
             _ => ApiError::internal(e.to_string()),
         }
     }
@@ -110,5 +111,15 @@ mod tests {
             (ex.status, ex.code),
             (StatusCode::CONFLICT, "already_exists")
         );
+        let used: ApiError = StoreError::VolumeInUse {
+            volume: "acme-data".into(),
+            owner: "acme".into(),
+        }
+        .into();
+        assert_eq!(
+            (used.status, used.code),
+            (StatusCode::CONFLICT, "volume_in_use")
+        );
+        assert!(used.message.contains("`acme-data`") && used.message.contains("`acme`"));
     }
 }

@@ -14,6 +14,7 @@ pub mod registry_events;
 pub mod releases;
 pub mod rollouts;
 pub mod snapshots;
+mod volume_claims;
 mod workspace_docker;
 pub mod workspaces;
 

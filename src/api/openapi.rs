@@ -75,7 +75,7 @@ pub const OPERATIONS: &[Operation] = &[
         "admin",
         None,
         "Deleted",
-        "Remove a workspace's container (volumes too with ?purge=true)"
+        "Remove a workspace's container (with ?purge=true also the volumes it owns)"
     ),
     op!(
         "post",
@@ -198,7 +198,14 @@ fn schemas() -> Value {
     let spec_props = json!({
         "env": { "type": "object", "additionalProperties": { "type": "string" } },
         "volumes": { "type": "array", "items": { "type": "object", "required": ["name", "mount"],
-            "properties": { "name": { "type": "string" }, "mount": { "type": "string" } } } },
+            "additionalProperties": false,
+            "properties": {
+                "name": { "type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$",
+                    "description": "Docker volume name. A volume labelled for another workspace (sluice.workspace_id), or named in another live workspace's spec, is refused: 409 volume_in_use." },
+                "mount": { "type": "string", "example": "/data",
+                    "description": "Absolute path inside the container; not `/`, no `.` or `..` components, no `:` or `,`." },
+                "adopt": { "type": "boolean", "default": false,
+                    "description": "Take over a volume that already exists without a sluice owner label (or left by a deleted workspace). Without it such a volume is refused: 409 volume_exists (unlabelled) or volume_in_use (a deleted workspace's). Audited as volume_adopted; never takes another live workspace's volume." } } } },
         "ports": { "type": "array", "items": { "type": "object", "required": ["container"],
             "properties": { "container": { "type": "integer" }, "host": { "type": "integer" },
                             "host_ip": { "type": "string" } } } },
@@ -235,7 +242,8 @@ fn schemas() -> Value {
     let mut base = json!({
         "Error": { "type": "object", "required": ["error"], "properties": { "error": {
             "type": "object", "required": ["code", "message"],
-            "properties": { "code": { "type": "string", "example": "invalid_tier" },
+            "properties": { "code": { "type": "string", "example": "invalid_tier",
+                                      "description": "stable; see docs/operations.md for the list (e.g. invalid_spec, volume_in_use, volume_exists)" },
                             "message": { "type": "string" } } } } },
         "Workspace": { "type": "object", "properties": {
             "name": { "type": "string" }, "image": { "type": "string" },
@@ -262,7 +270,13 @@ fn schemas() -> Value {
         "PatchWorkspace": { "type": "object", "additionalProperties": false, "properties": patch },
         "Deleted": { "type": "object", "properties": { "name": { "type": "string" },
             "container_removed": { "type": "boolean" },
-            "volumes_removed": { "type": "array", "items": { "type": "string" } } } },
+            "volumes_removed": { "type": "array", "items": { "type": "string" } },
+            "volumes_kept": { "type": "array", "description": "With ?purge=true: volumes of the spec the workspace does not own, left in place.",
+                "items": { "type": "object", "properties": {
+                    "name": { "type": "string" },
+                    "reason": { "enum": ["other_workspace", "not_owned"] },
+                    "owner_id": { "type": "integer", "description": "the workspace id the volume is labelled for (other_workspace)" },
+                    "message": { "type": "string" } } } } } },
         "Fleet": { "type": "object", "properties": { "mode": { "enum": ["auto", "manual", "paused"] },
             "workspaces": { "type": "integer" },
             "by_state": { "type": "object", "additionalProperties": { "type": "integer" } } } },
@@ -388,7 +402,7 @@ pub fn document() -> Value {
                 "401": error_response("missing or unknown token"),
                 "403": error_response("the token's role does not allow this"),
                 "404": error_response("no such object"),
-                "409": error_response("state conflict"),
+                "409": error_response("state conflict (e.g. volume_in_use, volume_exists)"),
                 "413": error_response("body larger than api.body_limit"),
             }
         });
@@ -495,5 +509,21 @@ mod tests {
                 "{name} undefined"
             );
         }
+    }
+
+    #[test]
+    fn volume_ownership_is_documented() {
+        let doc = super::document();
+        let s = &doc["components"]["schemas"];
+        let volume = &s["CreateWorkspace"]["properties"]["volumes"]["items"];
+        assert_eq!(volume["properties"]["adopt"]["type"], "boolean");
+        let text = volume.to_string();
+        assert!(text.contains("volume_in_use") && text.contains("volume_exists"));
+        assert_eq!(
+            s["PatchWorkspace"]["properties"]["volumes"]["items"]["properties"]["adopt"]["default"],
+            false
+        );
+        let kept = &s["Deleted"]["properties"]["volumes_kept"]["items"]["properties"];
+        assert_eq!(kept["reason"]["enum"][0], "other_workspace");
     }
 }

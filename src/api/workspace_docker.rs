@@ -1,15 +1,34 @@
 //! The one Docker effect of the API: removing a deleted workspace's container (and, with
-//! `?purge=true`, its volumes). Everything else in Docker belongs to the reconciler.
+//! `?purge=true`, the volumes it owns). Everything else in Docker belongs to the
+//! reconciler.
 
 use bollard::Docker;
-use bollard::query_parameters::{RemoveContainerOptionsBuilder, RemoveVolumeOptionsBuilder};
+use bollard::query_parameters::RemoveContainerOptionsBuilder;
+use serde::Serialize;
 
 use super::error::ApiError;
+use crate::reconciler::container::KeepReason;
+use crate::reconciler::volumes::{VolumeRemoval, remove_owned_volume};
+use crate::runtime::DockerRuntime;
 use crate::store::Workspace;
 
 pub struct Removed {
     pub container: bool,
     pub volumes: Vec<String>,
+    pub kept: Vec<KeptVolume>,
+}
+
+/// A volume `purge` left in place, and why.
+#[derive(Debug, Serialize)]
+pub struct KeptVolume {
+    pub name: String,
+    /// `other_workspace` or `not_owned`.
+    pub reason: &'static str,
+    /// The workspace id the volume is labelled for (with `other_workspace`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner_id: Option<i64>,
+    /// For people.
+    pub message: String,
 }
 
 fn is_404(e: &bollard::errors::Error) -> bool {
@@ -39,20 +58,36 @@ pub async fn remove(docker: &Docker, w: &Workspace, purge: bool) -> Result<Remov
         }
     };
     let mut volumes = Vec::new();
+    let mut kept = Vec::new();
     if purge {
+        let rt = DockerRuntime::new(docker.clone());
         for v in &w.spec.volumes {
-            let opts = RemoveVolumeOptionsBuilder::default().force(true).build();
-            match docker.remove_volume(&v.name, Some(opts)).await {
-                Ok(()) => volumes.push(v.name.clone()),
-                Err(e) if is_404(&e) => {}
-                Err(e) => {
-                    return Err(ApiError::unavailable(
+            let done = remove_owned_volume(&rt, &v.name, w.id, w.name.as_str(), v.adopt)
+                .await
+                .map_err(|e| {
+                    ApiError::unavailable(
                         "docker_error",
                         format!("cannot remove volume `{}`: {e}", v.name),
-                    ));
-                }
+                    )
+                })?;
+            match done {
+                VolumeRemoval::Removed => volumes.push(v.name.clone()),
+                VolumeRemoval::Absent => {}
+                VolumeRemoval::Kept(reason) => kept.push(KeptVolume {
+                    name: v.name.clone(),
+                    reason: reason.as_str(),
+                    owner_id: match reason {
+                        KeepReason::OtherWorkspace { owner } => Some(owner),
+                        KeepReason::NotOwned => None,
+                    },
+                    message: format!("volume `{}` {reason}; left in place", v.name),
+                }),
             }
         }
     }
-    Ok(Removed { container, volumes })
+    Ok(Removed {
+        container,
+        volumes,
+        kept,
+    })
 }

@@ -13,6 +13,7 @@ use super::AppState;
 use super::auth::Actor;
 use super::error::ApiError;
 use super::extract::ApiJson;
+use super::volume_claims;
 use crate::domain::spec::{HealthProbe, PortMapping, VolumeMount, WorkspaceSpec};
 use crate::domain::{
     Digest, Health, ImageRef, MaintenanceWindow, Tier, UpdateMode, WorkspaceName, WorkspaceState,
@@ -172,8 +173,14 @@ impl PatchWorkspace {
     }
 }
 
+/// `validate` puts the field path (`volumes[0].mount`) first in the reason: the message
+/// leads with it, as every 400 does.
 fn invalid_spec(e: crate::domain::ParseError) -> ApiError {
-    ApiError::bad_request("invalid_spec", e.to_string())
+    let message = match e.reason.split_once(": ") {
+        Some((field, reason)) => format!("{field}: invalid value `{}`: {reason}", e.input),
+        None => e.to_string(),
+    };
+    ApiError::bad_request("invalid_spec", message)
 }
 
 /// Parses a tracked image reference and checks it against `[images] allow`.
@@ -278,12 +285,18 @@ pub async fn create(
             format!("workspace `{}` already exists", new.name),
         ));
     }
+    let entries: Vec<(usize, &VolumeMount)> = new.spec.volumes.iter().enumerate().collect();
+    let adopted = volume_claims::check(&state, new.name.as_str(), None, &entries).await?;
     let desired = initial_digest(&state, &new.image).await?;
     let now = state.clock.now();
     let w = state
         .store
-        .create_workspace_audited(&new, desired.as_ref(), &actor.name, now)
-        .await?;
+        .create_workspace_audited(&new, desired.as_ref(), &adopted, &actor.name, now)
+        .await
+        .map_err(|e| volume_claims::store_refusal(e, &new.spec.volumes))?;
+    for a in &adopted {
+        tracing::info!(workspace = %w.name, volume = %a.volume, actor = %actor.name, "volume adopted");
+    }
     tracing::info!(workspace = %w.name, image = %w.image, actor = %actor.name, "workspace created");
     state.wakers.watcher.notify_one();
     state.wakers.controller.notify_one();
@@ -305,17 +318,43 @@ pub async fn patch(
         pinned_digest: body.pinned_digest.clone(),
         maintenance_window: body.maintenance_window,
         spec: None,
+        adopted: Vec::new(),
     };
     if body.touches_spec() {
         let spec = body.apply_to(current.spec.clone());
         spec.validate().map_err(invalid_spec)?;
+        // Volumes it used all along are not re-checked; new ones are, and so is an
+        // existing entry that newly asks to adopt.
+        let entries: Vec<(usize, &VolumeMount)> = spec
+            .volumes
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| {
+                current
+                    .spec
+                    .volumes
+                    .iter()
+                    .find(|c| c.name == v.name)
+                    .is_none_or(|c| v.adopt && !c.adopt)
+            })
+            .collect();
+        patch.adopted =
+            volume_claims::check(&state, name.as_str(), Some(current.id), &entries).await?;
         patch.spec = Some(spec);
     }
     let now = state.clock.now();
+    let volumes = patch
+        .spec
+        .as_ref()
+        .map_or(&[][..], |s| s.volumes.as_slice());
     let w = state
         .store
         .patch_workspace(&name, &patch, &actor.name, now)
-        .await?;
+        .await
+        .map_err(|e| volume_claims::store_refusal(e, volumes))?;
+    for a in &patch.adopted {
+        tracing::info!(workspace = %name, volume = %a.volume, actor = %actor.name, "volume adopted");
+    }
     tracing::info!(workspace = %name, actor = %actor.name, "workspace updated");
     state.wakers.controller.notify_one();
     state.wakers.reconciler.notify_one();
@@ -333,6 +372,9 @@ pub struct Deleted {
     pub name: String,
     pub container_removed: bool,
     pub volumes_removed: Vec<String>,
+    /// With `purge`: volumes of the spec left in place because the workspace does not
+    /// own them (another workspace's label, or unowned and never adopted).
+    pub volumes_kept: Vec<super::workspace_docker::KeptVolume>,
 }
 
 pub async fn delete(
@@ -378,5 +420,6 @@ pub async fn delete(
         name: name.to_string(),
         container_removed: removed.container,
         volumes_removed: removed.volumes,
+        volumes_kept: removed.kept,
     }))
 }

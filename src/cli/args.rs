@@ -112,8 +112,9 @@ pub struct WorkspaceAdd {
     /// `KEY=VALUE`, repeatable.
     #[arg(long = "env", value_name = "KEY=VALUE")]
     pub env: Vec<String>,
-    /// `VOLUME:/path`, repeatable.
-    #[arg(long = "volume", value_name = "NAME:/PATH")]
+    /// `VOLUME:/path`, repeatable; `VOLUME:/path:adopt` takes over a volume that exists
+    /// without a sluice owner label.
+    #[arg(long = "volume", value_name = "NAME:/PATH[:adopt]")]
     pub volumes: Vec<String>,
     /// `CONTAINER_PORT[:HOST_PORT]`, repeatable.
     #[arg(long = "port", value_name = "PORT[:HOST]")]

@@ -94,10 +94,23 @@ fn add_body(a: &WorkspaceAdd) -> Result<Value, ClientError> {
     body["env"] = env.into();
     let mut volumes = Vec::new();
     for v in &a.volumes {
-        let (name, mount) = v
-            .split_once(':')
-            .ok_or_else(|| invalid("--volume", &format!("`{v}`: expected NAME:/PATH")))?;
-        volumes.push(json!({ "name": name, "mount": mount }));
+        let bad = || {
+            invalid(
+                "--volume",
+                &format!("`{v}`: expected NAME:/PATH or NAME:/PATH:adopt"),
+            )
+        };
+        let (name, rest) = v.split_once(':').ok_or_else(bad)?;
+        let (mount, adopt) = match rest.split_once(':') {
+            None => (rest, false),
+            Some((mount, "adopt")) => (mount, true),
+            Some(_) => return Err(bad()),
+        };
+        let mut entry = json!({ "name": name, "mount": mount });
+        if adopt {
+            entry["adopt"] = json!(true);
+        }
+        volumes.push(entry);
     }
     body["volumes"] = volumes.into();
     let mut ports = Vec::new();
@@ -262,8 +275,18 @@ async fn workspace(c: &Client, out: &Output, cmd: WorkspaceCommand) -> Result<()
                     .iter()
                     .map(cell)
                     .collect::<Vec<_>>();
+                let kept: String = arr(&d["volumes_kept"])
+                    .iter()
+                    .map(|k| {
+                        format!(
+                            "volume {} kept: {}\n",
+                            cell(&k["name"]),
+                            cell(&k["message"])
+                        )
+                    })
+                    .collect();
                 format!(
-                    "workspace {} removed{}\n",
+                    "workspace {} removed{}\n{kept}",
                     cell(&d["name"]),
                     if vols.is_empty() {
                         " (volumes kept)".to_owned()
@@ -673,4 +696,36 @@ async fn events(c: &Client, out: &Output, a: EventsArgs) -> Result<(), ClientErr
         render(&["id", "at", "actor", "subject", "action", "detail"], &rows)
     });
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn add(volumes: &[&str]) -> Result<Value, ClientError> {
+        add_body(&WorkspaceAdd {
+            name: "acme".into(),
+            image: "127.0.0.1:5000/app:stable".into(),
+            tier: None,
+            mode: None,
+            env: Vec::new(),
+            volumes: volumes.iter().map(|v| (*v).to_owned()).collect(),
+            ports: Vec::new(),
+            health_port: None,
+            health_path: "/health".into(),
+        })
+    }
+
+    #[test]
+    fn volumes_parse_with_an_optional_adopt() {
+        let b = add(&["acme-data:/data", "old:/srv/old:adopt"]).unwrap();
+        assert_eq!(
+            b["volumes"],
+            json!([{"name": "acme-data", "mount": "/data"},
+                   {"name": "old", "mount": "/srv/old", "adopt": true}])
+        );
+        for bad in ["acme-data", "acme-data:/data:ro", "a:/b:adopt:x"] {
+            assert!(add(&[bad]).is_err(), "{bad}");
+        }
+    }
 }

@@ -43,6 +43,28 @@ pub struct VolumeMount {
     pub name: String,
     /// Absolute path inside the container.
     pub mount: String,
+    /// Takes over a volume that already exists without a sluice owner label. Docker
+    /// cannot label an existing volume, so the stored spec is the record of ownership:
+    /// the workspace may remove the volume on purge. Never takes a volume labelled for
+    /// another live workspace.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub adopt: bool,
+}
+
+impl VolumeMount {
+    /// A mount of a volume sluice creates (no adoption).
+    pub fn new(name: impl Into<String>, mount: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            mount: mount.into(),
+            adopt: false,
+        }
+    }
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // reason: serde's skip_serializing_if passes a reference
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -98,29 +120,19 @@ impl WorkspaceSpec {
             }
         }
         let mut seen = std::collections::BTreeSet::new();
-        for v in &self.volumes {
-            let ok = !v.name.is_empty()
-                && v.name.len() <= 128
-                && v.name.as_bytes()[0].is_ascii_alphanumeric()
-                && v.name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-            if !ok {
-                return Err(err(
-                    "volumes.name",
-                    &v.name,
-                    "must match `[A-Za-z0-9][A-Za-z0-9_.-]*`",
-                ));
+        for (i, v) in self.volumes.iter().enumerate() {
+            if let Err(reason) = check_volume_name(&v.name) {
+                return Err(err(&format!("volumes[{i}].name"), &v.name, reason));
             }
-            if !v.mount.starts_with('/') || v.mount == "/" || v.mount.contains("..") {
+            if let Err(reason) = check_mount_path(&v.mount) {
+                return Err(err(&format!("volumes[{i}].mount"), &v.mount, reason));
+            }
+            if !seen.insert(v.mount.trim_end_matches('/')) {
                 return Err(err(
-                    "volumes.mount",
+                    &format!("volumes[{i}].mount"),
                     &v.mount,
-                    "must be an absolute path other than `/`",
+                    "is mounted twice",
                 ));
-            }
-            if !seen.insert(v.mount.as_str()) {
-                return Err(err("volumes.mount", &v.mount, "is mounted twice"));
             }
         }
         for p in &self.ports {
@@ -161,6 +173,51 @@ impl WorkspaceSpec {
     }
 }
 
+/// A Docker volume name: `[A-Za-z0-9][A-Za-z0-9_.-]*`, at most 128 bytes. Nothing else
+/// reaches Docker's bind syntax (`NAME:/PATH`), so a name can never be a host path.
+fn check_volume_name(name: &str) -> Result<(), &'static str> {
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && name.as_bytes()[0].is_ascii_alphanumeric()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err("must match `[A-Za-z0-9][A-Za-z0-9_.-]*` (at most 128 characters)")
+    }
+}
+
+/// A mount point inside the container: absolute, not `/` itself, no `.` or `..`
+/// component (the snapshot is taken of exactly this directory), and none of the bytes
+/// Docker's bind syntax gives a meaning (`:` separates options, `,` lists them).
+fn check_mount_path(mount: &str) -> Result<(), &'static str> {
+    if !mount.starts_with('/') {
+        return Err("must be an absolute path (start with `/`)");
+    }
+    if mount.len() > 4096 {
+        return Err("must be at most 4096 bytes");
+    }
+    if mount
+        .chars()
+        .any(|c| c == ':' || c == ',' || c.is_control())
+    {
+        return Err("must not contain `:`, `,` or control characters");
+    }
+    let mut parts = 0;
+    for part in mount.split('/').filter(|p| !p.is_empty()) {
+        if part == "." || part == ".." {
+            return Err("must not contain `.` or `..` components");
+        }
+        parts += 1;
+    }
+    if parts == 0 {
+        return Err("must not be `/`: a volume cannot replace the container's root");
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -180,23 +237,100 @@ mod tests {
     #[test]
     fn bad_specs_name_the_field() {
         let s = WorkspaceSpec {
-            volumes: vec![VolumeMount {
-                name: "../x".into(),
-                mount: "/data".into(),
-            }],
-            ..Default::default()
-        };
-        assert!(
-            s.validate()
-                .unwrap_err()
-                .to_string()
-                .contains("volumes.name")
-        );
-        let s = WorkspaceSpec {
             labels: [("sluice.managed".to_owned(), "false".to_owned())].into(),
             ..Default::default()
         };
         assert!(s.validate().unwrap_err().to_string().contains("reserved"));
         assert!(serde_json::from_str::<WorkspaceSpec>(r#"{"envv":{}}"#).is_err());
+    }
+
+    fn volumes(v: &[(&str, &str)]) -> WorkspaceSpec {
+        WorkspaceSpec {
+            volumes: v.iter().map(|(n, m)| VolumeMount::new(*n, *m)).collect(),
+            ..Default::default()
+        }
+    }
+
+    /// The reason `validate` gives, which starts with the field path.
+    fn refusal(v: &[(&str, &str)]) -> String {
+        volumes(v).validate().unwrap_err().reason
+    }
+
+    #[test]
+    fn volume_names_are_refused_naming_the_entry() {
+        for bad in ["../x", "", "-x", "a/b", "a:b", ".hidden", "/abs", "a b"] {
+            let r = refusal(&[("ok", "/a"), (bad, "/data")]);
+            assert!(r.starts_with("volumes[1].name: "), "{bad}: {r}");
+        }
+        let long = "a".repeat(129);
+        assert!(refusal(&[(&long, "/d")]).starts_with("volumes[0].name: "));
+        volumes(&[("a", "/a"), ("A-b_c.1", "/b"), (&"a".repeat(128), "/c")])
+            .validate()
+            .unwrap();
+    }
+
+    #[test]
+    fn mount_paths_with_dot_dot_components_are_refused() {
+        for bad in ["/data/..", "/../etc", "/a/../../b", "/data/./x", "/."] {
+            let r = refusal(&[("v", bad)]);
+            assert!(r.starts_with("volumes[0].mount: "), "{bad}: {r}");
+        }
+        assert!(refusal(&[("v", "/a/../b")]).contains("`..`"));
+        // Dots inside a name are not components.
+        volumes(&[("v", "/data..x"), ("w", "/srv/.cache")])
+            .validate()
+            .unwrap();
+    }
+
+    #[test]
+    fn relative_mount_paths_are_refused() {
+        for bad in ["data", "./data", "", "~/data", "../data"] {
+            let r = refusal(&[("v", bad)]);
+            assert!(r.starts_with("volumes[0].mount: "), "{bad}: {r}");
+            assert!(r.contains("absolute"), "{bad}: {r}");
+        }
+    }
+
+    #[test]
+    fn mounting_on_the_root_is_refused() {
+        for bad in ["/", "//", "///", "/./"] {
+            let r = refusal(&[("v", bad)]);
+            assert!(r.starts_with("volumes[0].mount: "), "{bad}: {r}");
+        }
+        assert!(refusal(&[("v", "/")]).contains("must not be `/`"));
+    }
+
+    #[test]
+    fn mount_paths_cannot_smuggle_bind_options() {
+        for bad in ["/data:ro", "/data,z", "/da\nta", "/data\0"] {
+            let r = refusal(&[("v", bad)]);
+            assert!(r.starts_with("volumes[0].mount: "), "{bad:?}: {r}");
+        }
+    }
+
+    #[test]
+    fn one_mount_point_twice_is_refused() {
+        let r = refusal(&[("a", "/data"), ("b", "/data/")]);
+        assert!(
+            r.starts_with("volumes[1].mount: ") && r.contains("twice"),
+            "{r}"
+        );
+    }
+
+    #[test]
+    fn adopt_is_optional_and_stored_only_when_set() {
+        let s: WorkspaceSpec = serde_json::from_str(
+            r#"{"volumes":[{"name":"a","mount":"/a"},{"name":"b","mount":"/b","adopt":true}]}"#,
+        )
+        .unwrap();
+        assert!(!s.volumes[0].adopt && s.volumes[1].adopt);
+        let text = serde_json::to_string(&s).unwrap();
+        assert_eq!(text.matches("adopt").count(), 1, "{text}");
+        assert!(
+            serde_json::from_str::<WorkspaceSpec>(
+                r#"{"volumes":[{"name":"a","mount":"/a","adopt":"yes"}]}"#
+            )
+            .is_err()
+        );
     }
 }

@@ -1,17 +1,26 @@
 //! Workspace → container: the pure mapping from a workspace's spec and a digest to what
 //! the runtime creates. Two digests of one workspace map to specs that differ only in
 //! image and the `sluice.digest` label.
+//!
+//! Also the pure rules of volume ownership: a volume belongs to the workspace whose id
+//! its `sluice.workspace_id` label names, or — for a volume that existed before sluice
+//! and carries no such label — to the workspace whose stored spec adopted it. A
+//! workspace claims only free volumes, its own, or (explicitly) unowned ones, and
+//! sluice removes only volumes the workspace owns.
 
 use std::collections::BTreeMap;
 
 use crate::domain::Digest;
 use crate::domain::spec::WorkspaceSpec;
-use crate::runtime::{ContainerSpec, LABEL_DIGEST, LABEL_MANAGED, LABEL_WORKSPACE, PortSpec};
+use crate::runtime::{
+    ContainerSpec, LABEL_DIGEST, LABEL_MANAGED, LABEL_WORKSPACE, LABEL_WORKSPACE_ID, PortSpec,
+};
 use crate::store::Workspace;
 
 /// The container `workspace` should run at `digest`.
 pub fn container_spec(w: &Workspace, digest: &Digest) -> ContainerSpec {
     build(
+        w.id,
         w.name.as_str(),
         &w.image.pinned(digest).to_string(),
         digest,
@@ -19,10 +28,9 @@ pub fn container_spec(w: &Workspace, digest: &Digest) -> ContainerSpec {
     )
 }
 
-fn build(name: &str, image: &str, digest: &Digest, spec: &WorkspaceSpec) -> ContainerSpec {
+fn build(id: i64, name: &str, image: &str, digest: &Digest, spec: &WorkspaceSpec) -> ContainerSpec {
     let mut labels: BTreeMap<String, String> = spec.labels.clone();
-    labels.insert(LABEL_MANAGED.to_owned(), "true".to_owned());
-    labels.insert(LABEL_WORKSPACE.to_owned(), name.to_owned());
+    labels.extend(volume_labels(id, name));
     labels.insert(LABEL_DIGEST.to_owned(), digest.to_string());
     ContainerSpec {
         name: format!("sluice-{name}"),
@@ -49,12 +57,204 @@ fn build(name: &str, image: &str, digest: &Digest, spec: &WorkspaceSpec) -> Cont
     }
 }
 
-/// Labels of the named volumes sluice creates for a workspace.
-pub fn volume_labels(workspace: &str) -> BTreeMap<String, String> {
+/// Labels of the named volumes sluice creates for workspace `workspace_id` (`workspace`
+/// is its name, for people; ownership is decided by the id alone). Containers carry the
+/// same three.
+pub fn volume_labels(workspace_id: i64, workspace: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
         (LABEL_MANAGED.to_owned(), "true".to_owned()),
         (LABEL_WORKSPACE.to_owned(), workspace.to_owned()),
+        (LABEL_WORKSPACE_ID.to_owned(), workspace_id.to_string()),
     ])
+}
+
+/// The volume labels for the workspace whose container `spec` is (built by
+/// [`container_spec`], which carries the owner's id); an error when the spec names none.
+pub fn volume_labels_for(
+    spec: &ContainerSpec,
+    workspace: &str,
+) -> Result<BTreeMap<String, String>, String> {
+    let id = volume_owner(&spec.labels).ok_or_else(|| {
+        format!(
+            "container {} carries no {LABEL_WORKSPACE_ID} label; refusing to create unowned volumes",
+            spec.name
+        )
+    })?;
+    Ok(volume_labels(id, workspace))
+}
+
+/// The id of the workspace a volume (or container) is labelled for: `Some` only when it
+/// carries `sluice.managed=true` and a numeric `sluice.workspace_id`. Volumes created
+/// by hand, or by sluice before it labelled owners, have none.
+pub fn volume_owner(labels: &BTreeMap<String, String>) -> Option<i64> {
+    if labels.get(LABEL_MANAGED).map(String::as_str) != Some("true") {
+        return None;
+    }
+    labels.get(LABEL_WORKSPACE_ID)?.parse().ok()
+}
+
+/// True when the labels name `workspace_id` as the owner.
+pub fn volume_owned_by(labels: &BTreeMap<String, String>, workspace_id: i64) -> bool {
+    volume_owner(labels) == Some(workspace_id)
+}
+
+/// Why a volume is left in place instead of being removed for a workspace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeepReason {
+    /// Labelled for another workspace id: that tenant's data.
+    OtherWorkspace { owner: i64 },
+    /// No sluice owner label, and the workspace's spec did not adopt it.
+    NotOwned,
+}
+
+impl KeepReason {
+    /// Stable word for APIs and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeepReason::OtherWorkspace { .. } => "other_workspace",
+            KeepReason::NotOwned => "not_owned",
+        }
+    }
+}
+
+impl std::fmt::Display for KeepReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeepReason::OtherWorkspace { owner } => {
+                write!(f, "labelled for another workspace (id {owner})")
+            }
+            KeepReason::NotOwned => {
+                write!(f, "carries no sluice owner label and was not adopted")
+            }
+        }
+    }
+}
+
+/// May sluice remove this volume (its current `labels`) on behalf of workspace
+/// `workspace_id`? Only when labelled for that id, or unlabelled and `adopted` by the
+/// workspace's stored spec. A label naming another id always wins over adoption. Every
+/// path that removes a volume (purge, restore, rollback) asks this first.
+pub fn may_remove_volume(
+    labels: &BTreeMap<String, String>,
+    workspace_id: i64,
+    adopted: bool,
+) -> Result<(), KeepReason> {
+    match volume_owner(labels) {
+        Some(owner) if owner == workspace_id => Ok(()),
+        Some(owner) => Err(KeepReason::OtherWorkspace { owner }),
+        None if adopted => Ok(()),
+        None => Err(KeepReason::NotOwned),
+    }
+}
+
+/// What the store knows about the workspace id a volume is labelled for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LabelledOwner {
+    /// A live workspace (its name).
+    Live(String),
+    /// A deleted workspace (its row's name): nobody uses the volume now.
+    Deleted(String),
+    /// An id this store never issued (another installation's, or a hand-made label).
+    Unknown,
+}
+
+/// How a workspace may take a volume named in its spec.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Claim {
+    /// The volume does not exist: the reconciler creates it, labelled for the workspace.
+    Create,
+    /// Already labelled for this workspace.
+    Own,
+    /// Exists without an owner (or with a deleted workspace's label) and the entry says
+    /// `adopt: true`: the workspace takes it over; audited as `volume_adopted`.
+    Adopt { previous_owner: Option<i64> },
+}
+
+/// Why a claim is refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClaimRefused {
+    /// Labelled for another live workspace, or for an id this store never issued:
+    /// never given out, adopt or not.
+    InUse {
+        owner: i64,
+        owner_name: Option<String>,
+    },
+    /// Labelled for a workspace that was deleted (its volumes kept): another tenant's
+    /// data, taken over only with an explicit `adopt: true`.
+    LeftByDeleted { owner: i64, owner_name: String },
+    /// Exists without a sluice owner label: taken over only with `adopt: true`.
+    Unowned,
+}
+
+impl std::fmt::Display for ClaimRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClaimRefused::InUse {
+                owner_name: Some(n),
+                ..
+            } => write!(f, "belongs to workspace `{n}`"),
+            ClaimRefused::InUse { owner, .. } => write!(
+                f,
+                "is labelled for workspace id {owner}, which this sluice does not know; \
+                 it is never given to another workspace"
+            ),
+            ClaimRefused::LeftByDeleted { owner, owner_name } => write!(
+                f,
+                "belongs to deleted workspace `{owner_name}` (id {owner}); \
+                 set \"adopt\": true on this entry to take it over with its data"
+            ),
+            ClaimRefused::Unowned => write!(
+                f,
+                "already exists and no workspace owns it; \
+                 set \"adopt\": true on this entry to take it over with its data"
+            ),
+        }
+    }
+}
+
+/// Decides whether workspace `claimant` (`None` while it is being created) may use a
+/// volume. `labels` are the volume's current labels (`None`: it does not exist);
+/// `owner` is what the store knows about the id the labels name (ignored when they name
+/// none); `adopt` is the spec entry's flag. A volume labelled for a live workspace, or
+/// for an id unknown to this store, is never given out, adopt or not.
+pub fn claim_volume(
+    labels: Option<&BTreeMap<String, String>>,
+    claimant: Option<i64>,
+    owner: Option<&LabelledOwner>,
+    adopt: bool,
+) -> Result<Claim, ClaimRefused> {
+    let Some(labels) = labels else {
+        return Ok(Claim::Create);
+    };
+    let Some(id) = volume_owner(labels) else {
+        return if adopt {
+            Ok(Claim::Adopt {
+                previous_owner: None,
+            })
+        } else {
+            Err(ClaimRefused::Unowned)
+        };
+    };
+    if Some(id) == claimant {
+        return Ok(Claim::Own);
+    }
+    match owner {
+        Some(LabelledOwner::Deleted(_)) if adopt => Ok(Claim::Adopt {
+            previous_owner: Some(id),
+        }),
+        Some(LabelledOwner::Deleted(n)) => Err(ClaimRefused::LeftByDeleted {
+            owner: id,
+            owner_name: n.clone(),
+        }),
+        Some(LabelledOwner::Live(n)) => Err(ClaimRefused::InUse {
+            owner: id,
+            owner_name: Some(n.clone()),
+        }),
+        Some(LabelledOwner::Unknown) | None => Err(ClaimRefused::InUse {
+            owner: id,
+            owner_name: None,
+        }),
+    }
 }
 
 #[cfg(test)]
@@ -66,10 +266,7 @@ mod tests {
     fn two_digests_differ_only_in_image_and_digest_label() {
         let spec = WorkspaceSpec {
             env: [("K".to_owned(), "V".to_owned())].into(),
-            volumes: vec![VolumeMount {
-                name: "acme-data".into(),
-                mount: "/data".into(),
-            }],
+            volumes: vec![VolumeMount::new("acme-data", "/data")],
             ports: vec![PortMapping {
                 container: 8080,
                 host: None,
@@ -80,15 +277,173 @@ mod tests {
         };
         let d1 = Digest::of_bytes(b"1");
         let d2 = Digest::of_bytes(b"2");
-        let a = build("acme", "r/x@1", &d1, &spec);
-        let mut b = build("acme", "r/x@2", &d2, &spec);
+        let a = build(7, "acme", "r/x@1", &d1, &spec);
+        let mut b = build(7, "acme", "r/x@2", &d2, &spec);
         assert_eq!(a.name, "sluice-acme");
         assert_eq!(a.ports[0].host_ip, "127.0.0.1");
         assert_eq!(a.labels["sluice.managed"], "true");
+        assert_eq!(a.labels["sluice.workspace_id"], "7");
         assert_eq!(a.labels["team"], "a");
         assert_eq!(a.env, ["K=V"]);
         b.image = a.image.clone();
         b.labels.insert(LABEL_DIGEST.into(), d1.to_string());
         assert_eq!(a, b);
+    }
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn volume_labels_name_the_owner_by_id() {
+        let l = volume_labels(42, "acme");
+        assert_eq!(l["sluice.managed"], "true");
+        assert_eq!(l["sluice.workspace"], "acme");
+        assert_eq!(l["sluice.workspace_id"], "42");
+        assert_eq!(volume_owner(&l), Some(42));
+        assert!(volume_owned_by(&l, 42));
+        assert!(!volume_owned_by(&l, 43));
+    }
+
+    #[test]
+    fn only_managed_numeric_labels_name_an_owner() {
+        assert_eq!(volume_owner(&labels(&[])), None);
+        // A hand-made volume that copies the id label but not the managed flag.
+        assert_eq!(volume_owner(&labels(&[("sluice.workspace_id", "1")])), None);
+        assert_eq!(
+            volume_owner(&labels(&[
+                ("sluice.managed", "true"),
+                ("sluice.workspace_id", "x1")
+            ])),
+            None
+        );
+        // Labelled by sluice before owners were labelled: a name, no id.
+        assert_eq!(
+            volume_owner(&labels(&[
+                ("sluice.managed", "true"),
+                ("sluice.workspace", "acme")
+            ])),
+            None
+        );
+        assert!(!volume_owned_by(&labels(&[]), 0));
+    }
+
+    #[test]
+    fn volume_labels_for_a_container_spec_carry_its_owner() {
+        let spec = build(
+            9,
+            "acme",
+            "r/x@1",
+            &Digest::of_bytes(b"1"),
+            &WorkspaceSpec::default(),
+        );
+        assert_eq!(
+            volume_labels_for(&spec, "acme").unwrap(),
+            volume_labels(9, "acme")
+        );
+        let mut bare = spec.clone();
+        bare.labels.remove(LABEL_WORKSPACE_ID);
+        let e = volume_labels_for(&bare, "acme").unwrap_err();
+        assert!(e.contains("sluice.workspace_id"), "{e}");
+    }
+
+    #[test]
+    fn only_own_or_adopted_volumes_may_be_removed() {
+        let own = volume_labels(1, "acme");
+        let other = volume_labels(2, "globex");
+        let bare = labels(&[("team", "a")]);
+        assert_eq!(may_remove_volume(&own, 1, false), Ok(()));
+        assert_eq!(may_remove_volume(&own, 1, true), Ok(()));
+        assert_eq!(
+            may_remove_volume(&other, 1, false),
+            Err(KeepReason::OtherWorkspace { owner: 2 })
+        );
+        assert_eq!(
+            may_remove_volume(&other, 1, true),
+            Err(KeepReason::OtherWorkspace { owner: 2 }),
+            "a label naming another workspace wins over adoption"
+        );
+        assert_eq!(
+            may_remove_volume(&bare, 1, false),
+            Err(KeepReason::NotOwned)
+        );
+        assert_eq!(may_remove_volume(&bare, 1, true), Ok(()));
+        assert_eq!(
+            KeepReason::OtherWorkspace { owner: 2 }.as_str(),
+            "other_workspace"
+        );
+        assert_eq!(KeepReason::NotOwned.as_str(), "not_owned");
+    }
+
+    #[test]
+    fn claims_follow_the_ownership_table() {
+        let own = volume_labels(1, "acme");
+        let other = volume_labels(2, "globex");
+        let bare = labels(&[]);
+        let live = LabelledOwner::Live("globex".into());
+        let gone = LabelledOwner::Deleted("globex~deleted-2".into());
+        // Missing volumes are created, whatever the flag.
+        assert_eq!(claim_volume(None, None, None, false), Ok(Claim::Create));
+        assert_eq!(claim_volume(None, Some(1), None, true), Ok(Claim::Create));
+        // Own volumes stay own.
+        assert_eq!(
+            claim_volume(Some(&own), Some(1), None, false),
+            Ok(Claim::Own)
+        );
+        // Another live workspace's volume: never, adopt or not; on creation too.
+        for adopt in [false, true] {
+            for claimant in [None, Some(1)] {
+                assert_eq!(
+                    claim_volume(Some(&other), claimant, Some(&live), adopt),
+                    Err(ClaimRefused::InUse {
+                        owner: 2,
+                        owner_name: Some("globex".into())
+                    })
+                );
+                assert_eq!(
+                    claim_volume(Some(&other), claimant, Some(&LabelledOwner::Unknown), adopt),
+                    Err(ClaimRefused::InUse {
+                        owner: 2,
+                        owner_name: None
+                    })
+                );
+            }
+        }
+        // A deleted workspace's volume: only explicitly.
+        assert_eq!(
+            claim_volume(Some(&other), None, Some(&gone), false),
+            Err(ClaimRefused::LeftByDeleted {
+                owner: 2,
+                owner_name: "globex~deleted-2".into()
+            })
+        );
+        assert_eq!(
+            claim_volume(Some(&other), None, Some(&gone), true),
+            Ok(Claim::Adopt {
+                previous_owner: Some(2)
+            })
+        );
+        // An unowned volume: only explicitly.
+        assert_eq!(
+            claim_volume(Some(&bare), None, None, false),
+            Err(ClaimRefused::Unowned)
+        );
+        assert_eq!(
+            claim_volume(Some(&bare), Some(1), None, true),
+            Ok(Claim::Adopt {
+                previous_owner: None
+            })
+        );
+        let msg = ClaimRefused::Unowned.to_string();
+        assert!(msg.contains("\"adopt\": true"), "{msg}");
+        let msg = ClaimRefused::InUse {
+            owner: 2,
+            owner_name: Some("globex".into()),
+        }
+        .to_string();
+        assert!(msg.contains("`globex`"), "{msg}");
     }
 }

@@ -15,6 +15,7 @@ mod metrics;
 mod restore;
 mod saga;
 pub mod smoke;
+pub mod volumes;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};

@@ -17,9 +17,10 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::container::{container_spec, volume_labels};
+use super::container::{container_spec, may_remove_volume, volume_labels, volume_labels_for};
 use super::health::{GateConfig, gate};
 use super::restore::RestoreSource;
+use super::volumes::{VolumeRemoval, remove_owned_volume};
 use super::{Inner, ReconcileError, event};
 use crate::domain::{Health, UpdatePhase, WorkspaceName, WorkspaceState};
 use crate::runtime::{ContainerRuntime, ContainerSpec};
@@ -306,7 +307,7 @@ impl<R: ContainerRuntime> Inner<R> {
         }
         for (v, _) in &spec.volumes {
             self.rt
-                .volume_create(v, &volume_labels(workspace))
+                .volume_create(v, &volume_labels_for(spec, workspace)?)
                 .await
                 .map_err(e)?;
         }
@@ -437,11 +438,27 @@ impl<R: ContainerRuntime> Inner<R> {
         let (in_place, through_archive): (Vec<_>, Vec<_>) = snaps
             .iter()
             .partition(|s| s.method.as_deref() == Some(crate::snapshot::METHOD_HOST));
+        let adopted = |v: &str| ctx.w.spec.volumes.iter().any(|m| m.name == v && m.adopt);
         for s in &in_place {
-            self.rt
-                .volume_create(&s.volume, &volume_labels(ctx.w.name.as_str()))
+            // Emptying a volume is removing its data: only the workspace's own.
+            if let Some(labels) = self
+                .rt
+                .volume_inspect(&s.volume)
                 .await
-                .map_err(|e| err(&e))?;
+                .map_err(|e| err(&e))?
+            {
+                may_remove_volume(&labels, ctx.w.id, adopted(&s.volume)).map_err(|reason| {
+                    format!(
+                        "volume {} is not this workspace's to restore: {reason}",
+                        s.volume
+                    )
+                })?;
+            } else {
+                self.rt
+                    .volume_create(&s.volume, &volume_labels(ctx.w.id, ctx.w.name.as_str()))
+                    .await
+                    .map_err(|e| err(&e))?;
+            }
             self.snaps
                 .restore(&self.rt, &ctx.name, s, None)
                 .await
@@ -449,10 +466,21 @@ impl<R: ContainerRuntime> Inner<R> {
             tracing::info!(workspace = %ctx.w.name, snapshot = %s.id, volume = %s.volume, "volume restored and verified");
         }
         for s in &through_archive {
-            self.rt
-                .volume_remove(&s.volume)
-                .await
-                .map_err(|e| err(&e))?;
+            let removal = remove_owned_volume(
+                &self.rt,
+                &s.volume,
+                ctx.w.id,
+                ctx.w.name.as_str(),
+                adopted(&s.volume),
+            )
+            .await
+            .map_err(|e| err(&e))?;
+            if let VolumeRemoval::Kept(reason) = removal {
+                return Err(format!(
+                    "volume {} is not this workspace's to restore: {reason}",
+                    s.volume
+                ));
+            }
         }
         self.ensure_container(&ctx.name, target, ctx.w.name.as_str())
             .await?;

@@ -44,10 +44,7 @@ pub(super) async fn setup(min_free: u64) -> T {
                 update_mode: UpdateMode::Auto,
                 maintenance_window: None,
                 spec: WorkspaceSpec {
-                    volumes: vec![VolumeMount {
-                        name: "acme-data".into(),
-                        mount: "/data".into(),
-                    }],
+                    volumes: vec![VolumeMount::new("acme-data", "/data")],
                     ..Default::default()
                 },
             },
@@ -125,6 +122,9 @@ async fn creates_then_updates_keeping_volume_data() {
     assert_eq!(c.digest_label(), Some(digest(2).as_str()));
     let spec = t.rt.spec_of("sluice-acme").unwrap();
     assert_eq!(spec.labels[crate::runtime::LABEL_WORKSPACE], "acme");
+    // The volume it created names its owner by id.
+    let labels = t.rt.volume_inspect("acme-data").await.unwrap().unwrap();
+    assert_eq!(labels, container::volume_labels(t.ws.id, "acme"));
 }
 
 #[tokio::test]

@@ -25,6 +25,9 @@ pub use fake::FakeRuntime;
 /// Label present on everything sluice creates; nothing without it is ever touched.
 pub const LABEL_MANAGED: &str = "sluice.managed";
 pub const LABEL_WORKSPACE: &str = "sluice.workspace";
+/// The owning workspace's id (its row id, never reused): names can be given up and taken
+/// again by another tenant, ids cannot. Volumes are removed only by their owner.
+pub const LABEL_WORKSPACE_ID: &str = "sluice.workspace_id";
 pub const LABEL_DIGEST: &str = "sluice.digest";
 
 #[derive(Debug, thiserror::Error)]

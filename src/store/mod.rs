@@ -23,6 +23,7 @@ mod tracked_images;
 mod updates;
 mod workspace_admin;
 mod workspace_status;
+mod workspace_volumes;
 mod workspaces;
 
 use std::path::Path;
@@ -51,6 +52,7 @@ pub use tracked_images::TrackedImage;
 pub use updates::{ConvergeTarget, Outcome, UpdateKind, UpdateRow};
 pub use workspace_admin::{LastUpdate, WorkspacePatch};
 pub use workspace_status::Observed;
+pub use workspace_volumes::{AdoptedVolume, WorkspaceIdentity};
 pub use workspaces::{NewWorkspace, Workspace};
 
 /// Embedded migrations for the SQLite dialect.
@@ -78,6 +80,8 @@ pub enum StoreError {
     AlreadyExists { what: &'static str, key: String },
     #[error("{what} `{key}` was changed concurrently; re-read and retry")]
     Conflict { what: &'static str, key: String },
+    #[error("volume `{volume}` is used by workspace `{owner}`")]
+    VolumeInUse { volume: String, owner: String },
     #[error("stored {what} is invalid: {message}")]
     Corrupt { what: &'static str, message: String },
 }

@@ -7,7 +7,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::events::append_event_in;
-use super::{NewEvent, NewWorkspace, QueryContext, Store, StoreError, Workspace};
+use super::workspace_volumes::{append_adoptions_in, ensure_unclaimed_in};
+use super::{AdoptedVolume, NewEvent, NewWorkspace, QueryContext, Store, StoreError, Workspace};
 use crate::clock::{from_millis, to_millis};
 use crate::domain::spec::WorkspaceSpec;
 use crate::domain::{Digest, MaintenanceWindow, Tier, UpdateMode, WorkspaceName};
@@ -21,6 +22,9 @@ pub struct WorkspacePatch {
     pub pinned_digest: Option<Option<Digest>>,
     pub maintenance_window: Option<Option<MaintenanceWindow>>,
     pub spec: Option<WorkspaceSpec>,
+    /// Volumes of the new spec taken over with `adopt: true` (checked against Docker by
+    /// the caller); each is audited as `volume_adopted` with the change.
+    pub adopted: Vec<AdoptedVolume>,
 }
 
 /// The newest update attempt of a workspace, as shown by the API.
@@ -53,17 +57,24 @@ fn ws_event(
 }
 
 impl Store {
-    /// Inserts a workspace and its `workspace.created` event together.
-    /// `desired` is the digest the tag pointed at on creation (the reconciler starts it).
+    /// Inserts a workspace and its `workspace.created` event together, with one
+    /// `volume_adopted` event per `adopted` volume. `desired` is the digest the tag
+    /// pointed at on creation (the reconciler starts it). A volume another live
+    /// workspace's spec names is [`StoreError::VolumeInUse`], and nothing is written.
     pub async fn create_workspace_audited(
         &self,
         w: &NewWorkspace,
         desired: Option<&Digest>,
+        adopted: &[AdoptedVolume],
         actor: &str,
         now: DateTime<Utc>,
     ) -> Result<Workspace, StoreError> {
         let mut tx = self.pool.begin().await.ctx("begin")?;
+        // The insert comes first so the transaction holds the write lock while it looks
+        // for other users of the volumes: two creations cannot both take one volume.
         let created = super::workspaces::insert_in(&mut tx, w, desired, now).await?;
+        let volumes: Vec<&str> = w.spec.volumes.iter().map(|v| v.name.as_str()).collect();
+        ensure_unclaimed_in(&mut tx, created.id, &volumes).await?;
         let detail = serde_json::json!({
             "image": w.image.to_string(),
             "update_tier": w.update_tier.as_str(),
@@ -76,12 +87,14 @@ impl Store {
             now,
         )
         .await?;
+        append_adoptions_in(&mut tx, actor, &w.name, created.id, adopted, now).await?;
         tx.commit().await.ctx("commit")?;
         Ok(created)
     }
 
     /// Applies `patch` (checking `version`) and audits the before/after of each changed
-    /// field. Pinning also sets `desired_digest` to the pin, so the reconciler converges to it.
+    /// field. A volume the new spec adds that another live workspace's spec names is
+    /// [`StoreError::VolumeInUse`], and nothing is written. Pinning also sets `desired_digest` to the pin, so the reconciler converges to it.
     /// Lost races with the loops' writes (version moved) are retried from a fresh read.
     pub async fn patch_workspace(
         &self,
@@ -187,10 +200,20 @@ impl Store {
         if done.rows_affected() == 0 {
             return Ok(None);
         }
+        // Only volumes the spec did not name before are checked: a change of `env` must
+        // not trip over a volume the workspace has used all along.
+        let added: Vec<&str> = spec
+            .volumes
+            .iter()
+            .map(|v| v.name.as_str())
+            .filter(|n| !cur.spec.volumes.iter().any(|c| c.name == *n))
+            .collect();
+        ensure_unclaimed_in(&mut tx, cur.id, &added).await?;
         if !changes.is_empty() {
             let ev = ws_event(actor, name, "workspace.changed", changes.into());
             append_event_in(&mut tx, &ev, now).await?;
         }
+        append_adoptions_in(&mut tx, actor, name, cur.id, &patch.adopted, now).await?;
         tx.commit().await.ctx("commit")?;
         self.workspace(name).await.map(Some)
     }

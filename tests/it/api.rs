@@ -397,7 +397,42 @@ async fn invalid_bodies_get_400_naming_the_field() {
             path.as_str(),
             json!({"volumes": [{"name": "../x", "mount": "/d"}]}),
             "invalid_spec",
-            "volumes.name",
+            "volumes[0].name: ",
+        ),
+        (
+            Method::PATCH,
+            path.as_str(),
+            json!({"volumes": [{"name": "a", "mount": "/a"}, {"name": "b", "mount": "/data/../etc"}]}),
+            "invalid_spec",
+            "volumes[1].mount: ",
+        ),
+        (
+            Method::PATCH,
+            path.as_str(),
+            json!({"volumes": [{"name": "a", "mount": "data"}]}),
+            "invalid_spec",
+            "volumes[0].mount: ",
+        ),
+        (
+            Method::PATCH,
+            path.as_str(),
+            json!({"volumes": [{"name": "a", "mount": "/"}]}),
+            "invalid_spec",
+            "volumes[0].mount: ",
+        ),
+        (
+            Method::POST,
+            "/api/v1/workspaces",
+            json!({"name": unique("m"), "image": "127.0.0.1:5000/app:1", "volumes": [{"name": "/etc", "mount": "/data"}]}),
+            "invalid_spec",
+            "volumes[0].name: ",
+        ),
+        (
+            Method::POST,
+            "/api/v1/workspaces",
+            json!({"name": unique("m"), "image": "127.0.0.1:5000/app:1", "volumes": [{"name": "v", "mount": "/data:ro"}]}),
+            "invalid_spec",
+            "volumes[0].mount: ",
         ),
         (
             Method::PATCH,
@@ -458,6 +493,12 @@ async fn invalid_bodies_get_400_naming_the_field() {
             msg.contains(field),
             "{body}: message `{msg}` should name `{field}`"
         );
+        if want_code == "invalid_spec" {
+            assert!(
+                msg.starts_with(field),
+                "{body}: `{msg}` should start with `{field}`"
+            );
+        }
     }
     let (s, v) = api.admin(Method::GET, "/api/v1/events?limit=0", None).await;
     assert_eq!((s, code(&v)), (StatusCode::BAD_REQUEST, "invalid_limit"));

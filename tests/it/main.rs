@@ -34,3 +34,4 @@ mod snapshot_store;
 mod store;
 mod systemd;
 mod testenv;
+mod volume_ownership;

@@ -70,10 +70,7 @@ pub async fn env_with(
     let repo = format!("{}/{}/app", registry(), unique(tag));
     let mut ws_spec = WorkspaceSpec {
         env: [("TENANT".to_owned(), name.clone())].into(),
-        volumes: vec![VolumeMount {
-            name: volume.clone(),
-            mount: "/data".into(),
-        }],
+        volumes: vec![VolumeMount::new(volume.clone(), "/data")],
         health: Some(HealthProbe {
             http: Some(HttpProbe {
                 port: 8080,

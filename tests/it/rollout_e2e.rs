@@ -132,10 +132,7 @@ async fn canary_soak_waves_then_a_bad_release_aborts_at_the_canary() {
                     update_mode: UpdateMode::Auto,
                     maintenance_window: None,
                     spec: WorkspaceSpec {
-                        volumes: vec![VolumeMount {
-                            name: volume,
-                            mount: "/data".into(),
-                        }],
+                        volumes: vec![VolumeMount::new(volume, "/data")],
                         health: Some(HealthProbe {
                             http: Some(HttpProbe {
                                 port: 8080,

@@ -662,10 +662,8 @@ async fn recover_refusals_name_the_reason_and_change_nothing() {
         .await
         .unwrap();
     let mut spec = ws.spec.clone();
-    spec.volumes.push(sluice::domain::spec::VolumeMount {
-        name: "cache".into(),
-        mount: "/cache".into(),
-    });
+    spec.volumes
+        .push(sluice::domain::spec::VolumeMount::new("cache", "/cache"));
     api.store
         .patch_workspace(
             &ws.name,

@@ -190,14 +190,8 @@ async fn two_volume_env(tag: &str, tune: impl FnOnce(&mut sluice::config::Settin
         tag,
         |spec, name| {
             spec.volumes = vec![
-                VolumeMount {
-                    name: format!("{name}-big"),
-                    mount: "/var/lib/app/data".into(),
-                },
-                VolumeMount {
-                    name: format!("{name}-small"),
-                    mount: "/srv/small".into(),
-                },
+                VolumeMount::new(format!("{name}-big"), "/var/lib/app/data"),
+                VolumeMount::new(format!("{name}-small"), "/srv/small"),
             ];
             spec.env
                 .insert("DATA_DIR".to_owned(), "/var/lib/app/data".to_owned());

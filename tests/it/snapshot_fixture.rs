@@ -33,10 +33,7 @@ pub async fn workspace(store: &Store, name: &str, volumes: &[&str]) -> Workspace
     let spec = sluice::domain::spec::WorkspaceSpec {
         volumes: volumes
             .iter()
-            .map(|v| VolumeMount {
-                name: (*v).to_owned(),
-                mount: format!("/{v}"),
-            })
+            .map(|v| VolumeMount::new(*v, format!("/{v}")))
             .collect(),
         ..Default::default()
     };
