@@ -93,6 +93,15 @@ pub fn volume_owner(labels: &BTreeMap<String, String>) -> Option<i64> {
     labels.get(LABEL_WORKSPACE_ID)?.parse().ok()
 }
 
+/// A volume made before volumes carried the owner's id: managed, labelled with the
+/// workspace's name, no id. Its workspace's own restores may still refill it (the API
+/// refuses such a volume to any other workspace without an explicit adopt).
+pub fn legacy_owned_by(labels: &BTreeMap<String, String>, workspace: &str) -> bool {
+    labels.get(LABEL_MANAGED).map(String::as_str) == Some("true")
+        && !labels.contains_key(LABEL_WORKSPACE_ID)
+        && labels.get(LABEL_WORKSPACE).map(String::as_str) == Some(workspace)
+}
+
 /// True when the labels name `workspace_id` as the owner.
 pub fn volume_owned_by(labels: &BTreeMap<String, String>, workspace_id: i64) -> bool {
     volume_owner(labels) == Some(workspace_id)
@@ -445,5 +454,22 @@ mod tests {
         }
         .to_string();
         assert!(msg.contains("`globex`"), "{msg}");
+    }
+
+    #[test]
+    fn a_volume_from_before_owner_ids_belongs_to_its_named_workspace_only() {
+        let legacy = BTreeMap::from([
+            (LABEL_MANAGED.to_owned(), "true".to_owned()),
+            (LABEL_WORKSPACE.to_owned(), "acme".to_owned()),
+        ]);
+        assert!(legacy_owned_by(&legacy, "acme"));
+        assert!(!legacy_owned_by(&legacy, "globex"));
+        assert!(
+            !legacy_owned_by(&volume_labels(7, "acme"), "acme"),
+            "has an id: not legacy"
+        );
+        let mut unmanaged = legacy.clone();
+        unmanaged.remove(LABEL_MANAGED);
+        assert!(!legacy_owned_by(&unmanaged, "acme"));
     }
 }

@@ -13,11 +13,14 @@
 //! `health_checking` (nothing irreversible happened before the snapshots were complete),
 //! backwards for the rollback phases.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::container::{container_spec, may_remove_volume, volume_labels, volume_labels_for};
+use super::container::{
+    container_spec, legacy_owned_by, may_remove_volume, volume_labels, volume_labels_for,
+};
 use super::health::{GateConfig, gate};
 use super::restore::RestoreSource;
 use super::volumes::{VolumeRemoval, remove_owned_volume};
@@ -438,26 +441,17 @@ impl<R: ContainerRuntime> Inner<R> {
         let (in_place, through_archive): (Vec<_>, Vec<_>) = snaps
             .iter()
             .partition(|s| s.method.as_deref() == Some(crate::snapshot::METHOD_HOST));
-        let adopted = |v: &str| ctx.w.spec.volumes.iter().any(|m| m.name == v && m.adopt);
         for s in &in_place {
             // Emptying a volume is removing its data: only the workspace's own.
-            if let Some(labels) = self
-                .rt
-                .volume_inspect(&s.volume)
-                .await
-                .map_err(|e| err(&e))?
-            {
-                may_remove_volume(&labels, ctx.w.id, adopted(&s.volume)).map_err(|reason| {
-                    format!(
-                        "volume {} is not this workspace's to restore: {reason}",
-                        s.volume
-                    )
-                })?;
-            } else {
-                self.rt
-                    .volume_create(&s.volume, &volume_labels(ctx.w.id, ctx.w.name.as_str()))
-                    .await
-                    .map_err(|e| err(&e))?;
+            match self.volume_labels_of(&s.volume).await? {
+                Some(labels) => may_remove_volume(&labels, ctx.w.id, restorable(ctx, s, &labels))
+                    .map_err(|reason| not_ours(&s.volume, reason))?,
+                None => {
+                    self.rt
+                        .volume_create(&s.volume, &volume_labels(ctx.w.id, ctx.w.name.as_str()))
+                        .await
+                        .map_err(|e| err(&e))?;
+                }
             }
             self.snaps
                 .restore(&self.rt, &ctx.name, s, None)
@@ -466,20 +460,16 @@ impl<R: ContainerRuntime> Inner<R> {
             tracing::info!(workspace = %ctx.w.name, snapshot = %s.id, volume = %s.volume, "volume restored and verified");
         }
         for s in &through_archive {
-            let removal = remove_owned_volume(
-                &self.rt,
-                &s.volume,
-                ctx.w.id,
-                ctx.w.name.as_str(),
-                adopted(&s.volume),
-            )
-            .await
-            .map_err(|e| err(&e))?;
+            let adopted = self
+                .volume_labels_of(&s.volume)
+                .await?
+                .is_some_and(|labels| restorable(ctx, s, &labels));
+            let removal =
+                remove_owned_volume(&self.rt, &s.volume, ctx.w.id, ctx.w.name.as_str(), adopted)
+                    .await
+                    .map_err(|e| err(&e))?;
             if let VolumeRemoval::Kept(reason) = removal {
-                return Err(format!(
-                    "volume {} is not this workspace's to restore: {reason}",
-                    s.volume
-                ));
+                return Err(not_ours(&s.volume, reason));
             }
         }
         self.ensure_container(&ctx.name, target, ctx.w.name.as_str())
@@ -497,6 +487,16 @@ impl<R: ContainerRuntime> Inner<R> {
             tracing::info!(workspace = %ctx.w.name, snapshot = %s.id, volume = %s.volume, "volume restored");
         }
         Ok(())
+    }
+
+    async fn volume_labels_of(
+        &self,
+        volume: &str,
+    ) -> Result<Option<BTreeMap<String, String>>, String> {
+        self.rt
+            .volume_inspect(volume)
+            .await
+            .map_err(|e| e.to_string())
     }
 
     async fn health(&self, ctx: &Ctx<'_>) -> Result<(), String> {
@@ -636,6 +636,21 @@ impl<R: ContainerRuntime> Inner<R> {
         self.wakers.controller.notify_one();
         Ok(())
     }
+}
+
+/// Besides a volume labelled with the workspace's id: one its spec adopts, or one made
+/// before volumes carried ids and labelled with its name.
+fn restorable(ctx: &Ctx<'_>, s: &SnapshotRow, labels: &BTreeMap<String, String>) -> bool {
+    ctx.w
+        .spec
+        .volumes
+        .iter()
+        .any(|m| m.name == s.volume && m.adopt)
+        || legacy_owned_by(labels, ctx.w.name.as_str())
+}
+
+fn not_ours(volume: &str, reason: impl std::fmt::Display) -> String {
+    format!("volume {volume} is not this workspace's to restore: {reason}")
 }
 
 fn is_forward(p: UpdatePhase) -> bool {

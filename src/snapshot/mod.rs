@@ -218,13 +218,15 @@ impl Snapshots {
         Ok(path)
     }
 
-    /// Verifies the file, then refills the snapshot's own volume (`row.volume`) with it.
+    /// Refills the snapshot's own volume (`row.volume`) with it.
     ///
-    /// A `host` snapshot empties the volume's directory, extracts into it, flushes it to
-    /// disk and compares the restored tree's manifest with the recorded one: a mismatch is
-    /// a failed restore. An `archive` snapshot is uploaded through `container`, which must
-    /// mount the volume under the same directory name it had when the snapshot was taken
-    /// (the archive is rooted at that name); it is refused otherwise, never extracted
+    /// A `host` snapshot empties the volume's directory, extracts into it while hashing
+    /// the file (callers verify the whole file first, before anything is stopped; this
+    /// catches a change since), flushes it to disk and compares the restored tree's
+    /// manifest with the recorded one: either mismatch is a failed restore. An `archive`
+    /// snapshot's file is verified, then uploaded through `container`, which must mount
+    /// the volume under the same directory name it had when the snapshot was taken (the
+    /// archive is rooted at that name); it is refused otherwise, never extracted
     /// somewhere else.
     pub async fn restore<R: ContainerRuntime>(
         &self,
@@ -233,12 +235,17 @@ impl Snapshots {
         row: &SnapshotRow,
         target_mount: Option<&str>,
     ) -> Result<(), SnapshotError> {
-        let path = self.verify(row).await?;
         let invalid = |reason: String| SnapshotError::Invalid {
             id: row.id.to_string(),
             reason,
         };
         if row.method.as_deref() == Some(METHOD_HOST) {
+            if row.state != "complete" {
+                return Err(invalid(format!("state is {}", row.state)));
+            }
+            let path = self.path_of(&row.id);
+            let sha = row.sha256.clone().unwrap_or_default();
+            let id = row.id.to_string();
             let dir = rt.volume_host_path(&row.volume).await?.ok_or_else(|| {
                 invalid(format!(
                     "volume {} is not reachable on this host; a host snapshot is restored \
@@ -247,9 +254,10 @@ impl Snapshots {
                 ))
             })?;
             let expected = row.manifest_sha256.clone();
-            let restored = tokio::task::spawn_blocking(move || restore_host_tree(&path, &dir))
-                .await
-                .map_err(|e| invalid(format!("restore task: {e}")))??;
+            let restored =
+                tokio::task::spawn_blocking(move || restore_host_tree(&id, &path, &sha, &dir))
+                    .await
+                    .map_err(|e| invalid(format!("restore task: {e}")))??;
             if Some(&restored.sha256) != expected.as_ref() {
                 return Err(invalid(format!(
                     "volume {} does not match the snapshot after restore (manifest {}, \
@@ -261,6 +269,7 @@ impl Snapshots {
             }
             return Ok(());
         }
+        let path = self.verify(row).await?;
         let mount = target_mount.ok_or_else(|| {
             invalid(format!(
                 "volume {} is not mounted in the container it is restored through",
@@ -350,13 +359,55 @@ async fn archive_host_tree(dir: PathBuf, partial: PathBuf) -> Result<SnapshotDon
     .map_err(io(&at))
 }
 
-/// Empties `dir`, extracts `file` into it, flushes it and returns the restored manifest.
-fn restore_host_tree(file: &Path, dir: &Path) -> Result<tree::Manifest, SnapshotError> {
-    tree::clear_dir(dir).map_err(io(dir))?;
+/// Empties `dir`, extracts `file` into it (hashing what it reads: a file that no longer
+/// has the sha256 `expected_sha` fails the restore), flushes it and returns the restored
+/// manifest. Callers check the whole file before anything is stopped (see the saga's
+/// `restore_volumes`); the hash here catches a file changed since, in the same read.
+fn restore_host_tree(
+    id: &str,
+    file: &Path,
+    expected_sha: &str,
+    dir: &Path,
+) -> Result<tree::Manifest, SnapshotError> {
     let f = std::fs::File::open(file).map_err(io(file))?;
-    tree::unpack_tar(std::io::BufReader::with_capacity(1 << 20, f), dir).map_err(io(dir))?;
+    tree::clear_dir(dir).map_err(io(dir))?;
+    let mut reader = HashingReader::new(std::io::BufReader::with_capacity(1 << 20, f));
+    tree::unpack_tar(&mut reader, dir).map_err(io(dir))?;
+    std::io::copy(&mut reader, &mut std::io::sink()).map_err(io(file))?;
+    if reader.finish() != expected_sha {
+        return Err(SnapshotError::Invalid {
+            id: id.to_owned(),
+            reason: "checksum mismatch while restoring; the volume is incomplete".to_owned(),
+        });
+    }
     tree::sync_fs(dir).map_err(io(dir))?;
     tree::manifest_of(dir).map_err(io(dir))
+}
+
+/// Hashes what is read through it.
+struct HashingReader<R> {
+    inner: R,
+    hasher: Sha256,
+}
+
+impl<R: std::io::Read> HashingReader<R> {
+    fn new(inner: R) -> Self {
+        Self {
+            inner,
+            hasher: Sha256::new(),
+        }
+    }
+    fn finish(self) -> String {
+        hex::encode(self.hasher.finalize())
+    }
+}
+
+impl<R: std::io::Read> std::io::Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
 }
 
 /// Counts and hashes what passes through to the inner writer.

@@ -166,7 +166,17 @@ impl Env {
             .map(|u| u.phase)
     }
     /// Runs a throwaway container on the workspace volume.
+    /// The workspace's volume may not exist yet: it is created as sluice would, labelled
+    /// for the workspace, so the data seeded into it is the workspace's own.
     pub fn on_volume(&self, image: &str, script: &str) -> String {
+        let mut create = Command::new("docker");
+        create.args(["volume", "create"]);
+        for (k, v) in
+            sluice::reconciler::container::volume_labels(self.ws.id, self.ws.name.as_str())
+        {
+            create.args(["--label", &format!("{k}={v}")]);
+        }
+        run(create.arg(&self.volume));
         run(Command::new("docker").args([
             "run",
             "--rm",

@@ -452,3 +452,112 @@ async fn a_corrupt_snapshot_is_never_restored_and_is_kept_for_inspection() {
         "the damaged file is kept as it is, for inspection"
     );
 }
+
+/// Runs the reconciler until the workspace's newest journal row is terminal.
+async fn converge_queued(e: &Env) -> sluice::store::UpdateRow {
+    e.rec.converge_all().await.expect("converge");
+    e.store.latest_update(e.ws.id).await.unwrap().unwrap()
+}
+
+#[tokio::test]
+async fn an_operator_restore_and_a_recovery_are_journaled_sagas_on_real_docker() {
+    use sluice::clock::{Clock, SystemClock};
+    use sluice::store::UpdateKind;
+
+    let mut e = env_with("fid-ops", |_, _| {}, |_| {}).await;
+    let d1 = e.fixture("good", "v1");
+    let d2 = e.fixture("good", "v2");
+    let d3 = e.fixture("bad-health", "v3");
+    e.desire(&d1).await;
+    e.rec.converge_all().await.expect("converge");
+    let data = mountpoint(&e.volume);
+    std::fs::write(data.join("ledger"), b"balance=100\n").unwrap();
+    let at_snapshot = manifest(&data, &["boots.log"]);
+
+    // The update to v2 snapshots the volume as it is now.
+    e.desire(&d2).await;
+    let v2 = converge_queued(&e).await;
+    assert_eq!(v2.phase, UpdatePhase::Succeeded);
+    let snap = v2.snapshot_ids[0].clone();
+    std::fs::write(data.join("ledger"), b"balance=0\n").unwrap();
+    std::fs::write(data.join("written-later"), b"x").unwrap();
+
+    // `sluice snapshot restore ID`: the volume goes back, v2 keeps running.
+    let queued = e
+        .store
+        .queue_snapshot_restore(&snap, "ops", SystemClock.now())
+        .await
+        .expect("queue restore");
+    assert_eq!(queued.kind, UpdateKind::Restore);
+    let u = converge_queued(&e).await;
+    assert_eq!(
+        (u.id, u.phase),
+        (queued.id, UpdatePhase::Succeeded),
+        "{:?}",
+        u.error
+    );
+    assert_eq!(manifest(&data, &["boots.log"]), at_snapshot);
+    assert_eq!(e.http("/version"), "v2");
+    let events = e.store.events(0, 500).await.unwrap();
+    assert!(events.iter().any(|ev| ev.action == "restore_succeeded"));
+
+    // A failed update whose rollback cannot restore quarantines the workspace...
+    e.desire(&d3).await;
+    let rec = e.rec.clone();
+    let saga = tokio::spawn(async move { rec.converge_all().await });
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let damaged = loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no snapshot completed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let u = e.store.latest_update(e.ws.id).await.unwrap().unwrap();
+        if u.to_digest != d3 {
+            continue;
+        }
+        if let Some(s) = e
+            .store
+            .snapshots_of_update(u.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|s| s.state == "complete")
+        {
+            break s;
+        }
+    };
+    std::fs::write(&damaged.path, b"damaged").unwrap();
+    saga.await.unwrap().expect("converge");
+    assert_eq!(
+        e.workspace().await.state,
+        sluice::domain::WorkspaceState::Quarantined
+    );
+
+    // ...and `sluice workspace recover NAME --snapshot ID` brings it back: the data of
+    // that snapshot, the digest that ran before its update (v1), health-gated.
+    let queued = e
+        .store
+        .queue_workspace_recover(&e.ws.name, Some(&snap), "ops", SystemClock.now())
+        .await
+        .expect("queue recover");
+    assert_eq!(queued.kind, UpdateKind::Recover);
+    let u = converge_queued(&e).await;
+    assert_eq!(
+        (u.id, u.phase),
+        (queued.id, UpdatePhase::Succeeded),
+        "{:?}",
+        u.error
+    );
+    let w = e.workspace().await;
+    assert_eq!(w.state, sluice::domain::WorkspaceState::Running);
+    assert_eq!(w.actual_digest.as_ref(), Some(&d1));
+    assert_eq!(e.http("/version"), "v1");
+    assert_eq!(manifest(&data, &["boots.log"]), at_snapshot);
+    // Nothing retries the digest that failed.
+    e.rec.converge_all().await.expect("converge");
+    assert_eq!(
+        e.store.latest_update(e.ws.id).await.unwrap().unwrap().id,
+        u.id
+    );
+}
