@@ -561,3 +561,67 @@ async fn an_operator_restore_and_a_recovery_are_journaled_sagas_on_real_docker()
         u.id
     );
 }
+
+#[tokio::test]
+async fn a_restore_refills_the_snapshots_own_volume_after_its_mount_moved() {
+    use sluice::clock::{Clock, SystemClock};
+
+    let mut e = env_with("fid-moved", |_, _| {}, |_| {}).await;
+    let d1 = e.fixture("good", "v1");
+    let d2 = e.fixture("good", "v2");
+    e.desire(&d1).await;
+    e.rec.converge_all().await.expect("converge");
+    let data = mountpoint(&e.volume);
+    std::fs::write(data.join("ledger"), b"balance=100\n").unwrap();
+    let at_snapshot = manifest(&data, &["boots.log"]);
+    e.desire(&d2).await;
+    let u = converge_queued(&e).await;
+    assert_eq!(u.phase, UpdatePhase::Succeeded);
+    let snap = u.snapshot_ids[0].clone();
+    std::fs::write(data.join("ledger"), b"balance=0\n").unwrap();
+
+    // The operator moves the volume to another path; the snapshot was taken at /data.
+    let mut spec = e.workspace().await.spec;
+    spec.volumes[0].mount = "/srv/state".into();
+    e.store
+        .patch_workspace(
+            &e.ws.name,
+            &sluice::store::WorkspacePatch {
+                spec: Some(spec),
+                ..Default::default()
+            },
+            "ops",
+            SystemClock.now(),
+        )
+        .await
+        .expect("patch");
+    assert_eq!(
+        e.store.snapshot(&snap).await.unwrap().mount_path.as_deref(),
+        Some("/data")
+    );
+    e.store
+        .queue_snapshot_restore(&snap, "ops", SystemClock.now())
+        .await
+        .expect("queue restore");
+    let u = converge_queued(&e).await;
+    assert_eq!(u.phase, UpdatePhase::Succeeded, "{:?}", u.error);
+    // The data is back in the volume itself, which the container now sees at the new
+    // path; nothing was extracted into the container's own layer.
+    assert_eq!(manifest(&data, &["boots.log"]), at_snapshot);
+    let c = e.container();
+    assert_eq!(
+        run(Command::new("docker").args(["exec", &c, "cat", "/srv/state/ledger"])),
+        "balance=100\n"
+    );
+    let stray = Command::new("docker")
+        .args([
+            "exec",
+            &c,
+            "sh",
+            "-c",
+            "test -e /srv/data || test -e /data/ledger",
+        ])
+        .output()
+        .unwrap();
+    assert!(!stray.status.success(), "restored outside the volume");
+}
