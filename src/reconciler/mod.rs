@@ -12,6 +12,7 @@
 pub mod container;
 pub mod health;
 mod metrics;
+pub mod phases;
 mod restore;
 mod saga;
 pub mod smoke;

@@ -267,7 +267,7 @@ async fn an_interrupted_restore_is_resumed_and_still_restores() {
             .unwrap();
     r.t.rt.stop("sluice-acme", Duration::ZERO).await.unwrap();
     r.t.store
-        .set_update_phase(row.id, UpdatePhase::Snapshotting, None, now)
+        .advance_update(row.id, row.phase, UpdatePhase::Snapshotting, now)
         .await
         .unwrap();
     assert_eq!(r.t.rec.resume_all().await.unwrap(), 1);

@@ -22,6 +22,7 @@ use super::container::{
     container_spec, legacy_owned_by, may_remove_volume, volume_labels, volume_labels_for,
 };
 use super::health::{GateConfig, gate};
+use super::phases::{self, StepOutcome};
 use super::restore::RestoreSource;
 use super::volumes::{VolumeRemoval, remove_owned_volume};
 use super::{Inner, ReconcileError, event};
@@ -29,7 +30,25 @@ use crate::domain::{Health, UpdatePhase, WorkspaceName, WorkspaceState};
 use crate::runtime::{ContainerRuntime, ContainerSpec};
 use crate::store::{Outcome, SnapshotRow, UpdateKind, UpdateRow, Workspace};
 
-type Step = Result<UpdatePhase, String>;
+/// Why a step did not complete.
+#[derive(Debug)]
+enum StepFailure {
+    Failed(String),
+    /// `reverting` has no previous digest to return to.
+    NothingToRevert,
+}
+
+impl From<String> for StepFailure {
+    fn from(e: String) -> Self {
+        Self::Failed(e)
+    }
+}
+
+/// When the saga started, and when the workspace went down (for the metrics).
+struct Timing {
+    started: Instant,
+    down_since: Option<Instant>,
+}
 
 pub(super) struct Ctx<'a> {
     pub(super) row: &'a UpdateRow,
@@ -90,145 +109,38 @@ impl<R: ContainerRuntime> Inner<R> {
             w: &w,
         };
         let mut phase = row.phase;
-        let mut down_since: Option<Instant> = None;
+        if phase.is_terminal() {
+            tracing::warn!(
+                update = row.id,
+                phase = phase.as_str(),
+                "update already finished"
+            );
+            return Ok(());
+        }
+        let mut clock = Timing {
+            started,
+            down_since: None,
+        };
         loop {
             self.pause_hook(phase, w.name.as_str()).await;
             tracing::info!(workspace = %w.name, update = row.id, phase = phase.as_str(), "update phase");
-            let step: Step = match phase {
-                UpdatePhase::Pulling => match self.rt.ensure_image(&ctx.to.image).await {
-                    Err(e) => return self.finish_pull_failed(&ctx, format!("pull: {e}")).await,
-                    Ok(()) => match self.backup_possible(&ctx).await {
-                        Ok(()) => match self.restore_source_present(&ctx).await {
-                            Ok(()) => Ok(UpdatePhase::Stopping),
-                            Err(e) => return self.finish_pull_failed(&ctx, e).await,
-                        },
-                        Err(e) => return self.finish_pull_failed(&ctx, e).await,
-                    },
-                },
-                UpdatePhase::Stopping => {
-                    down_since = Some(Instant::now());
-                    self.stop_if_running(&ctx.name)
-                        .await
-                        .map(|()| UpdatePhase::Snapshotting)
-                }
-                UpdatePhase::Snapshotting => match self.snapshot_all(&ctx, &mut row).await {
-                    Ok(next) => Ok(next),
-                    // Nothing was changed yet: the volumes are as they were, so the old
-                    // container simply starts again; nothing is restored.
-                    Err(e) => return self.finish_snapshot_failed(&ctx, e).await,
-                },
-                UpdatePhase::Recreating => match &ctx.restore {
-                    // Restoring (a rollback with restore_data, an operator's restore or
-                    // recovery): the just-taken snapshots (above) make even this
-                    // undoable; a failure rolls back to them.
-                    Some(source) => self
-                        .restore_data(&ctx, source)
-                        .await
-                        .map(|()| UpdatePhase::Starting),
-                    None => self
-                        .ensure_container(&ctx.name, &ctx.to, w.name.as_str())
-                        .await
-                        .map(|()| UpdatePhase::Starting),
-                },
-                UpdatePhase::Starting => self
-                    .rt
-                    .start(&ctx.name)
-                    .await
-                    .map(|()| UpdatePhase::HealthChecking)
-                    .map_err(|e| e.to_string()),
-                UpdatePhase::HealthChecking => match self.health(&ctx).await {
-                    Ok(()) => {
-                        if let Some(d) = down_since {
-                            self.metrics.downtime.observe(d.elapsed().as_secs_f64());
-                        }
-                        self.metrics
-                            .duration
-                            .observe(started.elapsed().as_secs_f64());
-                        return self.finish_ok(&ctx).await;
-                    }
-                    Err(e) => Err(e),
-                },
-                UpdatePhase::RollingBack => {
-                    self.metrics.rollbacks.inc();
-                    self.stop_if_running(&ctx.name)
-                        .await
-                        .map(|()| UpdatePhase::Restoring)
-                }
-                UpdatePhase::Restoring => self.restore_all(&ctx).await,
-                UpdatePhase::Reverting => match &ctx.from {
-                    None => {
-                        return self
-                            .finish(
-                                &ctx,
-                                UpdatePhase::Failed,
-                                Some("no previous digest to roll back to".into()),
-                                WorkspaceState::Stopped,
-                                Health::Unhealthy,
-                                true,
-                            )
-                            .await;
-                    }
-                    Some(from) => match self.rt.ensure_image(&from.image).await {
-                        Err(e) => Err(e.to_string()),
-                        Ok(()) => self
-                            .ensure_container(&ctx.name, from, w.name.as_str())
-                            .await
-                            .map(|()| UpdatePhase::Verifying),
-                    },
-                },
-                UpdatePhase::Verifying => match self.health(&ctx).await {
-                    Ok(()) => {
-                        self.metrics
-                            .duration
-                            .observe(started.elapsed().as_secs_f64());
-                        return self
-                            .finish(
-                                &ctx,
-                                UpdatePhase::RolledBack,
-                                None,
-                                WorkspaceState::Running,
-                                Health::Healthy,
-                                true,
-                            )
-                            .await;
-                    }
-                    Err(e) => Err(e),
-                },
-                terminal => {
-                    tracing::warn!(
-                        update = row.id,
-                        phase = terminal.as_str(),
-                        "update already finished"
-                    );
-                    return Ok(());
-                }
+            let (outcome, reason) = match self.step(phase, &ctx, &mut row, &mut clock).await {
+                Ok(()) => (StepOutcome::Done, None),
+                Err(StepFailure::NothingToRevert) => (
+                    StepOutcome::NothingToRevert,
+                    Some("no previous digest to roll back to".to_owned()),
+                ),
+                Err(StepFailure::Failed(e)) => (StepOutcome::Failed, Some(e)),
             };
-            let now = self.clock.now();
-            phase = match step {
-                Ok(next) => next,
-                Err(reason) if is_forward(phase) => {
-                    tracing::warn!(workspace = %w.name, update = row.id, phase = phase.as_str(), error = %reason, "update failed; rolling back");
-                    self.store
-                        .set_update_phase(
-                            row.id,
-                            UpdatePhase::RollingBack,
-                            Some(&format!("{phase}: {reason}")),
-                            now,
-                        )
-                        .await?;
-                    self.store
-                        .set_workspace_state(w.id, WorkspaceState::RollingBack, now)
-                        .await?;
-                    phase = UpdatePhase::RollingBack;
-                    continue;
-                }
-                Err(reason) => {
-                    tracing::error!(workspace = %w.name, update = row.id, phase = phase.as_str(), error = %reason, "rollback failed; quarantining");
+            let to = match phases::next(phase, outcome) {
+                Ok(to) => to,
+                Err(illegal) => {
                     return self
                         .finish(
                             &ctx,
+                            phase,
                             UpdatePhase::Quarantined,
-                            Some(format!("rollback {phase}: {reason}")),
+                            Some(illegal.to_string()),
                             WorkspaceState::Quarantined,
                             Health::Unhealthy,
                             true,
@@ -236,9 +148,155 @@ impl<R: ContainerRuntime> Inner<R> {
                         .await;
                 }
             };
-            self.store
-                .set_update_phase(row.id, phase, None, now)
-                .await?;
+            if to.is_terminal() {
+                return self.end(&ctx, phase, to, reason, &clock).await;
+            }
+            let now = self.clock.now();
+            if to == UpdatePhase::RollingBack {
+                let reason = format!("{phase}: {}", reason.unwrap_or_default());
+                tracing::warn!(workspace = %w.name, update = row.id, phase = phase.as_str(), error = %reason, "update failed; rolling back");
+                let ev = event(
+                    w.name.as_str(),
+                    "update_rolling_back",
+                    serde_json::json!({"update_id": row.id, "from": row.from_digest,
+                        "to": row.to_digest, "error": reason}),
+                    row.rollout_id,
+                );
+                self.store
+                    .begin_rollback(&row, phase, &reason, &ev, now)
+                    .await?;
+            } else {
+                self.store.advance_update(row.id, phase, to, now).await?;
+            }
+            phase = to;
+        }
+    }
+
+    /// Runs the step of `phase` once. Each step first looks at what the runtime shows,
+    /// so running it again after a crash is harmless.
+    async fn step(
+        &self,
+        phase: UpdatePhase,
+        ctx: &Ctx<'_>,
+        row: &mut UpdateRow,
+        clock: &mut Timing,
+    ) -> Result<(), StepFailure> {
+        match phase {
+            UpdatePhase::Pulling => {
+                self.rt
+                    .ensure_image(&ctx.to.image)
+                    .await
+                    .map_err(|e| format!("pull: {e}"))?;
+                self.backup_possible(ctx).await?;
+                self.restore_source_present(ctx).await?;
+            }
+            UpdatePhase::Stopping => {
+                clock.down_since = Some(Instant::now());
+                self.stop_if_running(&ctx.name).await?;
+            }
+            UpdatePhase::Snapshotting => self.snapshot_all(ctx, row).await?,
+            UpdatePhase::Recreating => match &ctx.restore {
+                // Restoring (a rollback with restore_data, an operator's restore or
+                // recovery): the just-taken snapshots make even this undoable; a failure
+                // rolls back to them.
+                Some(source) => self.restore_data(ctx, source).await?,
+                None => {
+                    self.ensure_container(&ctx.name, &ctx.to, ctx.w.name.as_str())
+                        .await?;
+                }
+            },
+            UpdatePhase::Starting => self.rt.start(&ctx.name).await.map_err(|e| e.to_string())?,
+            UpdatePhase::HealthChecking | UpdatePhase::Verifying => self.health(ctx).await?,
+            UpdatePhase::RollingBack => {
+                self.metrics.rollbacks.inc();
+                self.stop_if_running(&ctx.name).await?;
+            }
+            UpdatePhase::Restoring => self.restore_all(ctx).await?,
+            UpdatePhase::Reverting => {
+                let from = ctx.from.as_ref().ok_or(StepFailure::NothingToRevert)?;
+                self.rt
+                    .ensure_image(&from.image)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                self.ensure_container(&ctx.name, from, ctx.w.name.as_str())
+                    .await?;
+            }
+            terminal => {
+                return Err(StepFailure::Failed(format!(
+                    "no step runs in terminal phase {terminal}"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the terminal outcome `to`, reached from `from` (see [`phases::next`]).
+    async fn end(
+        &self,
+        ctx: &Ctx<'_>,
+        from: UpdatePhase,
+        to: UpdatePhase,
+        reason: Option<String>,
+        clock: &Timing,
+    ) -> Result<(), ReconcileError> {
+        match (from, to) {
+            (_, UpdatePhase::Succeeded) => {
+                if let Some(d) = clock.down_since {
+                    self.metrics.downtime.observe(d.elapsed().as_secs_f64());
+                }
+                self.metrics
+                    .duration
+                    .observe(clock.started.elapsed().as_secs_f64());
+                self.finish_ok(ctx, from).await
+            }
+            (_, UpdatePhase::RolledBack) => {
+                self.metrics
+                    .duration
+                    .observe(clock.started.elapsed().as_secs_f64());
+                self.finish(
+                    ctx,
+                    from,
+                    to,
+                    None,
+                    WorkspaceState::Running,
+                    Health::Healthy,
+                    true,
+                )
+                .await
+            }
+            (UpdatePhase::Pulling, UpdatePhase::Failed) => {
+                self.finish_pull_failed(ctx, from, reason.unwrap_or_default())
+                    .await
+            }
+            (UpdatePhase::Snapshotting, UpdatePhase::Failed) => {
+                self.finish_snapshot_failed(ctx, reason.unwrap_or_default())
+                    .await
+            }
+            (_, UpdatePhase::Quarantined) => {
+                tracing::error!(workspace = %ctx.w.name, update = ctx.row.id, phase = from.as_str(), error = ?reason, "rollback failed; quarantining");
+                self.finish(
+                    ctx,
+                    from,
+                    to,
+                    Some(format!("rollback {from}: {}", reason.unwrap_or_default())),
+                    WorkspaceState::Quarantined,
+                    Health::Unhealthy,
+                    true,
+                )
+                .await
+            }
+            _ => {
+                self.finish(
+                    ctx,
+                    from,
+                    to,
+                    reason,
+                    WorkspaceState::Stopped,
+                    Health::Unhealthy,
+                    true,
+                )
+                .await
+            }
         }
     }
 
@@ -318,7 +376,7 @@ impl<R: ContainerRuntime> Inner<R> {
         Ok(())
     }
 
-    async fn snapshot_all(&self, ctx: &Ctx<'_>, row: &mut UpdateRow) -> Step {
+    async fn snapshot_all(&self, ctx: &Ctx<'_>, row: &mut UpdateRow) -> Result<(), String> {
         let err = |e: &dyn std::fmt::Display| e.to_string();
         self.snaps
             .discard_incomplete(row.id)
@@ -396,12 +454,12 @@ impl<R: ContainerRuntime> Inner<R> {
             }
         }
         row.snapshot_ids = ids;
-        Ok(UpdatePhase::Recreating)
+        Ok(())
     }
 
     /// Recreates each snapshotted volume empty and extracts its snapshot into it, through
     /// a stopped container of the digest being returned to.
-    async fn restore_all(&self, ctx: &Ctx<'_>) -> Step {
+    async fn restore_all(&self, ctx: &Ctx<'_>) -> Result<(), String> {
         let snaps: Vec<_> = self
             .store
             .snapshots_of_update(ctx.row.id)
@@ -411,8 +469,7 @@ impl<R: ContainerRuntime> Inner<R> {
             .filter(|s| s.state == "complete")
             .collect();
         let target = ctx.from.as_ref().unwrap_or(&ctx.to);
-        self.restore_volumes(ctx, &snaps, target).await?;
-        Ok(UpdatePhase::Reverting)
+        self.restore_volumes(ctx, &snaps, target).await
     }
 
     /// Verifies every snapshot, then (only if all are good) removes the container and
@@ -510,9 +567,10 @@ impl<R: ContainerRuntime> Inner<R> {
         gate(&self.rt, &self.http, &ctx.name, probe, cfg).await
     }
 
-    async fn finish_ok(&self, ctx: &Ctx<'_>) -> Result<(), ReconcileError> {
+    async fn finish_ok(&self, ctx: &Ctx<'_>, from: UpdatePhase) -> Result<(), ReconcileError> {
         self.finish(
             ctx,
+            from,
             UpdatePhase::Succeeded,
             None,
             WorkspaceState::Running,
@@ -522,9 +580,12 @@ impl<R: ContainerRuntime> Inner<R> {
         .await
     }
 
+    /// Ends an update that changed nothing (`from` is `pulling` or `snapshotting`): the
+    /// workspace is as it was, running or not.
     async fn finish_pull_failed(
         &self,
         ctx: &Ctx<'_>,
+        from: UpdatePhase,
         reason: String,
     ) -> Result<(), ReconcileError> {
         let running = matches!(self.rt.inspect(&ctx.name).await, Ok(Some(c)) if c.running);
@@ -538,8 +599,16 @@ impl<R: ContainerRuntime> Inner<R> {
         } else {
             Health::Unknown
         };
-        self.finish(ctx, UpdatePhase::Failed, Some(reason), state, health, true)
-            .await
+        self.finish(
+            ctx,
+            from,
+            UpdatePhase::Failed,
+            Some(reason),
+            state,
+            health,
+            true,
+        )
+        .await
     }
 
     /// A snapshot could not be taken (e.g. the disk filled): the partial file is already
@@ -560,12 +629,15 @@ impl<R: ContainerRuntime> Inner<R> {
         {
             tracing::error!(workspace = %ctx.w.name, error = %e, "starting the old container again failed");
         }
-        self.finish_pull_failed(ctx, reason).await
+        self.finish_pull_failed(ctx, UpdatePhase::Snapshotting, reason)
+            .await
     }
 
+    #[allow(clippy::too_many_arguments)] // reason: each is one part of the terminal record
     async fn finish(
         &self,
         ctx: &Ctx<'_>,
+        from: UpdatePhase,
         phase: UpdatePhase,
         error: Option<String>,
         state: WorkspaceState,
@@ -603,6 +675,7 @@ impl<R: ContainerRuntime> Inner<R> {
             "restored": ctx.restore.as_ref().map(ToString::to_string),
         });
         let outcome = Outcome {
+            from_phase: from,
             phase,
             error: error.clone(),
             actual_digest: actual,
@@ -651,15 +724,4 @@ fn restorable(ctx: &Ctx<'_>, s: &SnapshotRow, labels: &BTreeMap<String, String>)
 
 fn not_ours(volume: &str, reason: impl std::fmt::Display) -> String {
     format!("volume {volume} is not this workspace's to restore: {reason}")
-}
-
-fn is_forward(p: UpdatePhase) -> bool {
-    matches!(
-        p,
-        UpdatePhase::Stopping
-            | UpdatePhase::Snapshotting
-            | UpdatePhase::Recreating
-            | UpdatePhase::Starting
-            | UpdatePhase::HealthChecking
-    )
 }

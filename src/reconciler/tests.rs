@@ -211,7 +211,7 @@ async fn an_interrupted_update_is_resumed_at_its_phase() {
         .unwrap();
     t.rt.stop("sluice-acme", Duration::ZERO).await.unwrap();
     t.store
-        .set_update_phase(row.id, UpdatePhase::Snapshotting, None, now)
+        .advance_update(row.id, row.phase, UpdatePhase::Snapshotting, now)
         .await
         .unwrap();
     assert_eq!(t.rec.resume_all().await.unwrap(), 1);

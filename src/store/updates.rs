@@ -67,6 +67,8 @@ pub struct ConvergeTarget {
 /// How a saga ended, and what the workspace looks like afterwards.
 #[derive(Clone, Debug)]
 pub struct Outcome {
+    /// The phase the row is in now: the terminal write is a compare-and-set on it.
+    pub from_phase: UpdatePhase,
     pub phase: UpdatePhase,
     pub error: Option<String>,
     /// What now runs (None: nothing).
@@ -92,6 +94,18 @@ fn corrupt(e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt {
         what: "workspace update",
         message: e.to_string(),
+    }
+}
+
+/// A compare-and-set that changed no row: someone else moved the journal row on.
+fn stale_unless_one(rows: u64, id: i64, from: UpdatePhase) -> Result<(), StoreError> {
+    if rows == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::Conflict {
+            what: "update journal row",
+            key: format!("{id} (no longer in phase {from})"),
+        })
     }
 }
 
@@ -197,25 +211,66 @@ impl Store {
         from_row(&row)
     }
 
-    /// Journals the next phase (before the step acts).
-    pub async fn set_update_phase(
+    /// Journals the next phase (before the step acts): a compare-and-set on (`id`,
+    /// `from`), so a stale driver (a second daemon, a resumed row racing a live one)
+    /// fails with [`StoreError::Conflict`] instead of overwriting.
+    pub async fn advance_update(
         &self,
         id: i64,
-        phase: UpdatePhase,
-        error: Option<&str>,
+        from: UpdatePhase,
+        to: UpdatePhase,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE workspace_updates SET phase = $1, error = COALESCE($2, error), \
-             updated_at = $3, version = version + 1 WHERE id = $4",
+        let done = sqlx::query(
+            "UPDATE workspace_updates SET phase = $1, updated_at = $2, version = version + 1 \
+             WHERE id = $3 AND phase = $4",
         )
-        .bind(phase.as_str())
-        .bind(error)
+        .bind(to.as_str())
         .bind(to_millis(now))
         .bind(id)
+        .bind(from.as_str())
         .execute(&self.pool)
         .await
-        .ctx("set update phase")?;
+        .ctx("advance update")?;
+        stale_unless_one(done.rows_affected(), id, from)
+    }
+
+    /// Turns a failed update towards its rollback, in one transaction: the row goes from
+    /// `from` to `rolling_back` with `reason` (compare-and-set on `from`), the workspace
+    /// to `rolling_back`, and `event` is audited.
+    pub async fn begin_rollback(
+        &self,
+        row: &UpdateRow,
+        from: UpdatePhase,
+        reason: &str,
+        event: &NewEvent,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let ms = to_millis(now);
+        let mut tx = self.pool.begin().await.ctx("begin rollback")?;
+        let done = sqlx::query(
+            "UPDATE workspace_updates SET phase = 'rolling_back', error = $1, updated_at = $2, \
+             version = version + 1 WHERE id = $3 AND phase = $4",
+        )
+        .bind(reason)
+        .bind(ms)
+        .bind(row.id)
+        .bind(from.as_str())
+        .execute(&mut *tx)
+        .await
+        .ctx("journal rollback")?;
+        stale_unless_one(done.rows_affected(), row.id, from)?;
+        sqlx::query(
+            "UPDATE workspaces SET state = 'rolling_back', updated_at = $1, \
+             version = version + 1 WHERE id = $2",
+        )
+        .bind(ms)
+        .bind(row.workspace_id)
+        .execute(&mut *tx)
+        .await
+        .ctx("mark workspace rolling back")?;
+        append_event_in(&mut tx, event, now).await?;
+        tx.commit().await.ctx("commit rollback")?;
         Ok(())
     }
 
@@ -274,17 +329,20 @@ impl Store {
     ) -> Result<(), StoreError> {
         let ms = to_millis(now);
         let mut tx = self.pool.begin().await.ctx("begin finish update")?;
-        sqlx::query(
+        let done = sqlx::query(
             "UPDATE workspace_updates SET phase = $1, error = COALESCE($2, error), \
-             updated_at = $3, finished_at = $3, version = version + 1 WHERE id = $4",
+             updated_at = $3, finished_at = $3, version = version + 1 \
+             WHERE id = $4 AND phase = $5",
         )
         .bind(o.phase.as_str())
         .bind(o.error.as_deref())
         .bind(ms)
         .bind(row.id)
+        .bind(o.from_phase.as_str())
         .execute(&mut *tx)
         .await
         .ctx("finish update")?;
+        stale_unless_one(done.rows_affected(), row.id, o.from_phase)?;
         sqlx::query(
             "UPDATE workspaces SET actual_digest = $1, container_id = $2, state = $3, \
              health = $4, health_checked_at = $5, updated_at = $5, version = version + 1 \

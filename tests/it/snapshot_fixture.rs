@@ -70,6 +70,7 @@ pub async fn finish(store: &Store, ws: &Workspace, row: &UpdateRow, phase: Updat
         _ => (row.from_digest.clone(), WorkspaceState::Running, true),
     };
     let outcome = Outcome {
+        from_phase: row.phase,
         phase,
         error: failed.then(|| "health check failed".to_owned()),
         actual_digest: actual,

@@ -190,3 +190,78 @@ async fn a_deleted_workspace_gives_its_name_up_and_keeps_its_history() {
         "{events:?}"
     );
 }
+
+#[tokio::test]
+async fn journal_writes_are_compare_and_set_on_the_phase_they_leave() {
+    use sluice::domain::{Digest, Health, UpdatePhase, WorkspaceState};
+    use sluice::store::Outcome;
+
+    let (_dir, store) = fresh().await;
+    let now = Utc::now();
+    let w = store.insert_workspace(&new_ws("cas"), now).await.unwrap();
+    let to = Digest::of_bytes(b"to");
+    let row = store.open_update(w.id, None, None, &to, now).await.unwrap();
+    store
+        .advance_update(row.id, UpdatePhase::Pulling, UpdatePhase::Stopping, now)
+        .await
+        .unwrap();
+    // A second driver that still believes the row is in `pulling` is refused.
+    let stale = store
+        .advance_update(row.id, UpdatePhase::Pulling, UpdatePhase::Stopping, now)
+        .await
+        .unwrap_err();
+    assert!(matches!(stale, StoreError::Conflict { .. }), "{stale}");
+    assert!(
+        stale.to_string().contains("no longer in phase pulling"),
+        "{stale}"
+    );
+    let event = |action: &str| NewEvent {
+        actor: "system".into(),
+        subject: "workspace:cas".into(),
+        action: action.into(),
+        detail: serde_json::json!({}),
+        rollout_id: None,
+        workspace: Some("cas".into()),
+    };
+    let before = store.events(0, 100).await.unwrap().len();
+    let e = store
+        .begin_rollback(&row, UpdatePhase::Starting, "boom", &event("x"), now)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, StoreError::Conflict { .. }));
+    assert_eq!(
+        store.events(0, 100).await.unwrap().len(),
+        before,
+        "a refused rollback writes no event"
+    );
+    // The terminal write checks the phase too, and a refusal changes nothing.
+    let outcome = Outcome {
+        from_phase: UpdatePhase::HealthChecking,
+        phase: UpdatePhase::Succeeded,
+        error: None,
+        actual_digest: Some(to.clone()),
+        container_id: None,
+        state: WorkspaceState::Running,
+        health: Health::Healthy,
+        remember_failure: false,
+        reset_desired: false,
+        restored_from_update: None,
+        event: event("update_succeeded"),
+    };
+    assert!(matches!(
+        store.finish_update(&row, &outcome, now).await,
+        Err(StoreError::Conflict { .. })
+    ));
+    let w2 = store.workspace(&w.name).await.unwrap();
+    assert_eq!(w2.actual_digest, None, "the workspace row is untouched");
+    assert_eq!(store.events(0, 100).await.unwrap().len(), before);
+    let right = Outcome {
+        from_phase: UpdatePhase::Stopping,
+        ..outcome
+    };
+    store.finish_update(&row, &right, now).await.unwrap();
+    assert_eq!(
+        store.latest_update(w.id).await.unwrap().unwrap().phase,
+        UpdatePhase::Succeeded
+    );
+}
