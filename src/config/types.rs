@@ -318,6 +318,10 @@ pub struct UpdateSettings {
     /// How often the reconciler re-reads desired and observed state without a wake-up.
     #[serde(with = "humantime_serde")]
     pub reconcile_interval: Duration,
+    /// A step that fails while Docker does not answer waits up to this long for Docker to
+    /// come back, then runs again, instead of rolling back or quarantining.
+    #[serde(with = "humantime_serde")]
+    pub docker_outage_grace: Duration,
 }
 
 impl Default for UpdateSettings {
@@ -328,6 +332,7 @@ impl Default for UpdateSettings {
             healthy_deadline: Duration::from_secs(120),
             max_parallel: 4,
             reconcile_interval: Duration::from_secs(30),
+            docker_outage_grace: Duration::from_secs(300),
         }
     }
 }

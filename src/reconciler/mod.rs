@@ -59,6 +59,12 @@ pub struct ReconcilerConfig {
     pub reconcile_interval: Duration,
     pub require_snapshot: bool,
     pub health_poll: Duration,
+    /// How long a failed step waits for an unreachable Docker before it counts.
+    pub docker_outage_grace: Duration,
+    /// Attempts of a rollback step before the workspace is quarantined (each after a
+    /// backoff that starts at `retry_backoff` and doubles): a hiccup must not quarantine.
+    pub rollback_attempts: u32,
+    pub retry_backoff: Duration,
 }
 
 impl ReconcilerConfig {
@@ -71,6 +77,9 @@ impl ReconcilerConfig {
             reconcile_interval: s.update.reconcile_interval,
             require_snapshot: s.snapshots.require_snapshot,
             health_poll: Duration::from_millis(250),
+            docker_outage_grace: s.update.docker_outage_grace,
+            rollback_attempts: 3,
+            retry_backoff: Duration::from_secs(1),
         }
     }
 }

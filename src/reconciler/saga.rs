@@ -124,7 +124,10 @@ impl<R: ContainerRuntime> Inner<R> {
         loop {
             self.pause_hook(phase, w.name.as_str()).await;
             tracing::info!(workspace = %w.name, update = row.id, phase = phase.as_str(), "update phase");
-            let (outcome, reason) = match self.step(phase, &ctx, &mut row, &mut clock).await {
+            let (outcome, reason) = match self
+                .step_with_retries(phase, &ctx, &mut row, &mut clock)
+                .await
+            {
                 Ok(()) => (StepOutcome::Done, None),
                 Err(StepFailure::NothingToRevert) => (
                     StepOutcome::NothingToRevert,
@@ -170,6 +173,57 @@ impl<R: ContainerRuntime> Inner<R> {
             }
             phase = to;
         }
+    }
+
+    /// Runs the step of `phase`, again after a failure that was only a hiccup: while Docker
+    /// does not answer, the step waits for it (up to `docker_outage_grace`) and then runs
+    /// again; a rollback step gets `rollback_attempts` tries with a doubling backoff. A
+    /// step is safe to repeat (it looks at what the runtime shows first).
+    async fn step_with_retries(
+        &self,
+        phase: UpdatePhase,
+        ctx: &Ctx<'_>,
+        row: &mut UpdateRow,
+        clock: &mut Timing,
+    ) -> Result<(), StepFailure> {
+        let mut attempt = 1u32;
+        let mut outages = 0u32;
+        let mut backoff = self.cfg.retry_backoff;
+        loop {
+            let result = self.step(phase, ctx, row, clock).await;
+            let Err(StepFailure::Failed(e)) = &result else {
+                return result;
+            };
+            if !self.rt.ping().await && outages < 10 {
+                outages += 1;
+                tracing::warn!(workspace = %ctx.w.name, update = ctx.row.id, phase = phase.as_str(), error = %e, "docker does not answer; waiting for it before going on");
+                if !self.wait_for_docker().await {
+                    return result;
+                }
+                continue;
+            }
+            if !phases::is_rollback(phase) || attempt >= self.cfg.rollback_attempts {
+                return result;
+            }
+            tracing::warn!(workspace = %ctx.w.name, update = ctx.row.id, phase = phase.as_str(), attempt, error = %e, "rollback step failed; trying again");
+            tokio::time::sleep(backoff).await;
+            backoff = backoff.saturating_mul(2);
+            attempt += 1;
+        }
+    }
+
+    /// Polls Docker until it answers (true) or `docker_outage_grace` has passed (false).
+    async fn wait_for_docker(&self) -> bool {
+        let deadline = Instant::now() + self.cfg.docker_outage_grace;
+        let mut pause = self.cfg.retry_backoff;
+        while Instant::now() < deadline {
+            tokio::time::sleep(pause).await;
+            if self.rt.ping().await {
+                return true;
+            }
+            pause = (pause * 2).min(Duration::from_secs(10));
+        }
+        false
     }
 
     /// Runs the step of `phase` once. Each step first looks at what the runtime shows,

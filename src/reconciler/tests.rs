@@ -55,6 +55,7 @@ pub(super) async fn setup(min_free: u64) -> T {
     let rt = FakeRuntime::new();
     let mut cfg = ReconcilerConfig::from_settings(&s);
     cfg.health_poll = Duration::from_millis(10);
+    cfg.retry_backoff = Duration::from_millis(10);
     let rec = Reconciler::new(
         rt.clone(),
         store.clone(),
@@ -163,6 +164,41 @@ async fn a_failed_rollback_quarantines_the_workspace() {
     assert_eq!(t.ws().await.state, WorkspaceState::Quarantined);
     // Nothing more happens to it automatically.
     t.rt.add_image(&pinned(3));
+    t.desire(3).await;
+    assert_eq!(t.latest().await.phase, UpdatePhase::Quarantined);
+}
+
+#[tokio::test]
+async fn a_docker_restart_during_an_update_is_waited_out() {
+    let t = setup(0).await;
+    t.rt.add_image(&pinned(1));
+    t.rt.add_image(&pinned(2));
+    t.desire(1).await;
+    // dockerd restarts as the update pulls: the pull and the next pings are refused.
+    t.rt.go_down_at("ensure image", 6);
+    t.desire(2).await;
+    let u = t.latest().await;
+    assert_eq!(u.phase, UpdatePhase::Succeeded, "{:?}", u.error);
+    assert_eq!(t.ws().await.actual_digest, Some(digest(2)));
+}
+
+#[tokio::test]
+async fn a_hiccup_in_a_rollback_step_is_retried_not_quarantined() {
+    let t = setup(0).await;
+    t.rt.add_image(&pinned(1));
+    t.rt.add_crashing_image(&pinned(2));
+    t.desire(1).await;
+    let before = t.data();
+    // Restoring removes the volume to refill it: the first two tries fail.
+    t.rt.fail_next("volume remove", 2);
+    t.desire(2).await;
+    let u = t.latest().await;
+    assert_eq!(u.phase, UpdatePhase::RolledBack, "{:?}", u.error);
+    assert_eq!(t.ws().await.state, WorkspaceState::Running);
+    assert!(t.data().starts_with(&before), "volume restored");
+    // A rollback step that keeps failing still quarantines, after its attempts.
+    t.rt.add_crashing_image(&pinned(3));
+    t.rt.fail_next("volume remove", 10);
     t.desire(3).await;
     assert_eq!(t.latest().await.phase, UpdatePhase::Quarantined);
 }

@@ -405,6 +405,10 @@ impl ContainerRuntime for DockerRuntime {
         }
     }
 
+    async fn ping(&self) -> bool {
+        self.docker.ping().await.is_ok()
+    }
+
     async fn volume_host_path(&self, name: &str) -> Result<Option<PathBuf>, RuntimeError> {
         if !self.same_host {
             return Ok(None);

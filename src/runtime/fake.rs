@@ -30,6 +30,12 @@ struct State {
     crashing: BTreeSet<String>,
     /// Names of managed containers stopped or removed (the fake's event log).
     events: Vec<String>,
+    /// The next this many calls (pings included) fail as if the engine were down.
+    unreachable: usize,
+    /// Operation → how many of its next calls fail (an engine hiccup; pings still answer).
+    failing: HashMap<&'static str, usize>,
+    /// When this operation is next called, the engine goes down for that many calls.
+    down_at: Option<(&'static str, usize)>,
 }
 
 /// In-memory runtime; clones share state.
@@ -53,6 +59,38 @@ impl FakeRuntime {
 
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+
+    /// The engine goes down for `calls` calls (this one included) when `op` is next
+    /// called: a dockerd restart at a chosen moment.
+    pub fn go_down_at(&self, op: &'static str, calls: usize) {
+        self.lock().down_at = Some((op, calls));
+    }
+
+    /// The next `calls` calls of `op` (e.g. `"volume remove"`) fail.
+    pub fn fail_next(&self, op: &'static str, calls: usize) {
+        self.lock().failing.insert(op, calls);
+    }
+
+    /// Fails the call while the engine is down or the operation is set to fail.
+    fn answer(&self, op: &'static str, target: &str) -> Result<(), RuntimeError> {
+        let mut s = self.lock();
+        if let Some((at, calls)) = s.down_at
+            && at == op
+        {
+            s.down_at = None;
+            s.unreachable = calls;
+        }
+        if s.unreachable > 0 {
+            s.unreachable -= 1;
+            return Err(refused(op, target, "connection refused (engine down)"));
+        }
+        if let Some(n) = s.failing.get_mut(op).filter(|n| **n > 0) {
+            *n -= 1;
+            return Err(refused(op, target, "injected failure"));
+        }
+        Ok(())
     }
 
     /// Makes `image` pullable (the fake's registry).
@@ -118,6 +156,7 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> RuntimeError {
 
 impl ContainerRuntime for FakeRuntime {
     async fn ensure_image(&self, image: &str) -> Result<(), RuntimeError> {
+        self.answer("ensure image", image)?;
         if self.lock().images.contains(image) {
             Ok(())
         } else {
@@ -126,10 +165,12 @@ impl ContainerRuntime for FakeRuntime {
     }
 
     async fn inspect(&self, name: &str) -> Result<Option<ContainerInfo>, RuntimeError> {
+        self.answer("inspect", name)?;
         Ok(Self::find(&mut self.lock(), name).map(|c| info(c)))
     }
 
     async fn create(&self, spec: &ContainerSpec) -> Result<String, RuntimeError> {
+        self.answer("create", &spec.name)?;
         let mut s = self.lock();
         if s.containers.contains_key(&spec.name) {
             return Err(refused("create", &spec.name, "name already in use"));
@@ -154,6 +195,7 @@ impl ContainerRuntime for FakeRuntime {
     }
 
     async fn start(&self, name: &str) -> Result<(), RuntimeError> {
+        self.answer("start", name)?;
         let mut s = self.lock();
         let crashing = s.crashing.clone();
         let c =
@@ -175,6 +217,7 @@ impl ContainerRuntime for FakeRuntime {
     }
 
     async fn stop(&self, name: &str, _grace: Duration) -> Result<(), RuntimeError> {
+        self.answer("stop", name)?;
         let mut s = self.lock();
         let stopped = Self::find(&mut s, name).and_then(|c| {
             let was = c.running;
@@ -191,6 +234,7 @@ impl ContainerRuntime for FakeRuntime {
     }
 
     async fn remove(&self, name: &str) -> Result<(), RuntimeError> {
+        self.answer("remove", name)?;
         let mut s = self.lock();
         let key = Self::find(&mut s, name).map(|c| c.spec.name.clone());
         if let Some(k) = key {
@@ -217,6 +261,7 @@ impl ContainerRuntime for FakeRuntime {
         path: &str,
         dest: &Path,
     ) -> Result<(u64, String), RuntimeError> {
+        self.answer("archive download", container)?;
         let bytes = {
             let mut s = self.lock();
             let c = Self::find(&mut s, container)
@@ -243,6 +288,7 @@ impl ContainerRuntime for FakeRuntime {
         dir: &str,
         src: &Path,
     ) -> Result<(), RuntimeError> {
+        self.answer("archive upload", container)?;
         let bytes = tokio::fs::read(src).await.map_err(io_err(src))?;
         let mut s = self.lock();
         let c = Self::find(&mut s, container)
@@ -265,6 +311,7 @@ impl ContainerRuntime for FakeRuntime {
         name: &str,
         labels: &BTreeMap<String, String>,
     ) -> Result<bool, RuntimeError> {
+        self.answer("volume create", name)?;
         let mut s = self.lock();
         if s.volumes.contains_key(name) {
             return Ok(false);
@@ -278,6 +325,7 @@ impl ContainerRuntime for FakeRuntime {
         &self,
         name: &str,
     ) -> Result<Option<BTreeMap<String, String>>, RuntimeError> {
+        self.answer("volume inspect", name)?;
         Ok(self.lock().volumes.get(name).map(|(l, _)| l.clone()))
     }
 
@@ -290,6 +338,7 @@ impl ContainerRuntime for FakeRuntime {
     }
 
     async fn volume_remove(&self, name: &str) -> Result<(), RuntimeError> {
+        self.answer("volume remove", name)?;
         let mut s = self.lock();
         if s.containers
             .values()
@@ -302,6 +351,10 @@ impl ContainerRuntime for FakeRuntime {
     }
 
     /// The fake keeps no times: every stop of a managed container since creation.
+    async fn ping(&self) -> bool {
+        self.answer("ping", "engine").is_ok()
+    }
+
     async fn events_since(&self, _since_secs: i64) -> Result<Vec<String>, RuntimeError> {
         Ok(self.lock().events.clone())
     }

@@ -172,6 +172,9 @@ pub trait ContainerRuntime: Send + Sync + 'static {
         &self,
         name: &str,
     ) -> impl Future<Output = Result<Option<std::path::PathBuf>, RuntimeError>> + Send;
+    /// True when the engine answers at all (a failed step while it does not is waited
+    /// out, not rolled back or quarantined).
+    fn ping(&self) -> impl Future<Output = bool> + Send;
     /// Names of managed containers that died, were stopped or destroyed since `since_secs`
     /// (Unix seconds) until now: the drift detector's hint.
     fn events_since(
