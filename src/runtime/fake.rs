@@ -61,7 +61,6 @@ impl FakeRuntime {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-
     /// The engine goes down for `calls` calls (this one included) when `op` is next
     /// called: a dockerd restart at a chosen moment.
     pub fn go_down_at(&self, op: &'static str, calls: usize) {

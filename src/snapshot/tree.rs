@@ -247,7 +247,11 @@ pub fn write_tar<W: Write>(root: &Path, out: W) -> io::Result<(W, Manifest)> {
                 h.set_size(0);
                 tar.append_link(&mut h, &name, archive_name(&target))
             }
-            None if f.meta.is_file() => tar.append_file(&name, &mut File::open(&f.abs)?),
+            None if f.meta.is_file() => {
+                // Looking for holes costs syscalls: only where blocks say there are some.
+                tar.sparse(f.meta.blocks() * 512 < f.meta.len());
+                tar.append_file(&name, &mut File::open(&f.abs)?)
+            }
             None => tar.append_path_with_name(&f.abs, &name),
         }
     })?;
@@ -310,30 +314,22 @@ fn parse_mtime(v: &[u8]) -> Option<(i64, i64)> {
 /// Extracts an archive made by [`write_tar`] into `root` (an empty directory: call
 /// [`clear_dir`] first), with owners, modes, xattrs, holes and hard links, then sets
 /// every mtime (directories last, so writing their children does not move them).
+///
+/// Every name is checked: no `..`, nothing absolute, and nothing below a symlink the
+/// archive itself created, so no entry can land outside `root`.
 pub fn unpack_tar<R: Read>(src: R, root: &Path) -> io::Result<()> {
     let mut ar = tar::Archive::new(src);
     ar.set_preserve_permissions(true);
     ar.set_preserve_ownerships(true);
-    ar.set_preserve_mtime(true);
+    ar.set_preserve_mtime(false);
     ar.set_unpack_xattrs(true);
     ar.set_overwrite(true);
     let mut times: Vec<(PathBuf, i64, i64)> = Vec::new();
+    let mut symlinks: std::collections::HashSet<PathBuf> = std::collections::HashSet::new();
     for entry in ar.entries()? {
         let mut entry = entry?;
-        let rel = entry.path()?.into_owned();
-        let mut dst = root.to_path_buf();
-        for c in rel.components() {
-            match c {
-                std::path::Component::CurDir => {}
-                std::path::Component::Normal(p) => dst.push(p),
-                _ => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        format!("archive entry {} leaves the volume", rel.display()),
-                    ));
-                }
-            }
-        }
+        let rel = inside(&entry.path()?, &symlinks)?;
+        let dst = root.join(&rel);
         let mtime = entry
             .pax_extensions()?
             .into_iter()
@@ -343,22 +339,57 @@ pub fn unpack_tar<R: Read>(src: R, root: &Path) -> io::Result<()> {
             .and_then(|e| parse_mtime(e.value_bytes()));
         let header_mtime = entry.header().mtime()?;
         let (sec, nsec) = mtime.unwrap_or((i64::try_from(header_mtime).unwrap_or(0), 0));
-        if dst == root {
+        let kind = entry.header().entry_type();
+        if rel.as_os_str().is_empty() {
             apply_root(&mut entry, root)?;
-        } else if !entry.unpack_in(root)? {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("archive entry {} was not extracted", rel.display()),
-            ));
+        } else if kind == tar::EntryType::Link {
+            let target = entry.link_name()?.ok_or_else(|| {
+                io::Error::new(io::ErrorKind::InvalidData, "hard link without a target")
+            })?;
+            let target = inside(&target, &symlinks)?;
+            fs::hard_link(root.join(target), &dst)?;
+            continue;
+        } else {
+            if kind == tar::EntryType::Symlink {
+                symlinks.insert(rel.clone());
+            }
+            entry.unpack(&dst)?;
         }
-        if entry.header().entry_type() != tar::EntryType::Link {
-            times.push((dst, sec, nsec));
-        }
+        times.push((dst, sec, nsec));
     }
     for (path, sec, nsec) in times.iter().rev() {
         set_mtime(path, *sec, *nsec)?;
     }
     Ok(())
+}
+
+/// `name` (from the archive) as a path relative to the volume: `.` components dropped,
+/// refused when it climbs (`..`), is absolute, or passes through a symlink the archive
+/// made (`symlinks`).
+fn inside(name: &Path, symlinks: &std::collections::HashSet<PathBuf>) -> io::Result<PathBuf> {
+    let mut rel = PathBuf::new();
+    for c in name.components() {
+        match c {
+            std::path::Component::CurDir => {}
+            std::path::Component::Normal(p) => rel.push(p),
+            _ => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("archive entry {} leaves the volume", name.display()),
+                ));
+            }
+        }
+    }
+    if rel.ancestors().skip(1).any(|a| symlinks.contains(a)) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "archive entry {} leaves the volume through a symlink",
+                name.display()
+            ),
+        ));
+    }
+    Ok(rel)
 }
 
 /// The archive's root entry describes the volume's own directory: its mode, owner and

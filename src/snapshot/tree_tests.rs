@@ -147,3 +147,33 @@ fn an_entry_that_leaves_the_root_is_refused() {
     assert!(e.to_string().contains("leaves the volume"), "{e}");
     assert!(!tmp.path().join("escape").exists());
 }
+
+#[test]
+fn an_entry_below_a_symlink_of_the_archive_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let outside = tmp.path().join("outside");
+    fs::create_dir(&outside).unwrap();
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Symlink);
+    h.set_size(0);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(1);
+    b.append_link(&mut h, "./escape", &outside).unwrap();
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_size(1);
+    h.set_mode(0o644);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(1);
+    b.append_data(&mut h, "./escape/planted", &b"x"[..])
+        .unwrap();
+    let bytes = b.into_inner().unwrap();
+    let root = tmp.path().join("root");
+    fs::create_dir(&root).unwrap();
+    let e = unpack_tar(bytes.as_slice(), &root).unwrap_err();
+    assert!(e.to_string().contains("through a symlink"), "{e}");
+    assert!(!outside.join("planted").exists());
+}
