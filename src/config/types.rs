@@ -318,6 +318,12 @@ pub struct UpdateSettings {
     /// How often the reconciler re-reads desired and observed state without a wake-up.
     #[serde(with = "humantime_serde")]
     pub reconcile_interval: Duration,
+    /// On SIGTERM/SIGINT, how long running updates may go on to their next journal point
+    /// before they are aborted (they resume from the journal at the next start). Keep it
+    /// well under the service manager's stop timeout (`TimeoutStopSec`), which kills the
+    /// process when it runs out.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
 }
 
 impl Default for UpdateSettings {
@@ -328,6 +334,7 @@ impl Default for UpdateSettings {
             healthy_deadline: Duration::from_secs(120),
             max_parallel: 4,
             reconcile_interval: Duration::from_secs(30),
+            shutdown_grace: Duration::from_secs(60),
         }
     }
 }
