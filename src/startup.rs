@@ -5,15 +5,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::api::{self, AppState};
 use crate::config::Settings;
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
 
-/// How long in-flight requests get to finish after shutdown is requested.
+/// How long in-flight requests get to finish after shutdown is requested. (Running
+/// updates get `[update] shutdown_grace` instead: see `reconciler`, "Stopping".)
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(4);
+
+/// While waiting at shutdown for the long-lived tasks, how often the ones left are logged.
+const STILL_WAITING_EVERY: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -151,10 +157,10 @@ impl Application {
                 hints,
             },
         };
-        let reconciler = match state.docker.get() {
-            Some(d) => Some(build_reconciler(&settings, &state, &d, &wakers).await),
-            None => None,
-        };
+        let reconciler = state
+            .docker
+            .get()
+            .map(|d| build_reconciler(&settings, &state, &d, &wakers));
         Ok(Self {
             listener,
             state,
@@ -186,38 +192,58 @@ impl Application {
         &self.rollout_ops
     }
 
-    /// Serves until `shutdown` is cancelled, then drains for at most [`SHUTDOWN_GRACE`].
+    /// Serves until `shutdown` is cancelled, then drains requests for at most
+    /// [`SHUTDOWN_GRACE`] and waits for every long-lived task (watchdog, notifier,
+    /// watcher, controller, Docker event follower, reconciler with its running updates,
+    /// snapshot cleanup) to end before closing the store. The reconciler takes at most
+    /// `[update] shutdown_grace`; the others stop at once.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<(), StartupError> {
         let addr = self.local_addr();
         tracing::info!(%addr, data_dir = %self.settings.data.dir.display(), "sluice api listening");
-        let _systemd = crate::systemd::spawn(
-            self.state.store.clone(),
-            self.state.docker.get(),
-            self.settings.docker.clone(),
-            addr,
-            shutdown.clone(),
+        let tasks = TaskTracker::new();
+        track(
+            &tasks,
+            "systemd",
+            crate::systemd::spawn(
+                self.state.store.clone(),
+                self.state.docker.get(),
+                self.settings.docker.clone(),
+                addr,
+                shutdown.clone(),
+            ),
         );
-        let _notifications = crate::notify::spawn(
+        if let Some(notifier) = crate::notify::spawn(
             self.state.store.clone(),
             &self.settings.notifications,
             &self.state.metrics,
             shutdown.clone(),
+        ) {
+            track(&tasks, "notifier", notifier);
+        }
+        track(
+            &tasks,
+            "watcher",
+            tokio::spawn(self.watcher.run(shutdown.clone())),
         );
-        let watcher = tokio::spawn(self.watcher.run(shutdown.clone()));
         match self.reconciler.clone() {
-            Some(rec) => start_reconciler(rec, &self.settings, &self.state, &shutdown),
+            Some(rec) => start_reconciler(rec, &self.settings, &self.state, &shutdown, &tasks),
             None => {
                 let (settings, state, wakers) = (
                     self.settings.clone(),
                     self.state.clone(),
                     self.wakers.clone(),
                 );
-                tokio::spawn(connect_docker_later(
-                    settings,
-                    state,
-                    wakers,
-                    shutdown.clone(),
-                ));
+                track(
+                    &tasks,
+                    "docker connect",
+                    tokio::spawn(connect_docker_later(
+                        settings,
+                        state,
+                        wakers,
+                        shutdown.clone(),
+                        tasks.clone(),
+                    )),
+                );
             }
         }
         let controller = crate::rollout::controller::Controller::new(
@@ -232,7 +258,11 @@ impl Application {
                 self.state.store.clone(),
                 crate::reconciler::smoke::SMOKE_TIMEOUT,
             )));
-        let controller = tokio::spawn(controller.run(shutdown.clone()));
+        track(
+            &tasks,
+            "rollout controller",
+            tokio::spawn(controller.run(shutdown.clone())),
+        );
         let app = api::router(self.state.clone());
         let stop = shutdown.clone();
         let server = axum::serve(self.listener, app)
@@ -244,9 +274,17 @@ impl Application {
                 tracing::warn!("in-flight requests did not finish within the shutdown grace period");
             }
         }
-        let _ = watcher.await;
-        if let Err(e) = controller.await {
-            tracing::warn!(error = %e, "rollout controller task ended abnormally");
+        // The server ended on its own (it only does on shutdown): make sure every task
+        // sees the stop, then wait for all of them.
+        shutdown.cancel();
+        tasks.close();
+        loop {
+            tokio::select! {
+                () = tasks.wait() => break,
+                () = tokio::time::sleep(STILL_WAITING_EVERY) => {
+                    tracing::info!(tasks = tasks.len(), "stopping: waiting for running tasks to finish");
+                }
+            }
         }
         self.state.store.close().await;
         tracing::info!("sluice stopped");
@@ -254,8 +292,19 @@ impl Application {
     }
 }
 
-/// Builds the reconciler and resumes every unfinished update before any new work starts.
-async fn build_reconciler(
+/// Makes the daemon wait for a task spawned elsewhere at shutdown; logs a panic.
+fn track(tasks: &TaskTracker, task: &'static str, handle: JoinHandle<()>) {
+    tasks.spawn(async move {
+        match handle.await {
+            Ok(()) => tracing::debug!(task, "task stopped"),
+            Err(e) => tracing::error!(task, error = %e, "task ended abnormally"),
+        }
+    });
+}
+
+/// Builds the reconciler. Unfinished updates are resumed by its loop before any new work
+/// starts (`Reconciler::run`), so a stop requested meanwhile is graceful too.
+fn build_reconciler(
     settings: &Settings,
     state: &AppState,
     docker: &Arc<bollard::Docker>,
@@ -272,7 +321,7 @@ async fn build_reconciler(
     } else {
         crate::runtime::DockerRuntime::new(docker.as_ref().clone())
     };
-    let rec = crate::reconciler::Reconciler::new(
+    crate::reconciler::Reconciler::new(
         runtime,
         state.store.clone(),
         snaps,
@@ -280,21 +329,17 @@ async fn build_reconciler(
         Arc::new(crate::clock::SystemClock),
         crate::reconciler::ReconcilerMetrics::register(state.metrics.registry()),
         wakers.clone(),
-    );
-    match rec.resume_all().await {
-        Ok(0) => {}
-        Ok(n) => tracing::info!(resumed = n, "unfinished updates resumed"),
-        Err(e) => tracing::error!(error = %e, "resuming unfinished updates failed"),
-    }
-    rec
+    )
 }
 
-/// Spawns the reconciler loop and the snapshot cleanup loop.
+/// Spawns the reconciler loop, the snapshot cleanup loop and the Docker event follower
+/// on `tasks`.
 fn start_reconciler(
     rec: crate::reconciler::Reconciler<crate::runtime::DockerRuntime>,
     settings: &Settings,
     state: &AppState,
     shutdown: &CancellationToken,
+    tasks: &TaskTracker,
 ) {
     let snaps = crate::snapshot::Snapshots::new(
         settings.snapshot_dir(),
@@ -308,25 +353,30 @@ fn start_reconciler(
         let runtime = crate::runtime::DockerRuntime::new(docker.as_ref().clone());
         let wakers = state.wakers.clone();
         let stop = shutdown.clone();
-        tokio::spawn(async move {
-            let hint = |name: &str| {
-                tracing::debug!(container = name, "docker event: waking the reconciler");
-                wakers.reconciler.notify_one();
-            };
-            runtime.follow_events(hint, stop).await;
-        });
+        track(
+            tasks,
+            "docker events",
+            tokio::spawn(async move {
+                let hint = |name: &str| {
+                    tracing::debug!(container = name, "docker event: waking the reconciler");
+                    wakers.reconciler.notify_one();
+                };
+                runtime.follow_events(hint, stop).await;
+            }),
+        );
     }
-    crate::reconciler::spawn(rec, snaps, clock, every, shutdown.clone());
+    crate::reconciler::spawn(rec, snaps, clock, every, shutdown.clone(), tasks);
 }
 
 /// Docker did not answer at startup: retry with backoff (1 s doubling to 30 s) until it
-/// does, then resume unfinished updates and start the reconciler, exactly as a start
-/// with Docker up would have.
+/// does, then start the reconciler (which first resumes unfinished updates), exactly as
+/// a start with Docker up would have.
 async fn connect_docker_later(
     settings: Settings,
     state: AppState,
     wakers: crate::wake::Wakers,
     shutdown: CancellationToken,
+    tasks: TaskTracker,
 ) {
     let mut delay = Duration::from_secs(1);
     loop {
@@ -339,8 +389,8 @@ async fn connect_docker_later(
                 let d = Arc::new(d);
                 state.docker.set(d.clone());
                 tracing::info!("docker answers; starting the reconciler");
-                let rec = build_reconciler(&settings, &state, &d, &wakers).await;
-                start_reconciler(rec, &settings, &state, &shutdown);
+                let rec = build_reconciler(&settings, &state, &d, &wakers);
+                start_reconciler(rec, &settings, &state, &shutdown, &tasks);
                 return;
             }
             Err(e) => {

@@ -307,6 +307,27 @@ mod tests {
         assert!(s.snapshots.require_snapshot);
     }
 
+    /// systemd SIGKILLs the daemon when `TimeoutStopSec` runs out: it must leave the
+    /// running updates their whole `shutdown_grace` plus time to close down.
+    #[test]
+    fn the_unit_gives_the_shutdown_grace_room_to_run_out() {
+        let unit = include_str!("../../deploy/sluice.service");
+        let deploy = include_str!("../../deploy/sluice.toml");
+        let stop = unit
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("TimeoutStopSec="))
+            .expect("deploy/sluice.service sets TimeoutStopSec");
+        let stop = humantime::parse_duration(stop.trim()).expect("a duration");
+        let grace = load_from_str(deploy, env(&[]))
+            .expect("deploy/sluice.toml loads")
+            .update
+            .shutdown_grace;
+        assert!(
+            stop >= grace + Duration::from_secs(20),
+            "TimeoutStopSec {stop:?} leaves no room after shutdown_grace {grace:?}"
+        );
+    }
+
     #[test]
     fn file_and_environment_combine() {
         let file = "[poll]\ninterval = \"1m\"\njitter = 0.2\n[api]\nlisten = \"127.0.0.1:9000\"\n";

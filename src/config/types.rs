@@ -322,6 +322,12 @@ pub struct UpdateSettings {
     /// come back, then runs again, instead of rolling back or quarantining.
     #[serde(with = "humantime_serde")]
     pub docker_outage_grace: Duration,
+    /// On SIGTERM/SIGINT, how long running updates may go on to their next journal point
+    /// before they are aborted (they resume from the journal at the next start). Keep it
+    /// well under the service manager's stop timeout (`TimeoutStopSec`), which kills the
+    /// process when it runs out.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
 }
 
 impl Default for UpdateSettings {
@@ -333,6 +339,7 @@ impl Default for UpdateSettings {
             max_parallel: 4,
             reconcile_interval: Duration::from_secs(30),
             docker_outage_grace: Duration::from_secs(300),
+            shutdown_grace: Duration::from_secs(60),
         }
     }
 }

@@ -4,6 +4,25 @@
 //! ([`Reconciler::resume_all`], run by `Application::build` before any new work),
 //! adoption of an existing matching container without a restart, and drift detection.
 //!
+//! # Stopping
+//!
+//! [`Reconciler::run`] owns every saga it starts (a `JoinSet`). When its stop token is
+//! cancelled (SIGTERM/SIGINT) it starts nothing new — no pass, no saga; a saga still
+//! waiting for a `max_parallel` slot gives up before opening or touching anything — and
+//! sets the reconciler's own stop flag. Running sagas are **not** cut: they go on until
+//! they reach their next journal point, bounded by `[update] shutdown_grace`. Whatever
+//! still runs after that is aborted; its journal row stays at its phase and is resumed at
+//! the next start, as after a crash.
+//!
+//! Contract with the saga driver ([`saga`]): after journaling a phase and before acting
+//! on it, the driver calls `Inner::stopping()`; when it returns `true` the driver returns
+//! `Ok(())` without acting, leaving the row at the phase just journaled. A step that has
+//! begun always runs to its end (a snapshot is complete or failed, never half-written;
+//! a restore is verified or failed), so a graceful stop never leaves a step half done.
+//! Long waits inside a step that are safe to leave early (the health gate's polling) may
+//! also watch `Inner::stop_token().cancelled()`; leaving early there must not journal a
+//! failure.
+//!
 //! Test-only hook: when the environment variable `SLUICE_TEST_PAUSE_AT` names a saga
 //! phase (e.g. `snapshotting`), the saga logs `test_pause` with that phase right after
 //! journaling it and then sleeps forever, so a test can SIGKILL the daemon exactly
@@ -22,9 +41,10 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 pub use metrics::ReconcilerMetrics;
 
@@ -65,6 +85,9 @@ pub struct ReconcilerConfig {
     /// backoff that starts at `retry_backoff` and doubles): a hiccup must not quarantine.
     pub rollback_attempts: u32,
     pub retry_backoff: Duration,
+    /// After a stop is requested, how long running sagas may go on to their next journal
+    /// point before they are aborted (`[update] shutdown_grace`).
+    pub shutdown_grace: Duration,
 }
 
 impl ReconcilerConfig {
@@ -80,6 +103,7 @@ impl ReconcilerConfig {
             docker_outage_grace: s.update.docker_outage_grace,
             rollback_attempts: 3,
             retry_backoff: Duration::from_secs(1),
+            shutdown_grace: s.update.shutdown_grace,
         }
     }
 }
@@ -96,6 +120,25 @@ pub(crate) struct Inner<R> {
     sem: Arc<Semaphore>,
     http: reqwest::Client,
     pause_at: Option<String>,
+    /// Cancelled once the daemon is stopping: sagas read it between steps (see the module
+    /// docs, "Stopping") so a graceful stop ends them at a journal point, never mid-step.
+    stop: CancellationToken,
+}
+
+impl<R> Inner<R> {
+    /// True once a stop was requested. The saga driver checks it after journaling a
+    /// phase and before acting on it; `true` means: return without acting, the row stays
+    /// at that phase and is resumed at the next start.
+    pub(super) fn stopping(&self) -> bool {
+        self.stop.is_cancelled()
+    }
+
+    /// The stop flag as a token, for waits inside a step that may end early
+    /// (`self.stop_token().cancelled().await`).
+    #[allow(dead_code)] // reason: part of the saga contract; the saga driver adopts it
+    pub(super) fn stop_token(&self) -> &CancellationToken {
+        &self.stop
+    }
 }
 
 /// Cheap to clone; clones share the per-workspace locks and the parallelism limit.
@@ -171,6 +214,7 @@ impl<R: ContainerRuntime> Reconciler<R> {
                 busy: Mutex::new(HashSet::new()),
                 http,
                 pause_at,
+                stop: CancellationToken::new(),
             }),
         }
     }
@@ -191,12 +235,22 @@ impl<R: ContainerRuntime> Reconciler<R> {
         })
     }
 
-    /// Resumes every unfinished journal row (forwards where safe, otherwise back) and
-    /// waits for all of them to reach a terminal phase. Returns how many were resumed.
-    pub async fn resume_all(&self) -> Result<usize, ReconcileError> {
+    /// Waits for a `max_parallel` slot. `None` once a stop was requested: the caller must
+    /// not start (nothing was opened or touched yet).
+    async fn slot(&self) -> Option<OwnedSemaphorePermit> {
+        let permit = tokio::select! {
+            biased;
+            () = self.inner.stop.cancelled() => return None,
+            p = self.inner.sem.clone().acquire_owned() => p.ok()?,
+        };
+        (!self.inner.stopping()).then_some(permit)
+    }
+
+    /// Spawns one task per unfinished journal row into `set` (forwards where safe,
+    /// otherwise back). Returns how many rows were open.
+    async fn spawn_resumes(&self, set: &mut JoinSet<()>) -> Result<usize, ReconcileError> {
         let rows = self.inner.store.open_updates().await?;
         let n = rows.len();
-        let mut set = JoinSet::new();
         for row in rows {
             let Some(guard) = self.try_lock(row.workspace_id) else {
                 continue;
@@ -204,13 +258,24 @@ impl<R: ContainerRuntime> Reconciler<R> {
             let me = self.clone();
             set.spawn(async move {
                 let _guard = guard;
-                let _permit = me.inner.sem.clone().acquire_owned().await;
+                let Some(_permit) = me.slot().await else {
+                    return;
+                };
                 tracing::warn!(update = row.id, phase = %row.phase, "resuming interrupted update");
                 if let Err(e) = me.inner.resume(row).await {
                     tracing::error!(error = %e, "resuming an update failed");
                 }
             });
         }
+        Ok(n)
+    }
+
+    /// Resumes every unfinished journal row (forwards where safe, otherwise back) and
+    /// waits for all of them to reach a terminal phase. Returns how many were resumed.
+    /// [`Reconciler::run`] does the same first, stop-aware.
+    pub async fn resume_all(&self) -> Result<usize, ReconcileError> {
+        let mut set = JoinSet::new();
+        let n = self.spawn_resumes(&mut set).await?;
         while set.join_next().await.is_some() {}
         Ok(n)
     }
@@ -230,7 +295,9 @@ impl<R: ContainerRuntime> Reconciler<R> {
             let me = self.clone();
             set.spawn(async move {
                 let _guard = guard;
-                let _permit = me.inner.sem.clone().acquire_owned().await;
+                let Some(_permit) = me.slot().await else {
+                    return;
+                };
                 tracing::info!(
                     update = row.id,
                     kind = row.kind.as_str(),
@@ -248,7 +315,9 @@ impl<R: ContainerRuntime> Reconciler<R> {
             let me = self.clone();
             set.spawn(async move {
                 let _guard = guard;
-                let _permit = me.inner.sem.clone().acquire_owned().await;
+                let Some(_permit) = me.slot().await else {
+                    return;
+                };
                 if let Err(e) = me.converge(&t.name, t.rollout_id).await {
                     tracing::error!(workspace = %t.name, error = %e, "converging failed");
                 }
@@ -278,23 +347,72 @@ impl<R: ContainerRuntime> Reconciler<R> {
         }
     }
 
-    /// The loop: a pass on every wake-up and every `reconcile_interval`, until `stop`.
+    /// The loop, until `stop`: first every unfinished journal row is resumed (no new work
+    /// starts before they have ended), then a pass on every wake-up and every
+    /// `reconcile_interval`. On `stop` it starts nothing more and lets running sagas reach
+    /// their next journal point for at most `shutdown_grace` (module docs, "Stopping").
     pub async fn run(self, stop: CancellationToken) {
         let mut set = JoinSet::new();
-        loop {
-            while set.try_join_next().is_some() {}
-            if let Err(e) = self.pass(&mut set).await {
+        match self.spawn_resumes(&mut set).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(resumed = n, "resuming unfinished updates"),
+            Err(e) => tracing::error!(error = %e, "resuming unfinished updates failed"),
+        }
+        let resumed = tokio::select! {
+            biased;
+            () = stop.cancelled() => false,
+            () = join_all(&mut set) => true,
+        };
+        if resumed {
+            self.serve(&stop, &mut set).await;
+        }
+        self.drain(set).await;
+    }
+
+    /// Passes until `stop`; sagas started go into `set`.
+    async fn serve(&self, stop: &CancellationToken, set: &mut JoinSet<()>) {
+        while !stop.is_cancelled() {
+            while let Some(r) = set.try_join_next() {
+                report_join(r);
+            }
+            if let Err(e) = self.pass(set).await {
                 tracing::error!(error = %e, "reconcile pass failed");
             }
             tokio::select! {
+                biased;
                 () = stop.cancelled() => break,
                 () = self.inner.wakers.reconciler.notified() => {}
                 () = tokio::time::sleep(self.inner.cfg.reconcile_interval) => {}
-                Some(_) = set.join_next(), if !set.is_empty() => {}
+                Some(r) = set.join_next(), if !set.is_empty() => report_join(r),
             }
         }
-        // Interrupted sagas stay journaled at their phase and resume at the next start.
-        set.abort_all();
+    }
+
+    /// Stopping: raises the sagas' stop flag, waits up to `shutdown_grace` for the running
+    /// ones to return, then aborts the rest (their rows resume at the next start).
+    async fn drain(&self, mut set: JoinSet<()>) {
+        self.inner.stop.cancel();
+        let grace = self.inner.cfg.shutdown_grace;
+        if !set.is_empty() {
+            tracing::info!(
+                running = set.len(),
+                grace = %humantime::format_duration(grace),
+                "stopping: letting running updates reach their next journal point"
+            );
+        }
+        if tokio::time::timeout(grace, join_all(&mut set))
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                aborted = set.len(),
+                grace = %humantime::format_duration(grace),
+                "updates still running after update.shutdown_grace; aborting them \
+                 (they resume from their journaled phase at the next start)"
+            );
+            set.abort_all();
+            while set.join_next().await.is_some() {}
+        }
         tracing::info!("reconciler stopped");
     }
 
@@ -352,6 +470,10 @@ impl<R: ContainerRuntime> Reconciler<R> {
             .and_then(|c| c.digest_label())
             .and_then(|d| Digest::parse(d).ok())
             .or_else(|| w.actual_digest.clone());
+        if inner.stopping() {
+            // Stopping: no new journal row, no new saga.
+            return Ok(());
+        }
         let row = inner
             .store
             .open_update(w.id, rollout, from.as_ref(), &desired, now)
@@ -413,17 +535,36 @@ impl<R: ContainerRuntime> Reconciler<R> {
     }
 }
 
-/// Spawns the reconciler loop and the snapshot cleanup loop on `stop`.
+/// Waits for every task of `set`, logging any that panicked.
+async fn join_all(set: &mut JoinSet<()>) {
+    while let Some(r) = set.join_next().await {
+        report_join(r);
+    }
+}
+
+fn report_join(r: Result<(), tokio::task::JoinError>) {
+    if let Err(e) = r
+        && e.is_panic()
+    {
+        tracing::error!(error = %e, "an update task panicked");
+    }
+}
+
+/// Spawns the reconciler loop and the snapshot cleanup loop on `tasks`; both end on
+/// `stop` (the loop after its running sagas, see the module docs), and the daemon waits
+/// for them through `tasks` before it exits.
 pub fn spawn<R: ContainerRuntime>(
     rec: Reconciler<R>,
     snaps: Snapshots,
     clock: Arc<dyn Clock>,
     cleanup_interval: Duration,
     stop: CancellationToken,
+    tasks: &TaskTracker,
 ) {
-    tokio::spawn(rec.run(stop.clone()));
-    tokio::spawn(async move {
+    tasks.spawn(rec.run(stop.clone()));
+    tasks.spawn(async move {
         loop {
+            // A cleanup that has begun runs to its end; the stop is seen between runs.
             if let Err(e) = snaps.cleanup(clock.now()).await {
                 tracing::error!(error = %e, "snapshot cleanup failed");
             }
@@ -432,10 +573,13 @@ pub fn spawn<R: ContainerRuntime>(
                 () = tokio::time::sleep(cleanup_interval) => {}
             }
         }
+        tracing::debug!("snapshot cleanup stopped");
     });
 }
 
 #[cfg(test)]
 mod restore_tests;
+#[cfg(test)]
+mod shutdown_tests;
 #[cfg(test)]
 mod tests;

@@ -122,6 +122,12 @@ impl<R: ContainerRuntime> Inner<R> {
             down_since: None,
         };
         loop {
+            // A stop was requested: the row stays at its journaled phase, resumed on the
+            // next start; the step that ran last has finished (see `Inner::stopping`).
+            if self.stopping() {
+                tracing::info!(workspace = %w.name, update = row.id, phase = phase.as_str(), "stopping: update left at its journaled phase");
+                return Ok(());
+            }
             self.pause_hook(phase, w.name.as_str()).await;
             tracing::info!(workspace = %w.name, update = row.id, phase = phase.as_str(), "update phase");
             let (outcome, reason) = match self

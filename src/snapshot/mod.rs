@@ -157,8 +157,21 @@ impl Snapshots {
         tokio::fs::rename(&partial, &path)
             .await
             .map_err(io(&path))?;
-        if let Ok(d) = tokio::fs::File::open(&self.dir).await {
-            let _ = d.sync_all().await;
+        // The rename must be durable before the row says `complete`.
+        let synced = match tokio::fs::File::open(&self.dir).await {
+            Ok(d) => d.sync_all().await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = synced {
+            let _ = tokio::fs::remove_file(&path).await;
+            self.store.set_snapshot_state(&id, "failed").await?;
+            return Err(SnapshotError::Io {
+                path: self.dir.display().to_string(),
+                source: std::io::Error::new(
+                    e.kind(),
+                    format!("fsync of the snapshot directory after renaming {id}: {e}"),
+                ),
+            });
         }
         self.store.complete_snapshot(&id, &done).await?;
         tracing::info!(workspace = %workspace, snapshot = %id, volume, size = done.size, method = done.method, "snapshot complete");
@@ -342,7 +355,9 @@ async fn archive_host_tree(dir: PathBuf, partial: PathBuf) -> Result<SnapshotDon
         let file = buf
             .into_inner()
             .map_err(std::io::IntoInnerError::into_error)?;
-        file.sync_all()?;
+        file.sync_all().map_err(|e| {
+            std::io::Error::new(e.kind(), format!("fsync of the snapshot file: {e}"))
+        })?;
         Ok(SnapshotDone {
             size,
             sha256,

@@ -1,6 +1,7 @@
 //! The store: every SQL statement of sluice lives under this module.
 //!
-//! SQLite (WAL, busy timeout, foreign keys) is the embedded default. The SQL is written to
+//! SQLite (WAL with `synchronous = FULL`, busy timeout, foreign keys) is the embedded
+//! default: a journal write that returned is durable before the action it announces. The SQL is written to
 //! run unchanged on PostgreSQL: positional `$n` parameters, Unix-millisecond `BIGINT`
 //! times, no SQLite-only functions in queries. Writers of mutable rows check `version`
 //! (optimistic concurrency) and report [`StoreError::Conflict`] on a lost race.
@@ -110,6 +111,32 @@ impl Store {
         max_connections: u32,
         busy_timeout: Duration,
     ) -> Result<Self, StoreError> {
+        Self::open_with(url, max_connections, busy_timeout, SqliteSynchronous::Full).await
+    }
+
+    /// [`Store::open`] with `synchronous = NORMAL`: a power loss may drop the last
+    /// commits. Only for `benches/journal.rs`, which measures what FULL costs.
+    #[doc(hidden)]
+    pub async fn open_normal_sync_for_bench(
+        url: &str,
+        max_connections: u32,
+        busy_timeout: Duration,
+    ) -> Result<Self, StoreError> {
+        Self::open_with(
+            url,
+            max_connections,
+            busy_timeout,
+            SqliteSynchronous::Normal,
+        )
+        .await
+    }
+
+    async fn open_with(
+        url: &str,
+        max_connections: u32,
+        busy_timeout: Duration,
+        synchronous: SqliteSynchronous,
+    ) -> Result<Self, StoreError> {
         let open_err = |source| StoreError::Open {
             url: url.to_owned(),
             source,
@@ -118,7 +145,11 @@ impl Store {
             .map_err(open_err)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
+            // FULL (`open`): a commit is on disk when it returns (WAL fsynced per transaction).
+            // With NORMAL a power loss can drop the last commits, among them a journal
+            // phase whose action (a stop, a volume emptied for a restore) already
+            // happened. Cost measured in benches/journal.rs (docs/reconciler.md).
+            .synchronous(synchronous)
             .busy_timeout(busy_timeout)
             .foreign_keys(true);
         if let Some(parent) = Path::new(options.get_filename()).parent()

@@ -25,6 +25,7 @@ mod rollout_harness;
 mod rollout_restore;
 mod runtime_contract;
 mod second_engine;
+mod shutdown;
 mod smoke_http;
 mod snapshot_api;
 mod snapshot_cli;
