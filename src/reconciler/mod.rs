@@ -1,7 +1,7 @@
 //! The workspace reconciler: makes Docker run each workspace's `desired_digest`, through
 //! the journaled update saga ([`saga`]), one saga per workspace, at most
 //! `[update] max_parallel` at once. Also: crash resume of unfinished journal rows
-//! ([`Reconciler::resume_all`], run by `Application::build` before any new work),
+//! ([`Reconciler::resume_all`], run by [`Reconciler::run`] before its first pass),
 //! adoption of an existing matching container without a restart, and drift detection.
 //!
 //! # Stopping
@@ -23,10 +23,11 @@
 //! also watch `Inner::stop_token().cancelled()`; leaving early there must not journal a
 //! failure.
 //!
-//! Test-only hook: when the environment variable `SLUICE_TEST_PAUSE_AT` names a saga
-//! phase (e.g. `snapshotting`), the saga logs `test_pause` with that phase right after
-//! journaling it and then sleeps forever, so a test can SIGKILL the daemon exactly
-//! there. Unset (always, outside tests) it does nothing.
+//! Test-only hook, compiled into the test build only (the `fault-injection` feature, see
+//! `crate::fault` for the finer fault points): when the environment variable
+//! `SLUICE_TEST_PAUSE_AT` names a saga phase (e.g. `snapshotting`), the saga logs
+//! `test_pause` with that phase right after journaling it and then sleeps forever, so a
+//! test can SIGKILL the daemon exactly there. A production build never reads it.
 
 pub mod container;
 pub mod health;
@@ -196,7 +197,11 @@ impl<R: ContainerRuntime> Reconciler<R> {
         metrics: ReconcilerMetrics,
         wakers: Wakers,
     ) -> Self {
-        let pause_at = std::env::var(PAUSE_ENV).ok().filter(|p| !p.is_empty());
+        // Only a build with fault points (the tests') reads the hook.
+        let pause_at = cfg!(feature = "fault-injection")
+            .then(|| std::env::var(PAUSE_ENV).ok())
+            .flatten()
+            .filter(|p| !p.is_empty());
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(2))
             .build()
@@ -392,6 +397,7 @@ impl<R: ContainerRuntime> Reconciler<R> {
     /// ones to return, then aborts the rest (their rows resume at the next start).
     async fn drain(&self, mut set: JoinSet<()>) {
         self.inner.stop.cancel();
+        crate::fault::release();
         let grace = self.inner.cfg.shutdown_grace;
         if !set.is_empty() {
             tracing::info!(

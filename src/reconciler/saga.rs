@@ -130,10 +130,8 @@ impl<R: ContainerRuntime> Inner<R> {
             }
             self.pause_hook(phase, w.name.as_str()).await;
             tracing::info!(workspace = %w.name, update = row.id, phase = phase.as_str(), "update phase");
-            let (outcome, reason) = match self
-                .step_with_retries(phase, &ctx, &mut row, &mut clock)
-                .await
-            {
+            let step = self.step_with_retries(phase, &ctx, &mut row, &mut clock);
+            let (outcome, reason) = match crate::fault::in_phase(phase.as_str(), step).await {
                 Ok(()) => (StepOutcome::Done, None),
                 Err(StepFailure::NothingToRevert) => (
                     StepOutcome::NothingToRevert,

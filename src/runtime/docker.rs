@@ -229,30 +229,36 @@ fn info_from_inspect(c: bollard::models::ContainerInspectResponse) -> ContainerI
 
 impl ContainerRuntime for DockerRuntime {
     async fn ensure_image(&self, image: &str) -> Result<(), RuntimeError> {
-        match self.docker.inspect_image(image).await {
-            Ok(_) => return Ok(()),
-            Err(e) if is_status(&e, &[404]) => {}
-            Err(e) => return Err(err("inspect image", image)(e)),
-        }
-        let opts = CreateImageOptionsBuilder::default()
-            .from_image(image)
-            .build();
-        let mut pull = self.docker.create_image(Some(opts), None, None);
-        while let Some(item) = pull.next().await {
-            let item = item.map_err(err("pull", image))?;
-            if let Some(e) = item.error_detail.and_then(|d| d.message) {
-                return Err(RuntimeError::Refused {
-                    op: "pull",
-                    target: image.to_owned(),
-                    message: e,
-                });
+        crate::fault::point("pull.before").await;
+        let result = async {
+            match self.docker.inspect_image(image).await {
+                Ok(_) => return Ok(()),
+                Err(e) if is_status(&e, &[404]) => {}
+                Err(e) => return Err(err("inspect image", image)(e)),
             }
+            let opts = CreateImageOptionsBuilder::default()
+                .from_image(image)
+                .build();
+            let mut pull = self.docker.create_image(Some(opts), None, None);
+            while let Some(item) = pull.next().await {
+                let item = item.map_err(err("pull", image))?;
+                if let Some(e) = item.error_detail.and_then(|d| d.message) {
+                    return Err(RuntimeError::Refused {
+                        op: "pull",
+                        target: image.to_owned(),
+                        message: e,
+                    });
+                }
+            }
+            self.docker
+                .inspect_image(image)
+                .await
+                .map(|_| ())
+                .map_err(err("inspect pulled image", image))
         }
-        self.docker
-            .inspect_image(image)
-            .await
-            .map(|_| ())
-            .map_err(err("inspect pulled image", image))
+        .await;
+        crate::fault::point("pull.after").await;
+        result
     }
 
     async fn inspect(&self, name: &str) -> Result<Option<ContainerInfo>, RuntimeError> {
@@ -264,42 +270,66 @@ impl ContainerRuntime for DockerRuntime {
     }
 
     async fn create(&self, spec: &ContainerSpec) -> Result<String, RuntimeError> {
-        let opts = CreateContainerOptionsBuilder::default()
-            .name(&spec.name)
-            .build();
-        let r = self
-            .docker
-            .create_container(Some(opts), body(spec))
-            .await
-            .map_err(err("create", &spec.name))?;
-        Ok(r.id)
+        crate::fault::point("create.before").await;
+        let result = async {
+            let opts = CreateContainerOptionsBuilder::default()
+                .name(&spec.name)
+                .build();
+            let r = self
+                .docker
+                .create_container(Some(opts), body(spec))
+                .await
+                .map_err(err("create", &spec.name))?;
+            Ok(r.id)
+        }
+        .await;
+        crate::fault::point("create.after").await;
+        result
     }
 
     async fn start(&self, name: &str) -> Result<(), RuntimeError> {
-        match self.docker.start_container(name, None).await {
-            Ok(()) => Ok(()),
-            Err(e) if is_status(&e, &[304]) => Ok(()),
-            Err(e) => Err(err("start", name)(e)),
+        crate::fault::point("start.before").await;
+        let result = async {
+            match self.docker.start_container(name, None).await {
+                Ok(()) => Ok(()),
+                Err(e) if is_status(&e, &[304]) => Ok(()),
+                Err(e) => Err(err("start", name)(e)),
+            }
         }
+        .await;
+        crate::fault::point("start.after").await;
+        result
     }
 
     async fn stop(&self, name: &str, grace: Duration) -> Result<(), RuntimeError> {
-        let t = i32::try_from(grace.as_secs()).unwrap_or(i32::MAX);
-        let opts = StopContainerOptionsBuilder::default().t(t).build();
-        match self.docker.stop_container(name, Some(opts)).await {
-            Ok(()) => Ok(()),
-            Err(e) if is_status(&e, &[304, 404]) => Ok(()),
-            Err(e) => Err(err("stop", name)(e)),
+        crate::fault::point("stop.before").await;
+        let result = async {
+            let t = i32::try_from(grace.as_secs()).unwrap_or(i32::MAX);
+            let opts = StopContainerOptionsBuilder::default().t(t).build();
+            match self.docker.stop_container(name, Some(opts)).await {
+                Ok(()) => Ok(()),
+                Err(e) if is_status(&e, &[304, 404]) => Ok(()),
+                Err(e) => Err(err("stop", name)(e)),
+            }
         }
+        .await;
+        crate::fault::point("stop.after").await;
+        result
     }
 
     async fn remove(&self, name: &str) -> Result<(), RuntimeError> {
-        let opts = RemoveContainerOptionsBuilder::default().force(true).build();
-        match self.docker.remove_container(name, Some(opts)).await {
-            Ok(()) => Ok(()),
-            Err(e) if is_status(&e, &[404]) => Ok(()),
-            Err(e) => Err(err("remove", name)(e)),
+        crate::fault::point("remove.before").await;
+        let result = async {
+            let opts = RemoveContainerOptionsBuilder::default().force(true).build();
+            match self.docker.remove_container(name, Some(opts)).await {
+                Ok(()) => Ok(()),
+                Err(e) if is_status(&e, &[404]) => Ok(()),
+                Err(e) => Err(err("remove", name)(e)),
+            }
         }
+        .await;
+        crate::fault::point("remove.after").await;
+        result
     }
 
     async fn list_managed(&self) -> Result<Vec<ContainerInfo>, RuntimeError> {
@@ -330,23 +360,29 @@ impl ContainerRuntime for DockerRuntime {
         path: &str,
         dest: &Path,
     ) -> Result<(u64, String), RuntimeError> {
-        let opts = DownloadFromContainerOptionsBuilder::default()
-            .path(path)
-            .build();
-        let mut stream = self.docker.download_from_container(container, Some(opts));
-        let file = tokio::fs::File::create(dest).await.map_err(io_err(dest))?;
-        let mut file = tokio::io::BufWriter::with_capacity(1 << 20, file);
-        let mut hasher = Sha256::new();
-        let mut size = 0u64;
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(err("archive download", container))?;
-            hasher.update(&chunk);
-            size += chunk.len() as u64;
-            file.write_all(&chunk).await.map_err(io_err(dest))?;
+        crate::fault::point("archive_download.before").await;
+        let result = async {
+            let opts = DownloadFromContainerOptionsBuilder::default()
+                .path(path)
+                .build();
+            let mut stream = self.docker.download_from_container(container, Some(opts));
+            let file = tokio::fs::File::create(dest).await.map_err(io_err(dest))?;
+            let mut file = tokio::io::BufWriter::with_capacity(1 << 20, file);
+            let mut hasher = Sha256::new();
+            let mut size = 0u64;
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(err("archive download", container))?;
+                hasher.update(&chunk);
+                size += chunk.len() as u64;
+                file.write_all(&chunk).await.map_err(io_err(dest))?;
+            }
+            file.flush().await.map_err(io_err(dest))?;
+            file.get_ref().sync_all().await.map_err(io_err(dest))?;
+            Ok((size, hex::encode(hasher.finalize())))
         }
-        file.flush().await.map_err(io_err(dest))?;
-        file.get_ref().sync_all().await.map_err(io_err(dest))?;
-        Ok((size, hex::encode(hasher.finalize())))
+        .await;
+        crate::fault::point("archive_download.after").await;
+        result
     }
 
     async fn archive_upload(
@@ -355,23 +391,29 @@ impl ContainerRuntime for DockerRuntime {
         dir: &str,
         src: &Path,
     ) -> Result<(), RuntimeError> {
-        let file = tokio::fs::File::open(src).await.map_err(io_err(src))?;
-        let chunks = futures_util::stream::unfold(file, |mut f| async move {
-            let mut buf = vec![0u8; 1 << 20];
-            match f.read(&mut buf).await {
-                Ok(0) => None,
-                Ok(n) => {
-                    buf.truncate(n);
-                    Some((Ok(bytes::Bytes::from(buf)), f))
+        crate::fault::point("archive_upload.before").await;
+        let result = async {
+            let file = tokio::fs::File::open(src).await.map_err(io_err(src))?;
+            let chunks = futures_util::stream::unfold(file, |mut f| async move {
+                let mut buf = vec![0u8; 1 << 20];
+                match f.read(&mut buf).await {
+                    Ok(0) => None,
+                    Ok(n) => {
+                        buf.truncate(n);
+                        Some((Ok(bytes::Bytes::from(buf)), f))
+                    }
+                    Err(e) => Some((Err(e), f)),
                 }
-                Err(e) => Some((Err(e), f)),
-            }
-        });
-        let opts = UploadToContainerOptionsBuilder::default().path(dir).build();
-        self.docker
-            .upload_to_container(container, Some(opts), bollard::body_try_stream(chunks))
-            .await
-            .map_err(err("archive upload", container))
+            });
+            let opts = UploadToContainerOptionsBuilder::default().path(dir).build();
+            self.docker
+                .upload_to_container(container, Some(opts), bollard::body_try_stream(chunks))
+                .await
+                .map_err(err("archive upload", container))
+        }
+        .await;
+        crate::fault::point("archive_upload.after").await;
+        result
     }
 
     async fn volume_create(
@@ -379,19 +421,25 @@ impl ContainerRuntime for DockerRuntime {
         name: &str,
         labels: &BTreeMap<String, String>,
     ) -> Result<bool, RuntimeError> {
-        if self.volume_inspect(name).await?.is_some() {
-            return Ok(false);
+        crate::fault::point("volume_create.before").await;
+        let result = async {
+            if self.volume_inspect(name).await?.is_some() {
+                return Ok(false);
+            }
+            let req = VolumeCreateRequest {
+                name: Some(name.to_owned()),
+                labels: Some(labels.clone().into_iter().collect()),
+                ..Default::default()
+            };
+            self.docker
+                .create_volume(req)
+                .await
+                .map_err(err("create volume", name))?;
+            Ok(true)
         }
-        let req = VolumeCreateRequest {
-            name: Some(name.to_owned()),
-            labels: Some(labels.clone().into_iter().collect()),
-            ..Default::default()
-        };
-        self.docker
-            .create_volume(req)
-            .await
-            .map_err(err("create volume", name))?;
-        Ok(true)
+        .await;
+        crate::fault::point("volume_create.after").await;
+        result
     }
 
     async fn volume_inspect(
@@ -429,15 +477,21 @@ impl ContainerRuntime for DockerRuntime {
     }
 
     async fn volume_remove(&self, name: &str) -> Result<(), RuntimeError> {
-        match self
-            .docker
-            .remove_volume(name, None::<bollard::query_parameters::RemoveVolumeOptions>)
-            .await
-        {
-            Ok(()) => Ok(()),
-            Err(e) if is_status(&e, &[404]) => Ok(()),
-            Err(e) => Err(err("remove volume", name)(e)),
+        crate::fault::point("volume_remove.before").await;
+        let result = async {
+            match self
+                .docker
+                .remove_volume(name, None::<bollard::query_parameters::RemoveVolumeOptions>)
+                .await
+            {
+                Ok(()) => Ok(()),
+                Err(e) if is_status(&e, &[404]) => Ok(()),
+                Err(e) => Err(err("remove volume", name)(e)),
+            }
         }
+        .await;
+        crate::fault::point("volume_remove.after").await;
+        result
     }
 
     async fn events_since(&self, since_secs: i64) -> Result<Vec<String>, RuntimeError> {

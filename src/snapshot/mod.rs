@@ -157,6 +157,7 @@ impl Snapshots {
         tokio::fs::rename(&partial, &path)
             .await
             .map_err(io(&path))?;
+        crate::fault::point("snapshot.renamed").await;
         // The rename must be durable before the row says `complete`.
         let synced = match tokio::fs::File::open(&self.dir).await {
             Ok(d) => d.sync_all().await,
@@ -267,10 +268,14 @@ impl Snapshots {
                 ))
             })?;
             let expected = row.manifest_sha256.clone();
-            let restored =
-                tokio::task::spawn_blocking(move || restore_host_tree(&id, &path, &sha, &dir))
-                    .await
-                    .map_err(|e| invalid(format!("restore task: {e}")))??;
+            let restored = {
+                let phase = crate::fault::phase();
+                tokio::task::spawn_blocking(move || {
+                    restore_host_tree(phase, &id, &path, &sha, &dir)
+                })
+            }
+            .await
+            .map_err(|e| invalid(format!("restore task: {e}")))??;
             if Some(&restored.sha256) != expected.as_ref() {
                 return Err(invalid(format!(
                     "volume {} does not match the snapshot after restore (manifest {}, \
@@ -347,9 +352,11 @@ pub const METHOD_ARCHIVE: &str = "archive";
 /// the tree, fsynced.
 async fn archive_host_tree(dir: PathBuf, partial: PathBuf) -> Result<SnapshotDone, SnapshotError> {
     let at = partial.clone();
+    let phase = crate::fault::phase();
     tokio::task::spawn_blocking(move || -> std::io::Result<SnapshotDone> {
         let file = std::fs::File::create(&partial)?;
-        let out = HashingWriter::new(std::io::BufWriter::with_capacity(1 << 20, file));
+        let mut out = HashingWriter::new(std::io::BufWriter::with_capacity(1 << 20, file));
+        out.midway = Some(phase);
         let (out, manifest) = tree::write_tar(&dir, out)?;
         let (buf, size, sha256) = out.finish();
         let file = buf
@@ -379,6 +386,7 @@ async fn archive_host_tree(dir: PathBuf, partial: PathBuf) -> Result<SnapshotDon
 /// manifest. Callers check the whole file before anything is stopped (see the saga's
 /// `restore_volumes`); the hash here catches a file changed since, in the same read.
 fn restore_host_tree(
+    phase: Option<&'static str>,
     id: &str,
     file: &Path,
     expected_sha: &str,
@@ -386,7 +394,9 @@ fn restore_host_tree(
 ) -> Result<tree::Manifest, SnapshotError> {
     let f = std::fs::File::open(file).map_err(io(file))?;
     tree::clear_dir(dir).map_err(io(dir))?;
+    crate::fault::point_blocking(phase, "restore.cleared");
     let mut reader = HashingReader::new(std::io::BufReader::with_capacity(1 << 20, f));
+    reader.midway = Some(phase);
     tree::unpack_tar(&mut reader, dir).map_err(io(dir))?;
     std::io::copy(&mut reader, &mut std::io::sink()).map_err(io(file))?;
     if reader.finish() != expected_sha {
@@ -403,6 +413,9 @@ fn restore_host_tree(
 struct HashingReader<R> {
     inner: R,
     hasher: Sha256,
+    read: u64,
+    /// The fault point `unpack.mid` of this phase is still ahead.
+    midway: Option<Option<&'static str>>,
 }
 
 impl<R: std::io::Read> HashingReader<R> {
@@ -410,6 +423,8 @@ impl<R: std::io::Read> HashingReader<R> {
         Self {
             inner,
             hasher: Sha256::new(),
+            read: 0,
+            midway: None,
         }
     }
     fn finish(self) -> String {
@@ -421,15 +436,26 @@ impl<R: std::io::Read> std::io::Read for HashingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.hasher.update(&buf[..n]);
+        self.read += n as u64;
+        if self.read >= MIDWAY
+            && let Some(phase) = self.midway.take()
+        {
+            crate::fault::point_blocking(phase, "unpack.mid");
+        }
         Ok(n)
     }
 }
+
+/// Bytes into a stream at which its fault point (`…/archive.mid`, `…/unpack.mid`) sits.
+const MIDWAY: u64 = 32 << 20;
 
 /// Counts and hashes what passes through to the inner writer.
 struct HashingWriter<W> {
     inner: W,
     hasher: Sha256,
     size: u64,
+    /// The fault point `archive.mid` of this phase is still ahead.
+    midway: Option<Option<&'static str>>,
 }
 
 impl<W: std::io::Write> HashingWriter<W> {
@@ -438,6 +464,7 @@ impl<W: std::io::Write> HashingWriter<W> {
             inner,
             hasher: Sha256::new(),
             size: 0,
+            midway: None,
         }
     }
     fn finish(mut self) -> (W, u64, String) {
@@ -451,6 +478,11 @@ impl<W: std::io::Write> std::io::Write for HashingWriter<W> {
         let n = self.inner.write(buf)?;
         self.hasher.update(&buf[..n]);
         self.size += n as u64;
+        if self.size >= MIDWAY
+            && let Some(phase) = self.midway.take()
+        {
+            crate::fault::point_blocking(phase, "archive.mid");
+        }
         Ok(n)
     }
     fn flush(&mut self) -> std::io::Result<()> {

@@ -7,6 +7,7 @@ mod support;
 mod api;
 mod cli;
 mod config_cli;
+mod crash_matrix;
 mod daemon;
 mod docker_tls;
 mod drift;

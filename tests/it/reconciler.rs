@@ -21,7 +21,7 @@ use sluice::store::{NewWorkspace, Store, Workspace};
 use crate::support::{Daemon, DockerCleanup, build_fixture, registry, run, unique};
 
 /// Health timings short enough for tests, long enough to prove "keeps passing".
-const TEST_ENV: &[(&str, &str)] = &[
+pub const TEST_ENV: &[(&str, &str)] = &[
     ("SLUICE__UPDATE__MIN_HEALTHY_TIME", "1s"),
     ("SLUICE__UPDATE__HEALTHY_DEADLINE", "8s"),
     ("SLUICE__UPDATE__STOP_TIMEOUT", "5s"),
@@ -61,13 +61,24 @@ pub async fn env_with(
     spec: impl FnOnce(&mut WorkspaceSpec, &str),
     tune: impl FnOnce(&mut Settings),
 ) -> Env {
+    env_in_repo(tag, None, spec, tune).await
+}
+
+/// [`env_with`] whose workspace runs images of `repo` (fixtures built once and shared by
+/// many workspaces) instead of a repository of its own.
+pub async fn env_in_repo(
+    tag: &str,
+    repo: Option<String>,
+    spec: impl FnOnce(&mut WorkspaceSpec, &str),
+    tune: impl FnOnce(&mut Settings),
+) -> Env {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut s = settings(dir.path());
     tune(&mut s);
     let store = sluice::startup::open_store(&s).await.expect("store");
     let name = unique(tag).replace('_', "-");
     let volume = format!("{name}-data");
-    let repo = format!("{}/{}/app", registry(), unique(tag));
+    let repo = repo.unwrap_or_else(|| format!("{}/{}/app", registry(), unique(tag)));
     let mut ws_spec = WorkspaceSpec {
         env: [("TENANT".to_owned(), name.clone())].into(),
         volumes: vec![VolumeMount::new(volume.clone(), "/data")],

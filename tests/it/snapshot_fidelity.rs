@@ -24,7 +24,7 @@ use crate::reconciler::{Env, env_with, inspect_json};
 use crate::support::run;
 
 /// The directory of a Docker volume on this host.
-fn mountpoint(volume: &str) -> PathBuf {
+pub fn mountpoint(volume: &str) -> PathBuf {
     PathBuf::from(
         run(Command::new("docker").args(["volume", "inspect", "-f", "{{.Mountpoint}}", volume]))
             .trim(),
@@ -34,7 +34,7 @@ fn mountpoint(volume: &str) -> PathBuf {
 /// One line per entry: path, type, mode, owner, size, mtime (ns), link count, link
 /// target, sha256 of the contents, xattrs; `skip` names are left out (files the app
 /// itself appends to at each boot).
-fn manifest(root: &Path, skip: &[&str]) -> BTreeMap<Vec<u8>, String> {
+pub fn manifest(root: &Path, skip: &[&str]) -> BTreeMap<Vec<u8>, String> {
     let mut out = BTreeMap::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(p) = stack.pop() {
@@ -116,7 +116,7 @@ fn set_mtime(p: &Path, sec: i64, nsec: i64) {
 
 /// Writes `len` bytes of pseudo-random data (xorshift: no repeats a compressor or a
 /// deduplicating layer could exploit).
-fn random_file(p: &Path, len: usize, seed: u64) {
+pub fn random_file(p: &Path, len: usize, seed: u64) {
     let mut f = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(p).unwrap());
     let mut x = seed | 1;
     let mut buf = vec![0u8; 1 << 20];
