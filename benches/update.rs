@@ -2,8 +2,9 @@
 //! (`eval "$(tests/env/up.sh)"; cargo bench --bench update`). Each number is reported
 //! next to a baseline measured in the same run, as a ratio:
 //!
-//! downtime (stop → healthy) of a sluice update vs a plain
-//! `docker stop && docker rm && docker run` of the same container (empty volume).
+//! outage (stop → healthy) of a sluice update vs a plain `docker stop && docker rm &&
+//! docker run` of the same image, with volumes of 0, 100 MiB and 1 GiB, alternating round
+//! by round; only rounds whose update succeeded count.
 //! Snapshot and restore throughput is measured by `benches/snapshot.rs`.
 
 use std::process::Command;
@@ -66,10 +67,6 @@ fn healthy(name: &str) -> bool {
             .is_ok_and(|s| s.success())
 }
 
-fn mean(v: &[f64]) -> f64 {
-    v.iter().sum::<f64>() / v.len() as f64
-}
-
 async fn store_and_workspace(
     dir: &std::path::Path,
     name: &str,
@@ -111,15 +108,59 @@ async fn store_and_workspace(
     (s, store, ws.id)
 }
 
-async fn downtime(repo: &str) -> (f64, f64) {
+/// The directory of a Docker volume on this host.
+fn mountpoint(volume: &str) -> std::path::PathBuf {
+    docker(&["volume", "inspect", "-f", "{{.Mountpoint}}", volume]).into()
+}
+
+/// Writes `bytes` of pseudo-random data into `dir` as 16 MiB files (or one smaller one).
+fn fill(dir: &std::path::Path, bytes: u64) {
+    use std::io::Write;
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut left = bytes;
+    let mut n = 0;
+    while left > 0 {
+        let len = left.min(16 << 20);
+        let mut f = std::io::BufWriter::new(
+            std::fs::File::create(dir.join(format!("f{n}"))).expect("file"),
+        );
+        let mut buf = vec![0u8; 1 << 20];
+        let mut rest = len;
+        while rest > 0 {
+            for c in buf.chunks_exact_mut(8) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                c.copy_from_slice(&x.to_le_bytes());
+            }
+            let k = rest.min(buf.len() as u64) as usize;
+            f.write_all(&buf[..k]).expect("write");
+            rest -= k as u64;
+        }
+        left -= len;
+        n += 1;
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Outage (stop → healthy) of a sluice update of a workspace whose volume holds
+/// `bytes`, against `docker stop && docker rm && docker run` of the same image with a
+/// volume of the same size, alternating round by round. Returns (sluice, plain, ratio)
+/// medians; only rounds in which the sluice update succeeded count.
+async fn downtime(repo: &str, bytes: u64) -> (f64, f64, Vec<f64>) {
     let d = [fixture("v1", repo), fixture("v2", repo)];
     let images: Vec<String> = d.iter().map(|d| format!("{repo}@{d}")).collect();
     for i in &images {
         docker(&["pull", "-q", i]);
     }
     let pid = std::process::id();
-    let name = format!("bench-{pid}");
-    let volume = format!("bench-{pid}-data");
+    let name = format!("bench-{pid}-{}", bytes >> 20);
+    let volume = format!("{name}-data");
+    let plain_volume = format!("{name}-plain");
     let dir = tempfile::tempdir().expect("tmp");
     let (s, store, ws) = store_and_workspace(dir.path(), &name, repo, &volume).await;
     let registry = prometheus::Registry::new();
@@ -135,23 +176,20 @@ async fn downtime(repo: &str) -> (f64, f64) {
         metrics.clone(),
         sluice::wake::Wakers::new(),
     );
-    let mut sluice_s = Vec::new();
-    for round in 0..=ROUNDS {
-        let digest = &d[round % 2];
-        store
-            .set_desired_digest(ws, Some(digest), None, SystemClock.now())
-            .await
-            .expect("desire");
-        let before = metrics.downtime.get_sample_sum();
-        rec.converge_all().await.expect("converge");
-        if round > 0 {
-            sluice_s.push(metrics.downtime.get_sample_sum() - before);
-        }
-    }
-    let cname = format!("sluice-{name}");
-    docker(&["rm", "-f", &cname]);
-
-    let mut plain_s = Vec::new();
+    store
+        .set_desired_digest(ws, Some(&d[0]), None, SystemClock.now())
+        .await
+        .expect("desire");
+    rec.converge_all().await.expect("converge");
+    fill(&mountpoint(&volume), bytes);
+    docker(&[
+        "volume",
+        "create",
+        "--label",
+        "sluice.test=1",
+        &plain_volume,
+    ]);
+    fill(&mountpoint(&plain_volume), bytes);
     let plain = format!("bench-plain-{pid}");
     let run = |image: &str| {
         docker(&[
@@ -162,7 +200,7 @@ async fn downtime(repo: &str) -> (f64, f64) {
             "--label",
             "sluice.test=1",
             "-v",
-            &format!("{volume}:/data"),
+            &format!("{plain_volume}:/data"),
             image,
         ]);
     };
@@ -170,7 +208,22 @@ async fn downtime(repo: &str) -> (f64, f64) {
     while !healthy(&plain) {
         std::thread::sleep(POLL);
     }
+    let (mut sluice_s, mut plain_s, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
     for round in 1..=ROUNDS {
+        let digest = &d[round % 2];
+        store
+            .set_desired_digest(ws, Some(digest), None, SystemClock.now())
+            .await
+            .expect("desire");
+        let before = metrics.downtime.get_sample_sum();
+        rec.converge_all().await.expect("converge");
+        let ok = store
+            .latest_update(ws)
+            .await
+            .expect("latest")
+            .is_some_and(|u| u.phase == sluice::domain::UpdatePhase::Succeeded);
+        let sluice_down = metrics.downtime.get_sample_sum() - before;
+
         let t = Instant::now();
         docker(&["stop", &plain]);
         docker(&["rm", &plain]);
@@ -178,14 +231,19 @@ async fn downtime(repo: &str) -> (f64, f64) {
         while !healthy(&plain) {
             std::thread::sleep(POLL);
         }
-        plain_s.push(t.elapsed().as_secs_f64());
+        let plain_down = t.elapsed().as_secs_f64();
+        if ok {
+            sluice_s.push(sluice_down);
+            plain_s.push(plain_down);
+            ratios.push(sluice_down / plain_down);
+        }
     }
-    docker(&["rm", "-f", &plain]);
-    docker(&["volume", "rm", "-f", &volume]);
+    docker(&["rm", "-f", &plain, &format!("sluice-{name}")]);
+    docker(&["volume", "rm", "-f", &volume, &plain_volume]);
     for i in &images {
         let _ = Command::new("docker").args(["rmi", "-f", i]).output();
     }
-    (mean(&sluice_s), mean(&plain_s))
+    (median(sluice_s), median(plain_s), ratios)
 }
 
 #[tokio::main]
@@ -193,9 +251,17 @@ async fn main() {
     let registry =
         std::env::var("SLUICE_TEST_REGISTRY").unwrap_or_else(|_| "127.0.0.1:5000".into());
     let repo = format!("{registry}/bench-{}/app", std::process::id());
-    let (sluice_down, plain_down) = downtime(&repo).await;
-    println!(
-        "downtime stop->healthy (mean of {ROUNDS}): sluice {sluice_down:.3}s, plain docker {plain_down:.3}s, ratio {:.2}",
-        sluice_down / plain_down
-    );
+    for bytes in [0u64, 100 << 20, 1 << 30] {
+        let (sluice_down, plain_down, mut ratios) = downtime(&repo, bytes).await;
+        ratios.sort_by(f64::total_cmp);
+        println!(
+            "volume {} MiB: outage stop->healthy (median of {} successful rounds): sluice \
+             {sluice_down:.3}s, plain docker {plain_down:.3}s; ratio median {:.2} (min {:.2}, max {:.2})",
+            bytes >> 20,
+            ratios.len(),
+            ratios[ratios.len() / 2],
+            ratios[0],
+            ratios[ratios.len() - 1],
+        );
+    }
 }

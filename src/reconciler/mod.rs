@@ -54,7 +54,7 @@ use crate::config::Settings;
 use crate::domain::{Digest, Health, WorkspaceName, WorkspaceState};
 use crate::runtime::{ContainerRuntime, LABEL_WORKSPACE, RuntimeError};
 use crate::snapshot::{SnapshotError, Snapshots};
-use crate::store::{NewEvent, Observed, Store, StoreError, UpdateKind};
+use crate::store::{NewEvent, Observed, Store, StoreError, UnreadableRow, UpdateKind};
 use crate::wake::Wakers;
 
 /// Environment variable of the test-only pause hook (see the module docs).
@@ -86,6 +86,10 @@ pub struct ReconcilerConfig {
     /// backoff that starts at `retry_backoff` and doubles): a hiccup must not quarantine.
     pub rollback_attempts: u32,
     pub retry_backoff: Duration,
+    /// Test build only: run every step that succeeded a second time and fail it unless
+    /// the second run changed nothing (the steps' idempotence, checked on real Docker).
+    #[cfg(feature = "fault-injection")]
+    pub repeat_steps: bool,
     /// After a stop is requested, how long running sagas may go on to their next journal
     /// point before they are aborted (`[update] shutdown_grace`).
     pub shutdown_grace: Duration,
@@ -104,6 +108,8 @@ impl ReconcilerConfig {
             docker_outage_grace: s.update.docker_outage_grace,
             rollback_attempts: 3,
             retry_backoff: Duration::from_secs(1),
+            #[cfg(feature = "fault-injection")]
+            repeat_steps: false,
             shutdown_grace: s.update.shutdown_grace,
         }
     }
@@ -254,8 +260,9 @@ impl<R: ContainerRuntime> Reconciler<R> {
     /// Spawns one task per unfinished journal row into `set` (forwards where safe,
     /// otherwise back). Returns how many rows were open.
     async fn spawn_resumes(&self, set: &mut JoinSet<()>) -> Result<usize, ReconcileError> {
-        let rows = self.inner.store.open_updates().await?;
-        let n = rows.len();
+        let (rows, unreadable) = self.inner.store.open_updates_checked().await?;
+        self.quarantine_unreadable(&unreadable).await?;
+        let n = rows.len() + unreadable.len();
         for row in rows {
             let Some(guard) = self.try_lock(row.workspace_id) else {
                 continue;
@@ -275,6 +282,27 @@ impl<R: ContainerRuntime> Reconciler<R> {
         Ok(n)
     }
 
+    /// A journal row this version cannot read is refused: its workspace is quarantined
+    /// with the reason, naming the row; nothing in Docker is touched.
+    async fn quarantine_unreadable(&self, rows: &[UnreadableRow]) -> Result<(), ReconcileError> {
+        for r in rows {
+            let name = self.inner.store.workspace_name(r.workspace_id).await?;
+            let reason = format!("journal row {} cannot be read: {}", r.id, r.error);
+            tracing::error!(workspace = %name, update = r.id, error = %reason, "workspace quarantined: operator action needed");
+            let ev = event(
+                &name,
+                "update_quarantined",
+                serde_json::json!({"update_id": r.id, "error": reason}),
+                None,
+            );
+            self.inner
+                .store
+                .quarantine_unreadable(r, &reason, &ev, self.inner.clock.now())
+                .await?;
+        }
+        Ok(())
+    }
+
     /// Resumes every unfinished journal row (forwards where safe, otherwise back) and
     /// waits for all of them to reach a terminal phase. Returns how many were resumed.
     /// [`Reconciler::run`] does the same first, stop-aware.
@@ -290,7 +318,9 @@ impl<R: ContainerRuntime> Reconciler<R> {
     pub async fn pass(&self, set: &mut JoinSet<()>) -> Result<(), ReconcileError> {
         self.detect_drift().await?;
         // Operator restores and recoveries are queued as journal rows; they run here.
-        for row in self.inner.store.open_updates().await? {
+        let (rows, unreadable) = self.inner.store.open_updates_checked().await?;
+        self.quarantine_unreadable(&unreadable).await?;
+        for row in rows {
             if row.kind == UpdateKind::Update {
                 continue;
             }

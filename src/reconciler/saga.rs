@@ -131,7 +131,15 @@ impl<R: ContainerRuntime> Inner<R> {
             self.pause_hook(phase, w.name.as_str()).await;
             tracing::info!(workspace = %w.name, update = row.id, phase = phase.as_str(), "update phase");
             let step = self.step_with_retries(phase, &ctx, &mut row, &mut clock);
-            let (outcome, reason) = match crate::fault::in_phase(phase.as_str(), step).await {
+            let result = crate::fault::in_phase(phase.as_str(), step).await;
+            #[cfg(feature = "fault-injection")]
+            let result = match result {
+                Ok(()) if self.cfg.repeat_steps => {
+                    self.repeat(phase, &ctx, &mut row, &mut clock).await
+                }
+                other => other,
+            };
+            let (outcome, reason) = match result {
                 Ok(()) => (StepOutcome::Done, None),
                 Err(StepFailure::NothingToRevert) => (
                     StepOutcome::NothingToRevert,
@@ -228,6 +236,67 @@ impl<R: ContainerRuntime> Inner<R> {
             pause = (pause * 2).min(Duration::from_secs(10));
         }
         false
+    }
+
+    /// Test build only: runs a step that just succeeded once more and fails it unless
+    /// the second run also succeeds and changes nothing the tenant can see (the
+    /// container's existence, state and digest; the volumes' trees and contents).
+    #[cfg(feature = "fault-injection")]
+    async fn repeat(
+        &self,
+        phase: UpdatePhase,
+        ctx: &Ctx<'_>,
+        row: &mut UpdateRow,
+        clock: &mut Timing,
+    ) -> Result<(), StepFailure> {
+        let before = self.fingerprint(ctx).await;
+        self.step(phase, ctx, row, clock).await?;
+        let after = self.fingerprint(ctx).await;
+        if before == after {
+            Ok(())
+        } else {
+            Err(StepFailure::Failed(format!(
+                "step {phase} is not idempotent: before {before:?}, after {after:?}"
+            )))
+        }
+    }
+
+    /// What a repeated step must leave as it was (test build only).
+    #[cfg(feature = "fault-injection")]
+    async fn fingerprint(&self, ctx: &Ctx<'_>) -> Vec<String> {
+        let mut out = Vec::new();
+        let (line, running) = match self.rt.inspect(&ctx.name).await {
+            Ok(Some(c)) => (
+                format!(
+                    "container running={} digest={:?}",
+                    c.running,
+                    c.digest_label()
+                ),
+                c.running,
+            ),
+            Ok(None) => ("no container".to_owned(), false),
+            Err(e) => (format!("inspect failed: {e}"), false),
+        };
+        out.push(line);
+        // A running app writes to its volumes as it likes: data is compared only while
+        // nothing runs.
+        if running {
+            return out;
+        }
+        for (volume, _) in &ctx.to.volumes {
+            let line = match self.rt.volume_host_path(volume).await {
+                Ok(Some(dir)) => tokio::task::spawn_blocking(move || {
+                    crate::snapshot::tree::content_fingerprint(&dir)
+                        .unwrap_or_else(|e| format!("unreadable: {e}"))
+                })
+                .await
+                .unwrap_or_else(|e| format!("task: {e}")),
+                Ok(None) => "not on this host".to_owned(),
+                Err(e) => format!("inspect failed: {e}"),
+            };
+            out.push(format!("volume {volume}: {line}"));
+        }
+        out
     }
 
     /// Runs the step of `phase` once. Each step first looks at what the runtime shows,

@@ -316,3 +316,47 @@ async fn retention_keeps_the_newest_and_what_an_open_update_needs() {
         [std::ffi::OsString::from(format!("{}.tar", needed.id))]
     );
 }
+
+#[tokio::test]
+async fn a_journal_row_this_version_cannot_read_quarantines_only_its_workspace() {
+    use sqlx::Connection as _;
+    let t = setup(0).await;
+    t.rt.add_image(&pinned(1));
+    let now = SystemClock.now();
+    let row = t
+        .store
+        .open_update(t.ws.id, None, None, &digest(1), now)
+        .await
+        .unwrap();
+    // Edited by hand (or written by another version): a phase this one does not know.
+    let db = t._dir.path().join("sluice.db");
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    sqlx::query("PRAGMA ignore_check_constraints = ON")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE workspace_updates SET phase = 'levitating' WHERE id = $1")
+        .bind(row.id)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+
+    t.rec.resume_all().await.expect("resume goes on");
+    let u = t.latest().await;
+    assert_eq!(u.phase, UpdatePhase::Quarantined);
+    let why = u.error.unwrap();
+    assert!(
+        why.contains(&format!("journal row {}", row.id)) && why.contains("levitating"),
+        "{why}"
+    );
+    assert_eq!(t.ws().await.state, WorkspaceState::Quarantined);
+    assert!(
+        t.rt.inspect("sluice-acme").await.unwrap().is_none(),
+        "nothing in Docker was touched"
+    );
+    let events = t.store.events(0, 100).await.unwrap();
+    assert!(events.iter().any(|e| e.action == "update_quarantined"));
+}

@@ -217,6 +217,25 @@ pub fn archive_size(root: &Path) -> io::Result<u64> {
     Ok(total)
 }
 
+/// The manifest of `root` together with a hash of every file's contents (test build
+/// only: what a step run twice must leave unchanged).
+#[cfg(feature = "fault-injection")]
+pub fn content_fingerprint(root: &Path) -> io::Result<String> {
+    let mut h = Sha256::new();
+    walk(root, |f| {
+        if f.meta.is_file() {
+            h.update(f.rel.as_os_str().as_bytes());
+            io::copy(&mut File::open(&f.abs)?, &mut h)?;
+        }
+        Ok(())
+    })?;
+    Ok(format!(
+        "{} {}",
+        manifest_of(root)?.sha256,
+        hex::encode(h.finalize())
+    ))
+}
+
 /// The path an entry has inside the archive: `./` for the root, `./rel` below it.
 fn archive_name(rel: &Path) -> PathBuf {
     Path::new(".").join(rel)

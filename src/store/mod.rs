@@ -50,7 +50,7 @@ pub use snapshots::{
     SnapshotUpdate,
 };
 pub use tracked_images::TrackedImage;
-pub use updates::{ConvergeTarget, Outcome, UpdateKind, UpdateRow};
+pub use updates::{ConvergeTarget, Outcome, UnreadableRow, UpdateKind, UpdateRow};
 pub use workspace_admin::{LastUpdate, WorkspacePatch};
 pub use workspace_status::Observed;
 pub use workspace_volumes::{AdoptedVolume, WorkspaceIdentity};

@@ -56,6 +56,15 @@ impl UpdateKind {
     }
 }
 
+/// An open journal row that this version cannot read.
+#[derive(Clone, Debug, PartialEq)]
+pub struct UnreadableRow {
+    pub id: i64,
+    pub workspace_id: i64,
+    /// What could not be read.
+    pub error: String,
+}
+
 /// A workspace the reconciler should converge.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ConvergeTarget {
@@ -298,13 +307,73 @@ impl Store {
 
     /// Every journal row not in a terminal phase, oldest first.
     pub async fn open_updates(&self) -> Result<Vec<UpdateRow>, StoreError> {
+        let (rows, unreadable) = self.open_updates_checked().await?;
+        match unreadable.into_iter().next() {
+            Some(u) => Err(corrupt(format!("journal row {}: {}", u.id, u.error))),
+            None => Ok(rows),
+        }
+    }
+
+    /// Every journal row not in a terminal phase, oldest first, and apart those this
+    /// version cannot read (a phase, kind or digest it does not know: edited by hand, or
+    /// written by another version), so one bad row holds up no other workspace.
+    pub async fn open_updates_checked(
+        &self,
+    ) -> Result<(Vec<UpdateRow>, Vec<UnreadableRow>), StoreError> {
         let sql =
             format!("SELECT {COLS} FROM workspace_updates WHERE phase NOT IN {OPEN} ORDER BY id");
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .fetch_all(&self.pool)
             .await
             .ctx("list open updates")?;
-        rows.iter().map(from_row).collect()
+        let (mut good, mut bad) = (Vec::new(), Vec::new());
+        for r in &rows {
+            match from_row(r) {
+                Ok(row) => good.push(row),
+                Err(e) => bad.push(UnreadableRow {
+                    id: r.try_get("id").map_err(corrupt)?,
+                    workspace_id: r.try_get("workspace_id").map_err(corrupt)?,
+                    error: e.to_string(),
+                }),
+            }
+        }
+        Ok((good, bad))
+    }
+
+    /// Ends a journal row this version cannot read: the row is closed as `quarantined`
+    /// with `reason` (which names it), its workspace is quarantined, and `event` is
+    /// audited, in one transaction. Nothing in Docker is touched.
+    pub async fn quarantine_unreadable(
+        &self,
+        row: &UnreadableRow,
+        reason: &str,
+        event: &NewEvent,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let ms = to_millis(now);
+        let mut tx = self.pool.begin().await.ctx("begin quarantine")?;
+        sqlx::query(
+            "UPDATE workspace_updates SET phase = 'quarantined', error = $1, updated_at = $2, \
+             finished_at = $2, version = version + 1 WHERE id = $3",
+        )
+        .bind(reason)
+        .bind(ms)
+        .bind(row.id)
+        .execute(&mut *tx)
+        .await
+        .ctx("close unreadable journal row")?;
+        sqlx::query(
+            "UPDATE workspaces SET state = 'quarantined', health = 'unhealthy', updated_at = $1, \
+             version = version + 1 WHERE id = $2",
+        )
+        .bind(ms)
+        .bind(row.workspace_id)
+        .execute(&mut *tx)
+        .await
+        .ctx("quarantine workspace")?;
+        append_event_in(&mut tx, event, now).await?;
+        tx.commit().await.ctx("commit quarantine")?;
+        Ok(())
     }
 
     /// The newest journal row of a workspace.

@@ -622,3 +622,55 @@ async fn sigkill_at_reverting_rolls_back() {
 async fn sigkill_at_verifying_rolls_back() {
     sigkill_backward("verifying").await;
 }
+
+/// steno's habit: every forward and undo step runs twice in a row on real Docker (the
+/// test build's `repeat_steps`), and a second run that changes anything the tenant can
+/// see — the container's state or digest, a volume's tree or contents — fails the step.
+#[tokio::test]
+async fn every_step_run_twice_changes_nothing() {
+    let mut e = env("rc-twice").await;
+    let d1 = e.fixture("good", "v1");
+    let d2 = e.fixture("good", "v2");
+    let d3 = e.fixture("migrates-then-fails", "v3");
+    let img = e.local_image(&d1);
+    e.seed(&img);
+    let s = settings(e.dir.path());
+    let mut cfg = ReconcilerConfig::from_settings(&s);
+    cfg.repeat_steps = true;
+    let rec = Reconciler::new(
+        DockerRuntime::new(connect(&s.docker).await.expect("docker")),
+        e.store.clone(),
+        Snapshots::new(s.snapshot_dir(), s.snapshots.clone(), e.store.clone()),
+        cfg,
+        Arc::new(SystemClock),
+        ReconcilerMetrics::register(&prometheus::Registry::new()),
+        sluice::wake::Wakers::new(),
+    );
+    let outcome = |u: Option<sluice::store::UpdateRow>| {
+        let u = u.expect("a journal row");
+        (u.phase, u.error)
+    };
+    e.desire(&d1).await;
+    rec.converge_all().await.expect("converge");
+    let u = outcome(e.store.latest_update(e.ws.id).await.unwrap());
+    assert_eq!(u.0, UpdatePhase::Succeeded, "{:?}", u.1);
+    let before = e.tree(&img);
+
+    e.desire(&d2).await;
+    rec.converge_all().await.expect("converge");
+    let u = outcome(e.store.latest_update(e.ws.id).await.unwrap());
+    assert_eq!(u.0, UpdatePhase::Succeeded, "{:?}", u.1);
+    assert_eq!(e.tree(&img), before);
+
+    // The failing version's forward steps, then every undo step, twice each.
+    e.desire(&d3).await;
+    rec.converge_all().await.expect("converge");
+    let u = outcome(e.store.latest_update(e.ws.id).await.unwrap());
+    assert_eq!(u.0, UpdatePhase::RolledBack, "{:?}", u.1);
+    assert!(
+        !u.1.unwrap_or_default().contains("not idempotent"),
+        "a step changed something when run again"
+    );
+    assert_eq!(e.tree(&img), before, "volume restored");
+    assert_eq!(e.http("/version"), "v2");
+}
