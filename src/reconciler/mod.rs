@@ -264,22 +264,28 @@ impl<R: ContainerRuntime> Reconciler<R> {
         self.quarantine_unreadable(&unreadable).await?;
         let n = rows.len() + unreadable.len();
         for row in rows {
-            let Some(guard) = self.try_lock(row.workspace_id) else {
-                continue;
-            };
-            let me = self.clone();
-            set.spawn(async move {
-                let _guard = guard;
-                let Some(_permit) = me.slot().await else {
-                    return;
-                };
-                tracing::warn!(update = row.id, phase = %row.phase, "resuming interrupted update");
-                if let Err(e) = me.inner.resume(row).await {
-                    tracing::error!(error = %e, "resuming an update failed");
-                }
-            });
+            self.spawn_drive(set, row);
         }
         Ok(n)
+    }
+
+    /// Drives an open journal row to its end in a task of `set`, unless its workspace
+    /// already has a saga running (then the row waits for the next pass or start).
+    fn spawn_drive(&self, set: &mut JoinSet<()>, row: crate::store::UpdateRow) {
+        let Some(guard) = self.try_lock(row.workspace_id) else {
+            return;
+        };
+        let me = self.clone();
+        set.spawn(async move {
+            let _guard = guard;
+            let Some(_permit) = me.slot().await else {
+                return;
+            };
+            tracing::warn!(update = row.id, phase = %row.phase, kind = row.kind.as_str(), "driving an open journal row");
+            if let Err(e) = me.inner.resume(row).await {
+                tracing::error!(error = %e, "driving a journal row failed");
+            }
+        });
     }
 
     /// A journal row this version cannot read is refused: its workspace is quarantined
@@ -320,28 +326,8 @@ impl<R: ContainerRuntime> Reconciler<R> {
         // Operator restores and recoveries are queued as journal rows; they run here.
         let (rows, unreadable) = self.inner.store.open_updates_checked().await?;
         self.quarantine_unreadable(&unreadable).await?;
-        for row in rows {
-            if row.kind == UpdateKind::Update {
-                continue;
-            }
-            let Some(guard) = self.try_lock(row.workspace_id) else {
-                continue;
-            };
-            let me = self.clone();
-            set.spawn(async move {
-                let _guard = guard;
-                let Some(_permit) = me.slot().await else {
-                    return;
-                };
-                tracing::info!(
-                    update = row.id,
-                    kind = row.kind.as_str(),
-                    "running a queued restore"
-                );
-                if let Err(e) = me.inner.resume(row).await {
-                    tracing::error!(error = %e, "a queued restore failed");
-                }
-            });
+        for row in rows.into_iter().filter(|r| r.kind != UpdateKind::Update) {
+            self.spawn_drive(set, row);
         }
         for t in self.inner.store.converge_targets().await? {
             let Some(guard) = self.try_lock(t.workspace_id) else {
