@@ -1,17 +1,21 @@
-//! The update saga. Each phase is journaled *before* it acts, and each action first looks
-//! at what the runtime shows, so running a phase twice (after a crash) is harmless:
+//! The update saga's driver. Each phase is journaled *before* it acts, and each step
+//! first looks at what the runtime shows, so running a phase twice (after a crash) is
+//! harmless. The driver runs a step, classifies how it ended and asks the pure table in
+//! [`super::phases`] what follows; it never picks a phase itself:
 //!
 //! ```text
 //! pulling ─▶ stopping ─▶ snapshotting ─▶ recreating ─▶ starting ─▶ health_checking ─▶ succeeded
-//!   │fail: failed (nothing touched)                                         │fail (any step from stopping on)
-//!   ▼                                                                       ▼
+//!   │fail: failed        │fail: failed (old container started again)  │fail (stopping, recreating,
+//!   ▼ (nothing touched)  ▼                                            ▼  starting, health_checking)
 //!                        rolling_back ─▶ restoring ─▶ reverting ─▶ verifying ─▶ rolled_back
 //!                                    (any rollback step fails: quarantined)
 //! ```
 //!
 //! Resume after a crash continues from the journaled phase: forwards up to and including
 //! `health_checking` (nothing irreversible happened before the snapshots were complete),
-//! backwards for the rollback phases.
+//! backwards for the rollback phases. A stop request ends the drive at the next journal
+//! point; a step failing while Docker does not answer waits for it; a rollback step gets
+//! a few tries before the workspace is quarantined.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
