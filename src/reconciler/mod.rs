@@ -36,6 +36,7 @@ pub mod phases;
 mod restore;
 mod saga;
 pub mod smoke;
+mod step_error;
 pub mod volumes;
 
 use std::collections::HashSet;
@@ -82,8 +83,9 @@ pub struct ReconcilerConfig {
     pub health_poll: Duration,
     /// How long a failed step waits for an unreachable Docker before it counts.
     pub docker_outage_grace: Duration,
-    /// Attempts of a rollback step before the workspace is quarantined (each after a
-    /// backoff that starts at `retry_backoff` and doubles): a hiccup must not quarantine.
+    /// Attempts of a rollback step that fails transiently before the workspace is
+    /// quarantined (each after a backoff that starts at `retry_backoff` and doubles: 1 +
+    /// 2 + 4 + 8 s by default): a hiccup must not quarantine.
     pub rollback_attempts: u32,
     pub retry_backoff: Duration,
     /// Test build only: run every step that succeeded a second time and fail it unless
@@ -106,7 +108,7 @@ impl ReconcilerConfig {
             require_snapshot: s.snapshots.require_snapshot,
             health_poll: Duration::from_millis(250),
             docker_outage_grace: s.update.docker_outage_grace,
-            rollback_attempts: 3,
+            rollback_attempts: 5,
             retry_backoff: Duration::from_secs(1),
             #[cfg(feature = "fault-injection")]
             repeat_steps: false,

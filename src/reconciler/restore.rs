@@ -9,6 +9,7 @@
 
 use super::Inner;
 use super::saga::Ctx;
+use super::step_error::StepError;
 use crate::domain::SnapshotId;
 use crate::runtime::ContainerRuntime;
 use crate::store::SnapshotRow;
@@ -144,7 +145,7 @@ impl<R: ContainerRuntime> Inner<R> {
         &self,
         ctx: &Ctx<'_>,
         source: &RestoreSource,
-    ) -> Result<(), String> {
+    ) -> Result<(), StepError> {
         let set = self.restore_snapshots(ctx, source).await?;
         self.restore_volumes(ctx, &set, &ctx.to)
             .await

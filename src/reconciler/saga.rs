@@ -28,25 +28,12 @@ use super::container::{
 use super::health::{GateConfig, gate};
 use super::phases::{self, StepOutcome};
 use super::restore::RestoreSource;
+use super::step_error::StepError;
 use super::volumes::{VolumeRemoval, remove_owned_volume};
 use super::{Inner, ReconcileError, event};
 use crate::domain::{Health, UpdatePhase, WorkspaceName, WorkspaceState};
 use crate::runtime::{ContainerRuntime, ContainerSpec};
 use crate::store::{Outcome, SnapshotRow, UpdateKind, UpdateRow, Workspace};
-
-/// Why a step did not complete.
-#[derive(Debug)]
-enum StepFailure {
-    Failed(String),
-    /// `reverting` has no previous digest to return to.
-    NothingToRevert,
-}
-
-impl From<String> for StepFailure {
-    fn from(e: String) -> Self {
-        Self::Failed(e)
-    }
-}
 
 /// When the saga started, and when the workspace went down (for the metrics).
 struct Timing {
@@ -145,11 +132,11 @@ impl<R: ContainerRuntime> Inner<R> {
             };
             let (outcome, reason) = match result {
                 Ok(()) => (StepOutcome::Done, None),
-                Err(StepFailure::NothingToRevert) => (
+                Err(StepError::NothingToRevert) => (
                     StepOutcome::NothingToRevert,
                     Some("no previous digest to roll back to".to_owned()),
                 ),
-                Err(StepFailure::Failed(e)) => (StepOutcome::Failed, Some(e)),
+                Err(e) => (StepOutcome::Failed, Some(e.to_string())),
             };
             let to = match phases::next(phase, outcome) {
                 Ok(to) => to,
@@ -191,25 +178,30 @@ impl<R: ContainerRuntime> Inner<R> {
         }
     }
 
-    /// Runs the step of `phase`, again after a failure that was only a hiccup: while Docker
-    /// does not answer, the step waits for it (up to `docker_outage_grace`) and then runs
-    /// again; a rollback step gets `rollback_attempts` tries with a doubling backoff. A
-    /// step is safe to repeat (it looks at what the runtime shows first).
+    /// Runs the step of `phase`, again after a failure that was only a hiccup (a
+    /// transient [`StepError`]): while Docker does not answer, the step waits for it (up
+    /// to `docker_outage_grace`) and then runs again; a rollback step that met a busy or
+    /// slow engine gets `rollback_attempts` tries with a doubling backoff. A permanent
+    /// failure counts at once. A step is safe to repeat (it looks at what the runtime
+    /// shows first).
     async fn step_with_retries(
         &self,
         phase: UpdatePhase,
         ctx: &Ctx<'_>,
         row: &mut UpdateRow,
         clock: &mut Timing,
-    ) -> Result<(), StepFailure> {
+    ) -> Result<(), StepError> {
         let mut attempt = 1u32;
         let mut outages = 0u32;
         let mut backoff = self.cfg.retry_backoff;
         loop {
             let result = self.step(phase, ctx, row, clock).await;
-            let Err(StepFailure::Failed(e)) = &result else {
+            let Err(e) = &result else {
                 return result;
             };
+            if !e.is_transient() {
+                return result;
+            }
             if !self.rt.ping().await && outages < 10 {
                 outages += 1;
                 tracing::warn!(workspace = %ctx.w.name, update = ctx.row.id, phase = phase.as_str(), error = %e, "docker does not answer; waiting for it before going on");
@@ -252,14 +244,14 @@ impl<R: ContainerRuntime> Inner<R> {
         ctx: &Ctx<'_>,
         row: &mut UpdateRow,
         clock: &mut Timing,
-    ) -> Result<(), StepFailure> {
+    ) -> Result<(), StepError> {
         let before = self.fingerprint(ctx).await;
         self.step(phase, ctx, row, clock).await?;
         let after = self.fingerprint(ctx).await;
         if before == after {
             Ok(())
         } else {
-            Err(StepFailure::Failed(format!(
+            Err(StepError::Permanent(format!(
                 "step {phase} is not idempotent: before {before:?}, after {after:?}"
             )))
         }
@@ -311,13 +303,13 @@ impl<R: ContainerRuntime> Inner<R> {
         ctx: &Ctx<'_>,
         row: &mut UpdateRow,
         clock: &mut Timing,
-    ) -> Result<(), StepFailure> {
+    ) -> Result<(), StepError> {
         match phase {
             UpdatePhase::Pulling => {
                 self.rt
                     .ensure_image(&ctx.to.image)
                     .await
-                    .map_err(|e| format!("pull: {e}"))?;
+                    .map_err(|e| StepError::from(e).context("pull"))?;
                 self.backup_possible(ctx).await?;
                 self.restore_source_present(ctx).await?;
             }
@@ -336,7 +328,7 @@ impl<R: ContainerRuntime> Inner<R> {
                         .await?;
                 }
             },
-            UpdatePhase::Starting => self.rt.start(&ctx.name).await.map_err(|e| e.to_string())?,
+            UpdatePhase::Starting => self.rt.start(&ctx.name).await.map_err(StepError::from)?,
             UpdatePhase::HealthChecking | UpdatePhase::Verifying => self.health(ctx).await?,
             UpdatePhase::RollingBack => {
                 self.metrics.rollbacks.inc();
@@ -344,16 +336,16 @@ impl<R: ContainerRuntime> Inner<R> {
             }
             UpdatePhase::Restoring => self.restore_all(ctx).await?,
             UpdatePhase::Reverting => {
-                let from = ctx.from.as_ref().ok_or(StepFailure::NothingToRevert)?;
+                let from = ctx.from.as_ref().ok_or(StepError::NothingToRevert)?;
                 self.rt
                     .ensure_image(&from.image)
                     .await
-                    .map_err(|e| e.to_string())?;
+                    .map_err(StepError::from)?;
                 self.ensure_container(&ctx.name, from, ctx.w.name.as_str())
                     .await?;
             }
             terminal => {
-                return Err(StepFailure::Failed(format!(
+                return Err(StepError::Permanent(format!(
                     "no step runs in terminal phase {terminal}"
                 )));
             }
@@ -435,7 +427,7 @@ impl<R: ContainerRuntime> Inner<R> {
     /// start: nothing is stopped. Backing up needs about the volumes' size (read on the
     /// host where the volume is reachable, else the size of its newest complete snapshot)
     /// plus `[snapshots] min_free_bytes` free in the snapshot directory.
-    async fn backup_possible(&self, ctx: &Ctx<'_>) -> Result<(), String> {
+    async fn backup_possible(&self, ctx: &Ctx<'_>) -> Result<(), StepError> {
         if !self.cfg.require_snapshot || ctx.to.volumes.is_empty() {
             return Ok(());
         }
@@ -448,28 +440,29 @@ impl<R: ContainerRuntime> Inner<R> {
                 self.snaps
                     .estimate(&self.rt, ctx.w.id, volume)
                     .await
-                    .map_err(|e| e.to_string())?,
+                    .map_err(StepError::from)?,
             );
         }
-        let free = self.snaps.free_bytes().map_err(|e| e.to_string())?;
+        let free = self.snaps.free_bytes().map_err(StepError::from)?;
         let reserve = self.snaps.min_free_bytes();
         if free < estimate.saturating_add(reserve) {
             return Err(format!(
                 "cannot back up volumes: {free} bytes free in {}, the volumes need about \
                  {estimate} bytes plus snapshots.min_free_bytes {reserve}",
                 self.snaps.dir().display()
-            ));
+            )
+            .into());
         }
         Ok(())
     }
 
-    async fn stop_if_running(&self, name: &str) -> Result<(), String> {
-        match self.rt.inspect(name).await.map_err(|e| e.to_string())? {
+    async fn stop_if_running(&self, name: &str) -> Result<(), StepError> {
+        match self.rt.inspect(name).await.map_err(StepError::from)? {
             Some(c) if c.running => self
                 .rt
                 .stop(name, self.cfg.stop_timeout)
                 .await
-                .map_err(|e| e.to_string()),
+                .map_err(StepError::from),
             _ => Ok(()),
         }
     }
@@ -481,9 +474,8 @@ impl<R: ContainerRuntime> Inner<R> {
         name: &str,
         spec: &ContainerSpec,
         workspace: &str,
-    ) -> Result<(), String> {
-        let e = |e: crate::runtime::RuntimeError| e.to_string();
-        if let Some(c) = self.rt.inspect(name).await.map_err(e)? {
+    ) -> Result<(), StepError> {
+        if let Some(c) = self.rt.inspect(name).await.map_err(StepError::from)? {
             if c.digest_label()
                 == spec
                     .labels
@@ -493,38 +485,37 @@ impl<R: ContainerRuntime> Inner<R> {
                 return Ok(());
             }
             if !c.is_managed() {
-                return Err(format!("container {name} is not managed by sluice"));
+                return Err(format!("container {name} is not managed by sluice").into());
             }
-            self.rt.remove(name).await.map_err(e)?;
+            self.rt.remove(name).await.map_err(StepError::from)?;
         }
         for (v, _) in &spec.volumes {
             self.rt
                 .volume_create(v, &volume_labels_for(spec, workspace)?)
                 .await
-                .map_err(e)?;
+                .map_err(StepError::from)?;
         }
-        self.rt.create(spec).await.map_err(e)?;
+        self.rt.create(spec).await.map_err(StepError::from)?;
         Ok(())
     }
 
-    async fn snapshot_all(&self, ctx: &Ctx<'_>, row: &mut UpdateRow) -> Result<(), String> {
-        let err = |e: &dyn std::fmt::Display| e.to_string();
+    async fn snapshot_all(&self, ctx: &Ctx<'_>, row: &mut UpdateRow) -> Result<(), StepError> {
         self.snaps
             .discard_incomplete(row.id)
             .await
-            .map_err(|e| err(&e))?;
+            .map_err(StepError::from)?;
         let done = self
             .store
             .snapshots_of_update(row.id)
             .await
-            .map_err(|e| err(&e))?;
+            .map_err(StepError::from)?;
         // Without a container (new workspace, or removed behind our back) snapshot through
         // the new one, created but not started.
         if self
             .rt
             .inspect(&ctx.name)
             .await
-            .map_err(|e| err(&e))?
+            .map_err(StepError::from)?
             .is_none()
         {
             self.ensure_container(&ctx.name, &ctx.to, ctx.w.name.as_str())
@@ -546,7 +537,7 @@ impl<R: ContainerRuntime> Inner<R> {
                 .rt
                 .volume_inspect(vol)
                 .await
-                .map_err(|e| err(&e))?
+                .map_err(StepError::from)?
                 .is_none()
             {
                 continue;
@@ -574,10 +565,10 @@ impl<R: ContainerRuntime> Inner<R> {
                     self.store
                         .set_update_snapshots(row.id, &ids, self.clock.now())
                         .await
-                        .map_err(|e| err(&e))?;
+                        .map_err(StepError::from)?;
                 }
                 Err(e) if self.cfg.require_snapshot => {
-                    return Err(format!("snapshot of volume {vol}: {e}"));
+                    return Err(StepError::from(e).context(&format!("snapshot of volume {vol}")));
                 }
                 Err(e) => {
                     tracing::warn!(workspace = %ctx.w.name, volume = %vol, error = %e, "snapshot failed; continuing (require_snapshot = false)")
@@ -590,12 +581,12 @@ impl<R: ContainerRuntime> Inner<R> {
 
     /// Recreates each snapshotted volume empty and extracts its snapshot into it, through
     /// a stopped container of the digest being returned to.
-    async fn restore_all(&self, ctx: &Ctx<'_>) -> Result<(), String> {
+    async fn restore_all(&self, ctx: &Ctx<'_>) -> Result<(), StepError> {
         let snaps: Vec<_> = self
             .store
             .snapshots_of_update(ctx.row.id)
             .await
-            .map_err(|e| e.to_string())?
+            .map_err(StepError::from)?
             .into_iter()
             .filter(|s| s.state == "complete")
             .collect();
@@ -613,10 +604,9 @@ impl<R: ContainerRuntime> Inner<R> {
         ctx: &Ctx<'_>,
         snaps: &[SnapshotRow],
         target: &ContainerSpec,
-    ) -> Result<(), String> {
-        let err = |e: &dyn std::fmt::Display| e.to_string();
+    ) -> Result<(), StepError> {
         for s in snaps {
-            self.snaps.verify(s).await.map_err(|e| err(&e))?;
+            self.snaps.verify(s).await.map_err(StepError::from)?;
         }
         if snaps.is_empty() {
             return Ok(());
@@ -624,8 +614,8 @@ impl<R: ContainerRuntime> Inner<R> {
         self.rt
             .ensure_image(&target.image)
             .await
-            .map_err(|e| err(&e))?;
-        self.rt.remove(&ctx.name).await.map_err(|e| err(&e))?;
+            .map_err(StepError::from)?;
+        self.rt.remove(&ctx.name).await.map_err(StepError::from)?;
         let (in_place, through_archive): (Vec<_>, Vec<_>) = snaps
             .iter()
             .partition(|s| s.method.as_deref() == Some(crate::snapshot::METHOD_HOST));
@@ -638,13 +628,13 @@ impl<R: ContainerRuntime> Inner<R> {
                     self.rt
                         .volume_create(&s.volume, &volume_labels(ctx.w.id, ctx.w.name.as_str()))
                         .await
-                        .map_err(|e| err(&e))?;
+                        .map_err(StepError::from)?;
                 }
             }
             self.snaps
                 .restore(&self.rt, &ctx.name, s, None)
                 .await
-                .map_err(|e| err(&e))?;
+                .map_err(StepError::from)?;
             tracing::info!(workspace = %ctx.w.name, snapshot = %s.id, volume = %s.volume, "volume restored and verified");
         }
         for s in &through_archive {
@@ -655,9 +645,9 @@ impl<R: ContainerRuntime> Inner<R> {
             let removal =
                 remove_owned_volume(&self.rt, &s.volume, ctx.w.id, ctx.w.name.as_str(), adopted)
                     .await
-                    .map_err(|e| err(&e))?;
+                    .map_err(StepError::from)?;
             if let VolumeRemoval::Kept(reason) = removal {
-                return Err(not_ours(&s.volume, reason));
+                return Err(not_ours(&s.volume, reason).into());
             }
         }
         self.ensure_container(&ctx.name, target, ctx.w.name.as_str())
@@ -671,7 +661,7 @@ impl<R: ContainerRuntime> Inner<R> {
             self.snaps
                 .restore(&self.rt, &ctx.name, s, mount)
                 .await
-                .map_err(|e| err(&e))?;
+                .map_err(StepError::from)?;
             tracing::info!(workspace = %ctx.w.name, snapshot = %s.id, volume = %s.volume, "volume restored");
         }
         Ok(())
@@ -680,22 +670,24 @@ impl<R: ContainerRuntime> Inner<R> {
     async fn volume_labels_of(
         &self,
         volume: &str,
-    ) -> Result<Option<BTreeMap<String, String>>, String> {
+    ) -> Result<Option<BTreeMap<String, String>>, StepError> {
         self.rt
             .volume_inspect(volume)
             .await
-            .map_err(|e| e.to_string())
+            .map_err(StepError::from)
     }
 
-    async fn health(&self, ctx: &Ctx<'_>) -> Result<(), String> {
-        self.rt.start(&ctx.name).await.map_err(|e| e.to_string())?;
+    async fn health(&self, ctx: &Ctx<'_>) -> Result<(), StepError> {
+        self.rt.start(&ctx.name).await.map_err(StepError::from)?;
         let probe = ctx.w.spec.health.as_ref().and_then(|h| h.http.as_ref());
         let cfg = GateConfig {
             min_healthy: self.cfg.min_healthy_time,
             deadline: self.cfg.healthy_deadline,
             poll: self.cfg.health_poll,
         };
-        gate(&self.rt, &self.http, &ctx.name, probe, cfg).await
+        gate(&self.rt, &self.http, &ctx.name, probe, cfg)
+            .await
+            .map_err(StepError::Permanent)
     }
 
     async fn finish_ok(&self, ctx: &Ctx<'_>, from: UpdatePhase) -> Result<(), ReconcileError> {

@@ -67,7 +67,8 @@ impl FakeRuntime {
         self.lock().down_at = Some((op, calls));
     }
 
-    /// The next `calls` calls of `op` (e.g. `"volume remove"`) fail.
+    /// The next `calls` calls of `op` (e.g. `"volume remove"`) fail as a busy engine's do
+    /// (a transient error) while pings still answer.
     pub fn fail_next(&self, op: &'static str, calls: usize) {
         self.lock().failing.insert(op, calls);
     }
@@ -83,11 +84,17 @@ impl FakeRuntime {
         }
         if s.unreachable > 0 {
             s.unreachable -= 1;
-            return Err(refused(op, target, "connection refused (engine down)"));
+            return Err(RuntimeError::Unavailable {
+                op,
+                target: target.to_owned(),
+            });
         }
         if let Some(n) = s.failing.get_mut(op).filter(|n| **n > 0) {
             *n -= 1;
-            return Err(refused(op, target, "injected failure"));
+            return Err(RuntimeError::Unavailable {
+                op,
+                target: target.to_owned(),
+            });
         }
         Ok(())
     }

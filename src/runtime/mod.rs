@@ -54,6 +54,33 @@ pub enum RuntimeError {
         path: String,
         source: std::io::Error,
     },
+    /// The engine did not answer (the in-memory runtime's stand-in for a dockerd restart).
+    #[error("{op} `{target}` failed: the engine does not answer")]
+    Unavailable { op: &'static str, target: String },
+}
+
+impl RuntimeError {
+    /// Worth trying again: the engine did not answer, timed out, or said it is busy
+    /// (502, 503, 504). Anything else (a refusal, a 4xx, a bad file) is permanent.
+    pub fn is_transient(&self) -> bool {
+        use bollard::errors::Error as B;
+        match self {
+            Self::Connect { .. } | Self::Unavailable { .. } => true,
+            Self::Docker { source, .. } => matches!(
+                source,
+                B::RequestTimeoutError
+                    | B::IOError { .. }
+                    | B::HyperResponseError { .. }
+                    | B::HttpClientError { .. }
+                    | B::SocketNotFoundError(_)
+                    | B::DockerResponseServerError {
+                        status_code: 502..=504,
+                        ..
+                    }
+            ),
+            Self::Refused { .. } | Self::Io { .. } => false,
+        }
+    }
 }
 
 /// A published port.
