@@ -60,8 +60,9 @@ pub enum RuntimeError {
 }
 
 impl RuntimeError {
-    /// Worth trying again: the engine did not answer, timed out, or said it is busy
-    /// (502, 503, 504). Anything else (a refusal, a 4xx, a bad file) is permanent.
+    /// Worth trying again: the engine did not answer (a refused or reset connection,
+    /// a missing socket: dockerd restarting), timed out, or said it is busy (502, 503,
+    /// 504). Anything else (a refusal, a 4xx, a bad file) is permanent.
     pub fn is_transient(&self) -> bool {
         use bollard::errors::Error as B;
         match self {
@@ -71,6 +72,7 @@ impl RuntimeError {
                 B::RequestTimeoutError
                     | B::IOError { .. }
                     | B::HyperResponseError { .. }
+                    | B::HyperLegacyError { .. }
                     | B::HttpClientError { .. }
                     | B::SocketNotFoundError(_)
                     | B::DockerResponseServerError {

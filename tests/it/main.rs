@@ -9,6 +9,7 @@ mod cli;
 mod config_cli;
 mod crash_matrix;
 mod daemon;
+mod docker_restart;
 mod docker_tls;
 mod drift;
 mod notify;

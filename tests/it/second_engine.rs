@@ -185,6 +185,15 @@ impl SecondEngine {
         );
     }
 
+    /// Stops dockerd as a restart would (its containers stop with it), leaves it down
+    /// for `down`, then starts it again on the same data and waits until it answers.
+    pub fn restart(&mut self, down: Duration) {
+        self.stop();
+        std::thread::sleep(down);
+        self.spawn();
+        self.wait_until_ready();
+    }
+
     /// What dockerd wrote so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("dockerd.log")).unwrap_or_default()
