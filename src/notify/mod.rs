@@ -117,6 +117,7 @@ fn transport_error(e: reqwest::Error) -> String {
 }
 
 /// Starts the tail and one delivery task per sink; nothing when no sink is configured.
+/// The returned handle finishes once all of them have stopped (on `shutdown`).
 pub fn spawn(
     store: Store,
     settings: &NotificationSettings,
@@ -132,11 +133,12 @@ pub fn spawn(
         .build()
         .unwrap_or_default();
     let mut sinks = Vec::new();
+    let mut deliveries = Vec::new();
     for (i, w) in settings.webhooks.iter().enumerate() {
         let (tx, rx) = mpsc::channel(settings.queue_capacity);
         let label = sink_label(i, &w.url);
         let progress = Arc::new(Progress::default());
-        tokio::spawn(deliver(
+        deliveries.push(tokio::spawn(deliver(
             rx,
             w.clone(),
             label.clone(),
@@ -146,7 +148,7 @@ pub fn spawn(
             counters.clone(),
             progress.clone(),
             shutdown.clone(),
-        ));
+        )));
         sinks.push(Sink {
             label,
             events: w.events.clone(),
@@ -156,9 +158,16 @@ pub fn spawn(
         });
     }
     let interval = settings.poll_interval;
-    Some(tokio::spawn(tail(
-        store, sinks, interval, counters, shutdown,
-    )))
+    // The handle ends only when the tail and every delivery task have: a daemon that
+    // waits for it at shutdown leaves no delivery half-sent behind its back.
+    Some(tokio::spawn(async move {
+        tail(store, sinks, interval, counters, shutdown).await;
+        for d in deliveries {
+            if let Err(e) = d.await {
+                tracing::error!(error = %e, "a webhook delivery task ended abnormally");
+            }
+        }
+    }))
 }
 
 async fn tail(
