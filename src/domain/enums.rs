@@ -161,6 +161,23 @@ impl UpdatePhase {
 }
 
 word_enum!(
+    /// Why a journal row (`workspace_updates.kind`) exists: a digest change, an operator's
+    /// `snapshot restore`, or an operator's `workspace recover`.
+    UpdateKind, "update kind" { Update => "update", Restore => "restore", Recover => "recover" }
+);
+
+word_enum!(
+    /// Where a snapshot stands. `Writing` until its file is complete, renamed into place
+    /// and checksummed; only `Complete` snapshots are ever restored from.
+    SnapshotState, "snapshot state" {
+        Writing => "writing",
+        Complete => "complete",
+        Failed => "failed",
+        Deleted => "deleted",
+    }
+);
+
+word_enum!(
     /// The role of an API token.
     Role, "role" { Read => "read", Admin => "admin" }
 );
@@ -176,6 +193,12 @@ mod tests {
         }
         for p in UpdatePhase::ALL {
             assert_eq!(UpdatePhase::parse(p.as_str()).unwrap(), *p);
+        }
+        for k in UpdateKind::ALL {
+            assert_eq!(UpdateKind::parse(k.as_str()).unwrap(), *k);
+        }
+        for s in SnapshotState::ALL {
+            assert_eq!(SnapshotState::parse(s.as_str()).unwrap(), *s);
         }
         assert_eq!(Tier::default(), Tier::Production);
     }

@@ -13,8 +13,8 @@ pub mod spec;
 
 pub use digest::Digest;
 pub use enums::{
-    ApplyTier, FleetMode, Health, ReleaseStatus, Role, RolloutState, Tier, UpdateMode, UpdatePhase,
-    WorkspaceState,
+    ApplyTier, FleetMode, Health, ReleaseStatus, Role, RolloutState, SnapshotState, Tier,
+    UpdateKind, UpdateMode, UpdatePhase, WorkspaceState,
 };
 pub use image::{DEFAULT_REGISTRY, ImageRef};
 pub use names::{SnapshotId, WorkspaceName};
