@@ -31,7 +31,7 @@ impl WorkspaceGauge {
             for s in WorkspaceState::ALL {
                 let n = counts
                     .iter()
-                    .find(|(ct, cs, _)| ct == t.as_str() && cs == s.as_str())
+                    .find(|(ct, cs, _)| ct == t && cs == s)
                     .map_or(0, |c| c.2);
                 self.0.with_label_values(&[t.as_str(), s.as_str()]).set(n);
             }

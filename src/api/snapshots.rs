@@ -19,7 +19,7 @@ use super::AppState;
 use super::auth::Actor;
 use super::error::ApiError;
 use super::extract::{ApiJson, parse_body};
-use crate::domain::{Digest, SnapshotId, WorkspaceName};
+use crate::domain::{Digest, SnapshotId, SnapshotState, UpdateKind, UpdatePhase, WorkspaceName};
 use crate::store::{Released, RestoreError, SnapshotInfo, UpdateRow};
 
 /// A snapshot as the API returns it.
@@ -39,7 +39,7 @@ pub struct SnapshotView {
     /// `host` or `archive`.
     pub method: Option<String>,
     /// `writing`, `complete`, `failed` or `deleted`.
-    pub state: String,
+    pub state: SnapshotState,
     pub created_at: DateTime<Utc>,
     /// The journal row that took it.
     pub update: Option<UpdateRef>,
@@ -57,8 +57,8 @@ pub struct SnapshotView {
 #[derive(Debug, Serialize)]
 pub struct UpdateRef {
     pub id: i64,
-    pub kind: String,
-    pub phase: String,
+    pub kind: UpdateKind,
+    pub phase: UpdatePhase,
     pub from_digest: Option<Digest>,
     pub to_digest: Option<Digest>,
 }

@@ -10,7 +10,7 @@
 use super::Inner;
 use super::saga::Ctx;
 use super::step_error::StepError;
-use crate::domain::SnapshotId;
+use crate::domain::{SnapshotId, SnapshotState};
 use crate::runtime::ContainerRuntime;
 use crate::store::SnapshotRow;
 
@@ -37,7 +37,11 @@ pub(super) fn restore_set(
     let mut set = Vec::new();
     for v in volumes {
         let of_volume: Vec<&SnapshotRow> = rows.iter().filter(|r| r.volume == v).collect();
-        match of_volume.iter().rev().find(|r| r.state == "complete") {
+        match of_volume
+            .iter()
+            .rev()
+            .find(|r| r.state == SnapshotState::Complete)
+        {
             Some(r) => set.push((*r).clone()),
             None => {
                 let last = of_volume
@@ -86,7 +90,7 @@ impl std::fmt::Display for RestoreSource {
 
 /// Every named snapshot, each `complete`; refuses (naming it) otherwise.
 pub(super) fn named_set(rows: Vec<SnapshotRow>) -> Result<Vec<SnapshotRow>, String> {
-    if let Some(r) = rows.iter().find(|r| r.state != "complete") {
+    if let Some(r) = rows.iter().find(|r| r.state != SnapshotState::Complete) {
         return Err(format!(
             "snapshot {} of volume {} is {}; refusing to restore",
             r.id, r.volume, r.state
@@ -171,7 +175,7 @@ mod tests {
             path: String::new(),
             size_bytes: 0,
             sha256: None,
-            state: state.into(),
+            state: crate::domain::SnapshotState::parse(state).unwrap(),
             created_at: chrono::Utc::now(),
             mount_path: None,
             method: None,

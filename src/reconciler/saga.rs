@@ -523,13 +523,13 @@ impl<R: ContainerRuntime> Inner<R> {
         }
         let mut ids: Vec<_> = done
             .iter()
-            .filter(|s| s.state == "complete")
+            .filter(|s| s.state == crate::domain::SnapshotState::Complete)
             .map(|s| s.id.clone())
             .collect();
         for (i, (vol, mount)) in ctx.to.volumes.iter().enumerate() {
             if done
                 .iter()
-                .any(|s| &s.volume == vol && s.state == "complete")
+                .any(|s| &s.volume == vol && s.state == crate::domain::SnapshotState::Complete)
             {
                 continue;
             }
@@ -588,7 +588,7 @@ impl<R: ContainerRuntime> Inner<R> {
             .await
             .map_err(StepError::from)?
             .into_iter()
-            .filter(|s| s.state == "complete")
+            .filter(|s| s.state == crate::domain::SnapshotState::Complete)
             .collect();
         let target = ctx.from.as_ref().unwrap_or(&ctx.to);
         self.restore_volumes(ctx, &snaps, target).await

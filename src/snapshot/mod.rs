@@ -17,7 +17,7 @@ use tokio::io::AsyncReadExt;
 pub use retention::retention_victims;
 
 use crate::config::SnapshotSettings;
-use crate::domain::{ParseError, SnapshotId, WorkspaceName};
+use crate::domain::{ParseError, SnapshotId, SnapshotState, WorkspaceName};
 use crate::runtime::{ContainerRuntime, RuntimeError};
 use crate::store::{SnapshotDone, SnapshotRow, Store, StoreError};
 
@@ -150,7 +150,9 @@ impl Snapshots {
             Ok(v) => v,
             Err(e) => {
                 let _ = tokio::fs::remove_file(&partial).await;
-                self.store.set_snapshot_state(&id, "failed").await?;
+                self.store
+                    .set_snapshot_state(&id, SnapshotState::Failed)
+                    .await?;
                 return Err(e);
             }
         };
@@ -165,7 +167,9 @@ impl Snapshots {
         };
         if let Err(e) = synced {
             let _ = tokio::fs::remove_file(&path).await;
-            self.store.set_snapshot_state(&id, "failed").await?;
+            self.store
+                .set_snapshot_state(&id, SnapshotState::Failed)
+                .await?;
             return Err(SnapshotError::Io {
                 path: self.dir.display().to_string(),
                 source: std::io::Error::new(
@@ -211,7 +215,7 @@ impl Snapshots {
             id: row.id.to_string(),
             reason: reason.to_owned(),
         };
-        if row.state != "complete" {
+        if row.state != SnapshotState::Complete {
             return Err(invalid(&format!("state is {}", row.state)));
         }
         let path = self.path_of(&row.id);
@@ -254,7 +258,7 @@ impl Snapshots {
             reason,
         };
         if row.method.as_deref() == Some(METHOD_HOST) {
-            if row.state != "complete" {
+            if row.state != SnapshotState::Complete {
                 return Err(invalid(format!("state is {}", row.state)));
             }
             let path = self.path_of(&row.id);
@@ -314,10 +318,12 @@ impl Snapshots {
     /// their partial files.
     pub async fn discard_incomplete(&self, update_id: i64) -> Result<(), SnapshotError> {
         for s in self.store.snapshots_of_update(update_id).await? {
-            if s.state == "writing" {
+            if s.state == SnapshotState::Writing {
                 let _ = tokio::fs::remove_file(self.partial_of(&s.id)).await;
                 let _ = tokio::fs::remove_file(self.path_of(&s.id)).await;
-                self.store.set_snapshot_state(&s.id, "failed").await?;
+                self.store
+                    .set_snapshot_state(&s.id, SnapshotState::Failed)
+                    .await?;
             }
         }
         Ok(())
@@ -336,7 +342,9 @@ impl Snapshots {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(io(&self.path_of(id))(e)),
             }
-            self.store.set_snapshot_state(id, "deleted").await?;
+            self.store
+                .set_snapshot_state(id, SnapshotState::Deleted)
+                .await?;
             tracing::info!(snapshot = %id, "snapshot deleted by retention");
         }
         Ok(victims.len())

@@ -18,12 +18,12 @@
 
 use chrono::{DateTime, Duration, Utc};
 
-use crate::domain::{SnapshotId, UpdatePhase};
+use crate::domain::{SnapshotId, SnapshotState, UpdatePhase};
 use crate::store::{ProtectedReason, SnapshotFacts, SnapshotRow};
 
 /// Why retention must keep `row` until an operator releases it, if it must.
 pub fn protection(row: &SnapshotRow, facts: &SnapshotFacts) -> Option<ProtectedReason> {
-    if row.released_at.is_some() || row.state != "complete" {
+    if row.released_at.is_some() || row.state != SnapshotState::Complete {
         return None;
     }
     if facts.workspace_quarantined {
@@ -61,7 +61,7 @@ pub fn retention_victims(
         if facts.needed || protection(s, facts).is_some() {
             continue;
         }
-        if s.state != "complete" {
+        if s.state != SnapshotState::Complete {
             victims.push(s.id.clone());
             continue;
         }
@@ -88,7 +88,7 @@ mod tests {
             path: String::new(),
             size_bytes: 0,
             sha256: None,
-            state: state.into(),
+            state: SnapshotState::parse(state).unwrap(),
             created_at: now - Duration::hours(age_h),
             mount_path: None,
             method: None,

@@ -1,4 +1,8 @@
-//! The append-only audit trail. The database refuses UPDATE and DELETE on `events`.
+//! Table `events`: the append-only audit trail (the database refuses UPDATE and DELETE
+//! on it). Appended by every writer of a state change, inside that change's transaction
+//! ([`append_event_in`]); read by the API (`events`) and tailed by the notifier
+//! ([`Store::feed_events`]), whose delivery cursor (`settings` key `notify_cursor`) is
+//! written only by the notifier.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -84,4 +88,98 @@ pub(crate) async fn append_event_in(
     .fetch_one(&mut *conn)
     .await
     .ctx("append event")
+}
+
+/// An audit event with everything a notification carries.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FeedEvent {
+    pub id: i64,
+    pub at: DateTime<Utc>,
+    pub actor: String,
+    pub subject: String,
+    pub action: String,
+    pub detail: serde_json::Value,
+    pub rollout_id: Option<i64>,
+    pub workspace: Option<String>,
+}
+
+impl Store {
+    /// Where the notification feed stopped: every event up to this id was delivered or
+    /// given up by every sink (None before the first start with sinks).
+    pub async fn notify_cursor(&self) -> Result<Option<i64>, StoreError> {
+        let v: Option<String> =
+            sqlx::query_scalar("SELECT value FROM settings WHERE key = 'notify_cursor'")
+                .fetch_optional(&self.pool)
+                .await
+                .ctx("get notification cursor")?;
+        v.map(|v| {
+            v.parse().map_err(|e| StoreError::Corrupt {
+                what: "notification cursor",
+                message: format!("{v:?}: {e}"),
+            })
+        })
+        .transpose()
+    }
+
+    pub async fn set_notify_cursor(&self, id: i64, now: DateTime<Utc>) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO settings (key, value, updated_at) VALUES ('notify_cursor', $1, $2) \
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value, \
+             updated_at = excluded.updated_at, version = settings.version + 1",
+        )
+        .bind(id.to_string())
+        .bind(to_millis(now))
+        .execute(&self.pool)
+        .await
+        .ctx("set notification cursor")?;
+        Ok(())
+    }
+
+    /// The newest event id (0 when there is none): where a new feed starts.
+    pub async fn last_event_id(&self) -> Result<i64, StoreError> {
+        let id: Option<i64> = sqlx::query_scalar("SELECT MAX(id) FROM events")
+            .fetch_one(&self.pool)
+            .await
+            .ctx("last event id")?;
+        Ok(id.unwrap_or(0))
+    }
+
+    /// Events after `since`, oldest first, at most `limit`.
+    pub async fn feed_events(&self, since: i64, limit: i64) -> Result<Vec<FeedEvent>, StoreError> {
+        type Row = (
+            i64,
+            i64,
+            String,
+            String,
+            String,
+            String,
+            Option<i64>,
+            Option<String>,
+        );
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT id, at, actor, subject, action, detail, rollout_id, workspace FROM events \
+             WHERE id > $1 ORDER BY id LIMIT $2",
+        )
+        .bind(since)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .ctx("feed events")?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(id, at, actor, subject, action, detail, rollout_id, workspace)| FeedEvent {
+                    id,
+                    at: from_millis(at),
+                    actor,
+                    subject,
+                    action,
+                    detail: serde_json::from_str(&detail)
+                        .unwrap_or(serde_json::Value::String(detail)),
+                    rollout_id,
+                    workspace,
+                },
+            )
+            .collect())
+    }
 }

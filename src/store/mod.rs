@@ -6,14 +6,18 @@
 //! times, no SQLite-only functions in queries. Writers of mutable rows check `version`
 //! (optimistic concurrency) and report [`StoreError::Conflict`] on a lost race.
 //!
+//! One module per table group, each naming its tables and writers in its header:
+//! `workspaces/` (the `workspaces` table), `updates/` (the `workspace_updates` journal and
+//! `failed_digests`), `snapshots/`, `events` (the audit trail and the notifier's feed),
+//! `settings`, and the rollout and release tables; `pool` opens the database. Shared here:
+//! [`StoreError`], `.ctx()` and the SQL vocabulary of finished journal phases.
+//!
 //! Architecture invariant: no other module writes SQL.
 
 mod events;
-mod notify_feed;
+mod pool;
 mod release_admin;
 mod releases;
-mod restore_queue;
-mod restores;
 mod rollout_batch;
 mod rollout_pass;
 mod rollout_targets;
@@ -22,24 +26,13 @@ mod settings;
 mod snapshots;
 mod tracked_images;
 mod updates;
-mod workspace_admin;
-mod workspace_status;
-mod workspace_volumes;
 mod workspaces;
 
-use std::path::Path;
-use std::str::FromStr;
-use std::time::Duration;
+use sqlx::sqlite::SqlitePool;
 
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
-
-pub use events::{Event, NewEvent};
-pub use notify_feed::FeedEvent;
+pub use events::{Event, FeedEvent, NewEvent};
 pub use release_admin::RejectOutcome;
 pub use releases::{ProbeRecord, ProbeSuccess, Release};
-pub use restore_queue::{RestoreError, RestoreRequest};
 pub use rollout_pass::SettledTargets;
 pub use rollout_targets::{
     CandidateRow, DesiredWrite, NewTarget, RolloutRowWrite, RolloutWrite, TargetRow, TargetWrite,
@@ -50,11 +43,13 @@ pub use snapshots::{
     SnapshotUpdate,
 };
 pub use tracked_images::TrackedImage;
-pub use updates::{ConvergeTarget, Outcome, UnreadableRow, UpdateKind, UpdateRow};
-pub use workspace_admin::{LastUpdate, WorkspacePatch};
-pub use workspace_status::Observed;
-pub use workspace_volumes::{AdoptedVolume, WorkspaceIdentity};
-pub use workspaces::{NewWorkspace, Workspace};
+pub use updates::{
+    ConvergeTarget, LastUpdate, Outcome, RestoreError, RestoreRequest, UnreadableRow, UpdateKind,
+    UpdateRow,
+};
+pub use workspaces::{
+    AdoptedVolume, NewWorkspace, Observed, Workspace, WorkspaceIdentity, WorkspacePatch,
+};
 
 /// Embedded migrations for the SQLite dialect.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -104,106 +99,9 @@ pub struct Store {
     pool: SqlitePool,
 }
 
-impl Store {
-    /// Opens (creating if missing) the SQLite database at `url` (`sqlite://PATH`).
-    pub async fn open(
-        url: &str,
-        max_connections: u32,
-        busy_timeout: Duration,
-    ) -> Result<Self, StoreError> {
-        Self::open_with(url, max_connections, busy_timeout, SqliteSynchronous::Full).await
-    }
-
-    /// [`Store::open`] with `synchronous = NORMAL`: a power loss may drop the last
-    /// commits. Only for `benches/journal.rs`, which measures what FULL costs.
-    #[doc(hidden)]
-    pub async fn open_normal_sync_for_bench(
-        url: &str,
-        max_connections: u32,
-        busy_timeout: Duration,
-    ) -> Result<Self, StoreError> {
-        Self::open_with(
-            url,
-            max_connections,
-            busy_timeout,
-            SqliteSynchronous::Normal,
-        )
-        .await
-    }
-
-    async fn open_with(
-        url: &str,
-        max_connections: u32,
-        busy_timeout: Duration,
-        synchronous: SqliteSynchronous,
-    ) -> Result<Self, StoreError> {
-        let open_err = |source| StoreError::Open {
-            url: url.to_owned(),
-            source,
-        };
-        let options = SqliteConnectOptions::from_str(url)
-            .map_err(open_err)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            // FULL (`open`): a commit is on disk when it returns (WAL fsynced per transaction).
-            // With NORMAL a power loss can drop the last commits, among them a journal
-            // phase whose action (a stop, a volume emptied for a restore) already
-            // happened. Cost measured in benches/journal.rs (docs/reconciler.md).
-            .synchronous(synchronous)
-            .busy_timeout(busy_timeout)
-            .foreign_keys(true);
-        if let Some(parent) = Path::new(options.get_filename()).parent()
-            && !parent.as_os_str().is_empty()
-        {
-            std::fs::create_dir_all(parent).map_err(|source| StoreError::CreateDir {
-                path: parent.display().to_string(),
-                source,
-            })?;
-        }
-        let pool = SqlitePoolOptions::new()
-            .max_connections(max_connections)
-            .acquire_timeout(busy_timeout + Duration::from_secs(5))
-            .connect_with(options)
-            .await
-            .map_err(open_err)?;
-        Ok(Self { pool })
-    }
-
-    /// Applies pending migrations; a no-op when the schema is current.
-    pub async fn migrate(&self) -> Result<(), StoreError> {
-        MIGRATOR.run(&self.pool).await?;
-        Ok(())
-    }
-
-    /// Versions of the migrations applied so far (for `sluice migrate` output and tests).
-    pub async fn applied_migrations(&self) -> Result<Vec<i64>, StoreError> {
-        sqlx::query_scalar(
-            "SELECT version FROM _sqlx_migrations WHERE success = TRUE ORDER BY version",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .ctx("list applied migrations")
-    }
-
-    /// Answers when the database does (for `/readyz`).
-    pub async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .ctx("ping")?;
-        Ok(())
-    }
-
-    pub async fn close(&self) {
-        self.pool.close().await;
-    }
-
-    /// For tests that must reach past the typed API (e.g. to prove a CHECK constraint).
-    #[doc(hidden)]
-    pub fn raw_pool(&self) -> &SqlitePool {
-        &self.pool
-    }
-}
+/// The journal phases after which a row needs nothing more (`UpdatePhase::is_terminal`),
+/// as an SQL list: `phase NOT IN` it is an open row.
+pub(crate) const FINISHED_PHASES: &str = "('succeeded', 'rolled_back', 'failed', 'quarantined')";
 
 /// True when a sqlx error is a UNIQUE constraint violation.
 pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {

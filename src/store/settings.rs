@@ -1,4 +1,7 @@
-//! Fleet-wide settings.
+//! Table `settings`, key `fleet_mode`: the fleet-wide switch, written by the API (operator,
+//! audited in the same transaction) and read by the controller and the reconciler. (The
+//! notifier's cursor shares the table; its reads and writes live with the feed in
+//! `events`.)
 
 use chrono::{DateTime, Utc};
 

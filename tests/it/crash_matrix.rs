@@ -239,7 +239,7 @@ async fn case(images: Arc<Images>, scenario: Scenario, point: String, signal: &'
         .count();
     assert_eq!(outcomes, 1, "{at}: terminal outcomes audited");
     for s in e.store.snapshots_of_update(u.id).await.unwrap() {
-        if s.state == "complete" {
+        if s.state == sluice::domain::SnapshotState::Complete {
             assert!(Path::new(&s.path).exists(), "{at}: snapshot {} lost", s.id);
         }
     }

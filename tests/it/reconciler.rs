@@ -318,7 +318,7 @@ async fn good_update_keeps_data_and_configuration() {
     let u = e.store.latest_update(e.ws.id).await.unwrap().unwrap();
     assert_eq!(u.snapshot_ids.len(), 1);
     let snap = e.store.snapshot(&u.snapshot_ids[0]).await.unwrap();
-    assert_eq!(snap.state, "complete");
+    assert_eq!(snap.state, sluice::domain::SnapshotState::Complete);
     assert!(snap.sha256.is_some());
     assert!(std::path::Path::new(&snap.path).exists());
 }

@@ -119,7 +119,12 @@ async fn sigterm_while_snapshotting_finishes_the_snapshot_and_exits_zero() {
         .expect("snapshots");
     assert!(!snaps.is_empty(), "no snapshot row for update {}", row.id);
     for s in &snaps {
-        assert_eq!(s.state, "complete", "snapshot {} cut in half", s.id);
+        assert_eq!(
+            s.state,
+            sluice::domain::SnapshotState::Complete,
+            "snapshot {} cut in half",
+            s.id
+        );
         assert!(std::path::Path::new(&s.path).exists(), "{} missing", s.path);
     }
     assert_eq!(partial_files(&e), Vec::<String>::new());

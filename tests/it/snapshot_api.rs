@@ -483,7 +483,7 @@ async fn restore_refusals_change_nothing() {
     )
     .await;
     api.store
-        .set_snapshot_state(&failed, "failed")
+        .set_snapshot_state(&failed, sluice::domain::SnapshotState::Failed)
         .await
         .unwrap();
     snapshot(&api.store, &snaps, &ws, None, "cache", "acme-cache-1", 41).await;
@@ -623,7 +623,7 @@ async fn recover_refusals_name_the_reason_and_change_nothing() {
     api.store
         .set_snapshot_state(
             &sluice::domain::SnapshotId::parse("acme-logs-new").unwrap(),
-            "deleted",
+            sluice::domain::SnapshotState::Deleted,
         )
         .await
         .unwrap();

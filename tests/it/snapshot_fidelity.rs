@@ -422,7 +422,10 @@ async fn a_corrupt_snapshot_is_never_restored_and_is_kept_for_inspection() {
             continue;
         }
         let done = e.store.snapshots_of_update(u.id).await.unwrap();
-        if let Some(s) = done.into_iter().find(|s| s.state == "complete") {
+        if let Some(s) = done
+            .into_iter()
+            .find(|s| s.state == sluice::domain::SnapshotState::Complete)
+        {
             break s;
         }
     };
@@ -522,7 +525,7 @@ async fn an_operator_restore_and_a_recovery_are_journaled_sagas_on_real_docker()
             .await
             .unwrap()
             .into_iter()
-            .find(|s| s.state == "complete")
+            .find(|s| s.state == sluice::domain::SnapshotState::Complete)
         {
             break s;
         }

@@ -190,11 +190,14 @@ async fn a_queued_restore_is_one_transaction_and_its_snapshots_are_needed() {
         actor: "ops".into(),
     };
     // A snapshot that stopped being complete: refused, nothing written.
-    store.set_snapshot_state(&old, "failed").await.unwrap();
+    store
+        .set_snapshot_state(&old, sluice::domain::SnapshotState::Failed)
+        .await
+        .unwrap();
     let before = counts(&store).await;
     let e = store.queue_restore(&req, at(40)).await.unwrap_err();
     assert!(
-        matches!(&e, RestoreError::SnapshotNotComplete { id, state } if id == &old && state == "failed"),
+        matches!(&e, RestoreError::SnapshotNotComplete { id, state } if id == &old && *state == sluice::domain::SnapshotState::Failed),
         "{e}"
     );
     assert_eq!(counts(&store).await, before);

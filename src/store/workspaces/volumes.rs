@@ -1,4 +1,6 @@
-//! Who uses which volume, as the store knows it: the volumes named in live workspaces'
+//! Table `workspaces`, volume claims (read only; the claiming writes are the API's
+//! create and patch in `admin`, inside whose transactions these checks run). Who uses
+//! which volume, as the store knows it: the volumes named in live workspaces'
 //! specs (one tenant's volume is never named by another's spec), the workspace behind
 //! a volume's `sluice.workspace_id` label, and the `volume_adopted` audit events.
 //!
@@ -8,10 +10,10 @@
 use chrono::{DateTime, Utc};
 use sqlx::SqliteConnection;
 
-use super::events::append_event_in;
-use super::{NewEvent, QueryContext, Store, StoreError};
 use crate::domain::WorkspaceName;
 use crate::domain::spec::WorkspaceSpec;
+use crate::store::events::append_event_in;
+use crate::store::{NewEvent, QueryContext, Store, StoreError};
 
 /// A workspace row by id, live or deleted: what a volume's owner label points at.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -1,17 +1,18 @@
-//! Operator writes on workspaces (create, patch, delete), each audited with its actor in
-//! the same transaction, plus the read models the API serves (last update, counts).
-
-use std::collections::HashMap;
+//! Table `workspaces`, operator writes: create, patch (tier, mode, pin, window, spec),
+//! tier and delete, written by the API, each audited with its actor in the same
+//! transaction (`events`). Every write here checks `version` or, for create and delete,
+//! is one statement whose own condition is the check (a taken name, an open journal row).
+//! Also the per-(tier, state) counts for the `sluice_workspaces` gauge.
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 
-use super::events::append_event_in;
-use super::workspace_volumes::{append_adoptions_in, ensure_unclaimed_in};
-use super::{AdoptedVolume, NewEvent, NewWorkspace, QueryContext, Store, StoreError, Workspace};
-use crate::clock::{from_millis, to_millis};
+use super::volumes::{AdoptedVolume, append_adoptions_in, ensure_unclaimed_in};
+use super::{NewWorkspace, Workspace, insert_in};
+use crate::clock::to_millis;
 use crate::domain::spec::WorkspaceSpec;
-use crate::domain::{Digest, MaintenanceWindow, Tier, UpdateMode, WorkspaceName};
+use crate::domain::{Digest, MaintenanceWindow, Tier, UpdateMode, WorkspaceName, WorkspaceState};
+use crate::store::events::append_event_in;
+use crate::store::{NewEvent, QueryContext, Store, StoreError};
 
 /// Changes an operator asks for; `None` leaves a field alone. For the nullable fields
 /// the inner `None` clears it.
@@ -25,19 +26,6 @@ pub struct WorkspacePatch {
     /// Volumes of the new spec taken over with `adopt: true` (checked against Docker by
     /// the caller); each is audited as `volume_adopted` with the change.
     pub adopted: Vec<AdoptedVolume>,
-}
-
-/// The newest update attempt of a workspace, as shown by the API.
-#[derive(Clone, Debug, Serialize, PartialEq)]
-pub struct LastUpdate {
-    pub id: i64,
-    /// The journal phase (`succeeded`, `rolled_back`, `failed`, `quarantined`, or a running step).
-    pub result: String,
-    pub from_digest: Option<String>,
-    pub to_digest: String,
-    pub rollout_id: Option<i64>,
-    pub at: DateTime<Utc>,
-    pub error: Option<String>,
 }
 
 fn ws_event(
@@ -72,7 +60,7 @@ impl Store {
         let mut tx = self.pool.begin().await.ctx("begin")?;
         // The insert comes first so the transaction holds the write lock while it looks
         // for other users of the volumes: two creations cannot both take one volume.
-        let created = super::workspaces::insert_in(&mut tx, w, desired, now).await?;
+        let created = insert_in(&mut tx, w, desired, now).await?;
         let volumes: Vec<&str> = w.spec.volumes.iter().map(|v| v.name.as_str()).collect();
         ensure_unclaimed_in(&mut tx, created.id, &volumes).await?;
         let detail = serde_json::json!({
@@ -261,53 +249,56 @@ impl Store {
         Ok(true)
     }
 
-    /// The newest update attempt of each workspace, by workspace id.
-    pub async fn last_updates(&self) -> Result<HashMap<i64, LastUpdate>, StoreError> {
-        type Row = (
-            i64,
-            i64,
-            String,
-            Option<String>,
-            String,
-            Option<i64>,
-            i64,
-            Option<String>,
-        );
-        let rows: Vec<Row> = sqlx::query_as(
-            "SELECT u.workspace_id, u.id, u.phase, u.from_digest, u.to_digest, u.rollout_id, \
-             u.updated_at, u.error FROM workspace_updates u \
-             WHERE u.id = (SELECT MAX(id) FROM workspace_updates v WHERE v.workspace_id = u.workspace_id)",
+    /// Sets a workspace's tier, checking `version` (optimistic concurrency).
+    pub async fn set_workspace_tier(
+        &self,
+        name: &WorkspaceName,
+        tier: Tier,
+        expected_version: i64,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let done = sqlx::query(
+            "UPDATE workspaces SET update_tier = $1, updated_at = $2, version = version + 1 \
+             WHERE name = $3 AND version = $4 AND deleted_at IS NULL",
         )
-        .fetch_all(&self.pool)
+        .bind(tier.as_str())
+        .bind(to_millis(now))
+        .bind(name.as_str())
+        .bind(expected_version)
+        .execute(&self.pool)
         .await
-        .ctx("last updates")?;
-        Ok(rows
-            .into_iter()
-            .map(|(ws, id, phase, from, to, rollout, at, error)| {
-                (
-                    ws,
-                    LastUpdate {
-                        id,
-                        result: phase,
-                        from_digest: from,
-                        to_digest: to,
-                        rollout_id: rollout,
-                        at: from_millis(at),
-                        error,
-                    },
-                )
-            })
-            .collect())
+        .ctx("set workspace tier")?;
+        if done.rows_affected() == 0 {
+            self.workspace(name).await?;
+            return Err(StoreError::Conflict {
+                what: "workspace",
+                key: name.to_string(),
+            });
+        }
+        Ok(())
     }
 
     /// Live workspaces counted by (tier, state), for the `sluice_workspaces` gauge.
-    pub async fn workspace_counts(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
-        sqlx::query_as(
+    pub async fn workspace_counts(&self) -> Result<Vec<(Tier, WorkspaceState, i64)>, StoreError> {
+        let rows: Vec<(String, String, i64)> = sqlx::query_as(
             "SELECT update_tier, state, COUNT(*) FROM workspaces WHERE deleted_at IS NULL \
              GROUP BY update_tier, state",
         )
         .fetch_all(&self.pool)
         .await
-        .ctx("count workspaces")
+        .ctx("count workspaces")?;
+        let corrupt = |e: crate::domain::ParseError| StoreError::Corrupt {
+            what: "workspace",
+            message: e.to_string(),
+        };
+        rows.into_iter()
+            .map(|(tier, state, n)| {
+                Ok((
+                    Tier::parse(&tier).map_err(corrupt)?,
+                    WorkspaceState::parse(&state).map_err(corrupt)?,
+                    n,
+                ))
+            })
+            .collect()
     }
 }

@@ -1,77 +1,23 @@
-//! The update journal (`workspace_updates`): one row per attempt; the phase is written
-//! *before* the step acts, so a restarted daemon knows where every saga stood. Terminal
-//! outcomes are written together with the workspace's observed state, the
-//! `failed_digests` memory and the audit event, in one transaction.
+//! Table `workspace_updates` (with `failed_digests`, the workspace's observed state and
+//! `rollout_targets.restore_done_at` in the same transactions), journal writes: written
+//! by the reconciler alone, each phase *before* its step acts. Moving a row is a
+//! compare-and-set on the phase it leaves (a stale driver gets
+//! [`StoreError::Conflict`]); the rollback and terminal writes commit the row, the
+//! workspace and the audit event together.
+//!
+//! The `workspaces` writes here do not check `version`: they record what the single
+//! reconciler observed or is doing (`updating`, `rolling_back`, the outcome) and are
+//! guarded by the journal row's own compare-and-set; they bump `version`, so an
+//! operator's checked write that raced them re-reads and retries. `reset_desired` is a
+//! compare-and-set on `desired_digest` itself.
 
 use chrono::{DateTime, Utc};
-use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
 
-use super::events::append_event_in;
-use super::{NewEvent, QueryContext, Store, StoreError};
+use super::{COLS, UnreadableRow, UpdateRow, corrupt, from_row, stale_unless_one};
 use crate::clock::to_millis;
 use crate::domain::{Digest, Health, SnapshotId, UpdatePhase, WorkspaceState};
-
-/// One journal row.
-#[derive(Clone, Debug, PartialEq)]
-pub struct UpdateRow {
-    pub id: i64,
-    pub workspace_id: i64,
-    pub rollout_id: Option<i64>,
-    pub from_digest: Option<Digest>,
-    pub to_digest: Digest,
-    pub phase: UpdatePhase,
-    pub snapshot_ids: Vec<SnapshotId>,
-    pub error: Option<String>,
-    /// `update` (a digest change), `restore` (operator `snapshot restore`) or `recover`
-    /// (operator `workspace recover`).
-    pub kind: UpdateKind,
-    /// Restore and recover rows: exactly the snapshots this attempt restores.
-    pub restore_snapshot_ids: Vec<SnapshotId>,
-}
-
-/// Why a journal row exists.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum UpdateKind {
-    Update,
-    Restore,
-    Recover,
-}
-
-impl UpdateKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Update => "update",
-            Self::Restore => "restore",
-            Self::Recover => "recover",
-        }
-    }
-    fn parse(s: &str) -> Result<Self, String> {
-        match s {
-            "update" => Ok(Self::Update),
-            "restore" => Ok(Self::Restore),
-            "recover" => Ok(Self::Recover),
-            other => Err(format!("unknown update kind {other:?}")),
-        }
-    }
-}
-
-/// An open journal row that this version cannot read.
-#[derive(Clone, Debug, PartialEq)]
-pub struct UnreadableRow {
-    pub id: i64,
-    pub workspace_id: i64,
-    /// What could not be read.
-    pub error: String,
-}
-
-/// A workspace the reconciler should converge.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ConvergeTarget {
-    pub workspace_id: i64,
-    pub name: String,
-    pub rollout_id: Option<i64>,
-}
+use crate::store::events::append_event_in;
+use crate::store::{NewEvent, QueryContext, Store, StoreError};
 
 /// How a saga ended, and what the workspace looks like afterwards.
 #[derive(Clone, Debug)]
@@ -95,94 +41,7 @@ pub struct Outcome {
     pub event: NewEvent,
 }
 
-const OPEN: &str = "('succeeded', 'rolled_back', 'failed', 'quarantined')";
-const COLS: &str = "id, workspace_id, rollout_id, from_digest, to_digest, phase, snapshot_ids, \
-                    error, kind, restore_snapshot_ids";
-
-fn corrupt(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt {
-        what: "workspace update",
-        message: e.to_string(),
-    }
-}
-
-/// A compare-and-set that changed no row: someone else moved the journal row on.
-fn stale_unless_one(rows: u64, id: i64, from: UpdatePhase) -> Result<(), StoreError> {
-    if rows == 1 {
-        Ok(())
-    } else {
-        Err(StoreError::Conflict {
-            what: "update journal row",
-            key: format!("{id} (no longer in phase {from})"),
-        })
-    }
-}
-
-fn snapshot_ids(json: &str) -> Result<Vec<SnapshotId>, StoreError> {
-    let ids: Vec<String> = serde_json::from_str(json).map_err(corrupt)?;
-    ids.iter()
-        .map(|s| SnapshotId::parse(s))
-        .collect::<Result<_, _>>()
-        .map_err(corrupt)
-}
-
-fn from_row(r: &SqliteRow) -> Result<UpdateRow, StoreError> {
-    Ok(UpdateRow {
-        id: r.try_get("id").map_err(corrupt)?,
-        workspace_id: r.try_get("workspace_id").map_err(corrupt)?,
-        rollout_id: r.try_get("rollout_id").map_err(corrupt)?,
-        from_digest: r
-            .try_get::<Option<String>, _>("from_digest")
-            .map_err(corrupt)?
-            .map(|d| Digest::parse(&d))
-            .transpose()
-            .map_err(corrupt)?,
-        to_digest: Digest::parse(&r.try_get::<String, _>("to_digest").map_err(corrupt)?)
-            .map_err(corrupt)?,
-        phase: UpdatePhase::parse(&r.try_get::<String, _>("phase").map_err(corrupt)?)
-            .map_err(corrupt)?,
-        snapshot_ids: snapshot_ids(&r.try_get::<String, _>("snapshot_ids").map_err(corrupt)?)?,
-        error: r.try_get("error").map_err(corrupt)?,
-        kind: UpdateKind::parse(&r.try_get::<String, _>("kind").map_err(corrupt)?)
-            .map_err(corrupt)?,
-        restore_snapshot_ids: r
-            .try_get::<Option<String>, _>("restore_snapshot_ids")
-            .map_err(corrupt)?
-            .map(|j| snapshot_ids(&j))
-            .transpose()?
-            .unwrap_or_default(),
-    })
-}
-
 impl Store {
-    /// Workspaces whose desired digest differs from what runs, that are not quarantined,
-    /// have no open journal row and whose desired digest has not failed on them.
-    pub async fn converge_targets(&self) -> Result<Vec<ConvergeTarget>, StoreError> {
-        let sql = format!(
-            "SELECT w.id, w.name, w.desired_rollout_id FROM workspaces w \
-             WHERE w.deleted_at IS NULL AND w.desired_digest IS NOT NULL \
-             AND (w.actual_digest IS NULL OR w.desired_digest <> w.actual_digest) \
-             AND w.state <> 'quarantined' \
-             AND NOT EXISTS (SELECT 1 FROM failed_digests f \
-                 WHERE f.workspace_id = w.id AND f.digest = w.desired_digest) \
-             AND NOT EXISTS (SELECT 1 FROM workspace_updates u \
-                 WHERE u.workspace_id = w.id AND u.phase NOT IN {OPEN}) \
-             ORDER BY w.name"
-        );
-        let rows: Vec<(i64, String, Option<i64>)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .fetch_all(&self.pool)
-            .await
-            .ctx("list converge targets")?;
-        Ok(rows
-            .into_iter()
-            .map(|(workspace_id, name, rollout_id)| ConvergeTarget {
-                workspace_id,
-                name,
-                rollout_id,
-            })
-            .collect())
-    }
-
     /// Opens a journal row in phase `pulling` and marks the workspace `updating`.
     pub async fn open_update(
         &self,
@@ -305,41 +164,6 @@ impl Store {
         Ok(())
     }
 
-    /// Every journal row not in a terminal phase, oldest first.
-    pub async fn open_updates(&self) -> Result<Vec<UpdateRow>, StoreError> {
-        let (rows, unreadable) = self.open_updates_checked().await?;
-        match unreadable.into_iter().next() {
-            Some(u) => Err(corrupt(format!("journal row {}: {}", u.id, u.error))),
-            None => Ok(rows),
-        }
-    }
-
-    /// Every journal row not in a terminal phase, oldest first, and apart those this
-    /// version cannot read (a phase, kind or digest it does not know: edited by hand, or
-    /// written by another version), so one bad row holds up no other workspace.
-    pub async fn open_updates_checked(
-        &self,
-    ) -> Result<(Vec<UpdateRow>, Vec<UnreadableRow>), StoreError> {
-        let sql =
-            format!("SELECT {COLS} FROM workspace_updates WHERE phase NOT IN {OPEN} ORDER BY id");
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .fetch_all(&self.pool)
-            .await
-            .ctx("list open updates")?;
-        let (mut good, mut bad) = (Vec::new(), Vec::new());
-        for r in &rows {
-            match from_row(r) {
-                Ok(row) => good.push(row),
-                Err(e) => bad.push(UnreadableRow {
-                    id: r.try_get("id").map_err(corrupt)?,
-                    workspace_id: r.try_get("workspace_id").map_err(corrupt)?,
-                    error: e.to_string(),
-                }),
-            }
-        }
-        Ok((good, bad))
-    }
-
     /// Ends a journal row this version cannot read: the row is closed as `quarantined`
     /// with `reason` (which names it), its workspace is quarantined, and `event` is
     /// audited, in one transaction. Nothing in Docker is touched.
@@ -374,19 +198,6 @@ impl Store {
         append_event_in(&mut tx, event, now).await?;
         tx.commit().await.ctx("commit quarantine")?;
         Ok(())
-    }
-
-    /// The newest journal row of a workspace.
-    pub async fn latest_update(&self, workspace_id: i64) -> Result<Option<UpdateRow>, StoreError> {
-        let sql = format!(
-            "SELECT {COLS} FROM workspace_updates WHERE workspace_id = $1 ORDER BY id DESC LIMIT 1"
-        );
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(workspace_id)
-            .fetch_optional(&self.pool)
-            .await
-            .ctx("latest update")?;
-        row.as_ref().map(from_row).transpose()
     }
 
     /// Ends a saga: terminal phase, observed state, failure memory and audit event, atomically.
@@ -469,39 +280,5 @@ impl Store {
         append_event_in(&mut tx, &o.event, now).await?;
         tx.commit().await.ctx("commit finish update")?;
         Ok(())
-    }
-
-    /// True when `digest` failed on the workspace before.
-    pub async fn digest_failed(
-        &self,
-        workspace_id: i64,
-        digest: &Digest,
-    ) -> Result<bool, StoreError> {
-        let n: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM failed_digests WHERE workspace_id = $1 AND digest = $2",
-        )
-        .bind(workspace_id)
-        .bind(digest.as_str())
-        .fetch_one(&self.pool)
-        .await
-        .ctx("check failed digest")?;
-        Ok(n > 0)
-    }
-}
-
-impl Store {
-    /// One journal row by id.
-    pub async fn update_by_id(&self, id: i64) -> Result<UpdateRow, StoreError> {
-        let sql = format!("SELECT {COLS} FROM workspace_updates WHERE id = $1");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .ctx("get update")?
-            .ok_or_else(|| StoreError::NotFound {
-                what: "workspace update",
-                key: id.to_string(),
-            })?;
-        from_row(&row)
     }
 }

@@ -1,10 +1,21 @@
-//! Workspace rows: desired state written by operators and the controller, observed state
-//! written by the reconciler.
+//! Table `workspaces`: the row type and its reads. Writers, each in its own file:
+//! operators through the API (`admin`: create, patch, tier, delete; version-checked), the
+//! controller (`desired_digest`, with its rollout writes in `rollout_targets`), and the
+//! reconciler (`observed`: what Docker shows). `volumes` checks which workspace claims a
+//! volume, inside the API's writing transactions.
+
+mod admin;
+mod observed;
+mod volumes;
 
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 use sqlx::SqliteConnection;
 use sqlx::sqlite::SqliteRow;
+
+pub use admin::WorkspacePatch;
+pub use observed::Observed;
+pub use volumes::{AdoptedVolume, WorkspaceIdentity};
 
 use super::{QueryContext, Store, StoreError, is_unique_violation};
 use crate::clock::{from_millis, to_millis};
@@ -127,33 +138,17 @@ impl Store {
         rows.iter().map(from_row).collect()
     }
 
-    /// Sets a workspace's tier, checking `version` (optimistic concurrency).
-    pub async fn set_workspace_tier(
-        &self,
-        name: &WorkspaceName,
-        tier: Tier,
-        expected_version: i64,
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        let done = sqlx::query(
-            "UPDATE workspaces SET update_tier = $1, updated_at = $2, version = version + 1 \
-             WHERE name = $3 AND version = $4 AND deleted_at IS NULL",
-        )
-        .bind(tier.as_str())
-        .bind(to_millis(now))
-        .bind(name.as_str())
-        .bind(expected_version)
-        .execute(&self.pool)
-        .await
-        .ctx("set workspace tier")?;
-        if done.rows_affected() == 0 {
-            self.workspace(name).await?;
-            return Err(StoreError::Conflict {
+    /// The name of a live workspace by id.
+    pub async fn workspace_name(&self, workspace_id: i64) -> Result<String, StoreError> {
+        sqlx::query_scalar("SELECT name FROM workspaces WHERE id = $1 AND deleted_at IS NULL")
+            .bind(workspace_id)
+            .fetch_optional(&self.pool)
+            .await
+            .ctx("get workspace name")?
+            .ok_or_else(|| StoreError::NotFound {
                 what: "workspace",
-                key: name.to_string(),
-            });
-        }
-        Ok(())
+                key: workspace_id.to_string(),
+            })
     }
 }
 

@@ -1,12 +1,19 @@
-//! Workspace writes of the reconciler (observed state) and the desired-digest setter the
-//! controller, the API and tests use.
+//! Table `workspaces`, observed state (`actual_digest`, `container_id`, `state`,
+//! `health`): written by the reconciler alone, from what Docker shows. Plus a plain
+//! desired-digest setter for tests and benches (the controller writes `desired_digest`
+//! with its rollout writes, the API with a patch).
+//!
+//! These writes do not check `version`: the reconciler is the one writer of the observed
+//! columns and writes only what it has just seen, so an operator's concurrent change of
+//! desired state (tier, pin, spec) is never overwritten; they still bump `version`, so an
+//! operator's version-checked write that raced them re-reads and retries.
 
 use chrono::{DateTime, Utc};
 
-use super::events::append_event_in;
-use super::{NewEvent, QueryContext, Store, StoreError};
 use crate::clock::to_millis;
 use crate::domain::{Digest, Health, WorkspaceState};
+use crate::store::events::append_event_in;
+use crate::store::{NewEvent, QueryContext, Store, StoreError};
 
 /// What the reconciler last saw of a workspace's container.
 #[derive(Clone, Debug)]
@@ -19,6 +26,9 @@ pub struct Observed {
 
 impl Store {
     /// Sets what a workspace should run, and which rollout asked (None: operator/creation).
+    /// Used by tests and benches to stand in for the controller. Not version-checked: it
+    /// plays the controller's part, whose decision is re-made every pass from a fresh read;
+    /// an absent or deleted workspace is `NotFound`.
     pub async fn set_desired_digest(
         &self,
         workspace_id: i64,
@@ -75,32 +85,6 @@ impl Store {
         }
         tx.commit().await.ctx("commit observed")?;
         Ok(())
-    }
-
-    /// Failed digests remembered for a workspace.
-    pub async fn failed_digests(&self, workspace_id: i64) -> Result<Vec<String>, StoreError> {
-        sqlx::query_scalar(
-            "SELECT digest FROM failed_digests WHERE workspace_id = $1 ORDER BY digest",
-        )
-        .bind(workspace_id)
-        .fetch_all(&self.pool)
-        .await
-        .ctx("list failed digests")
-    }
-}
-
-impl Store {
-    /// The name of a live workspace by id.
-    pub async fn workspace_name(&self, workspace_id: i64) -> Result<String, StoreError> {
-        sqlx::query_scalar("SELECT name FROM workspaces WHERE id = $1 AND deleted_at IS NULL")
-            .bind(workspace_id)
-            .fetch_optional(&self.pool)
-            .await
-            .ctx("get workspace name")?
-            .ok_or_else(|| StoreError::NotFound {
-                what: "workspace",
-                key: workspace_id.to_string(),
-            })
     }
 }
 
