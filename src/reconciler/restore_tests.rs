@@ -9,7 +9,7 @@ use std::time::Duration;
 use super::tests::{T, digest, pinned, setup};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{RolloutSettings, Settings};
-use crate::domain::{ApplyTier, RolloutState, UpdatePhase};
+use crate::domain::{ApplyTier, RolloutState, Tier, UpdatePhase};
 use crate::rollout::controller::Controller;
 use crate::rollout::metrics::RolloutMetrics;
 use crate::rollout::ops::Ops;
@@ -36,31 +36,38 @@ async fn updated_to_v2() -> R {
 async fn updated_to_v2_with(volumes: bool) -> R {
     let t = setup(0).await;
     if !volumes {
-        sqlx::query("UPDATE workspaces SET spec = '{}' WHERE id = $1")
-            .bind(t.ws.id)
-            .execute(t.store.raw_pool())
+        let patch = crate::store::WorkspacePatch {
+            spec: Some(crate::domain::spec::WorkspaceSpec::default()),
+            ..Default::default()
+        };
+        t.store
+            .patch_workspace(&t.ws.name, &patch, "ops", SystemClock.now())
             .await
             .unwrap();
     }
     t.rt.add_image(&pinned(1));
     t.rt.add_image(&pinned(2));
-    sqlx::query("UPDATE workspaces SET update_tier = 'canary' WHERE id = $1")
-        .bind(t.ws.id)
-        .execute(t.store.raw_pool())
+    let version = t.ws().await.version;
+    t.store
+        .set_workspace_tier(&t.ws.name, Tier::Canary, version, SystemClock.now())
         .await
         .unwrap();
     t.desire(1).await;
     let before = if volumes { t.data() } else { String::new() };
-    let release: i64 = sqlx::query_scalar(
-        "INSERT INTO releases (image, digest, detected_at, updated_at) \
-         VALUES ($1, $2, $3, $3) RETURNING id",
-    )
-    .bind("127.0.0.1:5000/fx/app:stable")
-    .bind(digest(2).as_str())
-    .bind(crate::clock::to_millis(SystemClock.now()))
-    .fetch_one(t.store.raw_pool())
-    .await
-    .unwrap();
+    let now = SystemClock.now();
+    let release = t
+        .store
+        .record_probe_success(&crate::store::ProbeSuccess {
+            image: "127.0.0.1:5000/fx/app:stable",
+            digest: &digest(2),
+            changelog: None,
+            next_probe_at: now,
+            now,
+        })
+        .await
+        .unwrap()
+        .release_id
+        .expect("v2 is a new release");
     let ops = Ops {
         store: t.store.clone(),
         settings: Arc::new(RolloutSettings::default()),
@@ -109,15 +116,12 @@ impl R {
             .unwrap();
         self.t.rec.converge_all().await.unwrap();
     }
-    async fn restore_done(&self) -> Option<i64> {
-        sqlx::query_scalar(
-            "SELECT restore_done_at FROM rollout_targets WHERE rollout_id = $1 AND workspace_id = $2",
-        )
-        .bind(self.rollout)
-        .bind(self.t.ws.id)
-        .fetch_one(self.t.store.raw_pool())
-        .await
-        .unwrap()
+    async fn restore_done(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.t
+            .store
+            .restore_done_at(self.rollout, self.t.ws.id)
+            .await
+            .unwrap()
     }
     fn snapshot_file(&self, id: &crate::domain::SnapshotId) -> std::path::PathBuf {
         self.t

@@ -319,7 +319,6 @@ async fn retention_keeps_the_newest_and_what_an_open_update_needs() {
 
 #[tokio::test]
 async fn a_journal_row_this_version_cannot_read_quarantines_only_its_workspace() {
-    use sqlx::Connection as _;
     let t = setup(0).await;
     t.rt.add_image(&pinned(1));
     let now = SystemClock.now();
@@ -329,20 +328,10 @@ async fn a_journal_row_this_version_cannot_read_quarantines_only_its_workspace()
         .await
         .unwrap();
     // Edited by hand (or written by another version): a phase this one does not know.
-    let db = t._dir.path().join("sluice.db");
-    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
+    t.store
+        .write_foreign_phase(row.id, "levitating")
         .await
         .unwrap();
-    sqlx::query("PRAGMA ignore_check_constraints = ON")
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    sqlx::query("UPDATE workspace_updates SET phase = 'levitating' WHERE id = $1")
-        .bind(row.id)
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    conn.close().await.unwrap();
 
     t.rec.resume_all().await.expect("resume goes on");
     let u = t.latest().await;

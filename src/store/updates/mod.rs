@@ -321,3 +321,45 @@ impl Store {
         Ok(id.flatten())
     }
 }
+
+#[cfg(test)]
+impl Store {
+    /// When the restore of a rollback with `restore_data` was done for (rollout,
+    /// workspace): `rollout_targets.restore_done_at`, stamped by [`Store::finish_update`].
+    pub(crate) async fn restore_done_at(
+        &self,
+        rollout_id: i64,
+        workspace_id: i64,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let at: Option<i64> = sqlx::query_scalar(
+            "SELECT restore_done_at FROM rollout_targets WHERE rollout_id = $1 AND workspace_id = $2",
+        )
+        .bind(rollout_id)
+        .bind(workspace_id)
+        .fetch_one(&self.pool)
+        .await
+        .ctx("read restore done")?;
+        Ok(at.map(from_millis))
+    }
+
+    /// Overwrites a journal row's phase with `word`, past the schema's CHECK: a row edited
+    /// by hand or written by another version, which this one cannot read.
+    pub(crate) async fn write_foreign_phase(&self, id: i64, word: &str) -> Result<(), StoreError> {
+        let mut conn = self.pool.acquire().await.ctx("acquire connection")?;
+        sqlx::query("PRAGMA ignore_check_constraints = ON")
+            .execute(&mut *conn)
+            .await
+            .ctx("lift check constraints")?;
+        let written = sqlx::query("UPDATE workspace_updates SET phase = $1 WHERE id = $2")
+            .bind(word)
+            .bind(id)
+            .execute(&mut *conn)
+            .await
+            .ctx("write foreign phase");
+        sqlx::query("PRAGMA ignore_check_constraints = OFF")
+            .execute(&mut *conn)
+            .await
+            .ctx("restore check constraints")?;
+        written.map(|_| ())
+    }
+}
