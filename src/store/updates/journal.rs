@@ -66,6 +66,7 @@ impl Store {
             .fetch_one(&mut *tx)
             .await
             .ctx("open update")?;
+        // The reconciler's own observation (no version check, see the module header).
         sqlx::query(
             "UPDATE workspaces SET state = 'updating', updated_at = $1, version = version + 1 \
              WHERE id = $2",
@@ -128,6 +129,7 @@ impl Store {
         .await
         .ctx("journal rollback")?;
         stale_unless_one(done.rows_affected(), row.id, from)?;
+        // Observation, guarded by the row's compare-and-set above (no version check).
         sqlx::query(
             "UPDATE workspaces SET state = 'rolling_back', updated_at = $1, \
              version = version + 1 WHERE id = $2",
@@ -186,6 +188,7 @@ impl Store {
         .execute(&mut *tx)
         .await
         .ctx("close unreadable journal row")?;
+        // Observation by the one reconciler (no version check, see the module header).
         sqlx::query(
             "UPDATE workspaces SET state = 'quarantined', health = 'unhealthy', updated_at = $1, \
              version = version + 1 WHERE id = $2",
@@ -223,6 +226,7 @@ impl Store {
         .await
         .ctx("finish update")?;
         stale_unless_one(done.rows_affected(), row.id, o.from_phase)?;
+        // Observation, guarded by the row's compare-and-set above (no version check).
         sqlx::query(
             "UPDATE workspaces SET actual_digest = $1, container_id = $2, state = $3, \
              health = $4, health_checked_at = $5, updated_at = $5, version = version + 1 \
@@ -252,6 +256,7 @@ impl Store {
             .ctx("remember failed digest")?;
         }
         if o.reset_desired {
+            // A compare-and-set on `desired_digest`: a newer decision is left alone.
             sqlx::query(
                 "UPDATE workspaces SET desired_digest = $1, desired_rollout_id = NULL \
                  WHERE id = $2 AND desired_digest = $3",

@@ -58,6 +58,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<Workspace, StoreError> {
         let mut tx = self.pool.begin().await.ctx("begin")?;
+        // A new row has no version to check: a taken name is refused by the UNIQUE index.
         // The insert comes first so the transaction holds the write lock while it looks
         // for other users of the volumes: two creations cannot both take one volume.
         let created = insert_in(&mut tx, w, desired, now).await?;
@@ -92,7 +93,8 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<Workspace, StoreError> {
         for _ in 0..5 {
-            if let Some(w) = self.patch_workspace_once(name, patch, actor, now).await? {
+            let cur = self.workspace(name).await?;
+            if let Some(w) = self.patch_workspace_once(&cur, patch, actor, now).await? {
                 return Ok(w);
             }
         }
@@ -102,16 +104,17 @@ impl Store {
         })
     }
 
-    /// One optimistic attempt: read, then a transaction whose first statement is the
-    /// versioned UPDATE (so SQLite takes the write lock at once). `None`: lost the race.
+    /// One optimistic attempt from `cur` (a read): a transaction whose first statement is
+    /// the versioned UPDATE (so SQLite takes the write lock at once). `None`: `cur` is
+    /// stale (lost the race), and nothing was written.
     async fn patch_workspace_once(
         &self,
-        name: &WorkspaceName,
+        cur: &Workspace,
         patch: &WorkspacePatch,
         actor: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<Workspace>, StoreError> {
-        let cur = self.workspace(name).await?;
+        let name = &cur.name;
         let mut changes = serde_json::Map::new();
         let mut change = |k: &str, before: serde_json::Value, after: serde_json::Value| {
             if before != after {
@@ -220,6 +223,9 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await.ctx("begin")?;
+        // Not version-checked: a deletion does not depend on what the operator read (the
+        // API takes no version for it), so a concurrent observation or patch does not make
+        // it wrong. Its one precondition, no open journal row, is in the statement itself.
         let done = sqlx::query(
             "UPDATE workspaces SET deleted_at = $1, desired_digest = NULL, updated_at = $1, \
              name = name || '~deleted-' || id, \
@@ -300,5 +306,84 @@ impl Store {
                 ))
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::domain::ImageRef;
+
+    async fn fresh() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}", dir.path().join("sluice.db").display());
+        let store = Store::open(&url, 2, Duration::from_secs(5))
+            .await
+            .expect("open");
+        store.migrate().await.expect("migrate");
+        (dir, store)
+    }
+
+    #[tokio::test]
+    async fn operator_writes_from_a_stale_read_are_refused() {
+        let (_dir, store) = fresh().await;
+        let now = Utc::now();
+        let new = NewWorkspace {
+            name: WorkspaceName::parse("acme").unwrap(),
+            image: ImageRef::parse("127.0.0.1:5000/app:stable").unwrap(),
+            update_tier: Tier::Production,
+            update_mode: UpdateMode::Auto,
+            maintenance_window: None,
+            spec: WorkspaceSpec::default(),
+        };
+        let stale = store.insert_workspace(&new, now).await.unwrap();
+        // Another writer (here the reconciler's observation) moves the version on.
+        store
+            .set_workspace_state(stale.id, WorkspaceState::Running, now)
+            .await
+            .unwrap();
+        let events = store.events(0, 100).await.unwrap().len();
+        let pin = Digest::of_bytes(b"pin");
+        let pinning = WorkspacePatch {
+            pinned_digest: Some(Some(pin.clone())),
+            ..WorkspacePatch::default()
+        };
+        let holding = WorkspacePatch {
+            update_mode: Some(UpdateMode::Manual),
+            ..WorkspacePatch::default()
+        };
+        let tiering = WorkspacePatch {
+            update_tier: Some(Tier::Canary),
+            ..WorkspacePatch::default()
+        };
+        for patch in [&pinning, &holding, &tiering] {
+            let lost = store
+                .patch_workspace_once(&stale, patch, "ops", now)
+                .await
+                .unwrap();
+            assert!(lost.is_none(), "a patch from a stale read lost the race");
+        }
+        let e = store
+            .set_workspace_tier(&stale.name, Tier::Canary, stale.version, now)
+            .await;
+        assert!(matches!(e, Err(StoreError::Conflict { .. })), "{e:?}");
+        let w = store.workspace(&stale.name).await.unwrap();
+        assert_eq!(
+            (w.pinned_digest, w.update_mode, w.update_tier, w.version),
+            (None, UpdateMode::Auto, Tier::Production, stale.version + 1),
+            "nothing was written"
+        );
+        assert_eq!(store.events(0, 100).await.unwrap().len(), events);
+        // The operator's patch re-reads and wins.
+        let w = store
+            .patch_workspace(&stale.name, &pinning, "ops", now)
+            .await
+            .unwrap();
+        assert_eq!(
+            (w.pinned_digest, w.desired_digest),
+            (Some(pin.clone()), Some(pin))
+        );
     }
 }

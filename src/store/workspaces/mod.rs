@@ -154,6 +154,7 @@ impl Store {
 
 /// Inserts a workspace on `conn` (inside a caller's transaction when it needs one), with
 /// `desired` as its first desired digest; a taken name is [`StoreError::AlreadyExists`].
+/// A new row has no version to check; it starts at the schema's default.
 pub(super) async fn insert_in(
     conn: &mut SqliteConnection,
     w: &NewWorkspace,

@@ -57,6 +57,7 @@ impl Store {
     }
 
     /// Records observed state, with an audit event in the same transaction when given.
+    /// No version check: the reconciler is the one writer of these columns (module header).
     pub async fn set_observed(
         &self,
         workspace_id: i64,
@@ -90,6 +91,7 @@ impl Store {
 
 impl Store {
     /// Sets only the observed state (e.g. `rolling_back` while a saga reverses).
+    /// No version check: the reconciler is the one writer of `state` (module header).
     pub async fn set_workspace_state(
         &self,
         workspace_id: i64,
