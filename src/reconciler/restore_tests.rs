@@ -61,14 +61,14 @@ async fn updated_to_v2_with(volumes: bool) -> R {
     .fetch_one(t.store.raw_pool())
     .await
     .unwrap();
-    let ops = Ops {
+    let ops = Ops::new(crate::rollout::deps::RolloutDeps {
         store: t.store.clone(),
         settings: Arc::new(RolloutSettings::default()),
         wakers: Wakers::new(),
         clock: Arc::new(SystemClock),
         metrics: RolloutMetrics::unregistered(),
-    };
-    let ctl = Controller::new(ops, Duration::from_secs(5));
+    });
+    let ctl = Controller::new(ops.deps().clone(), Duration::from_secs(5));
     let out = ctl
         .ops()
         .apply(release, ApplyTier::Canary, false, "ops")

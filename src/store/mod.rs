@@ -10,17 +10,12 @@
 
 mod events;
 mod notify_feed;
-mod release_admin;
 mod releases;
 mod restore_queue;
 mod restores;
-mod rollout_batch;
-mod rollout_pass;
-mod rollout_targets;
 mod rollouts;
 mod settings;
 mod snapshots;
-mod tracked_images;
 mod updates;
 mod workspace_admin;
 mod workspace_status;
@@ -37,19 +32,15 @@ use sqlx::sqlite::{
 
 pub use events::{Event, NewEvent};
 pub use notify_feed::FeedEvent;
-pub use release_admin::RejectOutcome;
-pub use releases::{ProbeRecord, ProbeSuccess, Release};
+pub use releases::{ProbeRecord, ProbeSuccess, RejectOutcome, Release, TrackedImage};
 pub use restore_queue::{RestoreError, RestoreRequest};
-pub use rollout_pass::SettledTargets;
-pub use rollout_targets::{
-    CandidateRow, DesiredWrite, NewTarget, RolloutRowWrite, RolloutWrite, TargetRow, TargetWrite,
-};
-pub use rollouts::RolloutRow;
+#[cfg(test)]
+pub(crate) use rollouts::fixtures;
+pub use rollouts::{CandidateRow, RolloutRow, SettledTargets, TargetRow};
 pub use snapshots::{
     ProtectedReason, Released, SnapshotDone, SnapshotFacts, SnapshotInfo, SnapshotRow,
     SnapshotUpdate,
 };
-pub use tracked_images::TrackedImage;
 pub use updates::{ConvergeTarget, Outcome, UnreadableRow, UpdateKind, UpdateRow};
 pub use workspace_admin::{LastUpdate, WorkspacePatch};
 pub use workspace_status::Observed;

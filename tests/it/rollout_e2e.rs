@@ -171,17 +171,17 @@ async fn canary_soak_waves_then_a_bad_release_aborts_at_the_canary() {
         pause_between_waves: Duration::from_secs(30),
         ..RolloutSettings::default()
     };
-    let ops = Ops {
+    let ops = Ops::new(sluice::rollout::deps::RolloutDeps {
         store: store.clone(),
         settings: Arc::new(rollout),
         wakers: Wakers::new(),
         clock: Arc::new(clock.clone()),
         metrics: RolloutMetrics::unregistered(),
-    };
+    });
     let f = Fleet {
         store: store.clone(),
         rec,
-        ctl: Controller::new(ops, Duration::from_secs(5)),
+        ctl: Controller::new(ops.deps().clone(), Duration::from_secs(5)),
         clock,
         image,
         names: names.clone(),

@@ -47,14 +47,14 @@ async fn rolled_back_with_restore(tag: &str) -> Case {
     e.rec.converge_all().await.unwrap();
     assert_eq!(e.http("/version"), "v1");
 
-    let ops = Ops {
+    let ops = Ops::new(sluice::rollout::deps::RolloutDeps {
         store: e.store.clone(),
         settings: Arc::new(RolloutSettings::default()),
         wakers: Wakers::new(),
         clock: Arc::new(SystemClock),
         metrics: RolloutMetrics::unregistered(),
-    };
-    let ctl = Controller::new(ops, Duration::from_secs(5));
+    });
+    let ctl = Controller::new(ops.deps().clone(), Duration::from_secs(5));
     let image = format!("{}:stable", e.repo);
     let release: i64 = sqlx::query_scalar(
         "INSERT INTO releases (image, digest, detected_at, updated_at) \
