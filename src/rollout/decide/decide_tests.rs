@@ -107,6 +107,28 @@ fn nothing_to_do_is_no_change() {
         hold: false,
         promotion: None,
     };
-    let out = decide(&view, chrono::Utc::now()).unwrap();
+    let now = chrono::Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+    let out = decide(&view, now).unwrap();
     assert!(out.changes.is_empty() && out.transition.is_none());
+}
+
+#[test]
+fn deciding_performs_no_io_and_reads_no_clock() {
+    for (file, src) in [
+        ("decide/mod.rs", include_str!("mod.rs")),
+        ("decide/operator.rs", include_str!("operator.rs")),
+    ] {
+        for banned in [
+            "tokio::",
+            "sqlx::",
+            "bollard::",
+            "Utc::now",
+            "SystemTime",
+            "Instant::",
+            "clock::",
+            ".await",
+        ] {
+            assert!(!src.contains(banned), "{file} uses `{banned}`");
+        }
+    }
 }
