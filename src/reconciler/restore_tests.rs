@@ -19,7 +19,7 @@ use crate::wake::Wakers;
 
 struct R {
     t: T,
-    ctl: Controller,
+    ops: Ops,
     rollout: i64,
     /// The volume as it was right before the update to v2.
     before: String,
@@ -69,8 +69,7 @@ async fn updated_to_v2_with(volumes: bool) -> R {
         metrics: RolloutMetrics::unregistered(),
     });
     let ctl = Controller::new(ops.deps().clone(), Duration::from_secs(5));
-    let out = ctl
-        .ops()
+    let out = ops
         .apply(release, ApplyTier::Canary, false, "ops")
         .await
         .unwrap();
@@ -78,7 +77,7 @@ async fn updated_to_v2_with(volumes: bool) -> R {
     t.rec.converge_all().await.unwrap();
     ctl.tick().await.unwrap();
     let rollout = out.rollout.id;
-    let r = ctl.ops().rollout(rollout).await.unwrap();
+    let r = ops.rollout(rollout).await.unwrap();
     assert_eq!(r.status.state, RolloutState::Soaking);
     let u = t.latest().await;
     assert_eq!(
@@ -93,7 +92,7 @@ async fn updated_to_v2_with(volumes: bool) -> R {
     }
     R {
         t,
-        ctl,
+        ops,
         rollout,
         before,
         update: u.id,
@@ -102,11 +101,7 @@ async fn updated_to_v2_with(volumes: bool) -> R {
 
 impl R {
     async fn rollback_with_restore(&self) {
-        self.ctl
-            .ops()
-            .rollback(self.rollout, true, "ops")
-            .await
-            .unwrap();
+        self.ops.rollback(self.rollout, true, "ops").await.unwrap();
         self.t.rec.converge_all().await.unwrap();
     }
     async fn restore_done(&self) -> Option<i64> {
@@ -217,7 +212,7 @@ async fn a_corrupt_snapshot_is_refused_before_anything_stops() {
 async fn retention_keeps_snapshots_a_pending_restore_needs() {
     let r = updated_to_v2().await;
     let source = r.source_snapshot().await;
-    r.ctl.ops().rollback(r.rollout, true, "ops").await.unwrap();
+    r.ops.rollback(r.rollout, true, "ops").await.unwrap();
     let mut s = Settings::default();
     s.snapshots.keep_last = 0;
     let snaps = Snapshots::new(
@@ -250,7 +245,7 @@ async fn retention_keeps_snapshots_a_pending_restore_needs() {
 #[tokio::test]
 async fn an_interrupted_restore_is_resumed_and_still_restores() {
     let r = updated_to_v2().await;
-    r.ctl.ops().rollback(r.rollout, true, "ops").await.unwrap();
+    r.ops.rollback(r.rollout, true, "ops").await.unwrap();
     // As if the daemon died right after journaling `snapshotting` of the restore attempt
     // (v2 stopped, nothing snapshotted yet): the resume snapshots, restores, finishes.
     let now = SystemClock.now();

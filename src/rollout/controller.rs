@@ -71,12 +71,6 @@ impl Controller {
         self
     }
 
-    /// The operator operations over the same store, clock and wakers (for callers that
-    /// hold a controller; the controller itself never uses them).
-    pub fn ops(&self) -> super::ops::Ops {
-        super::ops::Ops::new(self.deps.clone())
-    }
-
     /// Runs passes until `shutdown`; a failed pass is logged and retried next time.
     pub async fn run(self, shutdown: CancellationToken) {
         tracing::info!(interval = ?self.interval, "rollout controller started");

@@ -66,8 +66,7 @@ async fn rolled_back_with_restore(tag: &str) -> Case {
     .fetch_one(e.store.raw_pool())
     .await
     .unwrap();
-    let rollout = ctl
-        .ops()
+    let rollout = ops
         .apply(release, ApplyTier::Canary, false, "ops")
         .await
         .unwrap()
@@ -79,7 +78,7 @@ async fn rolled_back_with_restore(tag: &str) -> Case {
     e.rec.converge_all().await.unwrap();
     ctl.tick().await.unwrap();
     assert_eq!(
-        ctl.ops().rollout(rollout).await.unwrap().status.state,
+        ops.rollout(rollout).await.unwrap().status.state,
         RolloutState::Soaking
     );
     assert_eq!(e.http("/version"), "v2");
@@ -94,7 +93,7 @@ async fn rolled_back_with_restore(tag: &str) -> Case {
     ]));
     assert_ne!(e.tree(&img), before);
 
-    let out = ctl.ops().rollback(rollout, true, "ops").await.unwrap();
+    let out = ops.rollback(rollout, true, "ops").await.unwrap();
     assert!(
         out.warning.is_some(),
         "restore_data warns about lost writes"
