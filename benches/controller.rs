@@ -82,14 +82,14 @@ async fn run(n: usize) -> Result {
         pause_between_waves: Duration::ZERO,
         ..RolloutSettings::default()
     };
-    let ops = Ops {
+    let ops = Ops::new(sluice::rollout::deps::RolloutDeps {
         store: store.clone(),
         settings: Arc::new(settings),
         wakers: Wakers::new(),
         clock: Arc::new(clock.clone()),
         metrics: RolloutMetrics::unregistered(),
-    };
-    let ctl = Controller::new(ops.clone(), Duration::from_secs(5));
+    });
+    let ctl = Controller::new(ops.deps().clone(), Duration::from_secs(5));
     let t = Instant::now();
     ctl.tick().await.expect("idle tick");
     let idle = t.elapsed();

@@ -75,14 +75,14 @@ async fn rollout(
         tick_interval: Duration::from_millis(200),
         ..RolloutSettings::default()
     };
-    let ops = Ops {
+    let ops = Ops::new(sluice::rollout::deps::RolloutDeps {
         store: store.clone(),
         settings: Arc::new(settings),
         wakers: wakers.clone(),
         clock: Arc::new(SystemClock),
         metrics: RolloutMetrics::unregistered(),
-    };
-    let ctl = Controller::new(ops.clone(), Duration::from_millis(200));
+    });
+    let ctl = Controller::new(ops.deps().clone(), Duration::from_millis(200));
     let stop = CancellationToken::new();
     let r = release(store, image, digest).await;
     let t0 = Instant::now();

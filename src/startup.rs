@@ -135,14 +135,14 @@ impl Application {
             hints.clone(),
             registry_metrics,
         );
-        let rollout_ops = crate::rollout::ops::Ops {
+        let rollout_ops = crate::rollout::ops::Ops::new(crate::rollout::deps::RolloutDeps {
             store: store.clone(),
             settings: Arc::new(settings.rollout.clone()),
             wakers: wakers.clone(),
             clock: Arc::new(crate::clock::SystemClock),
             metrics: crate::rollout::metrics::RolloutMetrics::register(metrics.registry())
                 .map_err(StartupError::Metrics)?,
-        };
+        });
         let state = AppState {
             store,
             docker,
@@ -247,7 +247,7 @@ impl Application {
             }
         }
         let controller = crate::rollout::controller::Controller::new(
-            self.rollout_ops.clone(),
+            self.rollout_ops.deps().clone(),
             self.settings.rollout.tick_interval,
         );
         // Canary smoke checks reach containers through Docker, like the health gate; they

@@ -15,21 +15,29 @@ use super::auth::Actor;
 use super::error::ApiError;
 use super::extract::ApiJson;
 use super::releases::parse_id;
-use crate::domain::{ApplyTier, Digest, RolloutState};
+use crate::domain::{ApplyTier, Digest, RolloutState, TargetStatus, WorkspaceName};
 use crate::rollout::ops::{OpError, OpOutcome};
 use crate::rollout::record::Rollout;
-use crate::store::TargetRow;
+use crate::store::{StoreError, TargetRow};
+
+/// Operator operation errors as HTTP (status and `error.code`): 400 bad input, 404
+/// unknown release, rollout or workspace, 409 a state that does not allow the operation
+/// (or a lost race), else 500.
+pub fn op_error_status(e: &OpError) -> (StatusCode, &'static str) {
+    match e {
+        OpError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_input"),
+        OpError::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found"),
+        OpError::Conflict(_)
+        | OpError::Store(StoreError::Conflict { .. } | StoreError::AlreadyExists { .. }) => {
+            (StatusCode::CONFLICT, "invalid_state")
+        }
+        OpError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+    }
+}
 
 impl From<OpError> for ApiError {
     fn from(e: OpError) -> Self {
-        let status =
-            StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let code = match status {
-            StatusCode::BAD_REQUEST => "invalid_input",
-            StatusCode::NOT_FOUND => "not_found",
-            StatusCode::CONFLICT => "invalid_state",
-            _ => "internal",
-        };
+        let (status, code) = op_error_status(&e);
         ApiError::new(status, code, e.to_string())
     }
 }
@@ -70,19 +78,12 @@ pub struct RolloutView {
 }
 
 fn view(r: Rollout, targets: Vec<TargetRow>) -> RolloutView {
-    let mut counts: BTreeMap<String, usize> = [
-        "pending",
-        "updating",
-        "updated",
-        "failed",
-        "rolled_back",
-        "skipped",
-    ]
-    .iter()
-    .map(|s| ((*s).to_owned(), 0))
-    .collect();
+    let mut counts: BTreeMap<String, usize> = TargetStatus::ALL
+        .iter()
+        .map(|s| (s.as_str().to_owned(), 0))
+        .collect();
     for t in &targets {
-        *counts.entry(t.status.clone()).or_insert(0) += 1;
+        *counts.entry(t.status.as_str().to_owned()).or_insert(0) += 1;
     }
     RolloutView {
         id: r.id,
@@ -102,7 +103,7 @@ fn view(r: Rollout, targets: Vec<TargetRow>) -> RolloutView {
             .map(|t| TargetView {
                 name: t.name,
                 tier: t.tier.as_str().to_owned(),
-                status: t.status,
+                status: t.status.as_str().to_owned(),
                 wave: t.wave,
                 attempts: t.attempts,
                 from_digest: t.from_digest,
@@ -280,10 +281,10 @@ pub async fn update_now(
     Path(name): Path<String>,
     ApiJson(body): ApiJson<UpdateNowBody>,
 ) -> Result<Json<UpdateNow>, ApiError> {
-    let digest = body.digest.as_ref().map(Digest::as_str);
+    let ws = WorkspaceName::parse(&name).map_err(|e| OpError::Invalid(e.to_string()))?;
     let d = state
         .rollout_ops
-        .update_workspace_now(&name, digest, &actor.name)
+        .update_workspace_now(&ws, body.digest.as_ref(), &actor.name)
         .await?;
     Ok(Json(UpdateNow {
         name,

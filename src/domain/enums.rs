@@ -97,6 +97,30 @@ impl RolloutState {
 }
 
 word_enum!(
+    /// Where a workspace stands in a rollout (`rollout_targets.status`).
+    TargetStatus, "target status" {
+        Pending => "pending",
+        Updating => "updating",
+        Updated => "updated",
+        Failed => "failed",
+        RolledBack => "rolled_back",
+        Skipped => "skipped",
+    }
+);
+
+impl TargetStatus {
+    /// Counts against the failure thresholds.
+    pub fn is_failure(self) -> bool {
+        matches!(self, Self::Failed | Self::RolledBack)
+    }
+
+    /// Nothing more will happen to it in this rollout by itself.
+    pub fn is_done(self) -> bool {
+        !matches!(self, Self::Pending | Self::Updating)
+    }
+}
+
+word_enum!(
     /// A release's place in the queue.
     ReleaseStatus, "release status" {
         Queued => "queued",

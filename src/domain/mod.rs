@@ -4,6 +4,7 @@
 //!
 //! Architecture invariant: this module performs no I/O.
 
+mod change;
 mod digest;
 mod enums;
 mod image;
@@ -11,10 +12,14 @@ mod names;
 mod schedule;
 pub mod spec;
 
+pub use change::{
+    AuditEvent, Change, DesiredChange, NewTarget, ReleaseChange, RolloutChange, RolloutRowKey,
+    TargetChange,
+};
 pub use digest::Digest;
 pub use enums::{
-    ApplyTier, FleetMode, Health, ReleaseStatus, Role, RolloutState, SnapshotState, Tier,
-    UpdateKind, UpdateMode, UpdatePhase, WorkspaceState,
+    ApplyTier, FleetMode, Health, ReleaseStatus, Role, RolloutState, SnapshotState, TargetStatus,
+    Tier, UpdateKind, UpdateMode, UpdatePhase, WorkspaceState,
 };
 pub use image::{DEFAULT_REGISTRY, ImageRef};
 pub use names::{SnapshotId, WorkspaceName};

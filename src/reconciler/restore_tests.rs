@@ -19,7 +19,7 @@ use crate::wake::Wakers;
 
 struct R {
     t: T,
-    ctl: Controller,
+    ops: Ops,
     rollout: i64,
     /// The volume as it was right before the update to v2.
     before: String,
@@ -68,16 +68,15 @@ async fn updated_to_v2_with(volumes: bool) -> R {
         .unwrap()
         .release_id
         .expect("v2 is a new release");
-    let ops = Ops {
+    let ops = Ops::new(crate::rollout::deps::RolloutDeps {
         store: t.store.clone(),
         settings: Arc::new(RolloutSettings::default()),
         wakers: Wakers::new(),
         clock: Arc::new(SystemClock),
         metrics: RolloutMetrics::unregistered(),
-    };
-    let ctl = Controller::new(ops, Duration::from_secs(5));
-    let out = ctl
-        .ops()
+    });
+    let ctl = Controller::new(ops.deps().clone(), Duration::from_secs(5));
+    let out = ops
         .apply(release, ApplyTier::Canary, false, "ops")
         .await
         .unwrap();
@@ -85,7 +84,7 @@ async fn updated_to_v2_with(volumes: bool) -> R {
     t.rec.converge_all().await.unwrap();
     ctl.tick().await.unwrap();
     let rollout = out.rollout.id;
-    let r = ctl.ops().rollout(rollout).await.unwrap();
+    let r = ops.rollout(rollout).await.unwrap();
     assert_eq!(r.status.state, RolloutState::Soaking);
     let u = t.latest().await;
     assert_eq!(
@@ -100,7 +99,7 @@ async fn updated_to_v2_with(volumes: bool) -> R {
     }
     R {
         t,
-        ctl,
+        ops,
         rollout,
         before,
         update: u.id,
@@ -109,11 +108,7 @@ async fn updated_to_v2_with(volumes: bool) -> R {
 
 impl R {
     async fn rollback_with_restore(&self) {
-        self.ctl
-            .ops()
-            .rollback(self.rollout, true, "ops")
-            .await
-            .unwrap();
+        self.ops.rollback(self.rollout, true, "ops").await.unwrap();
         self.t.rec.converge_all().await.unwrap();
     }
     async fn restore_done(&self) -> Option<chrono::DateTime<chrono::Utc>> {
@@ -221,7 +216,7 @@ async fn a_corrupt_snapshot_is_refused_before_anything_stops() {
 async fn retention_keeps_snapshots_a_pending_restore_needs() {
     let r = updated_to_v2().await;
     let source = r.source_snapshot().await;
-    r.ctl.ops().rollback(r.rollout, true, "ops").await.unwrap();
+    r.ops.rollback(r.rollout, true, "ops").await.unwrap();
     let mut s = Settings::default();
     s.snapshots.keep_last = 0;
     let snaps = Snapshots::new(
@@ -254,7 +249,7 @@ async fn retention_keeps_snapshots_a_pending_restore_needs() {
 #[tokio::test]
 async fn an_interrupted_restore_is_resumed_and_still_restores() {
     let r = updated_to_v2().await;
-    r.ctl.ops().rollback(r.rollout, true, "ops").await.unwrap();
+    r.ops.rollback(r.rollout, true, "ops").await.unwrap();
     // As if the daemon died right after journaling `snapshotting` of the restore attempt
     // (v2 stopped, nothing snapshotted yet): the resume snapshots, restores, finishes.
     let now = SystemClock.now();

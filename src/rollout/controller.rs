@@ -1,12 +1,18 @@
 //! The rollout controller loop: level-triggered, one pass at a time.
 //!
-//! Each pass re-reads every rollout that needs looking at, plans it from a snapshot
-//! ([`super::plan::plan`]) and commits the plan in one transaction guarded by the rollout's
-//! version. It then supersedes stale queued releases and, in fleet mode `auto` inside
-//! `[rollout] window`, starts rollouts by itself. A pass is woken by its timer, by
-//! `Wakers::controller` (API writes, reconciler results, new releases) or ends on the
-//! cancellation token. All state lives in the store, so a restart continues where the
-//! previous process stopped (the same soak, the same wave).
+//! Each pass has one shape: **read → decide → write**. For every rollout that needs
+//! looking at it reads one view (the rollout, its targets for the pass, smoke verdicts,
+//! and what a promotion adds when one is due), calls the pure
+//! [`super::decide::decide`], and applies the returned changes with one store call
+//! ([`RolloutDeps::commit`]: one transaction guarded by the rollout's version). It then
+//! supersedes stale queued releases and, in fleet mode `auto` inside `[rollout] window`,
+//! starts rollouts by itself through the same path ([`super::decide::operator::start`]).
+//! The controller never calls the operator layer (`super::ops`).
+//!
+//! A pass is woken by its timer, by `Wakers::controller` (API writes, reconciler
+//! results, new releases) or ends on the cancellation token. All state lives in the
+//! store, so a restart continues where the previous process stopped (the same soak, the
+//! same wave).
 //!
 //! Architecture invariant: the controller writes desired digests and wakes
 //! `Wakers::reconciler`; it never talks to Docker.
@@ -18,20 +24,20 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
-use super::machine::{Event, next};
-use super::ops::{OpError, Ops};
-use super::plan::{Plan, TargetAction, TargetStatus, TargetView, plan};
-use super::record::{Rollout, event};
+use super::decide::operator::{self, Start};
+use super::decide::{DecideError, Decision, PassView, Promotion, decide, wants_promotion};
+use super::deps::RolloutDeps;
+use super::record::Rollout;
 use super::smoke::{SmokeProbe, run_checks};
-use crate::domain::{FleetMode, MaintenanceWindow, ReleaseStatus, RolloutState};
-use crate::store::{DesiredWrite, SettledTargets, StoreError, TargetRow, TargetWrite};
+use crate::domain::{FleetMode, MaintenanceWindow, RolloutState, TargetStatus, Tier, UpdateMode};
+use crate::store::{CandidateRow, Release, StoreError, TargetRow};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ControllerError {
     #[error("controller store access failed: {0}")]
     Store(#[from] StoreError),
-    #[error("controller operation failed: {0}")]
-    Op(#[from] OpError),
+    #[error("controller decision refused: {0}")]
+    Refused(#[from] DecideError),
 }
 
 /// What one pass did (for tests, logs and the bench).
@@ -44,15 +50,15 @@ pub struct TickReport {
 }
 
 pub struct Controller {
-    ops: Ops,
+    deps: RolloutDeps,
     interval: Duration,
     smoke: Option<Arc<dyn SmokeProbe>>,
 }
 
 impl Controller {
-    pub fn new(ops: Ops, interval: Duration) -> Self {
+    pub fn new(deps: RolloutDeps, interval: Duration) -> Self {
         Self {
-            ops,
+            deps,
             interval,
             smoke: None,
         }
@@ -65,10 +71,6 @@ impl Controller {
         self
     }
 
-    pub fn ops(&self) -> &Ops {
-        &self.ops
-    }
-
     /// Runs passes until `shutdown`; a failed pass is logged and retried next time.
     pub async fn run(self, shutdown: CancellationToken) {
         tracing::info!(interval = ?self.interval, "rollout controller started");
@@ -79,7 +81,7 @@ impl Controller {
             tokio::select! {
                 () = shutdown.cancelled() => break,
                 () = tokio::time::sleep(self.interval) => {}
-                () = self.ops.wakers.controller.notified() => {}
+                () = self.deps.wakers.controller.notified() => {}
             }
         }
         tracing::info!("rollout controller stopped");
@@ -88,15 +90,15 @@ impl Controller {
     /// One level-triggered pass.
     pub async fn tick(&self) -> Result<TickReport, ControllerError> {
         let started = Instant::now();
-        let now = self.ops.clock.now();
-        let fleet = self.ops.store.fleet_mode().await?;
+        let now = self.deps.clock.now();
+        let fleet = self.deps.store.fleet_mode().await?;
         let mut report = TickReport::default();
-        for row in self.ops.store.rollouts_to_tick().await? {
+        for row in self.deps.store.rollouts_to_tick().await? {
             report.rollouts_seen += 1;
             let id = row.id;
             let r = Rollout::from_row(row)?;
             match self
-                .step(r, fleet == FleetMode::Paused, now, &mut report)
+                .step(&r, fleet == FleetMode::Paused, now, &mut report)
                 .await
             {
                 Ok(()) => {}
@@ -108,169 +110,94 @@ impl Controller {
         }
         self.releases(fleet, now, &mut report).await?;
         self.gauges().await?;
-        self.ops
+        self.deps
             .metrics
             .tick
             .observe(started.elapsed().as_secs_f64());
         Ok(report)
     }
 
+    /// Read one rollout's view, decide, write.
     async fn step(
         &self,
-        mut r: Rollout,
+        r: &Rollout,
         hold: bool,
         now: DateTime<Utc>,
         report: &mut TickReport,
     ) -> Result<(), ControllerError> {
+        let store = &self.deps.store;
         // Waves matter unless the strategy runs everything as one wave (see `plan`), and
         // a pass can start at most `parallel` updates, so only that many pending targets
         // of the current wave need reading in full.
         let later_pending = r.strategy.aborts_on_failure();
-        let (rows, settled) = self
-            .ops
-            .store
+        let (rows, settled) = store
             .rollout_targets_for_pass(r.id, later_pending, r.strategy.start_window())
             .await?;
-        let smoke = self.smoke_failures(&r, &rows).await;
-        let automatic = r.started_by == "system";
-        let mut views: Vec<TargetView> = rows
-            .iter()
-            .map(|t| view(t, automatic, now, smoke.get(&t.workspace_id).cloned()))
-            .collect();
-        views.extend(settled_views(&settled, &r.digest));
-        let p = plan(&r.status, &r.strategy, &views, now, hold);
-        if p.actions.is_empty() && p.event.is_none() {
+        let smoke = self.smoke_failures(r, &rows).await;
+        let (existing, candidates) = if wants_promotion(r, now) {
+            (
+                store.rollout_target_workspaces(r.id).await?,
+                store.rollout_candidates(&r.image).await?,
+            )
+        } else {
+            (Vec::new(), Vec::new())
+        };
+        let view = PassView {
+            rollout: r,
+            targets: &rows,
+            settled: &settled,
+            smoke: &smoke,
+            hold,
+            promotion: wants_promotion(r, now).then_some(Promotion {
+                existing: &existing,
+                candidates: &candidates,
+            }),
+        };
+        let d = decide(&view, now)?;
+        self.log(r, &d);
+        if d.changes.is_empty() {
             return Ok(());
         }
-        if matches!(p.event, Some((Event::Promote, _))) && p.actions.is_empty() {
-            self.ops.promote(r.id, false, "system").await?;
-            report.transitions.push((r.id, RolloutState::Production));
-            return Ok(());
+        self.deps.commit(&d, now).await?;
+        report.starts += d.started.len();
+        if let Some((from, to)) = d.transition {
+            tracing::info!(rollout = r.id, from = %from, to = %to, "rollout transition");
+            report.transitions.push((r.id, to));
         }
-        let names: HashMap<i64, &str> = rows
-            .iter()
-            .map(|t| (t.workspace_id, t.name.as_str()))
-            .collect();
-        let to_digest = r.digest.clone();
-        let mut w = r.write();
-        let mut started = Vec::new();
-        for a in &p.actions {
-            match a {
-                TargetAction::Start { workspace_id } => {
-                    w.targets
-                        .push(tw(*workspace_id, TargetStatus::Updating, true, None));
-                    w.desired.push(desired(*workspace_id, &to_digest, false));
-                    started.push(names.get(workspace_id).copied().unwrap_or_default());
-                }
-                TargetAction::AlreadyThere { workspace_id } => {
-                    w.targets
-                        .push(tw(*workspace_id, TargetStatus::Updated, false, None));
-                }
-                TargetAction::Succeeded {
-                    workspace_id,
-                    update_id,
-                } => {
-                    w.targets.push(tw(
-                        *workspace_id,
-                        TargetStatus::Updated,
-                        false,
-                        Some(*update_id),
-                    ));
-                }
-                TargetAction::Failed {
-                    workspace_id,
-                    update_id,
-                    status,
-                    reason,
-                } => {
-                    w.targets
-                        .push(tw(*workspace_id, *status, false, *update_id));
-                    let name = names.get(workspace_id).copied();
-                    tracing::warn!(
-                        rollout = r.id,
-                        workspace = name,
-                        reason,
-                        "workspace failed in rollout"
-                    );
-                    w.events.push(event(
-                        "system",
-                        "rollout.workspace_failed",
-                        name,
-                        serde_json::json!({ "reason": reason, "status": status.as_str() }),
-                    ));
-                }
-                TargetAction::Retry {
-                    workspace_id,
-                    update_id,
-                } => {
-                    w.targets.push(tw(
-                        *workspace_id,
-                        TargetStatus::Updating,
-                        true,
-                        Some(*update_id),
-                    ));
-                    w.desired.push(desired(*workspace_id, &to_digest, true));
-                    let name = names.get(workspace_id).copied();
-                    w.events.push(event(
-                        "system",
-                        "rollout.workspace_retry",
-                        name,
-                        serde_json::json!({ "failed_update": update_id }),
-                    ));
-                }
-            }
-        }
-        if !started.is_empty() {
-            tracing::info!(rollout = r.id, count = started.len(), digest = %to_digest, "starting updates");
-            w.events.push(event(
-                "system",
-                "rollout.updates_started",
-                None,
-                serde_json::json!({ "workspaces": started }),
-            ));
-        }
-        report.starts += started.len();
-        let from = r.status.state;
-        if let Some((ev, reason)) = transition_of(&p)
-            && let Ok(to) = next(&r.status, &ev, now)
-        {
-            r.transition(&mut w, &ev, to, "system", &reason);
-            match ev {
-                Event::Abort => {
-                    let why = format!("rollout {} aborted: {reason}", r.id);
-                    w.reason = Some(why.clone());
-                    w.release_status = Some((r.release_id, ReleaseStatus::Blocked, why));
-                    tracing::warn!(
-                        rollout = r.id,
-                        reason,
-                        blocked = p.block_release,
-                        "rollout aborted by its failure policy"
-                    );
-                }
-                Event::ProductionConverged => {
-                    w.release_status = Some((
-                        r.release_id,
-                        ReleaseStatus::Completed,
-                        format!("rollout {} completed", r.id),
-                    ));
-                }
-                _ => {}
-            }
-        }
-        self.ops.store.write_rollout(&w, now).await?;
-        if r.status.state != from {
-            self.ops
-                .metrics
-                .transitions
-                .with_label_values(&[from.as_str(), r.status.state.as_str()])
-                .inc();
-            tracing::info!(rollout = r.id, from = %from, to = %r.status.state, "rollout transition");
-            report.transitions.push((r.id, r.status.state));
-        }
-        if !w.desired.is_empty() {
-            self.ops.wakers.reconciler.notify_one();
+        if d.promoted {
+            self.deps.wakers.controller.notify_one();
+            self.deps.wakers.reconciler.notify_one();
+        } else if d.writes_desired {
+            self.deps.wakers.reconciler.notify_one();
         }
         Ok(())
+    }
+
+    /// What a decision says that is not a row: log lines and the illegal-transition count.
+    fn log(&self, r: &Rollout, d: &Decision) {
+        for (workspace, reason) in &d.failed {
+            tracing::warn!(
+                rollout = r.id,
+                workspace = workspace.as_deref(),
+                reason,
+                "workspace failed in rollout"
+            );
+        }
+        if !d.started.is_empty() {
+            tracing::info!(rollout = r.id, count = d.started.len(), digest = %r.digest, "starting updates");
+        }
+        if let Some((reason, blocked)) = &d.aborted {
+            tracing::warn!(
+                rollout = r.id,
+                reason,
+                blocked,
+                "rollout aborted by its failure policy"
+            );
+        }
+        if let Some(e) = &d.illegal {
+            tracing::warn!(rollout = r.id, error = %e, "planned rollout transition refused by the state machine");
+            self.deps.metrics.illegal_transitions.inc();
+        }
     }
 
     /// Smoke-check verdicts for updated canaries of a soaking rollout.
@@ -282,10 +209,10 @@ impl Controller {
         }
         for t in rows
             .iter()
-            .filter(|t| t.tier == crate::domain::Tier::Canary && t.status == "updated")
+            .filter(|t| t.tier == Tier::Canary && t.status == TargetStatus::Updated)
         {
             if let Some(reason) =
-                run_checks(probe.as_ref(), &self.ops.settings.smoke, &r.image, &t.name).await
+                run_checks(probe.as_ref(), &self.deps.settings.smoke, &r.image, &t.name).await
             {
                 out.insert(t.workspace_id, reason);
             }
@@ -300,7 +227,8 @@ impl Controller {
         now: DateTime<Utc>,
         report: &mut TickReport,
     ) -> Result<(), ControllerError> {
-        let queued = self.ops.store.queued_releases().await?;
+        let store = &self.deps.store;
+        let queued = store.queued_releases().await?;
         let mut newest: BTreeMap<&str, (i64, usize)> = BTreeMap::new();
         for rel in &queued {
             let e = newest.entry(rel.image.as_str()).or_insert((rel.id, 0));
@@ -308,73 +236,92 @@ impl Controller {
         }
         for (image, (id, count)) in &newest {
             if *count > 1 {
-                self.ops
-                    .store
-                    .supersede_older_queued(image, *id, now)
-                    .await?;
+                store.supersede_older_queued(image, *id, now).await?;
             }
         }
-        if fleet != FleetMode::Auto || !in_window(self.ops.settings.window.as_deref(), now) {
+        if fleet != FleetMode::Auto || !in_window(self.deps.settings.window.as_deref(), now) {
             return Ok(());
         }
         for (image, (id, _)) in newest {
-            if self
-                .ops
-                .store
-                .active_rollout_for_image(image)
-                .await?
-                .is_some()
-            {
+            if store.active_rollout_for_image(image).await?.is_some() {
                 continue;
             }
-            let cands = self.ops.store.rollout_candidates(image).await?;
-            if !cands
-                .iter()
-                .any(|c| c.update_mode == crate::domain::UpdateMode::Auto)
-            {
+            let cands = store.rollout_candidates(image).await?;
+            if !cands.iter().any(|c| c.update_mode == UpdateMode::Auto) {
                 continue;
             }
-            match self.ops.auto_start(id).await {
-                Ok(o) => report.started_rollouts.push(o.rollout.id),
+            match self.auto_start(id, &cands, now).await {
+                Ok(rollout) => report.started_rollouts.push(rollout),
                 Err(e) => {
-                    tracing::warn!(release = id, error = %e, "automatic rollout did not start")
+                    tracing::warn!(release = id, error = %e, "automatic rollout did not start");
                 }
             }
         }
         Ok(())
     }
 
+    /// Starts a rollout of `release_id` by itself: canaries first when there are any.
+    async fn auto_start(
+        &self,
+        release_id: i64,
+        candidates: &[CandidateRow],
+        now: DateTime<Utc>,
+    ) -> Result<i64, ControllerError> {
+        let store = &self.deps.store;
+        let release: Release = store.release(release_id).await?;
+        if let Some(row) = store.rollout_for_release(release_id).await? {
+            // A release keeps its one rollout; an ended one is not restarted by itself.
+            return Err(DecideError::Conflict(format!(
+                "rollout {} is {}; nothing more can be applied to it",
+                row.id, row.state
+            ))
+            .into());
+        }
+        let (tier, force) = operator::automatic_tier(candidates);
+        let d = operator::start(
+            &Start {
+                release: &release,
+                active: None,
+                candidates,
+                settings: &self.deps.settings,
+                tier,
+                force,
+                actor: "system",
+                automatic: true,
+            },
+            now,
+        )?;
+        let id = self.deps.commit(&d, now).await?;
+        tracing::info!(rollout = id, release = release_id, %tier, actor = "system", "rollout started");
+        self.deps.wakers.controller.notify_one();
+        self.deps.wakers.reconciler.notify_one();
+        Ok(id)
+    }
+
     async fn gauges(&self) -> Result<(), ControllerError> {
-        let m = &self.ops.metrics;
+        let m = &self.deps.metrics;
         m.rollouts.reset();
         for s in RolloutState::ALL {
             m.rollouts.with_label_values(&[s.as_str()]).set(0);
         }
-        for (state, n) in self.ops.store.rollout_state_counts().await? {
-            m.rollouts.with_label_values(&[&state]).set(n);
+        for (state, n) in self.deps.store.rollout_state_counts().await? {
+            m.rollouts.with_label_values(&[state.as_str()]).set(n);
         }
         m.workspaces.reset();
-        for row in self.ops.store.rollouts_to_tick().await? {
+        for row in self.deps.store.rollouts_to_tick().await? {
             let id = row.id.to_string();
-            let mut counts: BTreeMap<&str, i64> =
-                TargetStatus::ALL.iter().map(|s| (s.as_str(), 0)).collect();
-            for (status, n) in self.ops.store.rollout_target_counts(row.id).await? {
-                if let Some(s) = TargetStatus::parse(&status) {
-                    counts.insert(s.as_str(), n);
-                }
+            let mut counts: BTreeMap<TargetStatus, i64> =
+                TargetStatus::ALL.iter().map(|s| (*s, 0)).collect();
+            for (status, n) in self.deps.store.rollout_target_counts(row.id).await? {
+                counts.insert(status, n);
             }
             for (status, n) in counts {
-                m.workspaces.with_label_values(&[&id, status]).set(n);
+                m.workspaces
+                    .with_label_values(&[&id, status.as_str()])
+                    .set(n);
             }
         }
         Ok(())
-    }
-}
-
-fn transition_of(p: &Plan) -> Option<(Event, String)> {
-    match &p.event {
-        Some((Event::Promote, _)) | None => None,
-        Some((e, r)) => Some((e.clone(), r.clone())),
     }
 }
 
@@ -382,100 +329,6 @@ fn in_window(window: Option<&str>, now: DateTime<Utc>) -> bool {
     match window.filter(|w| !w.is_empty()) {
         None => true,
         Some(w) => MaintenanceWindow::parse(w).is_ok_and(|w| w.contains(now)),
-    }
-}
-
-fn tw(
-    workspace_id: i64,
-    status: TargetStatus,
-    add_attempt: bool,
-    update_id: Option<i64>,
-) -> TargetWrite {
-    TargetWrite {
-        workspace_id,
-        status: Some(status.as_str()),
-        add_attempt,
-        update_id,
-        rollback: None,
-    }
-}
-
-fn desired(workspace_id: i64, digest: &crate::domain::Digest, forget_failed: bool) -> DesiredWrite {
-    DesiredWrite {
-        workspace_id,
-        digest: digest.clone(),
-        in_rollout: true,
-        forget_failed,
-    }
-}
-
-/// Stand-ins for settled targets (see `Store::rollout_targets_for_pass`): no action is
-/// planned for them; they count in the failure thresholds and wave progress exactly as
-/// the rows they stand for (same tier, wave and status, healthy when `updated`, newest
-/// `updated_at` of their group).
-fn settled_views(groups: &[SettledTargets], digest: &crate::domain::Digest) -> Vec<TargetView> {
-    let mut out = Vec::new();
-    for g in groups {
-        let mut status = TargetStatus::parse(&g.status).unwrap_or(TargetStatus::Failed);
-        if status == TargetStatus::Pending && g.held {
-            status = TargetStatus::Skipped;
-        }
-        let n = usize::try_from(g.count).unwrap_or(0);
-        out.extend(std::iter::repeat_n(
-            TargetView {
-                workspace_id: 0,
-                name: String::new(),
-                tier: g.tier,
-                wave: g.wave,
-                status,
-                attempts: 0,
-                to_digest: digest.clone(),
-                seen_update_id: None,
-                updated_at: g.last_updated_at,
-                latest_update: None,
-                actual_digest: None,
-                health: crate::domain::Health::Healthy,
-                ws_state: crate::domain::WorkspaceState::Running,
-                outside_window: false,
-                smoke_failure: None,
-                stand_in: true,
-            },
-            n,
-        ));
-    }
-    out
-}
-
-fn view(
-    t: &TargetRow,
-    automatic: bool,
-    now: DateTime<Utc>,
-    smoke_failure: Option<String>,
-) -> TargetView {
-    let mut status = TargetStatus::parse(&t.status).unwrap_or(TargetStatus::Failed);
-    // A workspace pinned after the rollout started is held where it is.
-    if status == TargetStatus::Pending
-        && t.pinned_digest.as_ref().is_some_and(|p| *p != t.to_digest)
-    {
-        status = TargetStatus::Skipped;
-    }
-    TargetView {
-        workspace_id: t.workspace_id,
-        name: t.name.clone(),
-        tier: t.tier,
-        wave: t.wave,
-        status,
-        attempts: u32::try_from(t.attempts).unwrap_or(u32::MAX),
-        to_digest: t.to_digest.clone(),
-        seen_update_id: t.update_id,
-        updated_at: t.updated_at,
-        latest_update: t.latest_update,
-        actual_digest: t.actual_digest.clone(),
-        health: t.health,
-        ws_state: t.ws_state,
-        outside_window: automatic && t.maintenance_window.is_some_and(|w| !w.contains(now)),
-        smoke_failure,
-        stand_in: false,
     }
 }
 

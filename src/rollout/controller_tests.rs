@@ -6,12 +6,19 @@ use std::time::Duration;
 
 use chrono::TimeZone;
 
-use super::*;
+use chrono::{DateTime, Utc};
+
 use crate::config::{RolloutSettings, StrategyKind};
-use crate::domain::Digest;
+use crate::domain::{
+    Change, Digest, Health, RolloutChange, RolloutRowKey, RolloutState, TargetStatus, Tier,
+    UpdatePhase, WorkspaceState,
+};
+use crate::rollout::decide::{settled_views, view};
 use crate::rollout::machine::RolloutStatus;
+use crate::rollout::plan::{TargetView, plan};
 use crate::rollout::strategy::Strategy;
 use crate::store::Store;
+use crate::store::fixtures::{SeedTarget, SeedWorkspace};
 
 /// xorshift64*: deterministic, no dependency.
 struct Rng(u64);
@@ -30,8 +37,8 @@ impl Rng {
     }
 }
 
-fn d(n: u8) -> String {
-    format!("sha256:{}", format!("{n:02x}").repeat(32))
+fn d(n: u8) -> Digest {
+    Digest::parse(&format!("sha256:{}", format!("{n:02x}").repeat(32))).unwrap()
 }
 
 fn t0() -> DateTime<Utc> {
@@ -41,70 +48,77 @@ fn t0() -> DateTime<Utc> {
 /// One generated rollout: a current wave `c`; earlier waves mostly done, wave `c` mixed,
 /// later waves mostly pending; every field sometimes off the usual path.
 async fn generate(store: &Store, rng: &mut Rng, seed: u64) -> i64 {
-    let pool = store.raw_pool();
-    let rel: i64 = sqlx::query_scalar(
-        "INSERT INTO releases (image, digest, detected_at, updated_at) VALUES ($1, $2, 0, 0) RETURNING id",
-    )
-    .bind(format!("img{seed}"))
-    .bind(d(2))
-    .fetch_one(pool)
-    .await
-    .unwrap();
-    let rollout: i64 = sqlx::query_scalar(
-        "INSERT INTO rollouts (release_id, state, started_by, created_at, updated_at) \
-         VALUES ($1, 'production', 'op', 0, 0) RETURNING id",
-    )
-    .bind(rel)
-    .fetch_one(pool)
-    .await
-    .unwrap();
+    use TargetStatus as S;
+    let image = format!("img{seed}");
+    let rel = store.seed_release(&image, &d(2)).await.unwrap();
+    // The rollout row through the production write path.
+    let rollout = store
+        .apply_rollout_changes(
+            &[Change::Rollout(RolloutChange {
+                key: RolloutRowKey::New {
+                    release_id: rel,
+                    strategy: "{}".to_owned(),
+                    started_by: "op".to_owned(),
+                },
+                state: RolloutState::Production,
+                state_data: "{}".to_owned(),
+                strategy: None,
+                soak_started_at: None,
+                soak_ends_at: None,
+                finished_at: None,
+                reason: None,
+            })],
+            t0(),
+        )
+        .await
+        .unwrap();
     let n = 5 + rng.below(60);
     let current = i64::try_from(rng.below(4)).unwrap();
     for i in 0..n {
         let noisy = rng.below(5) == 0;
         let tier = if rng.below(6) == 0 {
-            "canary"
+            Tier::Canary
         } else {
-            "production"
+            Tier::Production
         };
         let wave = i64::try_from(rng.below(5)).unwrap();
         let status = if noisy {
             *rng.pick(&[
-                "pending",
-                "updating",
-                "updated",
-                "failed",
-                "rolled_back",
-                "skipped",
+                S::Pending,
+                S::Updating,
+                S::Updated,
+                S::Failed,
+                S::RolledBack,
+                S::Skipped,
             ])
         } else if wave < current {
-            *rng.pick(&["updated", "updated", "updated", "failed", "skipped"])
+            *rng.pick(&[S::Updated, S::Updated, S::Updated, S::Failed, S::Skipped])
         } else if wave == current {
-            *rng.pick(&["pending", "updating", "updated"])
+            *rng.pick(&[S::Pending, S::Updating, S::Updated])
         } else {
-            "pending"
+            S::Pending
         };
         let good = !noisy || rng.below(2) == 0;
         let actual = match status {
-            "updated" if good => Some(d(2)),
-            "pending" if rng.below(6) == 0 => Some(d(2)),
+            S::Updated if good => Some(d(2)),
+            S::Pending if rng.below(6) == 0 => Some(d(2)),
             _ => rng.pick(&[Some(d(1)), Some(d(2)), None]).clone(),
         };
         let health = if good {
-            "healthy"
+            Health::Healthy
         } else {
-            *rng.pick(&["healthy", "unhealthy", "unknown"])
+            *rng.pick(&[Health::Healthy, Health::Unhealthy, Health::Unknown])
         };
         let state = if good {
-            "running"
+            WorkspaceState::Running
         } else {
             *rng.pick(&[
-                "running",
-                "updating",
-                "rolling_back",
-                "quarantined",
-                "stopped",
-                "missing",
+                WorkspaceState::Running,
+                WorkspaceState::Updating,
+                WorkspaceState::RollingBack,
+                WorkspaceState::Quarantined,
+                WorkspaceState::Stopped,
+                WorkspaceState::Missing,
             ])
         };
         let pinned = if rng.below(8) == 0 {
@@ -118,61 +132,46 @@ async fn generate(store: &Store, rng: &mut Rng, seed: u64) -> i64 {
             1 => Some("02:00-03:00"),
             _ => None,
         };
-        let ws: i64 = sqlx::query_scalar(
-            "INSERT INTO workspaces (name, image, update_tier, pinned_digest, desired_digest, \
-             actual_digest, state, health, maintenance_window, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $5, $6, $7, $8, 0, 0) RETURNING id",
-        )
-        .bind(format!("s{seed}-w{:02}", rng.below(100)) + &format!("-{i}"))
-        .bind(format!("img{seed}"))
-        .bind(tier)
-        .bind(&pinned)
-        .bind(&actual)
-        .bind(state)
-        .bind(health)
-        .bind(window)
-        .fetch_one(pool)
-        .await
-        .unwrap();
+        let name = format!("s{seed}-w{:02}", rng.below(100)) + &format!("-{i}");
+        let ws = store
+            .seed_workspace(&SeedWorkspace {
+                name: &name,
+                image: &image,
+                tier,
+                pinned: pinned.as_ref(),
+                digest: actual.as_ref(),
+                state,
+                health,
+                maintenance_window: window,
+            })
+            .await
+            .unwrap();
         let mut last = None;
         for _ in 0..rng.below(3) {
             let phase = *rng.pick(&[
-                "succeeded",
-                "rolled_back",
-                "failed",
-                "pulling",
-                "health_checking",
+                UpdatePhase::Succeeded,
+                UpdatePhase::RolledBack,
+                UpdatePhase::Failed,
+                UpdatePhase::Pulling,
+                UpdatePhase::HealthChecking,
             ]);
-            let id: i64 = sqlx::query_scalar(
-                "INSERT INTO workspace_updates (workspace_id, rollout_id, to_digest, phase, \
-                 started_at, updated_at) VALUES ($1, $2, $3, $4, 0, 0) RETURNING id",
-            )
-            .bind(ws)
-            .bind(rollout)
-            .bind(d(2))
-            .bind(phase)
-            .fetch_one(pool)
-            .await
-            .unwrap();
-            last = Some(id);
+            last = Some(store.seed_update(ws, rollout, &d(2), phase).await.unwrap());
         }
         let seen = if rng.below(2) == 0 { last } else { None };
-        sqlx::query(
-            "INSERT INTO rollout_targets (rollout_id, workspace_id, tier, wave, status, \
-             to_digest, attempts, update_id, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind(rollout)
-        .bind(ws)
-        .bind(tier)
-        .bind(if rng.below(20) == 0 { None } else { Some(wave) })
-        .bind(status)
-        .bind(d(2))
-        .bind(i64::try_from(rng.below(3)).unwrap())
-        .bind(seen)
-        .bind(i64::try_from(rng.below(100_000)).unwrap())
-        .execute(pool)
-        .await
-        .unwrap();
+        store
+            .seed_target(&SeedTarget {
+                rollout_id: rollout,
+                workspace_id: ws,
+                tier,
+                wave: if rng.below(20) == 0 { None } else { Some(wave) },
+                status,
+                to_digest: d(2),
+                attempts: i64::try_from(rng.below(3)).unwrap(),
+                update_id: seen,
+                updated_at_ms: i64::try_from(rng.below(100_000)).unwrap(),
+            })
+            .await
+            .unwrap();
     }
     rollout
 }
@@ -225,7 +224,7 @@ async fn the_reduced_read_plans_exactly_like_the_full_one() {
         .await
         .unwrap();
     store.migrate().await.unwrap();
-    let digest = Digest::parse(&d(2)).unwrap();
+    let digest = d(2);
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     let mut compared = 0;
     let mut acting = 0;

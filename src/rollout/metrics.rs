@@ -1,6 +1,8 @@
 //! The controller's collectors, registered once in the shared registry.
 
-use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGaugeVec, Opts, Registry};
+use prometheus::{
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+};
 
 #[derive(Clone)]
 pub struct RolloutMetrics {
@@ -10,6 +12,9 @@ pub struct RolloutMetrics {
     pub workspaces: IntGaugeVec,
     /// `sluice_rollout_transitions_total{from,to}`.
     pub transitions: IntCounterVec,
+    /// `sluice_rollout_illegal_transitions_total`: transitions a pass planned that the
+    /// state machine refused (each one is also logged with its rollout).
+    pub illegal_transitions: IntCounter,
     /// `sluice_controller_tick_seconds`.
     pub tick: Histogram,
 }
@@ -36,6 +41,10 @@ impl RolloutMetrics {
                 ),
                 &["from", "to"],
             )?,
+            illegal_transitions: IntCounter::new(
+                "sluice_rollout_illegal_transitions_total",
+                "Rollout transitions planned by the controller and refused by the state machine.",
+            )?,
             tick: Histogram::with_opts(
                 HistogramOpts::new(
                     "sluice_controller_tick_seconds",
@@ -49,6 +58,7 @@ impl RolloutMetrics {
         registry.register(Box::new(m.rollouts.clone()))?;
         registry.register(Box::new(m.workspaces.clone()))?;
         registry.register(Box::new(m.transitions.clone()))?;
+        registry.register(Box::new(m.illegal_transitions.clone()))?;
         registry.register(Box::new(m.tick.clone()))?;
         Ok(m)
     }

@@ -2,11 +2,15 @@
 //!
 //! - [`machine`]: the pure state machine (no I/O, no clock).
 //! - [`plan`]: pure planning of one controller pass from a snapshot.
-//! - [`ops`]: the operator operations (apply, promote, pause, ...), each one transaction.
-//! - [`controller`]: the level-triggered loop. It writes desired digests and wakes the
-//!   reconciler; it never talks to Docker.
+//! - [`decide`]: pure decisions (the controller's pass, the operator operations) as
+//!   lists of `domain::Change`s, applied by one store call ([`deps::RolloutDeps::commit`]).
+//! - [`ops`]: the operator operations (apply, promote, pause, ...): read, decide, commit.
+//! - [`controller`]: the level-triggered loop: read, decide, commit. It writes desired
+//!   digests and wakes the reconciler; it never talks to Docker and never calls [`ops`].
 
 pub mod controller;
+pub mod decide;
+pub mod deps;
 pub mod machine;
 pub mod metrics;
 pub mod ops;

@@ -5,66 +5,13 @@
 //! writes the returned [`Plan`] in one transaction. Decisions are made from the whole
 //! snapshot (waves, parallelism, failure thresholds), never per workspace in isolation.
 
-use std::fmt;
-
 use chrono::{DateTime, Duration, Utc};
 
 use super::machine::{Event, RolloutStatus};
 use super::strategy::Strategy;
 use crate::domain::{Digest, Health, RolloutState, Tier, UpdatePhase, WorkspaceState};
 
-/// Where a workspace stands in a rollout (`rollout_targets.status`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum TargetStatus {
-    Pending,
-    Updating,
-    Updated,
-    Failed,
-    RolledBack,
-    Skipped,
-}
-
-impl TargetStatus {
-    pub const ALL: [TargetStatus; 6] = [
-        Self::Pending,
-        Self::Updating,
-        Self::Updated,
-        Self::Failed,
-        Self::RolledBack,
-        Self::Skipped,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "pending",
-            Self::Updating => "updating",
-            Self::Updated => "updated",
-            Self::Failed => "failed",
-            Self::RolledBack => "rolled_back",
-            Self::Skipped => "skipped",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|t| t.as_str() == s)
-    }
-
-    /// Counts against the failure thresholds.
-    pub fn is_failure(self) -> bool {
-        matches!(self, Self::Failed | Self::RolledBack)
-    }
-
-    /// Nothing more will happen to it in this rollout by itself.
-    pub fn is_done(self) -> bool {
-        !matches!(self, Self::Pending | Self::Updating)
-    }
-}
-
-impl fmt::Display for TargetStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use crate::domain::TargetStatus;
 
 /// One target with what was observed about its workspace.
 #[derive(Clone, Debug)]

@@ -1,13 +1,16 @@
 //! A stored rollout, parsed: the row's JSON columns become typed data, and a change
-//! becomes one [`RolloutWrite`] carrying its audit events.
+//! becomes one [`Draft`] (the [`Change`]s the store applies in one transaction).
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::machine::{Event, RolloutStatus};
 use super::strategy::Strategy;
-use crate::domain::{ApplyTier, Digest, ReleaseStatus, RolloutState};
-use crate::store::{NewEvent, RolloutRow, RolloutRowWrite, RolloutWrite, StoreError};
+use crate::domain::{
+    ApplyTier, AuditEvent, Change, Digest, ReleaseStatus, RolloutChange, RolloutRowKey,
+    RolloutState,
+};
+use crate::store::{RolloutRow, StoreError};
 
 /// `rollouts.state_data`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,11 +64,11 @@ impl Rollout {
         })
     }
 
-    /// A write that keeps the rollout as it is (bumping its version) — the base every
+    /// A draft that keeps the rollout as it is (bumping its version) — the base every
     /// change starts from.
-    pub fn write(&self) -> RolloutWrite {
-        write_for(
-            RolloutRowWrite::Update {
+    pub fn draft(&self) -> Draft {
+        Draft::new(
+            RolloutRowKey::Existing {
                 id: self.id,
                 expected_version: self.version,
             },
@@ -74,63 +77,87 @@ impl Rollout {
         )
     }
 
-    /// Applies a transition to `w` and records it as a `rollout.transition` event whose
+    /// Applies a transition to `d` and records it as a `rollout.transition` event whose
     /// detail carries the machine event (the replayable log).
     pub fn transition(
         &mut self,
-        w: &mut RolloutWrite,
+        d: &mut Draft,
         event: &Event,
         next: RolloutStatus,
         actor: &str,
         reason: &str,
     ) {
-        w.events.push(NewEvent {
+        d.push(Change::Audit(AuditEvent {
             actor: actor.to_owned(),
-            subject: String::new(),
             action: "rollout.transition".to_owned(),
+            workspace: None,
             detail: serde_json::json!({
                 "event": event, "from": self.status.state, "to": next.state, "reason": reason,
             }),
-            rollout_id: None,
-            workspace: None,
-        });
+        }));
         self.data.paused_from = next.paused_from;
         self.status = next;
-        set_status(w, &self.status, &self.data);
+        d.set_status(&self.status, &self.data);
     }
 
-    /// Rewrites the data part of `w` after `self.data` changed.
-    pub fn sync(&self, w: &mut RolloutWrite) {
-        set_status(w, &self.status, &self.data);
+    /// Rewrites the data part of `d` after `self.data` changed.
+    pub fn sync(&self, d: &mut Draft) {
+        d.set_status(&self.status, &self.data);
     }
 }
 
-fn set_status(w: &mut RolloutWrite, s: &RolloutStatus, d: &RolloutData) {
-    w.state = s.state;
-    w.state_data = serde_json::to_string(d).unwrap_or_else(|_| "{}".to_owned());
-    w.soak_started_at = s.soak_started_at;
-    w.soak_ends_at = s.soak_ends_at;
-    w.finished_at = s.finished_at;
+/// The changes of one decision being built: the rollout row (always written, it carries
+/// the version check) and the rest in the order they were decided.
+#[derive(Clone, Debug)]
+pub struct Draft {
+    pub row: RolloutChange,
+    pub changes: Vec<Change>,
 }
 
-pub fn write_for(row: RolloutRowWrite, s: &RolloutStatus, d: &RolloutData) -> RolloutWrite {
-    let mut w = RolloutWrite {
-        row,
-        state: s.state,
-        state_data: String::new(),
-        strategy: None,
-        soak_started_at: None,
-        soak_ends_at: None,
-        finished_at: None,
-        reason: None,
-        new_targets: Vec::new(),
-        targets: Vec::new(),
-        desired: Vec::new(),
-        release_status: None,
-        events: Vec::new(),
-    };
-    set_status(&mut w, s, d);
-    w
+impl Draft {
+    pub fn new(key: RolloutRowKey, s: &RolloutStatus, d: &RolloutData) -> Self {
+        let mut out = Self {
+            row: RolloutChange {
+                key,
+                state: s.state,
+                state_data: String::new(),
+                strategy: None,
+                soak_started_at: None,
+                soak_ends_at: None,
+                finished_at: None,
+                reason: None,
+            },
+            changes: Vec::new(),
+        };
+        out.set_status(s, d);
+        out
+    }
+
+    pub fn push(&mut self, c: Change) {
+        self.changes.push(c);
+    }
+
+    fn set_status(&mut self, s: &RolloutStatus, d: &RolloutData) {
+        let w = &mut self.row;
+        w.state = s.state;
+        w.state_data = serde_json::to_string(d).unwrap_or_else(|_| "{}".to_owned());
+        w.soak_started_at = s.soak_started_at;
+        w.soak_ends_at = s.soak_ends_at;
+        w.finished_at = s.finished_at;
+    }
+
+    /// True when the reconciler has desired digests to act on.
+    pub fn writes_desired(&self) -> bool {
+        self.changes.iter().any(|c| matches!(c, Change::Desired(_)))
+    }
+
+    /// The list the store applies: the rollout row first.
+    pub fn into_changes(self) -> Vec<Change> {
+        let mut out = Vec::with_capacity(self.changes.len() + 1);
+        out.push(Change::Rollout(self.row));
+        out.extend(self.changes);
+        out
+    }
 }
 
 /// A plain audit event about this rollout (subject and id filled in by the store).
@@ -139,15 +166,13 @@ pub fn event(
     action: &str,
     workspace: Option<&str>,
     detail: serde_json::Value,
-) -> NewEvent {
-    NewEvent {
+) -> Change {
+    Change::Audit(AuditEvent {
         actor: actor.to_owned(),
-        subject: String::new(),
         action: action.to_owned(),
-        detail,
-        rollout_id: None,
         workspace: workspace.map(str::to_owned),
-    }
+        detail,
+    })
 }
 
 /// Rebuilds a rollout's status from its stored transition events.

@@ -1,9 +1,8 @@
 //! Which workspaces a tier of a rollout covers, and in which wave. Pure.
 
-use super::plan::TargetStatus;
 use super::strategy::Strategy;
-use crate::domain::{Digest, Tier, UpdateMode};
-use crate::store::{CandidateRow, NewTarget};
+use crate::domain::{Digest, NewTarget, TargetStatus, Tier, UpdateMode};
+use crate::store::CandidateRow;
 
 /// Targets for `tiers` among `candidates` (sorted by name), skipping workspaces that are
 /// already targets (`existing`). Pinned workspaces — and, in an automatic rollout, manual
@@ -47,9 +46,9 @@ pub fn build_targets(
                 tier: c.tier,
                 wave,
                 status: if skipped {
-                    TargetStatus::Skipped.as_str()
+                    TargetStatus::Skipped
                 } else {
-                    TargetStatus::Pending.as_str()
+                    TargetStatus::Pending
                 },
                 from_digest: c.actual_digest.clone().or_else(|| c.desired_digest.clone()),
                 to_digest: digest.clone(),
@@ -89,7 +88,7 @@ mod tests {
         let t = build_targets(&cs, &[Tier::Production], &d(2), &s, false, &[], 0);
         let view: Vec<_> = t
             .iter()
-            .map(|t| (t.workspace_id, t.wave, t.status))
+            .map(|t| (t.workspace_id, t.wave, t.status.as_str()))
             .collect();
         assert_eq!(
             view,
@@ -114,7 +113,7 @@ mod tests {
         );
         let view: Vec<_> = t
             .iter()
-            .map(|t| (t.workspace_id, t.wave, t.status))
+            .map(|t| (t.workspace_id, t.wave, t.status.as_str()))
             .collect();
         assert_eq!(
             view,

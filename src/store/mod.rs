@@ -16,33 +16,24 @@
 
 mod events;
 mod pool;
-mod release_admin;
 mod releases;
-mod rollout_batch;
-mod rollout_pass;
-mod rollout_targets;
 mod rollouts;
 mod settings;
 mod snapshots;
-mod tracked_images;
 mod updates;
 mod workspaces;
 
 use sqlx::sqlite::SqlitePool;
 
 pub use events::{Event, FeedEvent, NewEvent};
-pub use release_admin::RejectOutcome;
-pub use releases::{ProbeRecord, ProbeSuccess, Release};
-pub use rollout_pass::SettledTargets;
-pub use rollout_targets::{
-    CandidateRow, DesiredWrite, NewTarget, RolloutRowWrite, RolloutWrite, TargetRow, TargetWrite,
-};
-pub use rollouts::RolloutRow;
+pub use releases::{ProbeRecord, ProbeSuccess, RejectOutcome, Release, TrackedImage};
+#[cfg(test)]
+pub(crate) use rollouts::fixtures;
+pub use rollouts::{CandidateRow, RolloutRow, SettledTargets, TargetRow};
 pub use snapshots::{
     ProtectedReason, Released, SnapshotDone, SnapshotFacts, SnapshotInfo, SnapshotRow,
     SnapshotUpdate,
 };
-pub use tracked_images::TrackedImage;
 pub use updates::{
     ConvergeTarget, LastUpdate, Outcome, RestoreError, RestoreRequest, UnreadableRow, UpdateKind,
     UpdateRow,

@@ -370,7 +370,15 @@ async fn invalid_bodies_get_400_naming_the_field() {
         .await;
     assert_eq!(s, StatusCode::CREATED);
     let path = format!("/api/v1/workspaces/{name}");
+    let update = format!("{path}/update");
     let cases = [
+        (
+            Method::POST,
+            update.as_str(),
+            json!({"digest": "sha256:zz"}),
+            "invalid_digest",
+            "digest",
+        ),
         (
             Method::PATCH,
             path.as_str(),

@@ -1,9 +1,30 @@
 //! Controller behaviour end to end on the store: waves, soak, failure policy, operations.
 
+use sluice::api::rollouts::op_error_status;
 use sluice::domain::{ApplyTier, FleetMode, RolloutState, Tier};
-use sluice::rollout::ops::parse_tier;
+use sluice::domain::{Digest, WorkspaceName};
+use sluice::rollout::ops::{OpError, parse_tier};
 
 use crate::rollout_harness::{Env, d, settings};
+
+/// How the API answers an operation's error (the operations themselves know no HTTP).
+trait AsHttp {
+    fn http_status(&self) -> u16;
+    fn code(&self) -> &'static str;
+}
+
+impl AsHttp for OpError {
+    fn http_status(&self) -> u16 {
+        op_error_status(self).0.as_u16()
+    }
+    fn code(&self) -> &'static str {
+        op_error_status(self).1
+    }
+}
+
+fn ws(name: &str) -> WorkspaceName {
+    WorkspaceName::parse(name).unwrap()
+}
 
 /// 2 canaries + 5 production on v1, release v2 queued.
 async fn fleet(env: &Env) -> i64 {
@@ -88,7 +109,7 @@ async fn canary_soak_promote_then_production_in_waves_to_completed() {
 
     // Metrics: state gauge, transitions, and no per-workspace series for a finished rollout.
     env.tick().await;
-    let m = &env.ops().metrics;
+    let m = &env.ops().deps().metrics;
     assert_eq!(m.rollouts.with_label_values(&["completed"]).get(), 1);
     assert_eq!(m.rollouts.with_label_values(&["production"]).get(), 0);
     assert_eq!(
@@ -281,7 +302,7 @@ async fn pause_holds_new_updates_and_resume_returns_to_the_same_state() {
         .id;
     env.tick().await;
     assert_eq!(env.in_flight().await, ["p1"]);
-    let g = &env.ops().metrics.workspaces;
+    let g = &env.ops().deps().metrics.workspaces;
     assert_eq!(g.with_label_values(&[&id.to_string(), "updating"]).get(), 1);
     assert_eq!(g.with_label_values(&[&id.to_string(), "pending"]).get(), 4);
     let p = env.ops().pause(id, "ops").await.unwrap();
@@ -327,7 +348,7 @@ async fn apply_rules_idempotence_force_and_errors() {
         .apply(rel, ApplyTier::All, false, "ops")
         .await
         .unwrap_err();
-    assert_eq!((e.http_status(), e.code()), (409, "conflict"));
+    assert_eq!((e.http_status(), e.code()), (409, "invalid_state"));
     assert!(e.to_string().contains("force"), "{e}");
     let e = env
         .ops()
@@ -512,7 +533,7 @@ async fn update_now_sets_one_workspace_to_the_newest_usable_release() {
     env.workspace("p1", Tier::Production, &d(1)).await;
     let e = env
         .ops()
-        .update_workspace_now("p1", None, "ops")
+        .update_workspace_now(&ws("p1"), None, "ops")
         .await
         .unwrap_err();
     assert_eq!(e.http_status(), 409);
@@ -525,25 +546,20 @@ async fn update_now_sets_one_workspace_to_the_newest_usable_release() {
     .await;
     let got = env
         .ops()
-        .update_workspace_now("p1", None, "ops")
+        .update_workspace_now(&ws("p1"), None, "ops")
         .await
         .unwrap();
     assert_eq!(got, d(2));
     assert_eq!(env.desired("p1").await, d(2));
     assert_eq!(
         env.ops()
-            .update_workspace_now("nope", None, "ops")
+            .update_workspace_now(&ws("nope"), None, "ops")
             .await
             .unwrap_err()
             .http_status(),
         404
     );
-    assert_eq!(
-        env.ops()
-            .update_workspace_now("p1", Some("sha256:zz"), "ops")
-            .await
-            .unwrap_err()
-            .http_status(),
-        400
-    );
+    // An invalid digest never reaches the operation: the API refuses the body with 400
+    // `invalid_digest` (`api::invalid_bodies_get_400_naming_the_field`).
+    assert!(Digest::parse("sha256:zz").is_err());
 }

@@ -30,6 +30,7 @@ struct Fleet {
     store: Store,
     rec: Reconciler<DockerRuntime>,
     ctl: Controller,
+    ops: Ops,
     clock: ManualClock,
     image: String,
     names: Vec<String>,
@@ -76,7 +77,7 @@ impl Fleet {
             .unwrap()
     }
     async fn state(&self, id: i64) -> RolloutState {
-        self.ctl.ops().rollout(id).await.unwrap().status.state
+        self.ops.rollout(id).await.unwrap().status.state
     }
     /// One controller pass, then the reconciler runs what it asked for to the end.
     async fn step(&self) -> Vec<String> {
@@ -171,17 +172,18 @@ async fn canary_soak_waves_then_a_bad_release_aborts_at_the_canary() {
         pause_between_waves: Duration::from_secs(30),
         ..RolloutSettings::default()
     };
-    let ops = Ops {
+    let ops = Ops::new(sluice::rollout::deps::RolloutDeps {
         store: store.clone(),
         settings: Arc::new(rollout),
         wakers: Wakers::new(),
         clock: Arc::new(clock.clone()),
         metrics: RolloutMetrics::unregistered(),
-    };
+    });
     let f = Fleet {
         store: store.clone(),
         rec,
-        ctl: Controller::new(ops, Duration::from_secs(5)),
+        ctl: Controller::new(ops.deps().clone(), Duration::from_secs(5)),
+        ops,
         clock,
         image,
         names: names.clone(),
@@ -193,8 +195,7 @@ async fn canary_soak_waves_then_a_bad_release_aborts_at_the_canary() {
     // v2 to the canary only.
     let r2 = f.release(&v2).await;
     let id = f
-        .ctl
-        .ops()
+        .ops
         .apply(r2, ApplyTier::Canary, false, "ops")
         .await
         .unwrap()
@@ -212,7 +213,7 @@ async fn canary_soak_waves_then_a_bad_release_aborts_at_the_canary() {
         );
     }
     f.clock.advance(chrono::Duration::minutes(10));
-    f.ctl.ops().promote(id, false, "ops").await.unwrap();
+    f.ops.promote(id, false, "ops").await.unwrap();
 
     // Production one at a time, 30 s apart.
     let mut order = Vec::new();
@@ -234,8 +235,7 @@ async fn canary_soak_waves_then_a_bad_release_aborts_at_the_canary() {
     exec(&canary, "echo precious > /data/marker");
     let r3 = f.release(&v3).await;
     let id3 = f
-        .ctl
-        .ops()
+        .ops
         .apply(r3, ApplyTier::Canary, false, "ops")
         .await
         .unwrap()

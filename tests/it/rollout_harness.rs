@@ -30,6 +30,8 @@ pub struct Env {
     pub store: Store,
     pub clock: ManualClock,
     pub ctl: Controller,
+    /// The operator operations over the controller's store, clock and metrics.
+    pub ops: Ops,
     pub settings: RolloutSettings,
 }
 
@@ -54,23 +56,24 @@ impl Env {
             .expect("open");
         store.migrate().await.expect("migrate");
         let clock = ManualClock::new(chrono::Utc.with_ymd_and_hms(2026, 3, 1, 12, 0, 0).unwrap());
-        let ctl = controller(&store, &clock, &settings);
+        let (ctl, ops) = controller(&store, &clock, &settings);
         Env {
             _dir: dir,
             store,
             clock,
             ctl,
+            ops,
             settings,
         }
     }
 
     /// A fresh controller on the same database: what a daemon restart gives.
     pub fn restart(&mut self) {
-        self.ctl = controller(&self.store, &self.clock, &self.settings);
+        (self.ctl, self.ops) = controller(&self.store, &self.clock, &self.settings);
     }
 
     pub fn ops(&self) -> &Ops {
-        self.ctl.ops()
+        &self.ops
     }
 
     pub async fn tick(&self) {
@@ -228,13 +231,16 @@ impl Env {
     }
 }
 
-fn controller(store: &Store, clock: &ManualClock, settings: &RolloutSettings) -> Controller {
-    let ops = Ops {
+fn controller(store: &Store, clock: &ManualClock, settings: &RolloutSettings) -> (Controller, Ops) {
+    let ops = Ops::new(sluice::rollout::deps::RolloutDeps {
         store: store.clone(),
         settings: Arc::new(settings.clone()),
         wakers: Wakers::new(),
         clock: Arc::new(clock.clone()),
         metrics: RolloutMetrics::unregistered(),
-    };
-    Controller::new(ops, Duration::from_secs(5))
+    });
+    (
+        Controller::new(ops.deps().clone(), Duration::from_secs(5)),
+        ops,
+    )
 }

@@ -47,14 +47,14 @@ async fn rolled_back_with_restore(tag: &str) -> Case {
     e.rec.converge_all().await.unwrap();
     assert_eq!(e.http("/version"), "v1");
 
-    let ops = Ops {
+    let ops = Ops::new(sluice::rollout::deps::RolloutDeps {
         store: e.store.clone(),
         settings: Arc::new(RolloutSettings::default()),
         wakers: Wakers::new(),
         clock: Arc::new(SystemClock),
         metrics: RolloutMetrics::unregistered(),
-    };
-    let ctl = Controller::new(ops, Duration::from_secs(5));
+    });
+    let ctl = Controller::new(ops.deps().clone(), Duration::from_secs(5));
     let image = format!("{}:stable", e.repo);
     let release: i64 = sqlx::query_scalar(
         "INSERT INTO releases (image, digest, detected_at, updated_at) \
@@ -66,8 +66,7 @@ async fn rolled_back_with_restore(tag: &str) -> Case {
     .fetch_one(e.store.raw_pool())
     .await
     .unwrap();
-    let rollout = ctl
-        .ops()
+    let rollout = ops
         .apply(release, ApplyTier::Canary, false, "ops")
         .await
         .unwrap()
@@ -79,7 +78,7 @@ async fn rolled_back_with_restore(tag: &str) -> Case {
     e.rec.converge_all().await.unwrap();
     ctl.tick().await.unwrap();
     assert_eq!(
-        ctl.ops().rollout(rollout).await.unwrap().status.state,
+        ops.rollout(rollout).await.unwrap().status.state,
         RolloutState::Soaking
     );
     assert_eq!(e.http("/version"), "v2");
@@ -94,7 +93,7 @@ async fn rolled_back_with_restore(tag: &str) -> Case {
     ]));
     assert_ne!(e.tree(&img), before);
 
-    let out = ctl.ops().rollback(rollout, true, "ops").await.unwrap();
+    let out = ops.rollback(rollout, true, "ops").await.unwrap();
     assert!(
         out.warning.is_some(),
         "restore_data warns about lost writes"

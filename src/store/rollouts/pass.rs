@@ -1,3 +1,4 @@
+//! Reads of `rollouts`/`rollout_targets` for the rollout controller (read-only here).
 //! What one controller pass reads about a rollout's targets: in full only the targets a
 //! pass can act on or must look at, and the settled rest as counts.
 //!
@@ -20,18 +21,17 @@
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 
-use super::rollout_targets::{TargetRow, target_from_row};
-use super::{QueryContext, Store, StoreError};
+use super::targets::{TargetRow, target_from_row};
 use crate::clock::from_millis;
-use crate::domain::Tier;
+use crate::domain::{TargetStatus, Tier};
+use crate::store::{QueryContext, Store, StoreError};
 
 /// Settled targets of one (tier, wave, status, held) group.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SettledTargets {
     pub tier: Tier,
     pub wave: i64,
-    /// `rollout_targets.status` word.
-    pub status: String,
+    pub status: TargetStatus,
     /// The workspace is pinned to another digest than the target's.
     pub held: bool,
     pub count: i64,
@@ -147,7 +147,8 @@ impl Store {
                     tier: Tier::parse(&row.try_get::<String, _>("tier").map_err(c)?)
                         .map_err(|e| corrupt(e.to_string()))?,
                     wave: row.try_get("wave").map_err(c)?,
-                    status: row.try_get("status").map_err(c)?,
+                    status: TargetStatus::parse(&row.try_get::<String, _>("status").map_err(c)?)
+                        .map_err(|e| corrupt(e.to_string()))?,
                     held: row.try_get::<i64, _>("held").map_err(c)? != 0,
                     count: row.try_get("n").map_err(c)?,
                     last_updated_at: from_millis(row.try_get("last_at").map_err(c)?),

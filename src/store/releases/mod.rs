@@ -1,5 +1,13 @@
 //! Releases: new digests of tracked images found by the registry watcher. The watcher
-//! inserts them `queued`; the rollout controller moves them on from there.
+//! inserts them `queued` (with `tracked_images`, [`tracked_images`]); the rollout
+//! controller moves them on from there (through `Store::apply_rollout_changes`), and
+//! operators reject them ([`admin`]).
+
+mod admin;
+mod tracked_images;
+
+pub use admin::RejectOutcome;
+pub use tracked_images::TrackedImage;
 
 use chrono::{DateTime, Utc};
 use sqlx::Row;
@@ -128,10 +136,10 @@ fn corrupt(e: impl std::fmt::Display) -> StoreError {
     }
 }
 
-pub(super) const COLUMNS: &str =
+const COLUMNS: &str =
     "id, image, digest, detected_at, changelog, status, status_reason, updated_at, version";
 
-pub(super) fn from_row(row: &SqliteRow) -> Result<Release, StoreError> {
+fn from_row(row: &SqliteRow) -> Result<Release, StoreError> {
     Ok(Release {
         id: row.try_get("id").map_err(corrupt)?,
         image: row.try_get("image").map_err(corrupt)?,

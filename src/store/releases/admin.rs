@@ -1,10 +1,11 @@
 //! Operator reads of releases and the `reject` decision (audited with its actor).
+//! Writer: the API (`reject`), on behalf of an operator.
 
 use chrono::{DateTime, Utc};
 
-use super::events::append_event_in;
-use super::releases::{COLUMNS, from_row};
-use super::{NewEvent, QueryContext, Release, Store, StoreError};
+use super::super::events::append_event_in;
+use super::super::{NewEvent, QueryContext, Store, StoreError};
+use super::{COLUMNS, Release, from_row};
 use crate::clock::to_millis;
 use crate::domain::ReleaseStatus;
 

@@ -1,9 +1,23 @@
-//! Rollout rows (joined with their release) and the reads the controller needs.
+//! Tables `rollouts` and `rollout_targets`. Writers: the rollout controller (each pass)
+//! and the operator operations (`rollout::ops`), both only through
+//! [`Store::apply_rollout_changes`] ([`apply`]).
 //!
 //! The rollout row's `version` is the rollout's lock: every change to a rollout, its
-//! targets, the desired digests it writes and its release's status goes through
-//! [`Store::write_rollout`], one transaction that bumps that version (or fails with
-//! [`StoreError::Conflict`]) and appends the audit events.
+//! targets, the desired digests it writes and its release's status goes through one
+//! transaction that bumps that version (or fails with [`StoreError::Conflict`]) and
+//! appends the audit events. Here: rollout rows joined with their release; [`targets`]:
+//! targets with observed state; [`pass`]: what one controller pass reads.
+
+mod apply;
+mod batch;
+mod pass;
+mod targets;
+
+#[cfg(test)]
+pub(crate) mod fixtures;
+
+pub use pass::SettledTargets;
+pub use targets::{CandidateRow, TargetRow};
 
 use chrono::{DateTime, Utc};
 use sqlx::Row;
@@ -39,7 +53,7 @@ fn corrupt(what: &'static str) -> impl Fn(String) -> StoreError {
     move |message| StoreError::Corrupt { what, message }
 }
 
-pub(super) fn digest(s: &str, what: &'static str) -> Result<Digest, StoreError> {
+fn digest(s: &str, what: &'static str) -> Result<Digest, StoreError> {
     Digest::parse(s).map_err(|e| corrupt(what)(e.to_string()))
 }
 
@@ -173,15 +187,23 @@ impl Store {
     }
 
     /// Rollout counts by state (for the `sluice_rollouts{state}` gauge).
-    pub async fn rollout_state_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
-        sqlx::query_as("SELECT state, COUNT(*) FROM rollouts GROUP BY state")
-            .fetch_all(&self.pool)
-            .await
-            .ctx("count rollouts")
+    pub async fn rollout_state_counts(&self) -> Result<Vec<(RolloutState, i64)>, StoreError> {
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT state, COUNT(*) FROM rollouts GROUP BY state")
+                .fetch_all(&self.pool)
+                .await
+                .ctx("count rollouts")?;
+        rows.into_iter()
+            .map(|(s, n)| {
+                RolloutState::parse(&s)
+                    .map(|s| (s, n))
+                    .map_err(|e| corrupt("rollout")(e.to_string()))
+            })
+            .collect()
     }
 }
 
-pub(super) fn map_insert_err(e: sqlx::Error, release_id: i64) -> StoreError {
+fn map_insert_err(e: sqlx::Error, release_id: i64) -> StoreError {
     if is_unique_violation(&e) {
         StoreError::AlreadyExists {
             what: "rollout for release",

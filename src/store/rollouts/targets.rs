@@ -1,19 +1,19 @@
-//! Rollout targets with what was observed about their workspaces, and the one write path
-//! of a rollout ([`Store::write_rollout`]).
+//! Table `rollout_targets` (written only by `Store::apply_rollout_changes`): targets
+//! with what was observed about their workspaces, and the workspaces a rollout may cover.
+//! Also "update now" (`set_desired_now`), the operator's one desired-digest write outside
+//! a rollout.
 
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
-use super::events::append_event_in;
-use super::rollout_batch;
-use super::rollouts::{digest, map_insert_err};
-use super::{NewEvent, QueryContext, Store, StoreError};
+use super::digest;
 use crate::clock::{from_millis, to_millis};
 use crate::domain::{
-    Digest, Health, MaintenanceWindow, ReleaseStatus, RolloutState, Tier, UpdateMode, UpdatePhase,
-    WorkspaceState,
+    Digest, Health, MaintenanceWindow, TargetStatus, Tier, UpdateMode, UpdatePhase, WorkspaceState,
 };
+use crate::store::events::append_event_in;
+use crate::store::{NewEvent, QueryContext, Store, StoreError};
 
 /// A target joined with its workspace's observed state and newest journal row.
 #[derive(Clone, Debug, PartialEq)]
@@ -22,8 +22,7 @@ pub struct TargetRow {
     pub name: String,
     pub tier: Tier,
     pub wave: i64,
-    /// `rollout_targets.status` word (parsed by the rollout module).
-    pub status: String,
+    pub status: TargetStatus,
     pub attempts: i64,
     pub from_digest: Option<Digest>,
     pub to_digest: Digest,
@@ -51,72 +50,6 @@ pub struct CandidateRow {
     pub desired_digest: Option<Digest>,
 }
 
-/// How the rollout row itself changes.
-#[derive(Clone, Debug)]
-pub enum RolloutRowWrite {
-    Insert {
-        release_id: i64,
-        strategy: String,
-        started_by: String,
-    },
-    Update {
-        id: i64,
-        expected_version: i64,
-    },
-}
-
-#[derive(Clone, Debug)]
-pub struct NewTarget {
-    pub workspace_id: i64,
-    pub tier: Tier,
-    pub wave: i64,
-    pub status: &'static str,
-    pub from_digest: Option<Digest>,
-    pub to_digest: Digest,
-}
-
-/// A change to one existing target; `None` fields stay as they are.
-#[derive(Clone, Debug, Default)]
-pub struct TargetWrite {
-    pub workspace_id: i64,
-    pub status: Option<&'static str>,
-    pub add_attempt: bool,
-    pub update_id: Option<i64>,
-    /// Rollback: stamp `rollback_requested_at` and, with data, the update to restore.
-    pub rollback: Option<Option<i64>>,
-}
-
-/// `workspaces.desired_digest` (+ `desired_rollout_id`) for one workspace; with
-/// `forget_failed`, the `failed_digests` row for that digest goes (a retry).
-#[derive(Clone, Debug)]
-pub struct DesiredWrite {
-    pub workspace_id: i64,
-    pub digest: Digest,
-    /// Record this rollout as the writer in `desired_rollout_id` (else NULL).
-    pub in_rollout: bool,
-    pub forget_failed: bool,
-}
-
-/// Everything one rollout decision writes, committed together.
-#[derive(Clone, Debug)]
-pub struct RolloutWrite {
-    pub row: RolloutRowWrite,
-    pub state: RolloutState,
-    pub state_data: String,
-    /// Replaces the stored strategy when set.
-    pub strategy: Option<String>,
-    pub soak_started_at: Option<DateTime<Utc>>,
-    pub soak_ends_at: Option<DateTime<Utc>>,
-    pub finished_at: Option<DateTime<Utc>>,
-    pub reason: Option<String>,
-    pub new_targets: Vec<NewTarget>,
-    pub targets: Vec<TargetWrite>,
-    pub desired: Vec<DesiredWrite>,
-    pub release_status: Option<(i64, ReleaseStatus, String)>,
-    /// `rollout_id` is filled in with the rollout's id; an empty subject becomes `rollout:<id>`.
-    pub events: Vec<NewEvent>,
-}
-
 fn bad(what: &'static str) -> impl Fn(String) -> StoreError {
     move |message| StoreError::Corrupt { what, message }
 }
@@ -140,7 +73,7 @@ pub(super) fn target_from_row(row: &SqliteRow) -> Result<TargetRow, StoreError> 
             .try_get::<Option<i64>, _>("wave")
             .map_err(c)?
             .unwrap_or(0),
-        status: s("status")?,
+        status: TargetStatus::parse(&s("status")?).map_err(p)?,
         attempts: row.try_get("attempts").map_err(c)?,
         from_digest: opt_digest(os("from_digest")?, "rollout target")?,
         to_digest: digest(&s("to_digest")?, "rollout target")?,
@@ -189,14 +122,30 @@ impl Store {
     pub async fn rollout_target_counts(
         &self,
         rollout_id: i64,
-    ) -> Result<Vec<(String, i64)>, StoreError> {
-        sqlx::query_as(
+    ) -> Result<Vec<(TargetStatus, i64)>, StoreError> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
             "SELECT status, COUNT(*) FROM rollout_targets WHERE rollout_id = $1 GROUP BY status",
         )
         .bind(rollout_id)
         .fetch_all(&self.pool)
         .await
-        .ctx("count rollout targets")
+        .ctx("count rollout targets")?;
+        rows.into_iter()
+            .map(|(s, n)| {
+                TargetStatus::parse(&s)
+                    .map(|s| (s, n))
+                    .map_err(|e| bad("rollout target")(e.to_string()))
+            })
+            .collect()
+    }
+
+    /// The workspaces a rollout already covers (a tier added later skips them).
+    pub async fn rollout_target_workspaces(&self, rollout_id: i64) -> Result<Vec<i64>, StoreError> {
+        sqlx::query_scalar("SELECT workspace_id FROM rollout_targets WHERE rollout_id = $1")
+            .bind(rollout_id)
+            .fetch_all(&self.pool)
+            .await
+            .ctx("list rollout target workspaces")
     }
 
     /// Live workspaces tracking `image`, by name.
@@ -268,114 +217,5 @@ impl Store {
         append_event_in(&mut tx, ev, now).await?;
         tx.commit().await.ctx("commit")?;
         Ok(())
-    }
-
-    /// Commits one rollout decision; returns the rollout id. A lost race on the rollout's
-    /// version is [`StoreError::Conflict`]; a second rollout for a release is
-    /// [`StoreError::AlreadyExists`].
-    pub async fn write_rollout(
-        &self,
-        w: &RolloutWrite,
-        now: DateTime<Utc>,
-    ) -> Result<i64, StoreError> {
-        let at = to_millis(now);
-        let mut tx = self.pool.begin().await.ctx("begin")?;
-        let id: i64 = match &w.row {
-            RolloutRowWrite::Insert {
-                release_id,
-                strategy,
-                started_by,
-            } => sqlx::query_scalar(
-                "INSERT INTO rollouts (release_id, state, state_data, strategy, soak_started_at, \
-                 soak_ends_at, started_by, reason, created_at, updated_at, finished_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10) RETURNING id",
-            )
-            .bind(release_id)
-            .bind(w.state.as_str())
-            .bind(&w.state_data)
-            .bind(w.strategy.as_deref().unwrap_or(strategy))
-            .bind(w.soak_started_at.map(to_millis))
-            .bind(w.soak_ends_at.map(to_millis))
-            .bind(started_by)
-            .bind(&w.reason)
-            .bind(at)
-            .bind(w.finished_at.map(to_millis))
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(|e| map_insert_err(e, *release_id))?,
-            RolloutRowWrite::Update {
-                id,
-                expected_version,
-            } => {
-                let done = sqlx::query(
-                    "UPDATE rollouts SET state = $1, state_data = $2, strategy = COALESCE($3, strategy), \
-                     soak_started_at = $4, soak_ends_at = $5, finished_at = $6, \
-                     reason = COALESCE($7, reason), updated_at = $8, version = version + 1 \
-                     WHERE id = $9 AND version = $10",
-                )
-                .bind(w.state.as_str())
-                .bind(&w.state_data)
-                .bind(&w.strategy)
-                .bind(w.soak_started_at.map(to_millis))
-                .bind(w.soak_ends_at.map(to_millis))
-                .bind(w.finished_at.map(to_millis))
-                .bind(&w.reason)
-                .bind(at)
-                .bind(id)
-                .bind(expected_version)
-                .execute(&mut *tx)
-                .await
-                .ctx("update rollout")?;
-                if done.rows_affected() == 0 {
-                    return Err(StoreError::Conflict {
-                        what: "rollout",
-                        key: id.to_string(),
-                    });
-                }
-                *id
-            }
-        };
-        for t in &w.new_targets {
-            sqlx::query(
-                "INSERT INTO rollout_targets (rollout_id, workspace_id, tier, wave, status, \
-                 from_digest, to_digest, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            )
-            .bind(id)
-            .bind(t.workspace_id)
-            .bind(t.tier.as_str())
-            .bind(t.wave)
-            .bind(t.status)
-            .bind(t.from_digest.as_ref().map(Digest::as_str))
-            .bind(t.to_digest.as_str())
-            .bind(at)
-            .execute(&mut *tx)
-            .await
-            .ctx("insert rollout target")?;
-        }
-        rollout_batch::update_targets(&mut tx, id, at, &w.targets).await?;
-        rollout_batch::set_desired(&mut tx, id, at, &w.desired).await?;
-        if let Some((release_id, status, reason)) = &w.release_status {
-            sqlx::query(
-                "UPDATE releases SET status = $1, status_reason = $2, updated_at = $3, \
-                 version = version + 1 WHERE id = $4",
-            )
-            .bind(status.as_str())
-            .bind(reason)
-            .bind(at)
-            .bind(release_id)
-            .execute(&mut *tx)
-            .await
-            .ctx("set release status")?;
-        }
-        for ev in &w.events {
-            let mut ev = ev.clone();
-            ev.rollout_id = Some(id);
-            if ev.subject.is_empty() {
-                ev.subject = format!("rollout:{id}");
-            }
-            append_event_in(&mut tx, &ev, now).await?;
-        }
-        tx.commit().await.ctx("commit")?;
-        Ok(id)
     }
 }

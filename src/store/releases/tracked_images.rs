@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
-use super::{QueryContext, Store, StoreError};
+use super::super::{QueryContext, Store, StoreError};
 use crate::clock::{from_millis, to_millis};
 use crate::domain::Digest;
 

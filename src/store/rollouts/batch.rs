@@ -1,13 +1,13 @@
-//! Same-shaped rollout writes as one statement per run of rows (inside the caller's
-//! transaction). Only consecutive writes of one shape share a statement, and a run ends
+//! Same-shaped rollout writes (`rollout_targets`, `workspaces.desired_digest`) as one
+//! statement per run of rows, inside `Store::apply_rollout_changes`'s transaction. Only consecutive writes of one shape share a statement, and a run ends
 //! at a repeated workspace, so the rows change exactly as with one statement each.
 
 use std::collections::HashSet;
 
 use sqlx::SqliteConnection;
 
-use super::rollout_targets::{DesiredWrite, TargetWrite};
-use super::{QueryContext, StoreError};
+use crate::domain::{DesiredChange, TargetChange};
+use crate::store::{QueryContext, StoreError};
 
 // Statements here are built from constant text and `$n` placeholders only.
 
@@ -47,7 +47,7 @@ pub(super) async fn update_targets(
     conn: &mut SqliteConnection,
     id: i64,
     at: i64,
-    targets: &[TargetWrite],
+    targets: &[&TargetChange],
 ) -> Result<(), StoreError> {
     for run in runs(
         targets,
@@ -59,7 +59,8 @@ pub(super) async fn update_targets(
             Some(restore) => (Some(at), restore),
             None => (None, None),
         };
-        let with_update: Vec<&TargetWrite> = run.iter().filter(|t| t.update_id.is_some()).collect();
+        let with_update: Vec<&&TargetChange> =
+            run.iter().filter(|t| t.update_id.is_some()).collect();
         // $1..$6 shared; then (workspace, update_id) pairs for the CASE; then the ids.
         let mut n = 7;
         let update_id = if with_update.is_empty() {
@@ -84,7 +85,7 @@ pub(super) async fn update_targets(
             placeholders(n, run.len())
         );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
-            .bind(first.status)
+            .bind(first.status.map(|s| s.as_str()))
             .bind(i64::from(first.add_attempt))
             .bind(rb_at)
             .bind(restore)
@@ -106,7 +107,7 @@ pub(super) async fn set_desired(
     conn: &mut SqliteConnection,
     id: i64,
     at: i64,
-    desired: &[DesiredWrite],
+    desired: &[&DesiredChange],
 ) -> Result<(), StoreError> {
     for run in runs(
         desired,

@@ -1,0 +1,134 @@
+//! `decide` reports what the machine refuses instead of dropping it.
+
+use chrono::TimeZone;
+
+use super::*;
+use crate::config::RolloutSettings;
+use crate::domain::{Tier, UpdatePhase};
+use crate::rollout::machine::RolloutStatus;
+use crate::rollout::record::RolloutData;
+use crate::rollout::strategy::Strategy;
+
+fn d(n: u8) -> Digest {
+    Digest::parse(&format!("sha256:{}", format!("{n:02x}").repeat(32))).unwrap()
+}
+
+fn rollout(state: RolloutState, strategy: Strategy) -> Rollout {
+    Rollout {
+        id: 7,
+        release_id: 3,
+        image: "img".to_owned(),
+        digest: d(2),
+        release_status: ReleaseStatus::RollingOut,
+        status: RolloutStatus {
+            state,
+            ..RolloutStatus::pending()
+        },
+        data: RolloutData::default(),
+        strategy,
+        started_by: "ops".to_owned(),
+        version: 4,
+    }
+}
+
+fn canary(id: i64, status: TargetStatus, latest: Option<(i64, UpdatePhase)>) -> TargetRow {
+    TargetRow {
+        workspace_id: id,
+        name: format!("c{id}"),
+        tier: Tier::Canary,
+        wave: 0,
+        status,
+        attempts: 1,
+        from_digest: Some(d(1)),
+        to_digest: d(2),
+        update_id: None,
+        updated_at: chrono::Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
+        latest_update: latest,
+        actual_digest: Some(d(2)),
+        desired_digest: Some(d(2)),
+        pinned_digest: None,
+        health: Health::Healthy,
+        ws_state: WorkspaceState::Running,
+        maintenance_window: None,
+        restore_snapshot_of_update_id: None,
+    }
+}
+
+#[test]
+fn an_illegal_transition_is_reported_and_the_target_changes_still_apply() {
+    let mut s = Strategy::for_image(&RolloutSettings::default(), "img");
+    s.soak_ms = -1; // the machine refuses a negative soak
+    let r = rollout(RolloutState::Canary, s);
+    let rows = [canary(
+        1,
+        TargetStatus::Updating,
+        Some((9, UpdatePhase::Succeeded)),
+    )];
+    let smoke = HashMap::new();
+    let now = chrono::Utc.with_ymd_and_hms(2026, 1, 1, 0, 1, 0).unwrap();
+    let view = PassView {
+        rollout: &r,
+        targets: &rows,
+        settled: &[],
+        smoke: &smoke,
+        hold: false,
+        promotion: None,
+    };
+    let out = decide(&view, now).unwrap();
+    assert!(out.illegal.is_some(), "{out:?}");
+    assert_eq!(out.transition, None);
+    assert!(out.changes.iter().any(|c| matches!(
+        c,
+        Change::Target(TargetChange {
+            workspace_id: 1,
+            status: Some(TargetStatus::Updated),
+            update_id: Some(9),
+            ..
+        })
+    )));
+    // The rollout row is written as it was, with its version check.
+    assert!(matches!(
+        &out.changes[0],
+        Change::Rollout(r) if r.state == RolloutState::Canary
+            && r.key == crate::domain::RolloutRowKey::Existing { id: 7, expected_version: 4 }
+    ));
+}
+
+#[test]
+fn nothing_to_do_is_no_change() {
+    let s = Strategy::for_image(&RolloutSettings::default(), "img");
+    let r = rollout(RolloutState::Completed, s);
+    let smoke = HashMap::new();
+    let view = PassView {
+        rollout: &r,
+        targets: &[],
+        settled: &[],
+        smoke: &smoke,
+        hold: false,
+        promotion: None,
+    };
+    let now = chrono::Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+    let out = decide(&view, now).unwrap();
+    assert!(out.changes.is_empty() && out.transition.is_none());
+}
+
+#[test]
+fn deciding_performs_no_io_and_reads_no_clock() {
+    for (file, src) in [
+        ("decide/mod.rs", include_str!("mod.rs")),
+        ("decide/operator.rs", include_str!("operator.rs")),
+    ] {
+        for banned in [
+            "tokio::",
+            "sqlx::",
+            "bollard::",
+            "Utc::now",
+            "SystemTime",
+            "Instant::",
+            "clock::",
+            ".await",
+        ] {
+            assert!(!src.contains(banned), "{file} uses `{banned}`");
+        }
+    }
+}
