@@ -15,7 +15,6 @@ pub mod releases;
 pub mod rollouts;
 pub mod snapshots;
 mod volume_claims;
-mod workspace_docker;
 pub mod workspaces;
 
 use std::sync::Arc;

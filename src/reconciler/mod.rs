@@ -34,6 +34,7 @@ pub mod health;
 mod metrics;
 pub mod phases;
 mod restore;
+mod retire;
 mod saga;
 pub mod smoke;
 mod step_error;
@@ -321,9 +322,11 @@ impl<R: ContainerRuntime> Reconciler<R> {
         Ok(n)
     }
 
-    /// One pass: drift detection, then a saga for every workspace that needs one (not
+    /// One pass: retiring deleted workspaces, drift detection, then a saga for every workspace that needs one (not
     /// waited for: they are added to `set`).
     pub async fn pass(&self, set: &mut JoinSet<()>) -> Result<(), ReconcileError> {
+        // Deleted workspaces first: their container names may be wanted again.
+        self.retire_pending().await?;
         self.detect_drift().await?;
         // Operator restores and recoveries are queued as journal rows; they run here.
         let (rows, unreadable) = self.inner.store.open_updates_checked().await?;

@@ -14,6 +14,7 @@ mod release_admin;
 mod releases;
 mod restore_queue;
 mod restores;
+mod retirements;
 mod rollout_batch;
 mod rollout_pass;
 mod rollout_targets;
@@ -40,6 +41,7 @@ pub use notify_feed::FeedEvent;
 pub use release_admin::RejectOutcome;
 pub use releases::{ProbeRecord, ProbeSuccess, Release};
 pub use restore_queue::{RestoreError, RestoreRequest};
+pub use retirements::{KeptVolume, RetireResult, Retirement};
 pub use rollout_pass::SettledTargets;
 pub use rollout_targets::{
     CandidateRow, DesiredWrite, NewTarget, RolloutRowWrite, RolloutWrite, TargetRow, TargetWrite,
