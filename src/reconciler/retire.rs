@@ -46,10 +46,7 @@ impl<R: ContainerRuntime> Reconciler<R> {
         let result = match self.retire_steps(r, &mut done).await? {
             Attempt::Finished(result) => result,
             Attempt::Interrupted(e) => {
-                inner
-                    .store
-                    .record_retirement_progress(r.id, &done)
-                    .await?;
+                inner.store.record_retirement_progress(r.id, &done).await?;
                 return Err(e.into());
             }
         };
