@@ -15,6 +15,7 @@ pub mod releases;
 pub mod rollouts;
 pub mod snapshots;
 mod volume_claims;
+mod workspace_bodies;
 pub mod workspaces;
 
 use std::sync::Arc;

@@ -1,4 +1,3 @@
-
 #[test]
 fn snapshot_routes_document_their_status_and_codes() {
     let doc = super::document();
