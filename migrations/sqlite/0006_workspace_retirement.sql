@@ -1,6 +1,6 @@
 -- A deleted workspace is retired by the reconciler, not by the API: the delete marks the
 -- row (deleted_at, retire_purge) and the reconciler removes its container and, with
--- purge, the volumes labelled for it, then records what it did (see docs/reconciler.md).
+-- purge, the volumes labelled for it, then records what it did (see docs/operations.md).
 --   retire_purge   the delete asked for ?purge=true (1) or not (0)
 --   retired_at     when the reconciler finished; NULL while the retirement is pending
 --   retire_result  JSON: container_removed, volumes_removed, volumes_kept
