@@ -10,6 +10,7 @@ mod fleet;
 mod gauges;
 mod health;
 pub mod openapi;
+mod openapi_schemas;
 pub mod registry_events;
 pub mod releases;
 pub mod rollouts;
