@@ -10,12 +10,13 @@ mod fleet;
 mod gauges;
 mod health;
 pub mod openapi;
+mod openapi_schemas;
 pub mod registry_events;
 pub mod releases;
 pub mod rollouts;
 pub mod snapshots;
 mod volume_claims;
-mod workspace_docker;
+mod workspace_bodies;
 pub mod workspaces;
 
 use std::sync::Arc;

@@ -1,24 +1,23 @@
 //! `/api/v1/workspaces`: list, show, create, patch, delete.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{Extension, Path, Query, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 
 use super::AppState;
 use super::auth::Actor;
 use super::error::ApiError;
 use super::extract::ApiJson;
 use super::volume_claims;
-use crate::domain::spec::{HealthProbe, PortMapping, VolumeMount, WorkspaceSpec};
-use crate::domain::{
-    Digest, Health, ImageRef, MaintenanceWindow, Tier, UpdateMode, WorkspaceName, WorkspaceState,
-};
-use crate::store::{LastUpdate, NewWorkspace, Workspace, WorkspacePatch};
+use super::workspace_bodies::{CreateWorkspace, PatchWorkspace};
+use crate::domain::spec::{VolumeMount, WorkspaceSpec};
+use crate::domain::{Digest, Health, ImageRef, Tier, UpdateMode, WorkspaceName, WorkspaceState};
+use crate::store::{KeptVolume, LastUpdate, NewWorkspace, RetireResult, Workspace, WorkspacePatch};
 
 /// A workspace as the API returns it.
 #[derive(Debug, Serialize)]
@@ -61,115 +60,6 @@ impl WorkspaceView {
             updated_at: w.updated_at,
             version: w.version,
         }
-    }
-}
-
-/// `Some(None)` for an explicit `null`, `None` when the field is absent.
-fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
-    d: D,
-) -> Result<Option<Option<T>>, D::Error> {
-    Option::<T>::deserialize(d).map(Some)
-}
-
-/// `POST /api/v1/workspaces`. Enumerated fields parse as domain types, so an invalid
-/// value is refused naming its field; `image` is parsed by hand (tracked refs only).
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CreateWorkspace {
-    pub name: WorkspaceName,
-    pub image: String,
-    #[serde(default)]
-    pub update_tier: Option<Tier>,
-    #[serde(default)]
-    pub update_mode: Option<UpdateMode>,
-    #[serde(default)]
-    pub maintenance_window: Option<MaintenanceWindow>,
-    #[serde(default)]
-    pub env: BTreeMap<String, String>,
-    #[serde(default)]
-    pub volumes: Vec<VolumeMount>,
-    #[serde(default)]
-    pub ports: Vec<PortMapping>,
-    #[serde(default)]
-    pub command: Option<Vec<String>>,
-    #[serde(default)]
-    pub health: Option<HealthProbe>,
-    #[serde(default)]
-    pub restart: Option<String>,
-    #[serde(default)]
-    pub network: Option<String>,
-    #[serde(default)]
-    pub labels: BTreeMap<String, String>,
-}
-
-/// `PATCH /api/v1/workspaces/{name}`: any subset; spec fields replace their current value.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PatchWorkspace {
-    #[serde(default)]
-    pub update_tier: Option<Tier>,
-    #[serde(default)]
-    pub update_mode: Option<UpdateMode>,
-    #[serde(default, deserialize_with = "nullable")]
-    pub pinned_digest: Option<Option<Digest>>,
-    #[serde(default, deserialize_with = "nullable")]
-    pub maintenance_window: Option<Option<MaintenanceWindow>>,
-    #[serde(default)]
-    pub env: Option<BTreeMap<String, String>>,
-    #[serde(default)]
-    pub volumes: Option<Vec<VolumeMount>>,
-    #[serde(default)]
-    pub ports: Option<Vec<PortMapping>>,
-    #[serde(default, deserialize_with = "nullable")]
-    pub command: Option<Option<Vec<String>>>,
-    #[serde(default, deserialize_with = "nullable")]
-    pub health: Option<Option<HealthProbe>>,
-    #[serde(default, deserialize_with = "nullable")]
-    pub restart: Option<Option<String>>,
-    #[serde(default, deserialize_with = "nullable")]
-    pub network: Option<Option<String>>,
-    #[serde(default)]
-    pub labels: Option<BTreeMap<String, String>>,
-}
-
-impl PatchWorkspace {
-    fn touches_spec(&self) -> bool {
-        self.env.is_some()
-            || self.volumes.is_some()
-            || self.ports.is_some()
-            || self.command.is_some()
-            || self.health.is_some()
-            || self.restart.is_some()
-            || self.network.is_some()
-            || self.labels.is_some()
-    }
-
-    fn apply_to(self, mut spec: WorkspaceSpec) -> WorkspaceSpec {
-        if let Some(v) = self.env {
-            spec.env = v;
-        }
-        if let Some(v) = self.volumes {
-            spec.volumes = v;
-        }
-        if let Some(v) = self.ports {
-            spec.ports = v;
-        }
-        if let Some(v) = self.command {
-            spec.command = v;
-        }
-        if let Some(v) = self.health {
-            spec.health = v;
-        }
-        if let Some(v) = self.restart {
-            spec.restart = v;
-        }
-        if let Some(v) = self.network {
-            spec.network = v;
-        }
-        if let Some(v) = self.labels {
-            spec.labels = v;
-        }
-        spec
     }
 }
 
@@ -374,9 +264,17 @@ pub struct Deleted {
     pub volumes_removed: Vec<String>,
     /// With `purge`: volumes of the spec left in place because the workspace does not
     /// own them (another workspace's label, or unowned and never adopted).
-    pub volumes_kept: Vec<super::workspace_docker::KeptVolume>,
+    pub volumes_kept: Vec<KeptVolume>,
 }
 
+/// How long a delete waits at most for the reconciler to retire the workspace before it
+/// answers that the reconciler will finish on its own.
+const RETIRE_WAIT: Duration = Duration::from_secs(30);
+const RETIRE_POLL: Duration = Duration::from_millis(100);
+
+/// Marks the workspace deleted and for retirement (one transaction with its audit event),
+/// wakes the reconciler, which removes the container (and with `purge` the volumes the
+/// workspace owns), and answers with what it did. The API itself never touches Docker.
 pub async fn delete(
     State(state): State<AppState>,
     Extension(actor): Extension<Arc<Actor>>,
@@ -385,12 +283,12 @@ pub async fn delete(
 ) -> Result<Json<Deleted>, ApiError> {
     let name = parse_name(&name)?;
     let w = state.store.workspace(&name).await?;
-    let docker = state.docker.get().ok_or_else(|| {
-        ApiError::unavailable(
+    if state.docker.get().is_none() {
+        return Err(ApiError::unavailable(
             "docker_unavailable",
             "docker is not reachable; nothing was deleted",
-        )
-    })?;
+        ));
+    }
     let now = state.clock.now();
     if !state
         .store
@@ -402,24 +300,49 @@ pub async fn delete(
             format!("workspace `{name}` is being updated; retry when the update ends"),
         ));
     }
-    // The row is gone for every loop; now its container (and volumes) go too.
-    let removed = super::workspace_docker::remove(&docker, &w, q.purge)
-        .await
-        .map_err(|e| {
-            ApiError::unavailable(
-                e.code,
-                format!(
-                    "workspace `{name}` was deleted but {}; remove it by hand",
-                    e.message
-                ),
-            )
-        })?;
-    tracing::info!(workspace = %name, purge = q.purge, actor = %actor.name, "workspace deleted");
+    // The row is gone for every loop; the reconciler retires its container (and volumes).
+    tracing::info!(workspace = %name, workspace_id = w.id, purge = q.purge, actor = %actor.name, "workspace deleted");
+    state.wakers.reconciler.notify_one();
     state.wakers.watcher.notify_one();
+    let Some(done) = wait_retired(&state, w.id).await? else {
+        tracing::warn!(workspace = %name, workspace_id = w.id, "workspace not retired yet; the reconciler finishes it");
+        return Err(ApiError::unavailable(
+            "retirement_pending",
+            format!(
+                "workspace `{name}` was deleted; its container{} not removed yet: the \
+                 reconciler removes {} as soon as docker answers",
+                if q.purge { " and volumes were" } else { " was" },
+                if q.purge { "them" } else { "it" },
+            ),
+        ));
+    };
+    if let Some(error) = done.error {
+        return Err(ApiError::unavailable(
+            "docker_error",
+            format!("workspace `{name}` was deleted but {error}; remove it by hand"),
+        ));
+    }
     Ok(Json(Deleted {
         name: name.to_string(),
-        container_removed: removed.container,
-        volumes_removed: removed.volumes,
-        volumes_kept: removed.kept,
+        container_removed: done.container_removed,
+        volumes_removed: done.volumes_removed,
+        volumes_kept: done.volumes_kept,
     }))
+}
+
+/// The retirement's result once the reconciler recorded it; `None` after [`RETIRE_WAIT`]
+/// (or three quarters of `[api] request_timeout` if that is shorter, so the answer is
+/// this one and not the timeout's).
+async fn wait_retired(state: &AppState, id: i64) -> Result<Option<RetireResult>, ApiError> {
+    let wait = RETIRE_WAIT.min(state.api.request_timeout * 3 / 4);
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        if let Some(done) = state.store.retirement(id).await? {
+            return Ok(Some(done));
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Ok(None);
+        }
+        tokio::time::sleep(RETIRE_POLL).await;
+    }
 }

@@ -2,8 +2,10 @@
 //! then environment overrides `SLUICE__SECTION__KEY`. Unknown keys and bad values are
 //! refused with a message naming the key and the expected form.
 
+mod access_types;
 mod docker;
 mod load;
+mod rollout_types;
 mod secret;
 mod types;
 mod webhook_url;

@@ -8,8 +8,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Secret, WebhookUrl};
-use crate::domain::Role;
+use super::Secret;
+
+pub use super::access_types::*;
+pub use super::rollout_types::*;
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -202,105 +204,6 @@ pub struct ImagePoll {
     pub interval: Duration,
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum StrategyKind {
-    /// Waves of `batch`, at most `max_parallel` at once, `pause_between_waves` apart.
-    #[default]
-    Rolling,
-    /// One workspace at a time.
-    OneAtATime,
-    /// Everything at once, failures skipped: the emergency path.
-    Immediate,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct RolloutSettings {
-    /// How long canaries must stay healthy before production may start.
-    #[serde(with = "humantime_serde")]
-    pub soak: Duration,
-    /// Go from soaking to production without an operator once the soak passes.
-    pub auto_promote: bool,
-    /// Maintenance window for automatic rollouts, UTC hours `"HH:MM-HH:MM"`; empty = always.
-    pub window: Option<String>,
-    pub strategy: StrategyKind,
-    /// Wave size: a count (`"3"`) or a share of the tier (`"25%"`).
-    pub batch: String,
-    /// Updates running at once within a rollout.
-    pub max_parallel: u32,
-    #[serde(with = "humantime_serde")]
-    pub pause_between_waves: Duration,
-    /// Failed workspaces tolerated before the rollout aborts.
-    pub max_failures: u32,
-    /// Failed share of the tier tolerated before the rollout aborts (0.0–1.0).
-    pub max_failure_ratio: f64,
-    /// Extra attempts per workspace before it counts as failed.
-    pub retries: u32,
-    /// Per-image strategy overrides: `[[rollout.images]] image = "reg/app:stable"`.
-    pub images: Vec<RolloutImage>,
-    /// Per-image canary smoke checks run during the soak: `[[rollout.smoke]]`.
-    pub smoke: Vec<SmokeCheck>,
-    /// How often the controller re-reads every rollout without a wake-up.
-    #[serde(with = "humantime_serde")]
-    pub tick_interval: Duration,
-}
-
-/// Strategy fields that differ for one tracked image; unset fields use `[rollout]`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RolloutImage {
-    /// The tracked `repo:tag`, exactly as the workspaces name it.
-    pub image: String,
-    #[serde(default)]
-    pub strategy: Option<StrategyKind>,
-    #[serde(default)]
-    pub batch: Option<String>,
-    #[serde(default)]
-    pub max_parallel: Option<u32>,
-    #[serde(default, with = "humantime_serde")]
-    pub soak: Option<Duration>,
-}
-
-/// An HTTP GET run against every canary of `image` during the soak.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SmokeCheck {
-    pub image: String,
-    /// Path requested on the workspace's health port, e.g. `/version`.
-    pub path: String,
-    /// Expected HTTP status (default 200).
-    #[serde(default = "default_smoke_status")]
-    pub status: u16,
-    /// When set, the body must contain this text.
-    #[serde(default)]
-    pub body_contains: Option<String>,
-}
-
-fn default_smoke_status() -> u16 {
-    200
-}
-
-impl Default for RolloutSettings {
-    fn default() -> Self {
-        Self {
-            soak: Duration::from_secs(600),
-            auto_promote: false,
-            window: None,
-            strategy: StrategyKind::Rolling,
-            batch: "25%".to_owned(),
-            max_parallel: 4,
-            pause_between_waves: Duration::from_secs(30),
-            max_failures: 1,
-            max_failure_ratio: 0.1,
-            retries: 0,
-            images: Vec::new(),
-            smoke: Vec::new(),
-            tick_interval: Duration::from_secs(5),
-        }
-    }
-}
-
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct UpdateSettings {
@@ -374,116 +277,6 @@ impl Default for SnapshotSettings {
             cleanup_interval: Duration::from_secs(600),
         }
     }
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct RegistrySettings {
-    /// Registries (`host:port`) reached over plain HTTP. Loopback registries are allowed
-    /// plain HTTP when `allow_loopback_http` is true.
-    pub insecure: Vec<String>,
-    pub allow_loopback_http: bool,
-    /// Credentials, one table per registry.
-    pub auth: Vec<RegistryCredential>,
-    /// A TOML file with more `[[auth]]` entries; refused when world-readable.
-    pub credentials_file: Option<PathBuf>,
-    /// A Docker `config.json` whose `auths` entries are used.
-    pub docker_config: Option<PathBuf>,
-    /// Token the registry's push notifications must carry (`Authorization: Bearer …`).
-    pub webhook_token: Option<Secret>,
-}
-
-impl Default for RegistrySettings {
-    fn default() -> Self {
-        Self {
-            insecure: Vec::new(),
-            allow_loopback_http: true,
-            auth: Vec::new(),
-            credentials_file: None,
-            docker_config: None,
-            webhook_token: None,
-        }
-    }
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RegistryCredential {
-    pub registry: String,
-    pub username: String,
-    pub password: Secret,
-}
-
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct AuthSettings {
-    /// API bearer tokens; the name is the actor in the audit trail.
-    pub tokens: Vec<ApiToken>,
-    /// A TOML file with more `[[tokens]]` entries; refused when world-readable.
-    pub token_file: Option<PathBuf>,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ApiToken {
-    pub name: String,
-    pub role: Role,
-    pub token: Secret,
-}
-
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ImageSettings {
-    /// Image reference prefixes that may be tracked, probed and pulled; empty = all.
-    pub allow: Vec<String>,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct NotificationSettings {
-    pub webhooks: Vec<WebhookSink>,
-    /// Notifications waiting per sink; when full, new ones are dropped and counted.
-    pub queue_capacity: usize,
-    /// Extra delivery attempts after a failure (network error or non-2xx).
-    pub retries: u32,
-    /// Delay before the first retry; doubles per attempt.
-    #[serde(with = "humantime_serde")]
-    pub backoff: Duration,
-    /// Timeout of one delivery attempt.
-    #[serde(with = "humantime_serde")]
-    pub timeout: Duration,
-    /// How often the audit trail is read for new events.
-    #[serde(with = "humantime_serde")]
-    pub poll_interval: Duration,
-}
-
-impl Default for NotificationSettings {
-    fn default() -> Self {
-        Self {
-            webhooks: Vec::new(),
-            queue_capacity: 1024,
-            retries: 5,
-            backoff: Duration::from_secs(1),
-            timeout: Duration::from_secs(10),
-            poll_interval: Duration::from_secs(1),
-        }
-    }
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WebhookSink {
-    /// Where notifications are posted; a secret (printed as `scheme://host[:port]/<redacted>`).
-    pub url: WebhookUrl,
-    /// Event kinds to send; empty = all.
-    #[serde(default)]
-    pub events: Vec<String>,
-    /// HMAC-SHA256 key for the signature header.
-    #[serde(default)]
-    pub secret: Option<Secret>,
-    /// `json` (default) or `slack`.
-    #[serde(default)]
-    pub format: Option<String>,
 }
 
 impl Settings {

@@ -7,9 +7,12 @@ use std::time::{Duration, Instant};
 use super::tests::{T, digest, pinned, setup};
 use super::*;
 use crate::clock::SystemClock;
+use crate::domain::WorkspaceName;
 use crate::domain::spec::{VolumeMount, WorkspaceSpec};
 use crate::domain::{ImageRef, Tier, UpdateMode, UpdatePhase};
 use crate::store::NewWorkspace;
+use crate::store::Store;
+use tokio::sync::Semaphore;
 
 /// Adjusts the (not yet shared) reconciler of `t`.
 fn tune(t: &mut T, f: impl FnOnce(&mut Inner<crate::runtime::FakeRuntime>)) {

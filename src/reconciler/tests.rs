@@ -6,10 +6,14 @@ use std::time::Duration;
 
 use super::*;
 use crate::clock::SystemClock;
+use crate::config::Settings;
 use crate::domain::spec::{VolumeMount, WorkspaceSpec};
+use crate::domain::{Digest, WorkspaceName, WorkspaceState};
 use crate::domain::{ImageRef, Tier, UpdateMode, UpdatePhase};
 use crate::runtime::FakeRuntime;
+use crate::store::Store;
 use crate::store::{NewWorkspace, Workspace};
+use crate::wake::Wakers;
 
 pub(super) struct T {
     pub(super) _dir: tempfile::TempDir,

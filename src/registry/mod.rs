@@ -7,6 +7,7 @@
 //! error message: errors name the registry and what went wrong, never a credential.
 
 mod auth;
+#[cfg(any(test, feature = "test-support"))]
 pub mod fake;
 mod metrics;
 mod oci;
@@ -16,6 +17,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use auth::{Credential, Credentials};
+#[cfg(any(test, feature = "test-support"))]
 pub use fake::FakeRegistry;
 pub use metrics::RegistryMetrics;
 pub use oci::{OciRegistry, parse_retry_after};
@@ -110,7 +112,7 @@ impl RegistryError {
 }
 
 /// What the watcher needs from a registry. Implemented by [`OciRegistry`] (the real
-/// distribution API) and [`FakeRegistry`] (in memory, for unit tests and scale benches).
+/// distribution API) and `FakeRegistry` (in memory, for unit tests and scale benches).
 pub trait Registry: Send + Sync + 'static {
     /// Resolves a tracked reference (`repo:tag`) to its current manifest digest.
     fn resolve(

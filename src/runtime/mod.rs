@@ -2,12 +2,16 @@
 //! pin an image by digest, create/start/stop/remove/inspect a workspace's container,
 //! list the containers sluice manages, copy a volume's tree out of and into a stopped
 //! container, and manage named volumes. [`DockerRuntime`] talks to a Docker engine
-//! (local or remote, API version negotiated); [`FakeRuntime`] is an in-memory stand-in
-//! for unit tests and scale benchmarks. Both pass the same [`contract`] suite.
+//! (local or remote, API version negotiated); `FakeRuntime` is an in-memory stand-in
+//! for unit tests and scale benchmarks. Both pass the same `contract` suite. The fake and
+//! the suite exist only in test builds (`cfg(test)` or the `test-support` feature, which
+//! the integration tests and benches turn on): a release build does not contain them.
 
 mod connect;
+#[cfg(any(test, feature = "test-support"))]
 pub mod contract;
 mod docker;
+#[cfg(any(test, feature = "test-support"))]
 mod fake;
 
 use std::collections::BTreeMap;
@@ -20,6 +24,7 @@ use bollard::Docker;
 
 pub use connect::connect;
 pub use docker::DockerRuntime;
+#[cfg(any(test, feature = "test-support"))]
 pub use fake::FakeRuntime;
 
 /// Label present on everything sluice creates; nothing without it is ever touched.

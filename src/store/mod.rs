@@ -39,7 +39,8 @@ pub use updates::{
     UpdateRow,
 };
 pub use workspaces::{
-    AdoptedVolume, NewWorkspace, Observed, Workspace, WorkspaceIdentity, WorkspacePatch,
+    AdoptedVolume, KeptVolume, NewWorkspace, Observed, RetireResult, Retirement, Workspace,
+    WorkspaceIdentity, WorkspacePatch,
 };
 
 /// Embedded migrations for the SQLite dialect.

@@ -20,6 +20,7 @@ mod registry;
 mod registry_events;
 mod registry_proc;
 mod registry_protocol;
+mod retirement;
 mod rollout_api;
 mod rollout_controller;
 mod rollout_e2e;

@@ -228,13 +228,14 @@ impl Store {
         // it wrong. Its one precondition, no open journal row, is in the statement itself.
         let done = sqlx::query(
             "UPDATE workspaces SET deleted_at = $1, desired_digest = NULL, updated_at = $1, \
-             name = name || '~deleted-' || id, \
+             name = name || '~deleted-' || id, retire_purge = $3, \
              version = version + 1 WHERE name = $2 AND deleted_at IS NULL AND NOT EXISTS ( \
              SELECT 1 FROM workspace_updates u WHERE u.workspace_id = workspaces.id \
              AND u.phase NOT IN ('succeeded', 'rolled_back', 'failed', 'quarantined'))",
         )
         .bind(to_millis(now))
         .bind(name.as_str())
+        .bind(i64::from(purge))
         .execute(&mut *tx)
         .await
         .ctx("delete workspace")?;

@@ -6,6 +6,7 @@
 
 mod admin;
 mod observed;
+mod retirements;
 mod volumes;
 
 use chrono::{DateTime, Utc};
@@ -15,6 +16,7 @@ use sqlx::sqlite::SqliteRow;
 
 pub use admin::WorkspacePatch;
 pub use observed::Observed;
+pub use retirements::{KeptVolume, RetireResult, Retirement};
 pub use volumes::{AdoptedVolume, WorkspaceIdentity};
 
 use super::{QueryContext, Store, StoreError, is_unique_violation};

@@ -1,0 +1,191 @@
+//! The component schemas of the OpenAPI document (JSON Schema), one function per area.
+
+use serde_json::{Value, json};
+
+pub(super) fn schemas() -> Value {
+    let digest = json!({ "type": ["string", "null"], "pattern": "^sha256:[0-9a-f]{64}$" });
+    let spec_props = json!({
+        "env": { "type": "object", "additionalProperties": { "type": "string" } },
+        "volumes": { "type": "array", "items": { "type": "object", "required": ["name", "mount"],
+            "additionalProperties": false,
+            "properties": {
+                "name": { "type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$",
+                    "description": "Docker volume name. A volume labelled for another workspace (sluice.workspace_id), or named in another live workspace's spec, is refused: 409 volume_in_use." },
+                "mount": { "type": "string", "example": "/data",
+                    "description": "Absolute path inside the container; not `/`, no `.` or `..` components, no `:` or `,`." },
+                "adopt": { "type": "boolean", "default": false,
+                    "description": "Take over a volume that already exists without a sluice owner label (or left by a deleted workspace). Without it such a volume is refused: 409 volume_exists (unlabelled) or volume_in_use (a deleted workspace's). Audited as volume_adopted; never takes another live workspace's volume." } } } },
+        "ports": { "type": "array", "items": { "type": "object", "required": ["container"],
+            "properties": { "container": { "type": "integer" }, "host": { "type": "integer" },
+                            "host_ip": { "type": "string" } } } },
+        "command": { "type": ["array", "null"], "items": { "type": "string" } },
+        "health": { "type": ["object", "null"], "properties": { "http": { "type": "object",
+            "properties": { "port": { "type": "integer" }, "path": { "type": "string" },
+                            "status": { "type": "integer" } } } } },
+        "restart": { "enum": ["no", "always", "unless-stopped", "on-failure", null] },
+        "network": { "type": ["string", "null"] },
+        "labels": { "type": "object", "additionalProperties": { "type": "string" } }
+    });
+    let mut create = spec_props.clone();
+    let mut patch = spec_props.clone();
+    for (k, v) in [
+        (
+            "update_tier",
+            json!({ "enum": ["canary", "production"], "default": "production" }),
+        ),
+        (
+            "update_mode",
+            json!({ "enum": ["auto", "manual"], "default": "auto" }),
+        ),
+        (
+            "maintenance_window",
+            json!({ "type": ["string", "null"], "example": "02:00-04:00" }),
+        ),
+    ] {
+        create[k] = v.clone();
+        patch[k] = v;
+    }
+    create["name"] = json!({ "type": "string" });
+    create["image"] = json!({ "type": "string", "example": "127.0.0.1:5000/app:stable" });
+    patch["pinned_digest"] = digest.clone();
+    let mut base = json!({
+        "Error": { "type": "object", "required": ["error"], "properties": { "error": {
+            "type": "object", "required": ["code", "message"],
+            "properties": { "code": { "type": "string", "example": "invalid_tier",
+                                      "description": "stable; see docs/operations.md for the list (e.g. invalid_spec, volume_in_use, volume_exists)" },
+                            "message": { "type": "string" } } } } },
+        "Workspace": { "type": "object", "properties": {
+            "name": { "type": "string" }, "image": { "type": "string" },
+            "update_tier": { "enum": ["canary", "production"] },
+            "update_mode": { "enum": ["auto", "manual"] },
+            "maintenance_window": { "type": ["string", "null"] },
+            "pinned_digest": digest, "desired_digest": digest, "actual_digest": digest,
+            "state": { "enum": ["creating", "running", "updating", "rolling_back", "quarantined", "stopped", "missing"] },
+            "health": { "enum": ["healthy", "unhealthy", "unknown"] },
+            "container_id": { "type": ["string", "null"] },
+            "last_update": { "type": ["object", "null"], "properties": {
+                "id": { "type": "integer" }, "result": { "type": "string" },
+                "from_digest": digest, "to_digest": { "type": "string" },
+                "rollout_id": { "type": ["integer", "null"] },
+                "at": { "type": "string", "format": "date-time" },
+                "error": { "type": ["string", "null"] } } },
+            "spec": { "type": "object", "properties": spec_props },
+            "created_at": { "type": "string", "format": "date-time" },
+            "updated_at": { "type": "string", "format": "date-time" },
+            "version": { "type": "integer" } } },
+        "WorkspaceList": { "type": "array", "items": { "$ref": "#/components/schemas/Workspace" } },
+        "CreateWorkspace": { "type": "object", "required": ["name", "image"],
+            "additionalProperties": false, "properties": create },
+        "PatchWorkspace": { "type": "object", "additionalProperties": false, "properties": patch },
+        "Deleted": { "type": "object", "properties": { "name": { "type": "string" },
+            "container_removed": { "type": "boolean" },
+            "volumes_removed": { "type": "array", "items": { "type": "string" } },
+            "volumes_kept": { "type": "array", "description": "With ?purge=true: volumes of the spec the workspace does not own, left in place.",
+                "items": { "type": "object", "properties": {
+                    "name": { "type": "string" },
+                    "reason": { "enum": ["other_workspace", "not_owned"] },
+                    "owner_id": { "type": "integer", "description": "the workspace id the volume is labelled for (other_workspace)" },
+                    "message": { "type": "string" } } } } } },
+        "Fleet": { "type": "object", "properties": { "mode": { "enum": ["auto", "manual", "paused"] },
+            "workspaces": { "type": "integer" },
+            "by_state": { "type": "object", "additionalProperties": { "type": "integer" } } } },
+        "SetFleet": { "type": "object", "required": ["mode"], "additionalProperties": false,
+            "properties": { "mode": { "enum": ["auto", "manual", "paused"] } } },
+        "Event": { "type": "object", "properties": { "id": { "type": "integer" },
+            "at": { "type": "string", "format": "date-time" }, "actor": { "type": "string" },
+            "subject": { "type": "string" }, "action": { "type": "string" }, "detail": {} } },
+        "EventList": { "type": "array", "items": { "$ref": "#/components/schemas/Event" } },
+        "Release": { "type": "object", "properties": { "id": { "type": "integer" },
+            "image": { "type": "string" }, "digest": { "type": "string" },
+            "detected_at": { "type": "string", "format": "date-time" },
+            "changelog": { "type": ["string", "null"] },
+            "status": { "enum": ["queued", "approved", "rolling_out", "completed", "superseded", "rejected", "blocked"] },
+            "status_reason": { "type": ["string", "null"] },
+            "updated_at": { "type": "string", "format": "date-time" },
+            "version": { "type": "integer" } } },
+        "ReleaseList": { "type": "array", "items": { "$ref": "#/components/schemas/Release" } },
+        "Reject": { "type": "object", "additionalProperties": false,
+            "properties": { "reason": { "type": ["string", "null"] } } },
+        "Object": { "type": "object" }
+    });
+    for more in [rollout_schemas(), snapshot_schemas()] {
+        if let (Some(all), Value::Object(more)) = (base.as_object_mut(), more) {
+            all.extend(more);
+        }
+    }
+    base
+}
+
+pub(super) fn snapshot_schemas() -> Value {
+    let digest = json!({ "type": ["string", "null"], "pattern": "^sha256:[0-9a-f]{64}$" });
+    let id = json!({ "type": "string", "pattern": "^[A-Za-z0-9._-]{1,128}$" });
+    json!({
+        "Snapshot": { "type": "object", "properties": {
+            "id": id, "workspace": { "type": "string" }, "volume": { "type": "string" },
+            "mount_path": { "type": ["string", "null"] }, "path": { "type": "string" },
+            "size_bytes": { "type": "integer" },
+            "sha256": { "type": ["string", "null"] },
+            "manifest_sha256": { "type": ["string", "null"] },
+            "entries": { "type": ["integer", "null"] },
+            "method": { "enum": ["host", "archive", null] },
+            "state": { "enum": ["writing", "complete", "failed", "deleted"] },
+            "created_at": { "type": "string", "format": "date-time" },
+            "update": { "type": ["object", "null"], "properties": {
+                "id": { "type": "integer" }, "kind": { "enum": ["update", "restore", "recover"] },
+                "phase": { "type": "string" }, "from_digest": digest, "to_digest": digest } },
+            "protected": { "type": "boolean",
+                "description": "retention keeps it until an operator releases it" },
+            "reason": { "type": ["string", "null"], "example": "workspace quarantined" },
+            "in_use": { "type": "boolean",
+                "description": "an unfinished update took it or is to restore it" },
+            "released_at": { "type": ["string", "null"], "format": "date-time" },
+            "released_by": { "type": ["string", "null"] } } },
+        "SnapshotList": { "type": "array", "items": { "$ref": "#/components/schemas/Snapshot" } },
+        "Recover": { "type": "object", "additionalProperties": false,
+            "properties": { "snapshot": { "type": ["string", "null"],
+                "pattern": "^[A-Za-z0-9._-]{1,128}$" } } },
+        "Queued": { "type": "object", "properties": {
+            "update_id": { "type": "integer" }, "workspace": { "type": "string" },
+            "kind": { "enum": ["restore", "recover"] }, "phase": { "const": "pulling" },
+            "from_digest": digest, "to_digest": { "type": "string" },
+            "snapshots": { "type": "array", "items": id },
+            "warning": { "type": "string" } } }
+    })
+}
+
+pub(super) fn rollout_schemas() -> Value {
+    json!({
+        "Apply": { "type": "object", "required": ["tier"], "additionalProperties": false,
+            "properties": { "tier": { "enum": ["canary", "production", "all"] },
+                            "force": { "type": "boolean", "default": false } } },
+        "Promote": { "type": "object", "additionalProperties": false,
+            "properties": { "force": { "type": "boolean", "default": false } } },
+        "Abort": { "type": "object", "additionalProperties": false,
+            "properties": { "reason": { "type": ["string", "null"] } } },
+        "Rollback": { "type": "object", "additionalProperties": false,
+            "properties": { "restore_data": { "type": "boolean", "default": false } } },
+        "UpdateNow": { "type": "object", "additionalProperties": false,
+            "properties": { "digest": { "type": ["string", "null"] } } },
+        "UpdateNowResult": { "type": "object", "properties": { "name": { "type": "string" },
+            "desired_digest": { "type": "string" } } },
+        "Rollout": { "type": "object", "properties": {
+            "id": { "type": "integer" }, "release_id": { "type": "integer" },
+            "image": { "type": "string" }, "digest": { "type": "string" },
+            "state": { "enum": ["pending", "canary", "soaking", "production", "completed", "paused", "aborted", "rolled_back"] },
+            "paused_from": { "type": ["string", "null"] },
+            "applied": { "type": "array", "items": { "enum": ["canary", "production", "all"] } },
+            "soak_started_at": { "type": ["string", "null"], "format": "date-time" },
+            "soak_ends_at": { "type": ["string", "null"], "format": "date-time" },
+            "finished_at": { "type": ["string", "null"], "format": "date-time" },
+            "started_by": { "type": "string" }, "strategy": { "type": "object" },
+            "workspaces": { "type": "array", "items": { "type": "object", "properties": {
+                "name": { "type": "string" }, "tier": { "enum": ["canary", "production"] },
+                "status": { "enum": ["pending", "updating", "updated", "failed", "rolled_back", "skipped"] },
+                "wave": { "type": "integer" }, "attempts": { "type": "integer" },
+                "from_digest": { "type": ["string", "null"] }, "to_digest": { "type": "string" },
+                "updated_at": { "type": "string", "format": "date-time" } } } },
+            "counts": { "type": "object", "additionalProperties": { "type": "integer" } },
+            "no_op": { "type": "boolean" }, "warning": { "type": "string" } } },
+        "RolloutList": { "type": "array", "items": { "$ref": "#/components/schemas/Rollout" } }
+    })
+}

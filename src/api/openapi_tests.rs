@@ -1,0 +1,53 @@
+#[test]
+fn snapshot_routes_document_their_status_and_codes() {
+    let doc = super::document();
+    let restore = &doc["paths"]["/api/v1/snapshots/{id}/restore"]["post"];
+    assert!(restore["responses"]["202"].is_object(), "{restore}");
+    assert_eq!(restore["parameters"][0]["schema"]["type"], "string");
+    let conflict = restore["responses"]["409"]["description"].as_str().unwrap();
+    assert!(conflict.contains("update_in_progress"), "{conflict}");
+    let delete = &doc["paths"]["/api/v1/snapshots/{id}"]["delete"];
+    assert!(
+        delete["x-sluice-error-codes"]
+            .to_string()
+            .contains("snapshot_protected")
+    );
+    let recover = &doc["paths"]["/api/v1/workspaces/{name}/recover"]["post"];
+    assert_eq!(recover["requestBody"]["required"], false);
+    assert_eq!(
+        doc["paths"]["/api/v1/workspaces"]["post"]["requestBody"]["required"],
+        true
+    );
+}
+
+#[test]
+fn every_reference_resolves() {
+    let doc = super::document();
+    let text = doc.to_string();
+    for part in text.split("#/components/schemas/").skip(1) {
+        let name: String = part
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric())
+            .collect();
+        assert!(
+            doc["components"]["schemas"].get(&name).is_some(),
+            "{name} undefined"
+        );
+    }
+}
+
+#[test]
+fn volume_ownership_is_documented() {
+    let doc = super::document();
+    let s = &doc["components"]["schemas"];
+    let volume = &s["CreateWorkspace"]["properties"]["volumes"]["items"];
+    assert_eq!(volume["properties"]["adopt"]["type"], "boolean");
+    let text = volume.to_string();
+    assert!(text.contains("volume_in_use") && text.contains("volume_exists"));
+    assert_eq!(
+        s["PatchWorkspace"]["properties"]["volumes"]["items"]["properties"]["adopt"]["default"],
+        false
+    );
+    let kept = &s["Deleted"]["properties"]["volumes_kept"]["items"]["properties"];
+    assert_eq!(kept["reason"]["enum"][0], "other_workspace");
+}

@@ -1,0 +1,118 @@
+//! The request bodies of `/api/v1/workspaces`: what POST and PATCH accept, and how a
+//! PATCH applies to the stored spec.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Deserializer};
+
+use crate::domain::spec::{HealthProbe, PortMapping, VolumeMount, WorkspaceSpec};
+use crate::domain::{Digest, MaintenanceWindow, Tier, UpdateMode, WorkspaceName};
+
+/// `Some(None)` for an explicit `null`, `None` when the field is absent.
+fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// `POST /api/v1/workspaces`. Enumerated fields parse as domain types, so an invalid
+/// value is refused naming its field; `image` is parsed by hand (tracked refs only).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateWorkspace {
+    pub name: WorkspaceName,
+    pub image: String,
+    #[serde(default)]
+    pub update_tier: Option<Tier>,
+    #[serde(default)]
+    pub update_mode: Option<UpdateMode>,
+    #[serde(default)]
+    pub maintenance_window: Option<MaintenanceWindow>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    #[serde(default)]
+    pub volumes: Vec<VolumeMount>,
+    #[serde(default)]
+    pub ports: Vec<PortMapping>,
+    #[serde(default)]
+    pub command: Option<Vec<String>>,
+    #[serde(default)]
+    pub health: Option<HealthProbe>,
+    #[serde(default)]
+    pub restart: Option<String>,
+    #[serde(default)]
+    pub network: Option<String>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// `PATCH /api/v1/workspaces/{name}`: any subset; spec fields replace their current value.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatchWorkspace {
+    #[serde(default)]
+    pub update_tier: Option<Tier>,
+    #[serde(default)]
+    pub update_mode: Option<UpdateMode>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub pinned_digest: Option<Option<Digest>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub maintenance_window: Option<Option<MaintenanceWindow>>,
+    #[serde(default)]
+    pub env: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    pub volumes: Option<Vec<VolumeMount>>,
+    #[serde(default)]
+    pub ports: Option<Vec<PortMapping>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub command: Option<Option<Vec<String>>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub health: Option<Option<HealthProbe>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub restart: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub network: Option<Option<String>>,
+    #[serde(default)]
+    pub labels: Option<BTreeMap<String, String>>,
+}
+
+impl PatchWorkspace {
+    pub(super) fn touches_spec(&self) -> bool {
+        self.env.is_some()
+            || self.volumes.is_some()
+            || self.ports.is_some()
+            || self.command.is_some()
+            || self.health.is_some()
+            || self.restart.is_some()
+            || self.network.is_some()
+            || self.labels.is_some()
+    }
+
+    pub(super) fn apply_to(self, mut spec: WorkspaceSpec) -> WorkspaceSpec {
+        if let Some(v) = self.env {
+            spec.env = v;
+        }
+        if let Some(v) = self.volumes {
+            spec.volumes = v;
+        }
+        if let Some(v) = self.ports {
+            spec.ports = v;
+        }
+        if let Some(v) = self.command {
+            spec.command = v;
+        }
+        if let Some(v) = self.health {
+            spec.health = v;
+        }
+        if let Some(v) = self.restart {
+            spec.restart = v;
+        }
+        if let Some(v) = self.network {
+            spec.network = v;
+        }
+        if let Some(v) = self.labels {
+            spec.labels = v;
+        }
+        spec
+    }
+}

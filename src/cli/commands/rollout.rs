@@ -1,0 +1,200 @@
+//! The `sluice release …`, `sluice rollout …` and `sluice fleet …` commands.
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::cli::args::{FleetCommand, ReleaseCommand, RolloutCommand};
+use crate::cli::client::{Client, ClientError};
+use crate::cli::table::{cell, fields, render};
+use crate::cli::watch;
+
+use super::*;
+
+pub(super) async fn release(
+    c: &Client,
+    out: &Output,
+    cmd: ReleaseCommand,
+) -> Result<(), ClientError> {
+    match cmd {
+        ReleaseCommand::List { status } => {
+            let q = status.map(|s| format!("?status={s}")).unwrap_or_default();
+            let v = c.get(&format!("/api/v1/releases{q}")).await?;
+            out.show(&v, |v| {
+                let rows: Vec<Vec<String>> = arr(v)
+                    .iter()
+                    .map(|r| {
+                        ["id", "image", "digest", "status", "detected_at"]
+                            .iter()
+                            .map(|k| cell(&r[*k]))
+                            .collect()
+                    })
+                    .collect();
+                render(&["id", "image", "digest", "status", "detected"], &rows)
+            });
+        }
+        ReleaseCommand::Show { id } => {
+            let v = c.get(&format!("/api/v1/releases/{id}")).await?;
+            out.show(&v, |r| {
+                fields(
+                    r,
+                    &[
+                        "id",
+                        "image",
+                        "digest",
+                        "status",
+                        "detected_at",
+                        "changelog",
+                    ],
+                )
+            });
+        }
+        ReleaseCommand::Apply { id, tier, force } => {
+            let body = json!({ "tier": tier, "force": force });
+            let v = c
+                .call(
+                    Method::POST,
+                    &format!("/api/v1/releases/{id}/apply"),
+                    Some(body),
+                )
+                .await?;
+            out.show(&v, |r| {
+                format!(
+                    "rollout {} is {} (watch: sluice rollout watch {})\n",
+                    cell(&r["id"]),
+                    cell(&r["state"]),
+                    cell(&r["id"])
+                )
+            });
+        }
+        ReleaseCommand::Reject { id, reason } => {
+            let body = json!({ "reason": reason });
+            let v = c
+                .call(
+                    Method::POST,
+                    &format!("/api/v1/releases/{id}/reject"),
+                    Some(body),
+                )
+                .await?;
+            out.show(&v, |_| format!("release {id} rejected\n"));
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn rollout_detail(r: &Value) -> String {
+    let mut s = fields(
+        r,
+        &[
+            "id",
+            "release_id",
+            "image",
+            "digest",
+            "state",
+            "soak_ends_at",
+        ],
+    );
+    let rows: Vec<Vec<String>> = arr(&r["workspaces"])
+        .iter()
+        .map(|w| {
+            ["name", "tier", "status", "from_digest", "to_digest"]
+                .iter()
+                .map(|k| cell(&w[*k]))
+                .collect()
+        })
+        .collect();
+    s.push('\n');
+    s.push_str(&render(
+        &["workspace", "tier", "status", "from", "to"],
+        &rows,
+    ));
+    s
+}
+
+pub(super) async fn rollout(
+    c: &Client,
+    out: &Output,
+    cmd: RolloutCommand,
+) -> Result<(), ClientError> {
+    let action = |id: i64, verb: &str| format!("/api/v1/rollouts/{id}/{verb}");
+    let (id, verb, body) = match cmd {
+        RolloutCommand::List => {
+            let v = c.get("/api/v1/rollouts").await?;
+            out.show(&v, |v| {
+                let rows: Vec<Vec<String>> = arr(v)
+                    .iter()
+                    .map(|r| {
+                        [
+                            "id",
+                            "release_id",
+                            "image",
+                            "digest",
+                            "state",
+                            "soak_ends_at",
+                        ]
+                        .iter()
+                        .map(|k| cell(&r[*k]))
+                        .collect()
+                    })
+                    .collect();
+                render(
+                    &["id", "release", "image", "digest", "state", "soak ends"],
+                    &rows,
+                )
+            });
+            return Ok(());
+        }
+        RolloutCommand::Show { id } => {
+            out.show(
+                &c.get(&format!("/api/v1/rollouts/{id}")).await?,
+                rollout_detail,
+            );
+            return Ok(());
+        }
+        RolloutCommand::Watch { id, interval } => {
+            return watch::watch(c, id, interval, out.json).await;
+        }
+        RolloutCommand::Promote { id } => (id, "promote", json!({})),
+        RolloutCommand::Pause { id } => (id, "pause", json!({})),
+        RolloutCommand::Resume { id } => (id, "resume", json!({})),
+        RolloutCommand::Abort { id, reason } => (id, "abort", json!({ "reason": reason })),
+        RolloutCommand::Rollback { id, restore_data } => {
+            (id, "rollback", json!({ "restore_data": restore_data }))
+        }
+    };
+    let v = c.call(Method::POST, &action(id, verb), Some(body)).await?;
+    out.show(&v, |r| {
+        let mut s = format!(
+            "rollout {id}: {verb} accepted; state {}\n",
+            cell(&r["state"])
+        );
+        if let Some(w) = r["warning"].as_str() {
+            s.push_str(&format!("warning: {w}\n"));
+        }
+        s
+    });
+    Ok(())
+}
+
+pub(super) async fn fleet(c: &Client, out: &Output, cmd: FleetCommand) -> Result<(), ClientError> {
+    let v = match cmd {
+        FleetCommand::Show => c.get("/api/v1/fleet").await?,
+        FleetCommand::Mode { mode } => {
+            c.call(Method::PUT, "/api/v1/fleet", Some(json!({ "mode": mode })))
+                .await?
+        }
+    };
+    out.show(&v, |f| {
+        let mut s = format!(
+            "mode        {}\nworkspaces  {}\n",
+            cell(&f["mode"]),
+            cell(&f["workspaces"])
+        );
+        if let Some(by) = f["by_state"].as_object() {
+            for (k, n) in by.iter().filter(|(_, n)| n.as_i64() != Some(0)) {
+                s.push_str(&format!("  {k:<12}{n}\n"));
+            }
+        }
+        s
+    });
+    Ok(())
+}

@@ -1,0 +1,253 @@
+//! The `sluice workspace …` commands: tables, details and request bodies.
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::cli::args::{WorkspaceAdd, WorkspaceCommand};
+use crate::cli::client::{Client, ClientError};
+use crate::cli::table::{cell, fields, render};
+
+use super::snapshot::{queued, snapshot_id};
+use super::*;
+
+pub(super) fn add_body(a: &WorkspaceAdd) -> Result<Value, ClientError> {
+    let mut body = json!({ "name": a.name, "image": a.image });
+    if let Some(t) = &a.tier {
+        body["update_tier"] = json!(t);
+    }
+    if let Some(m) = &a.mode {
+        body["update_mode"] = json!(m);
+    }
+    let mut env = serde_json::Map::new();
+    for e in &a.env {
+        let (k, v) = e
+            .split_once('=')
+            .ok_or_else(|| invalid("--env", &format!("`{e}`: expected KEY=VALUE")))?;
+        env.insert(k.to_owned(), json!(v));
+    }
+    body["env"] = env.into();
+    let mut volumes = Vec::new();
+    for v in &a.volumes {
+        let bad = || {
+            invalid(
+                "--volume",
+                &format!("`{v}`: expected NAME:/PATH or NAME:/PATH:adopt"),
+            )
+        };
+        let (name, rest) = v.split_once(':').ok_or_else(bad)?;
+        let (mount, adopt) = match rest.split_once(':') {
+            None => (rest, false),
+            Some((mount, "adopt")) => (mount, true),
+            Some(_) => return Err(bad()),
+        };
+        let mut entry = json!({ "name": name, "mount": mount });
+        if adopt {
+            entry["adopt"] = json!(true);
+        }
+        volumes.push(entry);
+    }
+    body["volumes"] = volumes.into();
+    let mut ports = Vec::new();
+    for p in &a.ports {
+        let bad = || invalid("--port", &format!("`{p}`: expected PORT or PORT:HOST_PORT"));
+        let (c, h) = match p.split_once(':') {
+            Some((c, h)) => (c, Some(h)),
+            None => (p.as_str(), None),
+        };
+        let c: u16 = c.parse().map_err(|_| bad())?;
+        let h: Option<u16> = h.map(str::parse).transpose().map_err(|_| bad())?;
+        ports.push(json!({ "container": c, "host": h }));
+    }
+    body["ports"] = ports.into();
+    if let Some(port) = a.health_port {
+        body["health"] = json!({ "http": { "port": port, "path": a.health_path } });
+    }
+    Ok(body)
+}
+
+pub(super) fn workspace_table(v: &Value) -> String {
+    let rows: Vec<Vec<String>> = arr(v)
+        .iter()
+        .map(|w| {
+            let last = &w["last_update"];
+            let last = if last.is_null() {
+                "-".to_owned()
+            } else {
+                format!("{} → {}", cell(&last["result"]), cell(&last["to_digest"]))
+            };
+            vec![
+                cell(&w["name"]),
+                cell(&w["update_tier"]),
+                cell(&w["update_mode"]),
+                cell(&w["state"]),
+                cell(&w["health"]),
+                cell(&w["actual_digest"]),
+                cell(&w["desired_digest"]),
+                last,
+            ]
+        })
+        .collect();
+    render(
+        &[
+            "name",
+            "tier",
+            "mode",
+            "state",
+            "health",
+            "actual",
+            "desired",
+            "last update",
+        ],
+        &rows,
+    )
+}
+
+pub(super) fn workspace_detail(w: &Value) -> String {
+    let mut s = fields(
+        w,
+        &[
+            "name",
+            "image",
+            "update_tier",
+            "update_mode",
+            "state",
+            "health",
+            "actual_digest",
+            "desired_digest",
+            "pinned_digest",
+            "maintenance_window",
+            "container_id",
+            "updated_at",
+        ],
+    );
+    let l = &w["last_update"];
+    if !l.is_null() {
+        s.push_str(&format!(
+            "last_update     {} {} → {} at {}{}\n",
+            cell(&l["result"]),
+            cell(&l["from_digest"]),
+            cell(&l["to_digest"]),
+            cell(&l["at"]),
+            l["error"]
+                .as_str()
+                .map(|e| format!(" ({e})"))
+                .unwrap_or_default()
+        ));
+    }
+    s
+}
+
+pub(super) async fn workspace(
+    c: &Client,
+    out: &Output,
+    cmd: WorkspaceCommand,
+) -> Result<(), ClientError> {
+    let path = |n: &str| format!("/api/v1/workspaces/{n}");
+    match cmd {
+        WorkspaceCommand::Add(a) => {
+            let v = c
+                .call(Method::POST, "/api/v1/workspaces", Some(add_body(&a)?))
+                .await?;
+            out.show(&v, |w| {
+                format!(
+                    "workspace {} added ({} tier)\n",
+                    cell(&w["name"]),
+                    cell(&w["update_tier"])
+                )
+            });
+        }
+        WorkspaceCommand::List => out.show(&c.get("/api/v1/workspaces").await?, workspace_table),
+        WorkspaceCommand::Show { name } => out.show(&c.get(&path(&name)).await?, workspace_detail),
+        WorkspaceCommand::SetTier { name, tier } => {
+            let v = c
+                .call(
+                    Method::PATCH,
+                    &path(&name),
+                    Some(json!({ "update_tier": tier })),
+                )
+                .await?;
+            out.show(&v, |w| {
+                format!(
+                    "workspace {} is now {} tier\n",
+                    cell(&w["name"]),
+                    cell(&w["update_tier"])
+                )
+            });
+        }
+        WorkspaceCommand::Pin {
+            name,
+            digest,
+            unpin,
+        } => {
+            let body = if unpin {
+                json!({ "pinned_digest": null })
+            } else {
+                json!({ "pinned_digest": digest })
+            };
+            let v = c.call(Method::PATCH, &path(&name), Some(body)).await?;
+            out.show(&v, |w| match w["pinned_digest"].as_str() {
+                Some(d) => format!("workspace {} pinned to {d}\n", cell(&w["name"])),
+                None => format!("workspace {} unpinned\n", cell(&w["name"])),
+            });
+        }
+        WorkspaceCommand::Update { name, digest } => {
+            let body = json!({ "digest": digest });
+            let v = c
+                .call(Method::POST, &format!("{}/update", path(&name)), Some(body))
+                .await?;
+            out.show(&v, |u| {
+                format!(
+                    "workspace {} is updating to {}\n",
+                    cell(&u["name"]),
+                    cell(&u["desired_digest"])
+                )
+            });
+        }
+        WorkspaceCommand::Remove { name, purge } => {
+            let q = if purge { "?purge=true" } else { "" };
+            let v = c
+                .call(Method::DELETE, &format!("{}{q}", path(&name)), None)
+                .await?;
+            out.show(&v, |d| {
+                let vols = arr(&d["volumes_removed"])
+                    .iter()
+                    .map(cell)
+                    .collect::<Vec<_>>();
+                let kept: String = arr(&d["volumes_kept"])
+                    .iter()
+                    .map(|k| {
+                        format!(
+                            "volume {} kept: {}\n",
+                            cell(&k["name"]),
+                            cell(&k["message"])
+                        )
+                    })
+                    .collect();
+                format!(
+                    "workspace {} removed{}\n{kept}",
+                    cell(&d["name"]),
+                    if vols.is_empty() {
+                        " (volumes kept)".to_owned()
+                    } else {
+                        format!(" with volumes {}", vols.join(", "))
+                    }
+                )
+            });
+        }
+        WorkspaceCommand::Recover { name, snapshot } => {
+            let body = match snapshot {
+                Some(id) => json!({ "snapshot": snapshot_id(&id)?.as_str() }),
+                None => json!({}),
+            };
+            let v = c
+                .call(
+                    Method::POST,
+                    &format!("{}/recover", path(&name)),
+                    Some(body),
+                )
+                .await?;
+            out.show(&v, queued);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,237 @@
+use super::*;
+use std::time::Duration;
+
+fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+#[test]
+fn defaults_load() {
+    let s = load_from_str("", env(&[])).unwrap();
+    assert_eq!(s.api.listen.to_string(), "127.0.0.1:7878");
+    assert_eq!(s.poll.interval, Duration::from_secs(300));
+    assert_eq!(s.database_url(), "sqlite://sluice-data/sluice.db");
+    assert!(s.snapshots.require_snapshot);
+}
+
+/// systemd SIGKILLs the daemon when `TimeoutStopSec` runs out: it must leave the
+/// running updates their whole `shutdown_grace` plus time to close down.
+#[test]
+fn the_unit_gives_the_shutdown_grace_room_to_run_out() {
+    let unit = include_str!("../../deploy/sluice.service");
+    let deploy = include_str!("../../deploy/sluice.toml");
+    let stop = unit
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("TimeoutStopSec="))
+        .expect("deploy/sluice.service sets TimeoutStopSec");
+    let stop = humantime::parse_duration(stop.trim()).expect("a duration");
+    let grace = load_from_str(deploy, env(&[]))
+        .expect("deploy/sluice.toml loads")
+        .update
+        .shutdown_grace;
+    assert!(
+        stop >= grace + Duration::from_secs(20),
+        "TimeoutStopSec {stop:?} leaves no room after shutdown_grace {grace:?}"
+    );
+}
+
+#[test]
+fn file_and_environment_combine() {
+    let file = "[poll]\ninterval = \"1m\"\njitter = 0.2\n[api]\nlisten = \"127.0.0.1:9000\"\n";
+    let s = load_from_str(
+        file,
+        env(&[
+            ("SLUICE__POLL__INTERVAL", "30s"),
+            ("SLUICE__ROLLOUT__MAX_PARALLEL", "2"),
+            ("OTHER", "x"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(
+        s.poll.interval,
+        Duration::from_secs(30),
+        "environment beats file"
+    );
+    assert!(
+        (s.poll.jitter - 0.2).abs() < f64::EPSILON,
+        "file beats default"
+    );
+    assert_eq!(s.api.listen.port(), 9000);
+    assert_eq!(s.rollout.max_parallel, 2);
+}
+
+#[test]
+fn unknown_keys_are_named() {
+    let e = load_from_str("[poll]\nintervall = \"1m\"\n", env(&[]))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("intervall"), "{e}");
+    let e = load_from_str("", env(&[("SLUICE__POLL__INTERVALL", "1m")]))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("intervall"), "{e}");
+    let e = load_from_str("[nosuch]\nx = 1\n", env(&[]))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("nosuch"), "{e}");
+}
+
+#[test]
+fn bad_durations_are_named() {
+    let e = load_from_str("[poll]\ninterval = \"5 parsecs\"\n", env(&[]))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("poll.interval") || e.contains("interval"), "{e}");
+    assert!(
+        e.contains("unknown time unit") || e.contains("duration"),
+        "{e}"
+    );
+}
+
+#[test]
+fn bad_values_name_their_key() {
+    for (file, key) in [
+        ("[rollout]\nbatch = \"0%\"\n", "rollout.batch"),
+        ("[rollout]\nwindow = \"25:00-01:00\"\n", "rollout.window"),
+        ("[poll]\njitter = 2.0\n", "poll.jitter"),
+        ("[database]\nurl = \"mysql://x\"\n", "database.url"),
+        (
+            "[registries]\nwebhook_token = \"short\"\n",
+            "registries.webhook_token",
+        ),
+        ("[poll]\nrequest_timeout = \"0s\"\n", "poll.request_timeout"),
+        (
+            "[[auth.tokens]]\nname = \"ops\"\nrole = \"admin\"\ntoken = \"short\"\n",
+            "auth.tokens[0].token",
+        ),
+    ] {
+        let e = load_from_str(file, env(&[])).unwrap_err().to_string();
+        assert!(e.contains(key), "{file}: {e}");
+    }
+    let e = load_from_str(
+        "[[auth.tokens]]\nname = \"ops\"\nrole = \"root\"\ntoken = \"0123456789abcdef\"\n",
+        env(&[]),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("role"), "{e}");
+}
+
+#[test]
+fn secrets_are_redacted_when_printed() {
+    let s = load_from_str(
+        "[[auth.tokens]]\nname = \"ops\"\nrole = \"admin\"\ntoken = \"supersecret-token-value\"\n",
+        env(&[]),
+    )
+    .unwrap();
+    let shown = toml::to_string(&s).unwrap();
+    assert!(!shown.contains("supersecret"), "{shown}");
+    assert!(shown.contains("<redacted>"));
+    assert!(!format!("{s:?}").contains("supersecret"));
+    assert_eq!(s.auth.tokens[0].token.expose(), "supersecret-token-value");
+}
+
+#[test]
+fn webhook_urls_are_checked_and_redacted_when_printed() {
+    let file = "[[notifications.webhooks]]\nurl = \"https://hooks.example/T0/B0/hook-s3cr3t\"\n";
+    let s = load_from_str(file, env(&[])).unwrap();
+    let shown = toml::to_string(&s).unwrap();
+    assert!(!shown.contains("hook-s3cr3t"), "{shown}");
+    assert!(
+        shown.contains("https://hooks.example/<redacted>"),
+        "{shown}"
+    );
+    assert!(!format!("{s:?}").contains("hook-s3cr3t"));
+    assert_eq!(
+        s.notifications.webhooks[0].url.expose().as_str(),
+        "https://hooks.example/T0/B0/hook-s3cr3t"
+    );
+    let file = "[[notifications.webhooks]]\nurl = \"http://ok.example/a\"\n\
+                    [[notifications.webhooks]]\nurl = \"file:///etc/hook-s3cr3t\"\n";
+    let e = load_from_str(file, env(&[])).unwrap_err().to_string();
+    assert!(e.contains("notifications.webhooks[1].url"), "{e}");
+    assert!(e.contains("http"), "says what is expected: {e}");
+    assert!(!e.contains("hook-s3cr3t"), "{e}");
+}
+
+#[test]
+fn keys_below_array_items_are_dotted() {
+    assert_eq!(
+        dotted_keys("bad value for key `a.b[1]url` in x"),
+        "bad value for key `a.b[1].url` in x"
+    );
+    assert_eq!(dotted_keys("for key `a[0][1]`"), "for key `a[0][1]`");
+    assert_eq!(dotted_keys("no key here]x"), "no key here]x");
+}
+
+#[test]
+fn docker_tls_files_must_be_readable_and_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["ca.pem", "cert.pem", "key.pem"] {
+        std::fs::write(dir.path().join(f), "-----BEGIN CERTIFICATE-----\n").unwrap();
+    }
+    let file = |key_file: &str| {
+        format!(
+            "[docker]\nhost = \"tcp://10.0.0.5:2376\"\ntls_ca = \"{0}/ca.pem\"\n\
+                 tls_cert = \"{0}/cert.pem\"\ntls_key = \"{0}/{key_file}\"\n",
+            dir.path().display()
+        )
+    };
+    let ok = load_from_str(&file("key.pem"), env(&[])).unwrap();
+    assert_eq!(ok.docker.tls_key, Some(dir.path().join("key.pem")));
+    let e = load_from_str(&file("missing.pem"), env(&[]))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("docker.tls_key"), "{e}");
+    assert!(e.contains("missing.pem"), "names the file: {e}");
+
+    let e = load_from_str("[docker]\nhost = \"tcp://10.0.0.5:2375\"\n", env(&[]))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("docker.tls_ca"), "{e}");
+    assert!(e.contains("allow_insecure_tcp"), "says how to opt out: {e}");
+    let insecure = load_from_str(
+        "",
+        env(&[
+            ("SLUICE__DOCKER__HOST", "tcp://10.0.0.5:2375"),
+            ("SLUICE__DOCKER__ALLOW_INSECURE_TCP", "true"),
+        ]),
+    )
+    .unwrap();
+    assert!(insecure.docker.allow_insecure_tcp);
+}
+
+#[test]
+fn rollout_overrides_and_smoke_checks_name_their_key() {
+    let ok = load_from_str(
+            "[[rollout.images]]\nimage = \"reg.example/app:stable\"\nstrategy = \"one-at-a-time\"\n\
+             [[rollout.smoke]]\nimage = \"reg.example/app:stable\"\npath = \"/version\"\nbody_contains = \"v2\"\n",
+            env(&[]),
+        )
+        .unwrap();
+    assert_eq!(ok.rollout.smoke[0].status, 200);
+    for (file, key) in [
+        (
+            "[[rollout.images]]\nimage = \"a/b:c\"\nbatch = \"0\"\n",
+            "rollout.images[0].batch",
+        ),
+        (
+            "[[rollout.images]]\nimage = \"a/b:c\"\nmax_parallel = 0\n",
+            "rollout.images[0].max_parallel",
+        ),
+        (
+            "[[rollout.smoke]]\nimage = \"a/b:c\"\npath = \"version\"\n",
+            "rollout.smoke[0].path",
+        ),
+        (
+            "[[rollout.smoke]]\nimage = \"a/b:c\"\npath = \"/v\"\nstatus = 999\n",
+            "rollout.smoke[0].status",
+        ),
+    ] {
+        let e = load_from_str(file, env(&[])).unwrap_err().to_string();
+        assert!(e.contains(key), "{file}: {e}");
+    }
+}

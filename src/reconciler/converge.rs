@@ -1,0 +1,131 @@
+//! Converging one workspace (adopting a matching container, or opening an update and
+//! driving its saga) and detecting drift between what runs and what the store says.
+
+use super::*;
+use crate::domain::{Digest, Health, WorkspaceName, WorkspaceState};
+use crate::runtime::{ContainerRuntime, LABEL_WORKSPACE};
+use crate::store::{Observed, StoreError};
+
+impl<R: ContainerRuntime> Reconciler<R> {
+    pub(super) async fn converge(
+        &self,
+        name: &str,
+        rollout: Option<i64>,
+    ) -> Result<(), ReconcileError> {
+        let inner = &self.inner;
+        let wname = WorkspaceName::parse(name).map_err(|e| StoreError::Corrupt {
+            what: "workspace",
+            message: e.to_string(),
+        })?;
+        let w = inner.store.workspace(&wname).await?;
+        let Some(desired) = w.desired_digest.clone() else {
+            return Ok(());
+        };
+        let cname = wname.container_name();
+        let existing = inner.rt.inspect(&cname).await?;
+        let now = inner.clock.now();
+        if let Some(c) = &existing {
+            if !c.is_managed() || c.labels.get(LABEL_WORKSPACE).map(String::as_str) != Some(name) {
+                tracing::warn!(workspace = name, container = %cname, "a container sluice does not manage holds the name; not touching it");
+                return Ok(());
+            }
+            // A pending restore_data must go through the saga even when the digest
+            // already runs: its data is what has to change.
+            let restore_pending = match rollout {
+                Some(r) => inner
+                    .store
+                    .pending_restore(r, w.id, &desired)
+                    .await?
+                    .is_some(),
+                None => false,
+            };
+            if c.digest_label() == Some(desired.as_str()) && !restore_pending {
+                if !c.running {
+                    inner.rt.start(&cname).await?;
+                }
+                let obs = Observed {
+                    actual_digest: Some(desired.clone()),
+                    container_id: Some(c.id.clone()),
+                    state: WorkspaceState::Running,
+                    health: Health::Unknown,
+                };
+                let ev = event(
+                    name,
+                    "workspace_adopted",
+                    serde_json::json!({"digest": desired, "container": c.id}),
+                    rollout,
+                );
+                inner.store.set_observed(w.id, &obs, Some(&ev), now).await?;
+                tracing::info!(workspace = name, digest = %desired, "adopted existing container");
+                return Ok(());
+            }
+        }
+        let from = existing
+            .as_ref()
+            .and_then(|c| c.digest_label())
+            .and_then(|d| Digest::parse(d).ok())
+            .or_else(|| w.actual_digest.clone());
+        if inner.stopping() {
+            // Stopping: no new journal row, no new saga.
+            return Ok(());
+        }
+        let row = inner
+            .store
+            .open_update(w.id, rollout, from.as_ref(), &desired, now)
+            .await?;
+        tracing::info!(workspace = name, update = row.id, digest = %desired, "update started");
+        inner.drive(row, w).await
+    }
+
+    pub(super) async fn detect_drift(&self) -> Result<(), ReconcileError> {
+        let inner = &self.inner;
+        for w in inner.store.workspaces().await? {
+            let (Some(actual), Some(desired)) = (&w.actual_digest, &w.desired_digest) else {
+                continue;
+            };
+            if actual != desired || w.state != WorkspaceState::Running {
+                continue;
+            }
+            let Some(_guard) = self.try_lock(w.id) else {
+                continue;
+            };
+            let cname = w.name.container_name();
+            let c = inner.rt.inspect(&cname).await?;
+            let now = inner.clock.now();
+            let (reason, observed) = match &c {
+                None => ("container missing", None),
+                Some(c) if c.digest_label() != Some(actual.as_str()) => (
+                    "container changed",
+                    c.digest_label().and_then(|d| Digest::parse(d).ok()),
+                ),
+                Some(c) if !c.running => {
+                    let ev = event(
+                        w.name.as_str(),
+                        "drift_detected",
+                        serde_json::json!({"reason": "container stopped", "action": "started"}),
+                        None,
+                    );
+                    inner.store.append_event(&ev, now).await?;
+                    inner.rt.start(&cname).await?;
+                    continue;
+                }
+                Some(_) => continue,
+            };
+            tracing::warn!(workspace = %w.name, reason, "drift detected");
+            let ev = event(
+                w.name.as_str(),
+                "drift_detected",
+                serde_json::json!({"reason": reason, "expected": actual, "found": observed}),
+                None,
+            );
+            let obs = Observed {
+                actual_digest: observed,
+                container_id: c.map(|c| c.id),
+                state: WorkspaceState::Missing,
+                health: Health::Unknown,
+            };
+            inner.store.set_observed(w.id, &obs, Some(&ev), now).await?;
+        }
+        Ok(())
+    }
+}

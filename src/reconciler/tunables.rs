@@ -1,0 +1,51 @@
+//! The reconciler's tunables, read from `[update]` and `[snapshots]`.
+
+use std::time::Duration;
+
+use crate::config::Settings;
+
+/// Tunables, from `[update]` and `[snapshots]`.
+#[derive(Clone, Debug)]
+pub struct ReconcilerConfig {
+    pub stop_timeout: Duration,
+    pub min_healthy_time: Duration,
+    pub healthy_deadline: Duration,
+    pub max_parallel: usize,
+    pub reconcile_interval: Duration,
+    pub require_snapshot: bool,
+    pub health_poll: Duration,
+    /// How long a failed step waits for an unreachable Docker before it counts.
+    pub docker_outage_grace: Duration,
+    /// Attempts of a rollback step that fails transiently before the workspace is
+    /// quarantined (each after a backoff that starts at `retry_backoff` and doubles: 1 +
+    /// 2 + 4 + 8 s by default): a hiccup must not quarantine.
+    pub rollback_attempts: u32,
+    pub retry_backoff: Duration,
+    /// Test build only: run every step that succeeded a second time and fail it unless
+    /// the second run changed nothing (the steps' idempotence, checked on real Docker).
+    #[cfg(feature = "fault-injection")]
+    pub repeat_steps: bool,
+    /// After a stop is requested, how long running sagas may go on to their next journal
+    /// point before they are aborted (`[update] shutdown_grace`).
+    pub shutdown_grace: Duration,
+}
+
+impl ReconcilerConfig {
+    pub fn from_settings(s: &Settings) -> Self {
+        Self {
+            stop_timeout: s.update.stop_timeout,
+            min_healthy_time: s.update.min_healthy_time,
+            healthy_deadline: s.update.healthy_deadline,
+            max_parallel: s.update.max_parallel.max(1) as usize,
+            reconcile_interval: s.update.reconcile_interval,
+            require_snapshot: s.snapshots.require_snapshot,
+            health_poll: Duration::from_millis(250),
+            docker_outage_grace: s.update.docker_outage_grace,
+            rollback_attempts: 5,
+            retry_backoff: Duration::from_secs(1),
+            #[cfg(feature = "fault-injection")]
+            repeat_steps: false,
+            shutdown_grace: s.update.shutdown_grace,
+        }
+    }
+}
