@@ -37,6 +37,7 @@ mod restore;
 mod saga;
 pub mod smoke;
 mod step_error;
+pub mod task;
 pub mod volumes;
 
 use std::collections::HashSet;
@@ -374,41 +375,12 @@ impl<R: ContainerRuntime> Reconciler<R> {
     /// starts before they have ended), then a pass on every wake-up and every
     /// `reconcile_interval`. On `stop` it starts nothing more and lets running sagas reach
     /// their next journal point for at most `shutdown_grace` (module docs, "Stopping").
+    /// Runs [`task::ReconcilerTask`] on the task driver, without pass metrics (the daemon
+    /// uses [`spawn`]).
     pub async fn run(self, stop: CancellationToken) {
-        let mut set = JoinSet::new();
-        match self.spawn_resumes(&mut set).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(resumed = n, "resuming unfinished updates"),
-            Err(e) => tracing::error!(error = %e, "resuming unfinished updates failed"),
-        }
-        let resumed = tokio::select! {
-            biased;
-            () = stop.cancelled() => false,
-            () = join_all(&mut set) => true,
-        };
-        if resumed {
-            self.serve(&stop, &mut set).await;
-        }
-        self.drain(set).await;
-    }
-
-    /// Passes until `stop`; sagas started go into `set`.
-    async fn serve(&self, stop: &CancellationToken, set: &mut JoinSet<()>) {
-        while !stop.is_cancelled() {
-            while let Some(r) = set.try_join_next() {
-                report_join(r);
-            }
-            if let Err(e) = self.pass(set).await {
-                tracing::error!(error = %e, "reconcile pass failed");
-            }
-            tokio::select! {
-                biased;
-                () = stop.cancelled() => break,
-                () = self.inner.wakers.reconciler.notified() => {}
-                () = tokio::time::sleep(self.inner.cfg.reconcile_interval) => {}
-                Some(r) = set.join_next(), if !set.is_empty() => report_join(r),
-            }
-        }
+        task::ReconcilerTask::driver(self, crate::metrics::TaskMetrics::unregistered())
+            .run(stop)
+            .await;
     }
 
     /// Stopping: raises the sagas' stop flag, waits up to `shutdown_grace` for the running
@@ -574,30 +546,24 @@ fn report_join(r: Result<(), tokio::task::JoinError>) {
     }
 }
 
-/// Spawns the reconciler loop and the snapshot cleanup loop on `tasks`; both end on
-/// `stop` (the loop after its running sagas, see the module docs), and the daemon waits
-/// for them through `tasks` before it exits.
+/// Spawns the reconciler and the snapshot cleanup on `tasks`, each on the task driver;
+/// both end on `stop` (the reconciler after its running sagas, see the module docs), and
+/// the daemon waits for them through `tasks` before it exits.
 pub fn spawn<R: ContainerRuntime>(
     rec: Reconciler<R>,
-    snaps: Snapshots,
-    clock: Arc<dyn Clock>,
-    cleanup_interval: Duration,
+    cleanup: task::SnapshotCleanup,
+    metrics: &crate::metrics::TaskMetrics,
     stop: CancellationToken,
     tasks: &TaskTracker,
 ) {
-    tasks.spawn(rec.run(stop.clone()));
+    let reconciler = task::ReconcilerTask::driver(rec, metrics.clone());
+    let cleanup = task::SnapshotCleanup::driver(cleanup, metrics.clone());
+    let s = stop.clone();
     tasks.spawn(async move {
-        loop {
-            // A cleanup that has begun runs to its end; the stop is seen between runs.
-            if let Err(e) = snaps.cleanup(clock.now()).await {
-                tracing::error!(error = %e, "snapshot cleanup failed");
-            }
-            tokio::select! {
-                () = stop.cancelled() => break,
-                () = tokio::time::sleep(cleanup_interval) => {}
-            }
-        }
-        tracing::debug!("snapshot cleanup stopped");
+        reconciler.run(s).await;
+    });
+    tasks.spawn(async move {
+        cleanup.run(stop).await;
     });
 }
 

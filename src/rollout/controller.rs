@@ -16,7 +16,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use tokio_util::sync::CancellationToken;
 
 use super::machine::{Event, next};
 use super::ops::{OpError, Ops};
@@ -69,20 +68,10 @@ impl Controller {
         &self.ops
     }
 
-    /// Runs passes until `shutdown`; a failed pass is logged and retried next time.
-    pub async fn run(self, shutdown: CancellationToken) {
-        tracing::info!(interval = ?self.interval, "rollout controller started");
-        loop {
-            if let Err(e) = self.tick().await {
-                tracing::warn!(error = %e, "controller pass failed; retrying on the next one");
-            }
-            tokio::select! {
-                () = shutdown.cancelled() => break,
-                () = tokio::time::sleep(self.interval) => {}
-                () = self.ops.wakers.controller.notified() => {}
-            }
-        }
-        tracing::info!("rollout controller stopped");
+    /// The longest wait between passes (`[rollout] tick_interval`); the driver runs
+    /// [`Controller::tick`] (`super::controller_task`).
+    pub fn interval(&self) -> Duration {
+        self.interval
     }
 
     /// One level-triggered pass.

@@ -8,6 +8,7 @@
 mod connect;
 pub mod contract;
 mod docker;
+mod docker_events;
 mod fake;
 
 use std::collections::BTreeMap;
@@ -20,6 +21,7 @@ use bollard::Docker;
 
 pub use connect::connect;
 pub use docker::DockerRuntime;
+pub use docker_events::{DockerEvents, EventsError};
 pub use fake::FakeRuntime;
 
 /// Label present on everything sluice creates; nothing without it is ever touched.
