@@ -65,8 +65,8 @@ fn sink_label(i: usize, url: &WebhookUrl) -> String {
     format!("{i}:{}", url.host())
 }
 
-/// Starts the tail (a task on the driver, see [`feed`]) and one delivery task per sink
-/// ([`deliver`]); nothing when no sink is configured. Times come from `clock`. The
+/// Starts the tail and one delivery task per sink, each on the task driver (see [`feed`]
+/// and [`deliver`]); nothing when no sink is configured. Times come from `clock`. The
 /// returned handle finishes once all of them have stopped (on `shutdown`).
 pub fn spawn(
     store: Store,
@@ -89,17 +89,18 @@ pub fn spawn(
         let (tx, rx) = mpsc::channel(settings.queue_capacity);
         let label = sink_label(i, &w.url);
         let progress = Arc::new(feed::Progress::default());
-        deliveries.push(tokio::spawn(deliver::deliver(
+        let delivery = deliver::Delivery {
             rx,
-            w.clone(),
-            label.clone(),
-            http.clone(),
-            settings.retries,
-            settings.backoff,
-            counters.clone(),
-            progress.clone(),
-            shutdown.clone(),
-        )));
+            sink: w.clone(),
+            label: label.clone(),
+            http: http.clone(),
+            retries: settings.retries,
+            backoff: settings.backoff,
+            counters: counters.clone(),
+            progress: progress.clone(),
+        };
+        let delivery = Driver::new(delivery, metrics.tasks().clone());
+        deliveries.push(tokio::spawn(delivery.run(shutdown.clone())));
         sinks.push(feed::Sink {
             label,
             events: w.events.clone(),
