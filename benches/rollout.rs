@@ -94,7 +94,16 @@ async fn rollout(
         .id;
     let loops = [
         tokio::spawn(rec.clone().run(stop.clone())),
-        tokio::spawn(ctl.run(stop.clone())),
+        tokio::spawn({
+            let driver = sluice::rollout::controller_task::ControllerTask::driver(
+                ctl,
+                sluice::metrics::TaskMetrics::unregistered(),
+            );
+            let stop = stop.clone();
+            async move {
+                driver.run(stop).await;
+            }
+        }),
     ];
     loop {
         let state = ops.rollout(id).await.expect("rollout").status.state;

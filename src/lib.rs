@@ -17,6 +17,7 @@ pub mod snapshot;
 pub mod startup;
 pub mod store;
 pub mod systemd;
+pub mod task;
 pub mod telemetry;
 pub mod wake;
 pub mod watcher;

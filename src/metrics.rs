@@ -1,11 +1,15 @@
 //! One Prometheus registry for the whole daemon. Each loop registers its own collectors
 //! here at startup; `/metrics` renders the registry.
 
-use prometheus::{Encoder, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+};
 
 #[derive(Clone)]
 pub struct Metrics {
     registry: Registry,
+    /// Every long-lived task's passes (`crate::task::Driver`).
+    tasks: TaskMetrics,
 }
 
 impl Metrics {
@@ -23,11 +27,23 @@ impl Metrics {
         registry
             .register(Box::new(build.clone()))
             .expect("registered once");
-        Self { registry }
+        let tasks = TaskMetrics::unregistered();
+        registry
+            .register(Box::new(tasks.pass_seconds.clone()))
+            .expect("registered once");
+        registry
+            .register(Box::new(tasks.errors.clone()))
+            .expect("registered once");
+        Self { registry, tasks }
     }
 
     pub fn registry(&self) -> &Registry {
         &self.registry
+    }
+
+    /// The task driver's metrics, registered in this registry.
+    pub fn tasks(&self) -> &TaskMetrics {
+        &self.tasks
     }
 
     /// Prometheus text exposition of every registered metric.
@@ -42,5 +58,43 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// What the task driver measures, per task (`task` label = `Task::NAME`).
+#[derive(Clone)]
+pub struct TaskMetrics {
+    /// `sluice_task_pass_seconds{task}`: how long each pass took.
+    pub pass_seconds: HistogramVec,
+    /// `sluice_task_errors_total{task}`: passes that failed.
+    pub errors: IntCounterVec,
+}
+
+impl TaskMetrics {
+    /// Collectors in no registry (tests, benchmarks); [`Metrics::tasks`] is the daemon's.
+    pub fn unregistered() -> Self {
+        let pass_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "sluice_task_pass_seconds",
+                "Duration of one pass of a long-lived task.",
+            )
+            .buckets(vec![
+                0.001, 0.005, 0.025, 0.1, 0.5, 1.0, 5.0, 30.0, 120.0, 600.0,
+            ]),
+            &["task"],
+        )
+        .expect("static metric definition is valid");
+        let errors = IntCounterVec::new(
+            Opts::new(
+                "sluice_task_errors_total",
+                "Failed passes of a long-lived task.",
+            ),
+            &["task"],
+        )
+        .expect("static metric definition is valid");
+        Self {
+            pass_seconds,
+            errors,
+        }
     }
 }

@@ -10,9 +10,14 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::api::{self, AppState};
+use crate::clock::{Clock, SystemClock};
 use crate::config::Settings;
 use crate::metrics::Metrics;
+use crate::registry::OciRegistry;
+use crate::runtime::DockerRuntime;
+use crate::snapshot::Snapshots;
 use crate::store::{Store, StoreError};
+use crate::task::{Action, Backoff, Driver, Pass, Task};
 
 /// How long in-flight requests get to finish after shutdown is requested. (Running
 /// updates get `[update] shutdown_grace` instead: see `reconciler`, "Stopping".)
@@ -51,9 +56,11 @@ pub struct Application {
     state: AppState,
     settings: Settings,
     wakers: crate::wake::Wakers,
-    watcher: crate::watcher::Watcher<crate::registry::OciRegistry>,
+    watcher: crate::watcher::Watcher<Arc<OciRegistry>>,
     reconciler: Option<crate::reconciler::Reconciler<crate::runtime::DockerRuntime>>,
     rollout_ops: crate::rollout::ops::Ops,
+    /// The one snapshot store, shared by the reconciler and the snapshot cleanup.
+    snaps: Snapshots,
 }
 
 /// Opens the configured store and applies migrations.
@@ -74,8 +81,12 @@ pub async fn open_store(settings: &Settings) -> Result<Store, StartupError> {
 }
 
 impl Application {
+    /// Creates every dependency once (store, clock, registry client, snapshots, Docker
+    /// runtime, metrics) and hands it to whoever needs it.
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
         let store = open_store(&settings).await?;
+        // The daemon's one clock: every loop and adapter reads time from it.
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         // Docker being down is not fatal at startup: `/readyz` reports it, and
         // `run_until_stopped` keeps trying to connect, then starts the reconciler.
         let docker = crate::runtime::DockerHandle::default();
@@ -114,22 +125,19 @@ impl Application {
         let wakers = crate::wake::Wakers::new();
         let hints = crate::watcher::Hints::new(wakers.watcher.clone());
         let registry_metrics = crate::registry::RegistryMetrics::register(metrics.registry())?;
-        let registry = crate::registry::OciRegistry::new(
-            &settings.registries,
-            settings.poll.request_timeout,
-            registry_metrics.clone(),
-        )?;
-        let api_registry = crate::registry::OciRegistry::new(
-            &settings.registries,
-            settings.poll.request_timeout,
-            registry_metrics.clone(),
-        )
-        .ok()
-        .map(Arc::new);
+        // One client, shared by the watcher and the API (its auth cache too).
+        let registry = Arc::new(
+            OciRegistry::new(
+                &settings.registries,
+                settings.poll.request_timeout,
+                registry_metrics.clone(),
+            )?
+            .with_clock(clock.clone()),
+        );
         let watcher = crate::watcher::Watcher::new(
             store.clone(),
-            registry,
-            Arc::new(crate::clock::SystemClock),
+            registry.clone(),
+            clock.clone(),
             &settings,
             wakers.clone(),
             hints.clone(),
@@ -139,18 +147,23 @@ impl Application {
             store: store.clone(),
             settings: Arc::new(settings.rollout.clone()),
             wakers: wakers.clone(),
-            clock: Arc::new(crate::clock::SystemClock),
+            clock: clock.clone(),
             metrics: crate::rollout::metrics::RolloutMetrics::register(metrics.registry())
                 .map_err(StartupError::Metrics)?,
         });
+        let snaps = Snapshots::new(
+            settings.snapshot_dir(),
+            settings.snapshots.clone(),
+            store.clone(),
+        );
         let state = AppState {
             store,
             docker,
             metrics,
             api: Arc::new(api_context),
-            clock: Arc::new(crate::clock::SystemClock),
+            clock,
             wakers: wakers.clone(),
-            registry: api_registry,
+            registry: Some(registry),
             rollout_ops: rollout_ops.clone(),
             registry_events: api::registry_events::RegistryEvents {
                 token: settings.registries.webhook_token.clone(),
@@ -160,7 +173,7 @@ impl Application {
         let reconciler = state
             .docker
             .get()
-            .map(|d| build_reconciler(&settings, &state, &d, &wakers));
+            .map(|d| build_reconciler(&settings, &state, &snaps, &d));
         Ok(Self {
             listener,
             state,
@@ -169,6 +182,7 @@ impl Application {
             watcher,
             reconciler,
             rollout_ops,
+            snaps,
         })
     }
 
@@ -201,48 +215,47 @@ impl Application {
         let addr = self.local_addr();
         tracing::info!(%addr, data_dir = %self.settings.data.dir.display(), "sluice api listening");
         let tasks = TaskTracker::new();
-        track(
-            &tasks,
-            "systemd",
-            crate::systemd::spawn(
-                self.state.store.clone(),
-                self.state.docker.get(),
-                self.settings.docker.clone(),
-                addr,
-                shutdown.clone(),
-            ),
+        let metrics = self.state.metrics.tasks().clone();
+        let systemd = crate::systemd::Systemd::new(
+            self.state.store.clone(),
+            self.state.docker.get(),
+            self.settings.docker.clone(),
+            addr,
         );
+        spawn_task(&tasks, systemd.driver(metrics.clone()), &shutdown);
         if let Some(notifier) = crate::notify::spawn(
             self.state.store.clone(),
             &self.settings.notifications,
             &self.state.metrics,
+            self.state.clock.clone(),
             shutdown.clone(),
         ) {
             track(&tasks, "notifier", notifier);
         }
-        track(
-            &tasks,
-            "watcher",
-            tokio::spawn(self.watcher.run(shutdown.clone())),
-        );
+        let watcher = crate::watcher::WatcherTask::driver(self.watcher, metrics.clone());
+        spawn_task(&tasks, watcher, &shutdown);
         match self.reconciler.clone() {
-            Some(rec) => start_reconciler(rec, &self.settings, &self.state, &shutdown, &tasks),
+            Some(rec) => start_reconciler(
+                rec,
+                &self.settings,
+                &self.state,
+                &self.snaps,
+                &shutdown,
+                &tasks,
+            ),
             None => {
-                let (settings, state, wakers) = (
-                    self.settings.clone(),
-                    self.state.clone(),
-                    self.wakers.clone(),
-                );
-                track(
+                let later = DockerLater {
+                    settings: self.settings.clone(),
+                    state: self.state.clone(),
+                    snaps: self.snaps.clone(),
+                    tasks: tasks.clone(),
+                    connected: false,
+                };
+                let backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
+                spawn_task(
                     &tasks,
-                    "docker connect",
-                    tokio::spawn(connect_docker_later(
-                        settings,
-                        state,
-                        wakers,
-                        shutdown.clone(),
-                        tasks.clone(),
-                    )),
+                    Driver::new(later, metrics.clone()).backoff(backoff),
+                    &shutdown,
                 );
             }
         }
@@ -258,11 +271,9 @@ impl Application {
                 self.state.store.clone(),
                 crate::reconciler::smoke::SMOKE_TIMEOUT,
             )));
-        track(
-            &tasks,
-            "rollout controller",
-            tokio::spawn(controller.run(shutdown.clone())),
-        );
+        let controller =
+            crate::rollout::controller_task::ControllerTask::driver(controller, metrics);
+        spawn_task(&tasks, controller, &shutdown);
         let app = api::router(self.state.clone());
         let stop = shutdown.clone();
         let server = axum::serve(self.listener, app)
@@ -293,110 +304,102 @@ impl Application {
 }
 
 /// Makes the daemon wait for a task spawned elsewhere at shutdown; logs a panic.
-fn track(tasks: &TaskTracker, task: &'static str, handle: JoinHandle<()>) {
+fn track<T: Send + 'static>(tasks: &TaskTracker, task: &'static str, handle: JoinHandle<T>) {
     tasks.spawn(async move {
         match handle.await {
-            Ok(()) => tracing::debug!(task, "task stopped"),
+            Ok(_) => tracing::debug!(task, "task stopped"),
             Err(e) => tracing::error!(task, error = %e, "task ended abnormally"),
         }
     });
 }
 
-/// Builds the reconciler. Unfinished updates are resumed by its loop before any new work
-/// starts (`Reconciler::run`), so a stop requested meanwhile is graceful too.
+/// Runs `driver` until `shutdown`; the daemon waits for it through `tasks`.
+fn spawn_task<T: Task>(tasks: &TaskTracker, driver: Driver<T>, shutdown: &CancellationToken) {
+    track(tasks, T::NAME, tokio::spawn(driver.run(shutdown.clone())));
+}
+
+/// Builds the reconciler on the daemon's one clock and snapshot store. Unfinished
+/// updates are resumed by its task before any new work starts
+/// (`reconciler::task::ReconcilerTask`), so a stop requested meanwhile is graceful too.
 fn build_reconciler(
     settings: &Settings,
     state: &AppState,
+    snaps: &Snapshots,
     docker: &Arc<bollard::Docker>,
-    wakers: &crate::wake::Wakers,
-) -> crate::reconciler::Reconciler<crate::runtime::DockerRuntime> {
-    let snaps = crate::snapshot::Snapshots::new(
-        settings.snapshot_dir(),
-        settings.snapshots.clone(),
-        state.store.clone(),
-    );
+) -> crate::reconciler::Reconciler<DockerRuntime> {
     // A remote engine's volumes are reached only through the archive API.
     let runtime = if settings.docker.is_remote() {
-        crate::runtime::DockerRuntime::remote(docker.as_ref().clone())
+        DockerRuntime::remote(docker.as_ref().clone())
     } else {
-        crate::runtime::DockerRuntime::new(docker.as_ref().clone())
+        DockerRuntime::new(docker.as_ref().clone())
     };
     crate::reconciler::Reconciler::new(
-        runtime,
+        runtime.with_clock(state.clock.clone()),
         state.store.clone(),
-        snaps,
+        snaps.clone(),
         crate::reconciler::ReconcilerConfig::from_settings(settings),
-        Arc::new(crate::clock::SystemClock),
+        state.clock.clone(),
         crate::reconciler::ReconcilerMetrics::register(state.metrics.registry()),
-        wakers.clone(),
+        state.wakers.clone(),
     )
 }
 
-/// Spawns the reconciler loop, the snapshot cleanup loop and the Docker event follower
-/// on `tasks`.
+/// Spawns the reconciler, the snapshot cleanup and the Docker event follower (drift is
+/// found on Docker's word at once, not at the next periodic pass) on `tasks`.
 fn start_reconciler(
-    rec: crate::reconciler::Reconciler<crate::runtime::DockerRuntime>,
+    rec: crate::reconciler::Reconciler<DockerRuntime>,
     settings: &Settings,
     state: &AppState,
+    snaps: &Snapshots,
     shutdown: &CancellationToken,
     tasks: &TaskTracker,
 ) {
-    let snaps = crate::snapshot::Snapshots::new(
-        settings.snapshot_dir(),
-        settings.snapshots.clone(),
-        state.store.clone(),
+    let metrics = state.metrics.tasks();
+    let events =
+        crate::runtime::DockerEvents::new(rec.runtime().clone(), state.wakers.reconciler.clone());
+    spawn_task(tasks, events.driver(metrics.clone()), shutdown);
+    let cleanup = crate::reconciler::task::SnapshotCleanup::new(
+        snaps.clone(),
+        state.clock.clone(),
+        settings.snapshots.cleanup_interval,
     );
-    let clock: Arc<dyn crate::clock::Clock> = Arc::new(crate::clock::SystemClock);
-    let every = settings.snapshots.cleanup_interval;
-    if let Some(docker) = state.docker.get() {
-        // Drift is found on Docker's word at once, not at the next periodic pass.
-        let runtime = crate::runtime::DockerRuntime::new(docker.as_ref().clone());
-        let wakers = state.wakers.clone();
-        let stop = shutdown.clone();
-        track(
-            tasks,
-            "docker events",
-            tokio::spawn(async move {
-                let hint = |name: &str| {
-                    tracing::debug!(container = name, "docker event: waking the reconciler");
-                    wakers.reconciler.notify_one();
-                };
-                runtime.follow_events(hint, stop).await;
-            }),
-        );
-    }
-    crate::reconciler::spawn(rec, snaps, clock, every, shutdown.clone(), tasks);
+    crate::reconciler::spawn(rec, cleanup, metrics, shutdown.clone(), tasks);
 }
 
-/// Docker did not answer at startup: retry with backoff (1 s doubling to 30 s) until it
-/// does, then start the reconciler (which first resumes unfinished updates), exactly as
-/// a start with Docker up would have.
-async fn connect_docker_later(
+/// Docker did not answer at startup: each pass tries again (the driver backs off, 1 s
+/// doubling to 30 s) until it does, then starts the reconciler (which first resumes
+/// unfinished updates) exactly as a start with Docker up would have, and waits for the
+/// stop.
+struct DockerLater {
     settings: Settings,
     state: AppState,
-    wakers: crate::wake::Wakers,
-    shutdown: CancellationToken,
+    snaps: Snapshots,
+    /// Where the reconciler's tasks go once Docker answers.
     tasks: TaskTracker,
-) {
-    let mut delay = Duration::from_secs(1);
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            () = tokio::time::sleep(delay) => {}
+    connected: bool,
+}
+
+impl Task for DockerLater {
+    const NAME: &'static str = "docker_connect";
+    type Error = crate::runtime::RuntimeError;
+
+    async fn pass(&mut self, cx: &mut Pass) -> Result<Action, Self::Error> {
+        if self.connected {
+            return Ok(Action::await_change());
         }
-        match crate::runtime::connect(&settings.docker).await {
-            Ok(d) => {
-                let d = Arc::new(d);
-                state.docker.set(d.clone());
-                tracing::info!("docker answers; starting the reconciler");
-                let rec = build_reconciler(&settings, &state, &d, &wakers);
-                start_reconciler(rec, &settings, &state, &shutdown, &tasks);
-                return;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, retry_in = ?delay, "docker is still not reachable");
-                delay = (delay * 2).min(Duration::from_secs(30));
-            }
-        }
+        let d = Arc::new(crate::runtime::connect(&self.settings.docker).await?);
+        self.state.docker.set(d.clone());
+        tracing::info!("docker answers; starting the reconciler");
+        let rec = build_reconciler(&self.settings, &self.state, &self.snaps, &d);
+        start_reconciler(
+            rec,
+            &self.settings,
+            &self.state,
+            &self.snaps,
+            cx.stop(),
+            &self.tasks,
+        );
+        self.connected = true;
+        Ok(Action::await_change())
     }
 }

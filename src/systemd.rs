@@ -7,11 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sd_notify::NotifyState;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
 use crate::config::DockerSettings;
+use crate::metrics::TaskMetrics;
 use crate::store::Store;
+use crate::task::{Action, Driver, Pass, Task};
 
 const RETRY: Duration = Duration::from_secs(2);
 const PROBE: Duration = Duration::from_secs(3);
@@ -49,60 +49,98 @@ async fn docker_answers(
     }
 }
 
-/// Spawns the readiness-then-watchdog task.
-pub fn spawn(
+/// Readiness, then the watchdog, as a [`Task`]: until the store and Docker answer, a
+/// pass every [`RETRY`] checks both (and updates `STATUS=` when it changed); the pass
+/// that finds both answering sends `READY=1`. With a watchdog, a pass every half
+/// interval pings it while the store answers; without one the task waits for the stop.
+/// Stopping sends `STOPPING=1`.
+pub struct Systemd {
     store: Store,
     docker: Option<Arc<bollard::Docker>>,
     docker_settings: DockerSettings,
     listen: std::net::SocketAddr,
-    shutdown: CancellationToken,
-) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut docker = docker;
-        let mut last_status = String::new();
-        loop {
-            let store_ok = store_answers(&store).await;
-            let docker_ok = docker_answers(&mut docker, &docker_settings).await;
-            if store_ok.is_ok() && docker_ok.is_ok() {
-                break;
-            }
-            let status = match (store_ok, docker_ok) {
-                (Err(e), _) => format!("waiting for the store: {e}"),
-                (_, Err(e)) => format!("waiting for docker: {e}"),
-                _ => String::new(),
-            };
-            if status != last_status {
+    /// The last `STATUS=` sent while not ready (sent again only when it changes).
+    last_status: String,
+    /// `READY=1` was sent; from then on the passes are watchdog pings, this often.
+    watchdog_every: Option<Duration>,
+    ready: bool,
+}
+
+impl Systemd {
+    pub fn new(
+        store: Store,
+        docker: Option<Arc<bollard::Docker>>,
+        docker_settings: DockerSettings,
+        listen: std::net::SocketAddr,
+    ) -> Self {
+        Self {
+            store,
+            docker,
+            docker_settings,
+            listen,
+            last_status: String::new(),
+            watchdog_every: None,
+            ready: false,
+        }
+    }
+
+    /// The task on the driver, ready to run.
+    pub fn driver(self, metrics: TaskMetrics) -> Driver<Self> {
+        Driver::new(self, metrics)
+    }
+
+    async fn until_ready(&mut self) -> Action {
+        let store_ok = store_answers(&self.store).await;
+        let docker_ok = docker_answers(&mut self.docker, &self.docker_settings).await;
+        let status = match (store_ok, docker_ok) {
+            (Ok(()), Ok(())) => None,
+            (Err(e), _) => Some(format!("waiting for the store: {e}")),
+            (_, Err(e)) => Some(format!("waiting for docker: {e}")),
+        };
+        if let Some(status) = status {
+            if status != self.last_status {
                 tracing::warn!(status = %status, "not ready yet");
                 send(&[NotifyState::Status(&status)]);
-                last_status = status;
+                self.last_status = status;
             }
-            tokio::select! {
-                () = shutdown.cancelled() => return stopping(),
-                () = tokio::time::sleep(RETRY) => {}
-            }
+            return Action::requeue(RETRY);
         }
-        let status = format!("ready: API on {listen}; store and docker answer");
+        let status = format!("ready: API on {}; store and docker answer", self.listen);
         send(&[NotifyState::Ready, NotifyState::Status(&status)]);
         tracing::info!("ready (store and docker answer)");
-        let Some(period) = sd_notify::watchdog_enabled() else {
-            shutdown.cancelled().await;
-            return stopping();
+        self.ready = true;
+        self.watchdog_every = sd_notify::watchdog_enabled().map(|period| period / 2);
+        match self.watchdog_every {
+            Some(every) => Action::requeue(every),
+            None => Action::await_change(),
+        }
+    }
+}
+
+impl Task for Systemd {
+    const NAME: &'static str = "systemd";
+    type Error = std::convert::Infallible;
+
+    async fn pass(&mut self, _cx: &mut Pass) -> Result<Action, Self::Error> {
+        if !self.ready {
+            return Ok(self.until_ready().await);
+        }
+        let Some(every) = self.watchdog_every else {
+            return Ok(Action::await_change());
         };
-        let every = period / 2;
-        loop {
-            tokio::select! {
-                () = shutdown.cancelled() => return stopping(),
-                () = tokio::time::sleep(every) => {}
-            }
-            // A wedged store must let systemd restart us: only ping when it answers.
-            match store_answers(&store).await {
-                Ok(()) => send(&[NotifyState::Watchdog]),
-                Err(e) => {
-                    tracing::error!(error = %e, "store does not answer; withholding the watchdog ping")
-                }
+        // A wedged store must let systemd restart us: only ping when it answers.
+        match store_answers(&self.store).await {
+            Ok(()) => send(&[NotifyState::Watchdog]),
+            Err(e) => {
+                tracing::error!(error = %e, "store does not answer; withholding the watchdog ping");
             }
         }
-    })
+        Ok(Action::requeue(every))
+    }
+
+    async fn stopped(&mut self) {
+        stopping();
+    }
 }
 
 fn stopping() {

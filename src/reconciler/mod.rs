@@ -48,24 +48,19 @@ mod serve;
 pub mod smoke;
 mod state;
 mod step_error;
+pub mod task;
 mod tunables;
 pub mod volumes;
 
-use std::sync::Arc;
-use std::time::Duration;
-
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use metrics::ReconcilerMetrics;
 
-use crate::clock::Clock;
 use crate::runtime::ContainerRuntime;
-use crate::snapshot::Snapshots;
 
 pub use error::ReconcileError;
-use serve::join_all;
+use serve::{join_all, report_join};
 pub(crate) use state::Inner;
 pub use state::Reconciler;
 use state::event;
@@ -79,49 +74,33 @@ impl<R: ContainerRuntime> Reconciler<R> {
     /// starts before they have ended), then a pass on every wake-up and every
     /// `reconcile_interval`. On `stop` it starts nothing more and lets running sagas reach
     /// their next journal point for at most `shutdown_grace` (module docs, "Stopping").
+    /// Runs [`task::ReconcilerTask`] on the task driver, without pass metrics (the daemon
+    /// uses [`spawn`]).
     pub async fn run(self, stop: CancellationToken) {
-        let mut set = JoinSet::new();
-        match self.spawn_resumes(&mut set).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(resumed = n, "resuming unfinished updates"),
-            Err(e) => tracing::error!(error = %e, "resuming unfinished updates failed"),
-        }
-        let resumed = tokio::select! {
-            biased;
-            () = stop.cancelled() => false,
-            () = join_all(&mut set) => true,
-        };
-        if resumed {
-            self.serve(&stop, &mut set).await;
-        }
-        self.drain(set).await;
+        task::ReconcilerTask::driver(self, crate::metrics::TaskMetrics::unregistered())
+            .run(stop)
+            .await;
     }
 }
 
-/// Spawns the reconciler loop and the snapshot cleanup loop on `tasks`; both end on
-/// `stop` (the loop after its running sagas, see the module docs), and the daemon waits
-/// for them through `tasks` before it exits.
+/// Spawns the reconciler and the snapshot cleanup on `tasks`, each on the task driver;
+/// both end on `stop` (the reconciler after its running sagas, see the module docs), and
+/// the daemon waits for them through `tasks` before it exits.
 pub fn spawn<R: ContainerRuntime>(
     rec: Reconciler<R>,
-    snaps: Snapshots,
-    clock: Arc<dyn Clock>,
-    cleanup_interval: Duration,
+    cleanup: task::SnapshotCleanup,
+    metrics: &crate::metrics::TaskMetrics,
     stop: CancellationToken,
     tasks: &TaskTracker,
 ) {
-    tasks.spawn(rec.run(stop.clone()));
+    let reconciler = task::ReconcilerTask::driver(rec, metrics.clone());
+    let cleanup = task::SnapshotCleanup::driver(cleanup, metrics.clone());
+    let s = stop.clone();
     tasks.spawn(async move {
-        loop {
-            // A cleanup that has begun runs to its end; the stop is seen between runs.
-            if let Err(e) = snaps.cleanup(clock.now()).await {
-                tracing::error!(error = %e, "snapshot cleanup failed");
-            }
-            tokio::select! {
-                () = stop.cancelled() => break,
-                () = tokio::time::sleep(cleanup_interval) => {}
-            }
-        }
-        tracing::debug!("snapshot cleanup stopped");
+        reconciler.run(s).await;
+    });
+    tasks.spawn(async move {
+        cleanup.run(stop).await;
     });
 }
 

@@ -1,32 +1,12 @@
-//! The pieces of the loop around `Reconciler::run`: passes until stopped, and the
-//! drain that lets running sagas reach their next journal point (module docs, "Stopping").
+//! The end of the reconciler's life: the drain that lets running sagas reach their next
+//! journal point (module docs, "Stopping"), and joining saga tasks.
 
 use tokio::task::JoinSet;
-use tokio_util::sync::CancellationToken;
 
 use super::*;
 use crate::runtime::ContainerRuntime;
 
 impl<R: ContainerRuntime> Reconciler<R> {
-    /// Passes until `stop`; sagas started go into `set`.
-    pub(super) async fn serve(&self, stop: &CancellationToken, set: &mut JoinSet<()>) {
-        while !stop.is_cancelled() {
-            while let Some(r) = set.try_join_next() {
-                report_join(r);
-            }
-            if let Err(e) = self.pass(set).await {
-                tracing::error!(error = %e, "reconcile pass failed");
-            }
-            tokio::select! {
-                biased;
-                () = stop.cancelled() => break,
-                () = self.inner.wakers.reconciler.notified() => {}
-                () = tokio::time::sleep(self.inner.cfg.reconcile_interval) => {}
-                Some(r) = set.join_next(), if !set.is_empty() => report_join(r),
-            }
-        }
-    }
-
     /// Stopping: raises the sagas' stop flag, waits up to `shutdown_grace` for the running
     /// ones to return, then aborts the rest (their rows resume at the next start).
     pub(super) async fn drain(&self, mut set: JoinSet<()>) {

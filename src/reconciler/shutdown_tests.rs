@@ -2,11 +2,12 @@
 //! `shutdown_grace`, sagas not started yet never start, and what outlives the grace is
 //! aborted and resumed from its journaled phase at the next start.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::tests::{T, digest, pinned, setup};
 use super::*;
-use crate::clock::SystemClock;
+use crate::clock::{Clock, SystemClock};
 use crate::domain::WorkspaceName;
 use crate::domain::spec::{VolumeMount, WorkspaceSpec};
 use crate::domain::{ImageRef, Tier, UpdateMode, UpdatePhase};

@@ -5,12 +5,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::*;
-use crate::clock::SystemClock;
+use crate::clock::{Clock, SystemClock};
 use crate::config::Settings;
 use crate::domain::spec::{VolumeMount, WorkspaceSpec};
 use crate::domain::{Digest, WorkspaceName, WorkspaceState};
 use crate::domain::{ImageRef, Tier, UpdateMode, UpdatePhase};
 use crate::runtime::FakeRuntime;
+use crate::snapshot::Snapshots;
 use crate::store::Store;
 use crate::store::{NewWorkspace, Workspace};
 use crate::wake::Wakers;

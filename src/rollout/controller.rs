@@ -22,7 +22,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use tokio_util::sync::CancellationToken;
 
 use super::decide::operator::{self, Start};
 use super::decide::{DecideError, Decision, PassView, Promotion, decide, wants_promotion};
@@ -71,20 +70,16 @@ impl Controller {
         self
     }
 
-    /// Runs passes until `shutdown`; a failed pass is logged and retried next time.
-    pub async fn run(self, shutdown: CancellationToken) {
-        tracing::info!(interval = ?self.interval, "rollout controller started");
-        loop {
-            if let Err(e) = self.tick().await {
-                tracing::warn!(error = %e, "controller pass failed; retrying on the next one");
-            }
-            tokio::select! {
-                () = shutdown.cancelled() => break,
-                () = tokio::time::sleep(self.interval) => {}
-                () = self.deps.wakers.controller.notified() => {}
-            }
-        }
-        tracing::info!("rollout controller stopped");
+    /// What the controller's wake-up is taken from.
+    pub fn wakers(&self) -> &crate::wake::Wakers {
+        &self.deps.wakers
+    }
+
+    /// The longest wait between passes (`[rollout] tick_interval`); the driver runs
+    /// [`Controller::tick`] (`super::controller_task`).
+
+    pub fn interval(&self) -> Duration {
+        self.interval
     }
 
     /// One level-triggered pass.

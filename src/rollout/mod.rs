@@ -5,10 +5,12 @@
 //! - [`decide`]: pure decisions (the controller's pass, the operator operations) as
 //!   lists of `domain::Change`s, applied by one store call ([`deps::RolloutDeps::commit`]).
 //! - [`ops`]: the operator operations (apply, promote, pause, ...): read, decide, commit.
-//! - [`controller`]: the level-triggered loop: read, decide, commit. It writes desired
+//! - [`controller`]: the level-triggered pass ([`controller::Controller::tick`]): read,
+//!   decide, commit; run by the task driver through [`controller_task`]. It writes desired
 //!   digests and wakes the reconciler; it never talks to Docker and never calls [`ops`].
 
 pub mod controller;
+pub mod controller_task;
 pub mod decide;
 pub mod deps;
 pub mod machine;

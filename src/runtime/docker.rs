@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bollard::Docker;
@@ -20,20 +21,33 @@ use futures_util::StreamExt;
 use sha2::{Digest as _, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::clock::{Clock, SystemClock};
+
 use super::{ContainerInfo, ContainerRuntime, ContainerSpec, LABEL_MANAGED, RuntimeError};
 
 /// The Docker engine behind the seam.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct DockerRuntime {
     docker: Docker,
     /// The engine runs on this machine, so a local volume's directory can be read and
     /// written here (snapshots that keep holes, hard links and xattrs).
     same_host: bool,
+    /// Where "now" comes from (the daemon's one clock; the wall clock by default).
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for DockerRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DockerRuntime")
+            .field("docker", &self.docker)
+            .field("same_host", &self.same_host)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Docker event filters for managed containers that die, stop or are destroyed: what
-/// both the drift hint stream and `events_since` ask for.
-fn managed_exit_filters() -> HashMap<String, Vec<String>> {
+/// both the drift hint stream (`super::docker_events`) and `events_since` ask for.
+pub(super) fn managed_exit_filters() -> HashMap<String, Vec<String>> {
     HashMap::from([
         ("type".to_owned(), vec!["container".to_owned()]),
         ("label".to_owned(), vec![format!("{LABEL_MANAGED}=true")]),
@@ -50,6 +64,7 @@ impl DockerRuntime {
         Self {
             docker,
             same_host: true,
+            clock: Arc::new(SystemClock),
         }
     }
 
@@ -59,59 +74,22 @@ impl DockerRuntime {
         Self {
             docker,
             same_host: false,
+            clock: Arc::new(SystemClock),
         }
     }
 
-    /// Follows Docker's event stream and calls `hint` with the name of every managed
-    /// container that dies, stops or is destroyed, until `shutdown`. After the stream
-    /// ends or fails it subscribes again (1 s doubling to 30 s) from the second of the
-    /// last event seen, so a hiccup loses nothing; the hint is only a hint (the
-    /// reconciler's periodic pass is the backstop).
-    pub async fn follow_events(
-        &self,
-        hint: impl Fn(&str),
-        shutdown: tokio_util::sync::CancellationToken,
-    ) {
-        let filters = managed_exit_filters();
-        let mut since = chrono::Utc::now().timestamp();
-        let mut delay = Duration::from_secs(1);
-        loop {
-            let opts = EventsOptionsBuilder::default()
-                .since(&since.to_string())
-                .filters(&filters)
-                .build();
-            let mut stream = self.docker.events(Some(opts));
-            let failure = loop {
-                let next = tokio::select! {
-                    () = shutdown.cancelled() => return,
-                    n = stream.next() => n,
-                };
-                match next {
-                    None => break "the event stream ended".to_owned(),
-                    Some(Err(e)) => break e.to_string(),
-                    Some(Ok(ev)) => {
-                        delay = Duration::from_secs(1);
-                        if let Some(t) = ev.time {
-                            since = since.max(t);
-                        }
-                        if let Some(name) = ev
-                            .actor
-                            .and_then(|a| a.attributes)
-                            .and_then(|a| a.get("name").cloned())
-                        {
-                            hint(&name);
-                        }
-                    }
-                }
-            };
-            tracing::warn!(error = %failure, retry_in = ?delay, "docker events: following again");
-            tokio::select! {
-                () = shutdown.cancelled() => return,
-                () = tokio::time::sleep(delay) => {}
-            }
-            delay = (delay * 2).min(Duration::from_secs(30));
-        }
+    /// Reads time (the `until` of [`ContainerRuntime::events_since`]) from `clock`
+    /// instead of the wall clock.
+    #[must_use]
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
+
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
     pub fn docker(&self) -> &Docker {
         &self.docker
     }
@@ -496,7 +474,7 @@ impl ContainerRuntime for DockerRuntime {
 
     async fn events_since(&self, since_secs: i64) -> Result<Vec<String>, RuntimeError> {
         // `until` is whole seconds: one past now so events of this very second count.
-        let now = chrono::Utc::now().timestamp() + 1;
+        let now = self.clock.now().timestamp() + 1;
         let filters = managed_exit_filters();
         let opts = EventsOptionsBuilder::default()
             .since(&since_secs.to_string())

@@ -11,6 +11,7 @@ mod connect;
 #[cfg(any(test, feature = "test-support"))]
 pub mod contract;
 mod docker;
+mod docker_events;
 #[cfg(any(test, feature = "test-support"))]
 mod fake;
 
@@ -24,6 +25,7 @@ use bollard::Docker;
 
 pub use connect::connect;
 pub use docker::DockerRuntime;
+pub use docker_events::{DockerEvents, EventsError};
 #[cfg(any(test, feature = "test-support"))]
 pub use fake::FakeRuntime;
 

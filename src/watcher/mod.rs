@@ -11,6 +11,7 @@
 //! ([`schedule`]); this file is the adapter that reads the clock and does I/O.
 
 pub mod schedule;
+mod task;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -19,7 +20,6 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use tokio::sync::Notify;
-use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
 use crate::config::Settings;
@@ -28,8 +28,9 @@ use crate::registry::{Registry, RegistryMetrics};
 use crate::store::{ProbeSuccess, Store, StoreError, TrackedImage};
 use crate::wake::Wakers;
 pub use schedule::Policy;
+pub use task::WatcherTask;
 
-/// Longest sleep between passes: new workspaces are noticed at least this often even
+/// Longest wait between passes: new workspaces are noticed at least this often even
 /// without a wake-up.
 pub const RESCAN: Duration = Duration::from_secs(15);
 /// Probes in flight at once within one pass.
@@ -82,7 +83,7 @@ impl Hints {
         )
     }
 
-    /// Puts back a hint whose probe saw no change yet (without waking anyone: the loop
+    /// Puts back a hint whose probe saw no change yet (without waking anyone: the task
     /// comes back after [`HINT_RETRY`]).
     fn retry(&self, repository: String, tries_left: u8) {
         self.repositories
@@ -308,38 +309,5 @@ impl<R: Registry> Watcher<R> {
                 Ok(Outcome::Failed)
             }
         }
-    }
-
-    /// Runs passes until `shutdown`: sleeps until the next reference is due (at most
-    /// [`RESCAN`]) or a wake-up (push notification, tracked set changed) arrives.
-    pub async fn run(self, shutdown: CancellationToken) {
-        tracing::info!("registry watcher started");
-        loop {
-            let pass = tokio::select! {
-                () = shutdown.cancelled() => break,
-                r = self.pass() => r,
-            };
-            let wait = match pass {
-                Ok(r) => r
-                    .next_due
-                    .and_then(|t| (t - self.clock.now()).to_std().ok())
-                    .unwrap_or(Duration::ZERO),
-                Err(e) => {
-                    tracing::error!(error = %e, "watcher pass failed; retrying");
-                    RESCAN
-                }
-            };
-            let wait = if self.hints.pending() {
-                wait.min(HINT_RETRY)
-            } else {
-                wait.min(RESCAN)
-            };
-            tokio::select! {
-                () = shutdown.cancelled() => break,
-                () = tokio::time::sleep(wait) => {}
-                () = self.wakers.watcher.notified() => {}
-            }
-        }
-        tracing::info!("registry watcher stopped");
     }
 }

@@ -310,6 +310,7 @@ fn notifier(
         store.clone(),
         &s.notifications,
         &sluice::metrics::Metrics::new(),
+        std::sync::Arc::new(sluice::clock::SystemClock),
         stop.clone(),
     )
     .expect("a sink is configured");
