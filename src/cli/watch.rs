@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::client::{Client, ClientError};
+use crate::clock::{Clock, SystemClock};
 use super::table::short_digest;
 
 const BAR: usize = 24;
@@ -114,14 +115,14 @@ pub async fn watch(c: &Client, id: i64, interval: f64, json: bool) -> Result<(),
                 let _ = writeln!(stdout, "{r}");
             }
         } else if tty {
-            let frame = render_progress(&r, Utc::now());
+            let frame = render_progress(&r, SystemClock.now());
             if drawn_lines > 0 {
                 let _ = write!(stdout, "\x1b[{drawn_lines}F\x1b[J");
             }
             drawn_lines = frame.lines().count();
             let _ = write!(stdout, "{frame}");
         } else if sig != last_sig {
-            let _ = write!(stdout, "{}", render_progress(&r, Utc::now()));
+            let _ = write!(stdout, "{}", render_progress(&r, SystemClock.now()));
         }
         let _ = stdout.flush();
         drop(stdout);

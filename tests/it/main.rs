@@ -5,6 +5,7 @@
 mod support;
 
 mod api;
+mod architecture;
 mod cli;
 mod config_cli;
 mod crash_matrix;
