@@ -77,7 +77,6 @@ impl Controller {
 
     /// The longest wait between passes (`[rollout] tick_interval`); the driver runs
     /// [`Controller::tick`] (`super::controller_task`).
-
     pub fn interval(&self) -> Duration {
         self.interval
     }
