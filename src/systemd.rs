@@ -31,7 +31,7 @@ async fn store_answers(store: &Store) -> Result<(), String> {
 }
 
 async fn docker_answers(
-    docker: &mut Option<Arc<bollard::Docker>>,
+    docker: &mut Option<Arc<crate::runtime::Engine>>,
     settings: &DockerSettings,
 ) -> Result<(), String> {
     if docker.is_none() {
@@ -42,7 +42,7 @@ async fn docker_answers(
         ));
     }
     let d = docker.as_ref().ok_or("not connected")?;
-    match tokio::time::timeout(PROBE, d.ping()).await {
+    match tokio::time::timeout(PROBE, crate::runtime::engine_answers(d)).await {
         Ok(Ok(_)) => Ok(()),
         Ok(Err(e)) => Err(e.to_string()),
         Err(_) => Err("timed out".to_owned()),
@@ -56,7 +56,7 @@ async fn docker_answers(
 /// Stopping sends `STOPPING=1`.
 pub struct Systemd {
     store: Store,
-    docker: Option<Arc<bollard::Docker>>,
+    docker: Option<Arc<crate::runtime::Engine>>,
     docker_settings: DockerSettings,
     listen: std::net::SocketAddr,
     /// The last `STATUS=` sent while not ready (sent again only when it changes).
@@ -69,7 +69,7 @@ pub struct Systemd {
 impl Systemd {
     pub fn new(
         store: Store,
-        docker: Option<Arc<bollard::Docker>>,
+        docker: Option<Arc<crate::runtime::Engine>>,
         docker_settings: DockerSettings,
         listen: std::net::SocketAddr,
     ) -> Self {

@@ -7,8 +7,8 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::client::{Client, ClientError};
-use crate::clock::{Clock, SystemClock};
 use super::table::short_digest;
+use crate::clock::{Clock, SystemClock};
 
 const BAR: usize = 24;
 const TERMINAL: &[&str] = &["completed", "aborted", "rolled_back"];

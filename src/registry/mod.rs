@@ -9,6 +9,7 @@
 mod auth;
 #[cfg(any(test, feature = "test-support"))]
 pub mod fake;
+mod http;
 mod metrics;
 mod oci;
 
@@ -19,8 +20,9 @@ use std::time::Duration;
 pub use auth::{Credential, Credentials};
 #[cfg(any(test, feature = "test-support"))]
 pub use fake::FakeRegistry;
+pub use http::parse_retry_after;
 pub use metrics::RegistryMetrics;
-pub use oci::{OciRegistry, parse_retry_after};
+pub use oci::OciRegistry;
 
 use crate::domain::{Digest, ImageRef};
 

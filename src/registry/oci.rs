@@ -8,13 +8,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Reference, RegistryOperation};
 use reqwest::header::{ACCEPT, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
 use reqwest::{Method, StatusCode};
 
+use super::http::{Authorization, MANIFEST_TYPES, api_host, outcome_of, parse_retry_after};
 use super::{
     CHANGELOG_KEY, Credential, Credentials, Registry, RegistryError, RegistryMetrics, RequestKind,
     Resolved,
@@ -22,18 +22,6 @@ use super::{
 use crate::clock::{Clock, SystemClock};
 use crate::config::{RegistrySettings, Secret};
 use crate::domain::{Digest, ImageRef};
-
-const MANIFEST_TYPES: &str = "application/vnd.oci.image.index.v1+json, \
-    application/vnd.docker.distribution.manifest.list.v2+json, \
-    application/vnd.oci.image.manifest.v1+json, \
-    application/vnd.docker.distribution.manifest.v2+json";
-
-/// How a request to one repository is authorised once the registry asked.
-#[derive(Clone)]
-enum Authorization {
-    Basic(String, Secret),
-    Bearer(Secret),
-}
 
 /// The distribution-API registry client. Cheap to share behind an `Arc`.
 pub struct OciRegistry {
@@ -50,39 +38,6 @@ pub struct OciRegistry {
     /// "Now" for an HTTP-date `Retry-After` (the daemon's one clock; the wall clock by
     /// default).
     clock: Arc<dyn Clock>,
-}
-
-/// `Retry-After` as seconds or an HTTP date, relative to `now`.
-pub fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
-    let value = value.trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let at = DateTime::parse_from_rfc2822(&value.replace("GMT", "+0000")).ok()?;
-    Some(
-        (at.with_timezone(&Utc) - now)
-            .to_std()
-            .unwrap_or(Duration::ZERO),
-    )
-}
-
-/// The host the API lives on (Docker Hub's is not `docker.io`).
-fn api_host(registry: &str) -> &str {
-    if registry == crate::domain::DEFAULT_REGISTRY {
-        "registry-1.docker.io"
-    } else {
-        registry
-    }
-}
-
-fn outcome_of(status: StatusCode) -> &'static str {
-    match status.as_u16() {
-        200..=299 => "ok",
-        401 | 403 => "unauthorized",
-        404 => "not_found",
-        429 => "rate_limited",
-        _ => "error",
-    }
 }
 
 impl OciRegistry {
@@ -441,6 +396,7 @@ impl Registry for OciRegistry {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::{DateTime, Utc};
 
     #[test]
     fn retry_after_reads_seconds_and_dates() {

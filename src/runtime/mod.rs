@@ -11,6 +11,7 @@ mod connect;
 #[cfg(any(test, feature = "test-support"))]
 pub mod contract;
 mod docker;
+mod docker_convert;
 mod docker_events;
 #[cfg(any(test, feature = "test-support"))]
 mod fake;
@@ -217,6 +218,23 @@ pub trait ContainerRuntime: Send + Sync + 'static {
         &self,
         since_secs: i64,
     ) -> impl Future<Output = Result<Vec<String>, RuntimeError>> + Send;
+}
+
+/// A connection to one Docker engine. Only `runtime/` and `reconciler/` call its API;
+/// everything else hands it to [`DockerRuntime`] or asks [`engine_answers`].
+pub type Engine = Docker;
+
+/// Whether the engine answers a ping (readiness, the watchdog, `/readyz`).
+pub async fn engine_answers(engine: &Engine) -> Result<(), RuntimeError> {
+    engine
+        .ping()
+        .await
+        .map(|_| ())
+        .map_err(|source| RuntimeError::Docker {
+            op: "ping",
+            target: "engine".to_owned(),
+            source,
+        })
 }
 
 /// The daemon's Docker connection, set once Docker first answers. Docker being down when

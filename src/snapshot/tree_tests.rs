@@ -1,6 +1,8 @@
 use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
 
+use super::unpack::set_mtime;
 use super::*;
+use std::ffi::OsStr;
 
 /// A tree with one of everything the module promises to keep.
 fn fill(root: &Path) {

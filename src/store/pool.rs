@@ -1,5 +1,6 @@
 //! Opening the database: the SQLite pool and its durability settings, migrations, and
-//! the health check. No table of its own; used by `startup` and `sluice migrate`.
+//! the health check. No table of its own (nothing here writes rows); used by `startup`
+//! and `sluice migrate`.
 
 use std::path::Path;
 use std::str::FromStr;

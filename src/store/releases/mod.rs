@@ -1,7 +1,7 @@
 //! Releases: new digests of tracked images found by the registry watcher. The watcher
 //! inserts them `queued` (with `tracked_images`, [`tracked_images`]); the rollout
 //! controller moves them on from there (through `Store::apply_rollout_changes`), and
-//! operators reject them ([`admin`]).
+//! operators reject them ([`admin`]). Written by those three.
 
 mod admin;
 mod tracked_images;

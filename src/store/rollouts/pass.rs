@@ -1,4 +1,5 @@
-//! Reads of `rollouts`/`rollout_targets` for the rollout controller (read-only here).
+//! Reads of `rollouts`/`rollout_targets` for the rollout controller (read-only here: the
+//! controller writes these tables through `apply.rs`).
 //! What one controller pass reads about a rollout's targets: in full only the targets a
 //! pass can act on or must look at, and the settled rest as counts.
 //!

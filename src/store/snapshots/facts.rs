@@ -1,7 +1,7 @@
 //! Table `snapshots`, read with what the `workspaces`, `workspace_updates` and
 //! `rollout_targets` tables say about each row: the facts retention (the snapshot
 //! module's sweep, on the reconciler's behalf) and the API decide protection on, and what
-//! `snapshot show` prints. Read only.
+//! `snapshot show` prints. Read only: the rows are written by `snapshots/mod.rs`.
 
 use std::collections::HashSet;
 

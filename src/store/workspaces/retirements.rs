@@ -1,4 +1,5 @@
-//! Retiring deleted workspaces: the reconciler's side of a delete.
+//! Retiring deleted workspaces: the reconciler's side of a delete. Table `workspaces`
+//! (`retire_*` columns), written by the API (the mark) and the reconciler (the result).
 //!
 //! `DELETE /api/v1/workspaces/{name}` only marks the row (`deleted_at`, `retire_purge`, in
 //! the transaction that audits the delete: [`Store::delete_workspace_audited`]). The

@@ -1,0 +1,122 @@
+//! Conversions between sluice's container spec and bollard's types, and the error
+//! helpers the Docker adapter (`docker.rs`) shares.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use bollard::errors::Error as BollardError;
+use bollard::models::{
+    ContainerCreateBody, HostConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum,
+};
+
+use super::{ContainerInfo, ContainerSpec, RuntimeError};
+
+pub(super) fn err(op: &'static str, target: &str) -> impl FnOnce(BollardError) -> RuntimeError {
+    let target = target.to_owned();
+    move |source| RuntimeError::Docker { op, target, source }
+}
+
+pub(super) fn is_status(e: &BollardError, codes: &[u16]) -> bool {
+    matches!(e, BollardError::DockerResponseServerError { status_code, .. } if codes.contains(status_code))
+}
+
+pub(super) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> RuntimeError {
+    let path = path.display().to_string();
+    move |source| RuntimeError::Io { path, source }
+}
+
+pub(super) fn restart_policy(name: Option<&str>) -> Option<RestartPolicy> {
+    let name = match name? {
+        "always" => RestartPolicyNameEnum::ALWAYS,
+        "unless-stopped" => RestartPolicyNameEnum::UNLESS_STOPPED,
+        "on-failure" => RestartPolicyNameEnum::ON_FAILURE,
+        _ => RestartPolicyNameEnum::NO,
+    };
+    Some(RestartPolicy {
+        name: Some(name),
+        maximum_retry_count: None,
+    })
+}
+
+pub(super) fn body(spec: &ContainerSpec) -> ContainerCreateBody {
+    let mut ports: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
+    for p in &spec.ports {
+        ports
+            .entry(format!("{}/tcp", p.container))
+            .or_insert_with(|| Some(Vec::new()))
+            .get_or_insert_with(Vec::new)
+            .push(PortBinding {
+                host_ip: Some(p.host_ip.clone()),
+                host_port: Some(p.host.map(|h| h.to_string()).unwrap_or_default()),
+            });
+    }
+    ContainerCreateBody {
+        image: Some(spec.image.clone()),
+        env: Some(spec.env.clone()),
+        cmd: spec.cmd.clone(),
+        labels: Some(spec.labels.clone().into_iter().collect()),
+        host_config: Some(HostConfig {
+            binds: Some(
+                spec.volumes
+                    .iter()
+                    .map(|(v, m)| format!("{v}:{m}"))
+                    .collect(),
+            ),
+            port_bindings: Some(ports),
+            restart_policy: restart_policy(spec.restart.as_deref()),
+            network_mode: spec.network.clone(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+pub(super) fn info_from_inspect(c: bollard::models::ContainerInspectResponse) -> ContainerInfo {
+    let state = c.state.unwrap_or_default();
+    let labels: BTreeMap<String, String> = c
+        .config
+        .and_then(|c| c.labels)
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    let net = c.network_settings.unwrap_or_default();
+    let ip = net
+        .networks
+        .unwrap_or_default()
+        .into_values()
+        .filter_map(|n| n.ip_address)
+        .find(|ip| !ip.is_empty());
+    let mut host_ports = BTreeMap::new();
+    for (k, v) in net.ports.unwrap_or_default() {
+        let Some(port) = k.split('/').next().and_then(|p| p.parse::<u16>().ok()) else {
+            continue;
+        };
+        if let Some(hp) = v
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|b| b.host_port.and_then(|p| p.parse::<u16>().ok()))
+            .next()
+        {
+            host_ports.insert(port, hp);
+        }
+    }
+    ContainerInfo {
+        restart_count: c.restart_count.unwrap_or(0),
+        id: c.id.unwrap_or_default(),
+        name: c
+            .name
+            .unwrap_or_default()
+            .trim_start_matches('/')
+            .to_owned(),
+        labels,
+        running: state.running.unwrap_or(false),
+        exit_code: state.exit_code,
+        health: state
+            .health
+            .and_then(|h| h.status)
+            .map(|s| s.to_string())
+            .filter(|s| !s.is_empty() && s != "none"),
+        ip,
+        host_ports,
+    }
+}
