@@ -52,4 +52,3 @@ pub(super) enum Authorization {
     Basic(String, Secret),
     Bearer(Secret),
 }
-
