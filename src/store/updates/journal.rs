@@ -17,6 +17,7 @@ use super::{COLS, UnreadableRow, UpdateRow, corrupt, from_row, stale_unless_one}
 use crate::clock::to_millis;
 use crate::domain::{Digest, Health, SnapshotId, UpdatePhase, WorkspaceState};
 use crate::store::events::append_event_in;
+use crate::store::workspaces::write_observed_in;
 use crate::store::{NewEvent, QueryContext, Store, StoreError};
 
 /// How a saga ended, and what the workspace looks like afterwards.
@@ -227,20 +228,16 @@ impl Store {
         .ctx("finish update")?;
         stale_unless_one(done.rows_affected(), row.id, o.from_phase)?;
         // Observation, guarded by the row's compare-and-set above (no version check).
-        sqlx::query(
-            "UPDATE workspaces SET actual_digest = $1, container_id = $2, state = $3, \
-             health = $4, health_checked_at = $5, updated_at = $5, version = version + 1 \
-             WHERE id = $6",
+        write_observed_in(
+            &mut tx,
+            row.workspace_id,
+            o.actual_digest.as_ref(),
+            o.container_id.as_deref(),
+            o.state,
+            o.health,
+            ms,
         )
-        .bind(o.actual_digest.as_ref().map(Digest::as_str))
-        .bind(o.container_id.as_deref())
-        .bind(o.state.as_str())
-        .bind(o.health.as_str())
-        .bind(ms)
-        .bind(row.workspace_id)
-        .execute(&mut *tx)
-        .await
-        .ctx("write observed state")?;
+        .await?;
         if o.remember_failure {
             sqlx::query(
                 "INSERT INTO failed_digests (workspace_id, digest, failed_at, reason) \

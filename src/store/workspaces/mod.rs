@@ -16,6 +16,7 @@ use sqlx::sqlite::SqliteRow;
 
 pub use admin::WorkspacePatch;
 pub use observed::Observed;
+pub(crate) use observed::write_observed_in;
 pub use retirements::{KeptVolume, RetireResult, Retirement};
 pub use volumes::{AdoptedVolume, WorkspaceIdentity};
 

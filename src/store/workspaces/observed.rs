@@ -9,6 +9,7 @@
 //! operator's version-checked write that raced them re-reads and retries.
 
 use chrono::{DateTime, Utc};
+use sqlx::SqliteConnection;
 
 use crate::clock::to_millis;
 use crate::domain::{Digest, Health, WorkspaceState};
@@ -22,6 +23,35 @@ pub struct Observed {
     pub container_id: Option<String>,
     pub state: WorkspaceState,
     pub health: Health,
+}
+
+/// Writes what the reconciler saw of a workspace's container, inside the caller's
+/// transaction (`set_observed` alone, `finish_update` with the journal row). No version
+/// check: the reconciler is the one writer of these columns (module header).
+pub(crate) async fn write_observed_in(
+    conn: &mut SqliteConnection,
+    workspace_id: i64,
+    actual_digest: Option<&Digest>,
+    container_id: Option<&str>,
+    state: WorkspaceState,
+    health: Health,
+    ms: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE workspaces SET actual_digest = $1, container_id = $2, state = $3, \
+         health = $4, health_checked_at = $5, updated_at = $5, version = version + 1 \
+         WHERE id = $6",
+    )
+    .bind(actual_digest.map(Digest::as_str))
+    .bind(container_id)
+    .bind(state.as_str())
+    .bind(health.as_str())
+    .bind(ms)
+    .bind(workspace_id)
+    .execute(conn)
+    .await
+    .ctx("write observed state")?;
+    Ok(())
 }
 
 impl Store {
@@ -65,22 +95,17 @@ impl Store {
         event: Option<&NewEvent>,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let ms = to_millis(now);
         let mut tx = self.pool.begin().await.ctx("begin observed")?;
-        sqlx::query(
-            "UPDATE workspaces SET actual_digest = $1, container_id = $2, state = $3, \
-             health = $4, health_checked_at = $5, updated_at = $5, version = version + 1 \
-             WHERE id = $6",
+        write_observed_in(
+            &mut tx,
+            workspace_id,
+            o.actual_digest.as_ref(),
+            o.container_id.as_deref(),
+            o.state,
+            o.health,
+            to_millis(now),
         )
-        .bind(o.actual_digest.as_ref().map(Digest::as_str))
-        .bind(o.container_id.as_deref())
-        .bind(o.state.as_str())
-        .bind(o.health.as_str())
-        .bind(ms)
-        .bind(workspace_id)
-        .execute(&mut *tx)
-        .await
-        .ctx("set observed state")?;
+        .await?;
         if let Some(ev) = event {
             append_event_in(&mut tx, ev, now).await?;
         }
