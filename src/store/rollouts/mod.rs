@@ -8,6 +8,23 @@
 //! appends the audit events. Here: rollout rows joined with their release; [`targets`]:
 //! targets with observed state; [`pass`]: what one controller pass reads.
 
+/// The columns a [`TargetRow`] is read from: a target with its workspace's observed
+/// state and its newest journal row in this rollout. Both the full listing
+/// (`targets.rs`) and a controller pass (`pass.rs`) append their own `WHERE`.
+macro_rules! target_select {
+    () => {
+        "SELECT t.workspace_id, w.name, t.tier, t.wave, t.status, t.attempts, t.from_digest, \
+         t.to_digest, t.update_id, t.updated_at, t.restore_snapshot_of_update_id, \
+         (SELECT MAX(u2.id) FROM workspace_updates u2 WHERE u2.workspace_id = t.workspace_id \
+           AND u2.rollout_id = t.rollout_id) AS last_update_id, \
+         (SELECT u3.phase FROM workspace_updates u3 WHERE u3.workspace_id = t.workspace_id \
+           AND u3.rollout_id = t.rollout_id ORDER BY u3.id DESC LIMIT 1) AS last_phase, \
+         w.actual_digest, w.desired_digest, \
+         w.pinned_digest, w.health, w.state AS ws_state, w.maintenance_window \
+         FROM rollout_targets t JOIN workspaces w ON w.id = t.workspace_id"
+    };
+}
+
 mod apply;
 mod batch;
 mod pass;

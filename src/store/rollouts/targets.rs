@@ -99,18 +99,10 @@ pub(super) fn target_from_row(row: &SqliteRow) -> Result<TargetRow, StoreError> 
 impl Store {
     /// A rollout's targets with observed state, ordered by wave then name.
     pub async fn rollout_targets(&self, rollout_id: i64) -> Result<Vec<TargetRow>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT t.workspace_id, w.name, t.tier, t.wave, t.status, t.attempts, t.from_digest, \
-             t.to_digest, t.update_id, t.updated_at, t.restore_snapshot_of_update_id, \
-             (SELECT MAX(u2.id) FROM workspace_updates u2 WHERE u2.workspace_id = t.workspace_id \
-               AND u2.rollout_id = t.rollout_id) AS last_update_id, \
-             (SELECT u3.phase FROM workspace_updates u3 WHERE u3.workspace_id = t.workspace_id \
-               AND u3.rollout_id = t.rollout_id ORDER BY u3.id DESC LIMIT 1) AS last_phase, \
-             w.actual_digest, w.desired_digest, \
-             w.pinned_digest, w.health, w.state AS ws_state, w.maintenance_window \
-             FROM rollout_targets t JOIN workspaces w ON w.id = t.workspace_id \
-             WHERE t.rollout_id = $1 ORDER BY t.wave, w.name",
-        )
+        let rows = sqlx::query(concat!(
+            target_select!(),
+            " WHERE t.rollout_id = $1 ORDER BY t.wave, w.name"
+        ))
         .bind(rollout_id)
         .fetch_all(&self.pool)
         .await
