@@ -41,6 +41,14 @@ pub fn cell(v: &Value) -> String {
     }
 }
 
+/// One table row per item: the cells of `keys`, in order.
+pub fn rows(items: &[Value], keys: &[&str]) -> Vec<Vec<String>> {
+    items
+        .iter()
+        .map(|item| keys.iter().map(|k| cell(&item[*k])).collect())
+        .collect()
+}
+
 /// `sha256:0123456789ab…` → `sha256:0123456789ab`.
 pub fn short_digest(s: &str) -> String {
     match s.strip_prefix("sha256:") {

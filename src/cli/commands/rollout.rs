@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 
 use crate::cli::args::{FleetCommand, ReleaseCommand, RolloutCommand};
 use crate::cli::client::{Client, ClientError};
-use crate::cli::table::{cell, fields, render};
+use crate::cli::table::{fields, render, rows};
 use crate::cli::watch;
 
 use super::*;
@@ -20,16 +20,8 @@ pub(super) async fn release(
             let q = status.map(|s| format!("?status={s}")).unwrap_or_default();
             let v = c.get(&format!("/api/v1/releases{q}")).await?;
             out.show(&v, |v| {
-                let rows: Vec<Vec<String>> = arr(v)
-                    .iter()
-                    .map(|r| {
-                        ["id", "image", "digest", "status", "detected_at"]
-                            .iter()
-                            .map(|k| cell(&r[*k]))
-                            .collect()
-                    })
-                    .collect();
-                render(&["id", "image", "digest", "status", "detected"], &rows)
+                let cells = rows(arr(v), &["id", "image", "digest", "status", "detected_at"]);
+                render(&["id", "image", "digest", "status", "detected"], &cells)
             });
         }
         ReleaseCommand::Show { id } => {
@@ -93,19 +85,14 @@ pub(super) fn rollout_detail(r: &Value) -> String {
             "soak_ends_at",
         ],
     );
-    let rows: Vec<Vec<String>> = arr(&r["workspaces"])
-        .iter()
-        .map(|w| {
-            ["name", "tier", "status", "from_digest", "to_digest"]
-                .iter()
-                .map(|k| cell(&w[*k]))
-                .collect()
-        })
-        .collect();
+    let cells = rows(
+        arr(&r["workspaces"]),
+        &["name", "tier", "status", "from_digest", "to_digest"],
+    );
     s.push('\n');
     s.push_str(&render(
         &["workspace", "tier", "status", "from", "to"],
-        &rows,
+        &cells,
     ));
     s
 }
@@ -120,25 +107,20 @@ pub(super) async fn rollout(
         RolloutCommand::List => {
             let v = c.get("/api/v1/rollouts").await?;
             out.show(&v, |v| {
-                let rows: Vec<Vec<String>> = arr(v)
-                    .iter()
-                    .map(|r| {
-                        [
-                            "id",
-                            "release_id",
-                            "image",
-                            "digest",
-                            "state",
-                            "soak_ends_at",
-                        ]
-                        .iter()
-                        .map(|k| cell(&r[*k]))
-                        .collect()
-                    })
-                    .collect();
+                let cells = rows(
+                    arr(v),
+                    &[
+                        "id",
+                        "release_id",
+                        "image",
+                        "digest",
+                        "state",
+                        "soak_ends_at",
+                    ],
+                );
                 render(
                     &["id", "release", "image", "digest", "state", "soak ends"],
-                    &rows,
+                    &cells,
                 )
             });
             return Ok(());
