@@ -101,10 +101,10 @@ fn validate(s: &Settings) -> Result<(), ConfigError> {
         return Err(value("data.dir", "must not be empty"));
     }
     let url = s.database_url();
-    if !url.starts_with("sqlite:") {
+    if crate::store::Engine::of_url(&url).is_err() {
         return Err(value(
             "database.url",
-            "expected `sqlite://PATH` (PostgreSQL is not supported yet)",
+            "expected `sqlite://PATH` or `postgres://USER@HOST/DATABASE`",
         ));
     }
     if s.database.max_connections == 0 {

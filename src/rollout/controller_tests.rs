@@ -2,8 +2,6 @@
 //! start window of the current wave) plans exactly what planning on every target does,
 //! over many generated rollouts in real SQLite, for operator and automatic rollouts.
 
-use std::time::Duration;
-
 use chrono::TimeZone;
 
 use chrono::{DateTime, Utc};
@@ -220,10 +218,8 @@ fn statuses() -> Vec<RolloutStatus> {
 
 #[tokio::test]
 async fn the_reduced_read_plans_exactly_like_the_full_one() {
-    let store = Store::open("sqlite::memory:", 1, Duration::from_secs(5))
-        .await
-        .unwrap();
-    store.migrate().await.unwrap();
+    let db = crate::store::TestDb::new().await;
+    let store = db.store(1).await;
     let digest = d(2);
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     let mut compared = 0;

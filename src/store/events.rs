@@ -6,7 +6,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sqlx::SqliteConnection;
+use sqlx::AnyConnection;
 
 use super::{QueryContext, Store, StoreError};
 use crate::clock::{from_millis, to_millis};
@@ -70,7 +70,7 @@ impl Store {
 /// Appends an event inside a caller's transaction, so a state change and its audit entry
 /// commit together or not at all.
 pub(crate) async fn append_event_in(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     ev: &NewEvent,
     now: DateTime<Utc>,
 ) -> Result<i64, StoreError> {

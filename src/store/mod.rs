@@ -14,16 +14,19 @@
 //!
 //! Architecture invariant: no other module writes SQL.
 
+mod dialect;
 mod events;
 mod pool;
 mod releases;
 mod rollouts;
 mod settings;
 mod snapshots;
+#[cfg(any(test, feature = "test-support"))]
+mod test_db;
 mod updates;
 mod workspaces;
 
-use sqlx::sqlite::SqlitePool;
+use sqlx::AnyPool;
 
 pub use events::{Event, FeedEvent, NewEvent};
 pub use releases::{ProbeRecord, ProbeSuccess, RejectOutcome, Release, TrackedImage};
@@ -43,8 +46,11 @@ pub use workspaces::{
     WorkspaceIdentity, WorkspacePatch,
 };
 
-/// Embedded migrations for the SQLite dialect.
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+pub use dialect::Engine;
+pub(crate) use dialect::SqlBool;
+pub use pool::redact_url;
+#[cfg(any(test, feature = "test-support"))]
+pub use test_db::TestDb;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -55,6 +61,13 @@ pub enum StoreError {
         path: String,
         source: std::io::Error,
     },
+    #[error("unsupported database URL scheme `{scheme}:` (use sqlite:// or postgres://)")]
+    UnknownEngine { scheme: String },
+    #[error(
+        "the database has schema version {found}, newer than this sluice knows ({known}); \
+         upgrade sluice before starting it on this database"
+    )]
+    NewerSchema { found: i64, known: i64 },
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("database query failed ({context}): {source}")]
@@ -88,7 +101,8 @@ impl<T> QueryContext<T> for Result<T, sqlx::Error> {
 /// A handle on the database; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Store {
-    pool: SqlitePool,
+    pool: AnyPool,
+    engine: Engine,
 }
 
 /// The journal phases after which a row needs nothing more (`UpdatePhase::is_terminal`),

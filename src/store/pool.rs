@@ -1,86 +1,128 @@
-//! Opening the database: the SQLite pool and its durability settings, migrations, and
-//! the health check. No table of its own (nothing here writes rows); used by `startup`
-//! and `sluice migrate`.
+//! Opening the database: the engine chosen by the URL, the pool and its per-connection
+//! settings, migrations, and the health check. No table of its own (nothing here writes
+//! rows); used by `startup` and `sluice migrate`.
 
-use std::path::Path;
-use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::AnyPool;
+use sqlx::any::AnyPoolOptions;
 
-use super::{MIGRATOR, QueryContext, Store, StoreError};
+use super::dialect::{self, Engine, Synchronous};
+use super::{QueryContext, Store, StoreError};
 
 impl Store {
-    /// Opens (creating if missing) the SQLite database at `url` (`sqlite://PATH`).
+    /// Opens the database at `url`: `sqlite://PATH` (created when missing) or
+    /// `postgres://…` (which must exist).
     pub async fn open(
         url: &str,
         max_connections: u32,
         busy_timeout: Duration,
     ) -> Result<Self, StoreError> {
-        Self::open_with(url, max_connections, busy_timeout, SqliteSynchronous::Full).await
+        Self::open_with(url, max_connections, busy_timeout, Synchronous::Full).await
     }
 
-    /// [`Store::open`] with `synchronous = NORMAL`: a power loss may drop the last
-    /// commits. Only for `benches/journal.rs`, which measures what FULL costs.
+    /// [`Store::open`] with SQLite's `synchronous = NORMAL`: a power loss may drop the
+    /// last commits. Only for `benches/journal.rs`, which measures what FULL costs.
     #[doc(hidden)]
     pub async fn open_normal_sync_for_bench(
         url: &str,
         max_connections: u32,
         busy_timeout: Duration,
     ) -> Result<Self, StoreError> {
-        Self::open_with(
-            url,
-            max_connections,
-            busy_timeout,
-            SqliteSynchronous::Normal,
-        )
-        .await
+        Self::open_with(url, max_connections, busy_timeout, Synchronous::Normal).await
     }
 
     async fn open_with(
         url: &str,
         max_connections: u32,
         busy_timeout: Duration,
-        synchronous: SqliteSynchronous,
+        synchronous: Synchronous,
     ) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
+        let engine = Engine::of_url(url)?;
         let open_err = |source| StoreError::Open {
-            url: url.to_owned(),
+            url: redact_url(url),
             source,
         };
-        let options = SqliteConnectOptions::from_str(url)
-            .map_err(open_err)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            // FULL (`open`): a commit is on disk when it returns (WAL fsynced per transaction).
-            // With NORMAL a power loss can drop the last commits, among them a journal
-            // phase whose action (a stop, a volume emptied for a restore) already
-            // happened. Cost measured in benches/journal.rs (docs/reconciler.md).
-            .synchronous(synchronous)
-            .busy_timeout(busy_timeout)
-            .foreign_keys(true);
-        if let Some(parent) = Path::new(options.get_filename()).parent()
-            && !parent.as_os_str().is_empty()
-        {
-            std::fs::create_dir_all(parent).map_err(|source| StoreError::CreateDir {
-                path: parent.display().to_string(),
-                source,
-            })?;
-        }
-        let pool = SqlitePoolOptions::new()
-            .max_connections(max_connections)
-            .acquire_timeout(busy_timeout + Duration::from_secs(5))
-            .connect_with(options)
-            .await
-            .map_err(open_err)?;
-        Ok(Self { pool })
+        let acquire = busy_timeout + Duration::from_secs(5);
+        let pool = match engine {
+            Engine::Sqlite => {
+                let target = dialect::sqlite_target(url).map_err(open_err)?;
+                if let Some(parent) = &target.parent {
+                    std::fs::create_dir_all(parent).map_err(|source| StoreError::CreateDir {
+                        path: parent.display().to_string(),
+                        source,
+                    })?;
+                }
+                let mut options = AnyPoolOptions::new()
+                    .max_connections(max_connections)
+                    .acquire_timeout(acquire)
+                    .after_connect(move |conn, _| {
+                        Box::pin(dialect::sqlite_session(conn, synchronous, busy_timeout))
+                    });
+                if target.in_memory {
+                    options = options
+                        .max_connections(1)
+                        .min_connections(1)
+                        .idle_timeout(None)
+                        .max_lifetime(None);
+                }
+                options.connect(&target.any_url).await.map_err(open_err)?
+            }
+            Engine::Postgres => AnyPoolOptions::new()
+                .max_connections(max_connections)
+                .acquire_timeout(acquire)
+                .connect(url)
+                .await
+                .map_err(open_err)?,
+        };
+        Ok(Self { pool, engine })
     }
 
-    /// Applies pending migrations; a no-op when the schema is current.
+    /// Which engine this store runs on.
+    pub fn engine(&self) -> Engine {
+        self.engine
+    }
+
+    /// Applies pending migrations; a no-op when the schema is current. A database that
+    /// holds migrations this binary does not know (written by a newer sluice) is refused.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        MIGRATOR.run(&self.pool).await?;
+        let migrator = self.engine.migrator();
+        let known: Vec<i64> = migrator.iter().map(|m| m.version).collect();
+        if let Some(newest) = self.newest_applied().await?
+            && !known.contains(&newest)
+        {
+            return Err(StoreError::NewerSchema {
+                found: newest,
+                known: known.iter().copied().max().unwrap_or_default(),
+            });
+        }
+        migrator.run(&self.pool).await?;
         Ok(())
+    }
+
+    /// The newest applied migration, `None` on an empty database.
+    async fn newest_applied(&self) -> Result<Option<i64>, StoreError> {
+        let exists: i64 = sqlx::query_scalar(match self.engine {
+            Engine::Sqlite => {
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' \
+                 AND name = '_sqlx_migrations'"
+            }
+            Engine::Postgres => {
+                "SELECT COUNT(*) FROM information_schema.tables \
+                 WHERE table_schema = current_schema() AND table_name = '_sqlx_migrations'"
+            }
+        })
+        .fetch_one(&self.pool)
+        .await
+        .ctx("look for the migrations table")?;
+        if exists == 0 {
+            return Ok(None);
+        }
+        sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations")
+            .fetch_one(&self.pool)
+            .await
+            .ctx("read the newest migration")
     }
 
     /// Versions of the migrations applied so far (for `sluice migrate` output and tests).
@@ -108,7 +150,39 @@ impl Store {
 
     /// For tests that must reach past the typed API (e.g. to prove a CHECK constraint).
     #[doc(hidden)]
-    pub fn raw_pool(&self) -> &SqlitePool {
+    pub fn raw_pool(&self) -> &AnyPool {
         &self.pool
+    }
+}
+
+/// The URL without its password, for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn a_password_never_leaves_the_url() {
+        assert_eq!(
+            redact_url("postgres://sluice:s3cret@db:5432/sluice"),
+            "postgres://sluice:***@db:5432/sluice"
+        );
+        assert_eq!(redact_url("postgres://db/sluice"), "postgres://db/sluice");
+        assert_eq!(
+            redact_url("sqlite:///var/lib/x.db"),
+            "sqlite:///var/lib/x.db"
+        );
     }
 }

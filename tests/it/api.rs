@@ -29,6 +29,7 @@ pub struct TestApi {
     /// removed on drop (the in-process reconciler creates them).
     created: std::sync::Mutex<Vec<String>>,
     _dir: tempfile::TempDir,
+    _db: sluice::store::TestDb,
 }
 
 pub fn settings(dir: &std::path::Path) -> Settings {
@@ -57,7 +58,9 @@ impl TestApi {
 
     pub async fn start_with(tweak: impl FnOnce(&mut Settings)) -> Self {
         let dir = tempfile::tempdir().unwrap();
+        let db = sluice::store::TestDb::new().await;
         let mut s = settings(dir.path());
+        s.database.url = Some(sluice::config::Secret::new(db.url()));
         tweak(&mut s);
         let app = Application::build(s).await.expect("daemon builds");
         let addr = app.local_addr();
@@ -71,6 +74,7 @@ impl TestApi {
             stop,
             created: std::sync::Mutex::new(Vec::new()),
             _dir: dir,
+            _db: db,
         }
     }
 
@@ -840,13 +844,19 @@ async fn handlers_are_cut_off_at_the_request_timeout() {
     let api =
         TestApi::start_with(|s| s.api.request_timeout = std::time::Duration::from_millis(300))
             .await;
-    // Another writer holds the database: the handler's write waits on it (busy timeout
-    // 5 s) and the request deadline cuts it off first.
+    // Another writer holds the database (SQLite) or the row (PostgreSQL): the handler's
+    // write waits on it and the request deadline cuts it off first.
     let mut lock = api.store.raw_pool().acquire().await.unwrap();
-    sqlx::query("BEGIN IMMEDIATE")
-        .execute(&mut *lock)
-        .await
-        .unwrap();
+    let hold: &[&'static str] = match api.store.engine() {
+        sluice::store::Engine::Sqlite => &["BEGIN IMMEDIATE"],
+        sluice::store::Engine::Postgres => &[
+            "BEGIN",
+            "SELECT value FROM settings WHERE key = 'fleet_mode' FOR UPDATE",
+        ],
+    };
+    for sql in hold {
+        sqlx::query(*sql).execute(&mut *lock).await.unwrap();
+    }
     let (s, v) = api
         .admin(
             Method::PUT,

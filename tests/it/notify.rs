@@ -328,12 +328,8 @@ fn deliveries(r: &Receiver) -> Vec<String> {
 
 #[tokio::test]
 async fn events_written_while_stopped_or_not_yet_delivered_are_sent_after_a_restart() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("sluice.db").display());
-    let store = sluice::store::Store::open(&url, 2, Duration::from_secs(5))
-        .await
-        .unwrap();
-    store.migrate().await.unwrap();
+    let db = sluice::store::TestDb::new().await;
+    let store = db.store(2).await;
     let now = chrono::Utc::now();
     let append = |n: u32| {
         let store = store.clone();

@@ -20,14 +20,10 @@ use sluice::watcher::{Hints, Watcher};
 use crate::registry_proc::{RegistryOpts, RegistryProc};
 use crate::support::{DockerCleanup, build_fixture, registry, repo_root, run, unique};
 
-pub(crate) async fn fresh_store() -> (tempfile::TempDir, Store) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let url = format!("sqlite://{}", dir.path().join("sluice.db").display());
-    let store = Store::open(&url, 4, Duration::from_secs(5))
-        .await
-        .expect("open");
-    store.migrate().await.expect("migrate");
-    (dir, store)
+pub(crate) async fn fresh_store() -> (sluice::store::TestDb, Store) {
+    let db = sluice::store::TestDb::new().await;
+    let store = db.store(4).await;
+    (db, store)
 }
 
 /// Inserts a workspace tracking `image`, optionally already running `actual`.

@@ -26,7 +26,7 @@ pub fn d(n: u8) -> Digest {
 }
 
 pub struct Env {
-    pub _dir: tempfile::TempDir,
+    pub _dir: sluice::store::TestDb,
     pub store: Store,
     pub clock: ManualClock,
     pub ctl: Controller,
@@ -49,12 +49,8 @@ pub fn settings() -> RolloutSettings {
 
 impl Env {
     pub async fn new(settings: RolloutSettings) -> Env {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let url = format!("sqlite://{}", dir.path().join("sluice.db").display());
-        let store = Store::open(&url, 4, Duration::from_secs(5))
-            .await
-            .expect("open");
-        store.migrate().await.expect("migrate");
+        let dir = sluice::store::TestDb::new().await;
+        let store = dir.store(4).await;
         let clock = ManualClock::new(chrono::Utc.with_ymd_and_hms(2026, 3, 1, 12, 0, 0).unwrap());
         let (ctl, ops) = controller(&store, &clock, &settings);
         Env {

@@ -1,21 +1,15 @@
 //! Snapshot protection, retention and restore queuing against a real SQLite file.
 
-use std::time::Duration;
-
 use sluice::domain::{SnapshotId, UpdatePhase};
 use sluice::snapshot::retention_victims;
 use sluice::store::{ProtectedReason, Released, RestoreError, RestoreRequest, Store, UpdateKind};
 
 use crate::snapshot_fixture::{after_update, at, counts, digest, open, snapshot, update};
 
-async fn fresh() -> (tempfile::TempDir, Store) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let url = format!("sqlite://{}", dir.path().join("sluice.db").display());
-    let store = Store::open(&url, 4, Duration::from_secs(5))
-        .await
-        .expect("open");
-    store.migrate().await.expect("migrate");
-    (dir, store)
+async fn fresh() -> (sluice::store::TestDb, Store) {
+    let db = sluice::store::TestDb::new().await;
+    let store = db.store(4).await;
+    (db, store)
 }
 
 fn ids(v: &[SnapshotId]) -> Vec<&str> {

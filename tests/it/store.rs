@@ -5,14 +5,10 @@ use sluice::domain::{FleetMode, ImageRef, Tier, UpdateMode, WorkspaceName};
 use sluice::store::{NewEvent, NewWorkspace, Store, StoreError};
 use std::time::Duration;
 
-async fn fresh() -> (tempfile::TempDir, Store) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let url = format!("sqlite://{}", dir.path().join("nested/sluice.db").display());
-    let store = Store::open(&url, 4, Duration::from_secs(5))
-        .await
-        .expect("open");
-    store.migrate().await.expect("migrate");
-    (dir, store)
+async fn fresh() -> (sluice::store::TestDb, Store) {
+    let db = sluice::store::TestDb::new().await;
+    let store = db.store(4).await;
+    (db, store)
 }
 
 fn new_ws(name: &str) -> NewWorkspace {
@@ -28,15 +24,16 @@ fn new_ws(name: &str) -> NewWorkspace {
 
 #[tokio::test]
 async fn migrations_apply_to_an_empty_database_and_again_as_a_no_op() {
-    let (dir, store) = fresh().await;
+    let (db, store) = fresh().await;
     let first = store.applied_migrations().await.unwrap();
     assert!(!first.is_empty());
     store.migrate().await.expect("second migrate is a no-op");
     assert_eq!(store.applied_migrations().await.unwrap(), first);
     store.close().await;
-    // A second process opening the same file sees the same schema.
-    let url = format!("sqlite://{}", dir.path().join("nested/sluice.db").display());
-    let again = Store::open(&url, 1, Duration::from_secs(5)).await.unwrap();
+    // A second process opening the same database sees the same schema.
+    let again = Store::open(db.url(), 1, Duration::from_secs(5))
+        .await
+        .unwrap();
     again.migrate().await.unwrap();
     assert_eq!(again.applied_migrations().await.unwrap(), first);
 }
@@ -52,7 +49,7 @@ async fn the_database_itself_rejects_an_unknown_tier_and_defaults_to_production(
     let e = bad
         .expect_err("CHECK constraint must refuse canery")
         .to_string();
-    assert!(e.contains("CHECK"), "{e}");
+    assert!(e.to_lowercase().contains("check"), "{e}");
 
     sqlx::query(
         "INSERT INTO workspaces (name, image, created_at, updated_at) VALUES ('b', 'x', 0, 0)",
@@ -77,6 +74,89 @@ async fn the_database_itself_rejects_an_unknown_tier_and_defaults_to_production(
             .await
             .unwrap();
     assert_eq!(canaries, 0);
+}
+
+/// Each closed set of states is a CHECK of the database on either engine, so a writer
+/// that bypasses the typed store (or a bug in it) cannot store a state nothing reads.
+#[tokio::test]
+async fn the_database_refuses_states_outside_their_closed_sets() {
+    let (_db, store) = fresh().await;
+    let pool = store.raw_pool();
+    let run = |sql: &'static str| async move { sqlx::query(sql).execute(pool).await };
+    run("INSERT INTO workspaces (id, name, image, created_at, updated_at) VALUES (1, 'w', 'x', 0, 0)")
+        .await
+        .unwrap();
+    run("INSERT INTO releases (id, image, digest, detected_at, updated_at) VALUES (1, 'x', 'd', 0, 0)")
+        .await
+        .unwrap();
+    run(
+        "INSERT INTO rollouts (id, release_id, state, started_by, created_at, updated_at) \
+         VALUES (1, 1, 'pending', 'ops', 0, 0)",
+    )
+    .await
+    .unwrap();
+    let refused = [
+        (
+            "workspaces.state",
+            "UPDATE workspaces SET state = 'sleeping' WHERE id = 1",
+        ),
+        (
+            "workspaces.health",
+            "UPDATE workspaces SET health = 'fine' WHERE id = 1",
+        ),
+        (
+            "workspaces.update_mode",
+            "UPDATE workspaces SET update_mode = 'later' WHERE id = 1",
+        ),
+        (
+            "releases.status",
+            "UPDATE releases SET status = 'shipped' WHERE id = 1",
+        ),
+        (
+            "rollouts.state",
+            "UPDATE rollouts SET state = 'done' WHERE id = 1",
+        ),
+        (
+            "rollout_targets.status",
+            "INSERT INTO rollout_targets (rollout_id, workspace_id, tier, status, to_digest, updated_at) \
+             VALUES (1, 1, 'canary', 'halfway', 'd', 0)",
+        ),
+        (
+            "rollout_targets.tier",
+            "INSERT INTO rollout_targets (rollout_id, workspace_id, tier, to_digest, updated_at) \
+             VALUES (1, 1, 'beta', 'd', 0)",
+        ),
+        (
+            "workspace_updates.phase",
+            "INSERT INTO workspace_updates (workspace_id, to_digest, phase, started_at, updated_at) \
+             VALUES (1, 'd', 'dancing', 0, 0)",
+        ),
+        (
+            "workspace_updates.kind",
+            "INSERT INTO workspace_updates (workspace_id, to_digest, phase, kind, started_at, updated_at) \
+             VALUES (1, 'd', 'pulling', 'upgrade', 0, 0)",
+        ),
+        (
+            "snapshots.state",
+            "INSERT INTO snapshots (id, workspace_id, volume, path, state, created_at) \
+             VALUES ('s1', 1, 'v', 'p', 'halfway', 0)",
+        ),
+    ];
+    for (rule, sql) in refused {
+        let e = run(sql).await.expect_err(rule).to_string();
+        assert!(e.to_lowercase().contains("check"), "{rule}: {e}");
+    }
+    // The partial index behind the controller's canary lookup exists on both engines.
+    let index_sql = match store.engine() {
+        sluice::store::Engine::Sqlite => {
+            "SELECT sql FROM sqlite_master WHERE type = 'index' AND name = 'workspaces_canary'"
+        }
+        sluice::store::Engine::Postgres => {
+            "SELECT indexdef FROM pg_indexes WHERE indexname = 'workspaces_canary'"
+        }
+    };
+    let def: String = sqlx::query_scalar(index_sql).fetch_one(pool).await.unwrap();
+    assert!(def.contains("WHERE") && def.contains("canary"), "{def}");
 }
 
 #[tokio::test]

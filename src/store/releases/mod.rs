@@ -10,9 +10,9 @@ pub use admin::RejectOutcome;
 pub use tracked_images::TrackedImage;
 
 use chrono::{DateTime, Utc};
+use sqlx::AnyConnection;
 use sqlx::Row;
-use sqlx::SqliteConnection;
-use sqlx::sqlite::SqliteRow;
+use sqlx::any::AnyRow;
 
 use super::events::append_event_in;
 use super::{NewEvent, QueryContext, Store, StoreError};
@@ -61,7 +61,7 @@ pub struct ProbeRecord {
 /// to. The very first digest seen for an image that no workspace runs yet is the
 /// baseline the workspaces will be created from, not a release.
 async fn is_new_in(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     image: &str,
     digest: &Digest,
 ) -> Result<bool, StoreError> {
@@ -95,7 +95,7 @@ async fn is_new_in(
 /// Marks `superseded` every `queued` release of `image` detected no later than
 /// `newest_id` that no rollout started, with an audit event each; returns their ids.
 async fn supersede_older_in(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     image: &str,
     newest_id: i64,
     now: DateTime<Utc>,
@@ -139,7 +139,7 @@ fn corrupt(e: impl std::fmt::Display) -> StoreError {
 const COLUMNS: &str =
     "id, image, digest, detected_at, changelog, status, status_reason, updated_at, version";
 
-fn from_row(row: &SqliteRow) -> Result<Release, StoreError> {
+fn from_row(row: &AnyRow) -> Result<Release, StoreError> {
     Ok(Release {
         id: row.try_get("id").map_err(corrupt)?,
         image: row.try_get("image").map_err(corrupt)?,

@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
+use sqlx::any::AnyRow;
 
 use super::super::{QueryContext, Store, StoreError};
 use crate::clock::{from_millis, to_millis};
@@ -36,7 +36,7 @@ fn corrupt(e: impl std::fmt::Display) -> StoreError {
     }
 }
 
-fn from_row(row: &SqliteRow) -> Result<TrackedImage, StoreError> {
+fn from_row(row: &AnyRow) -> Result<TrackedImage, StoreError> {
     let ms = |c: &str| {
         row.try_get::<Option<i64>, _>(c)
             .map(|v| v.map(from_millis))

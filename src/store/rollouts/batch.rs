@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 
-use sqlx::SqliteConnection;
+use sqlx::AnyConnection;
 
 use crate::domain::{DesiredChange, TargetChange};
 use crate::store::{QueryContext, StoreError};
@@ -44,7 +44,7 @@ fn placeholders(from: usize, n: usize) -> String {
 
 /// Applies target changes of rollout `id` at `at` (millis).
 pub(super) async fn update_targets(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     id: i64,
     at: i64,
     targets: &[&TargetChange],
@@ -104,7 +104,7 @@ pub(super) async fn update_targets(
 
 /// Sets desired digests (recording rollout `id` where asked) and forgets failed digests.
 pub(super) async fn set_desired(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     id: i64,
     at: i64,
     desired: &[&DesiredChange],

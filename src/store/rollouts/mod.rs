@@ -38,7 +38,7 @@ pub use targets::{CandidateRow, TargetRow};
 
 use chrono::{DateTime, Utc};
 use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
+use sqlx::any::AnyRow;
 
 use super::{QueryContext, Store, StoreError, is_unique_violation};
 use crate::clock::from_millis;
@@ -82,7 +82,7 @@ const ROLLOUT_COLUMNS: &str = "r.id, r.release_id, rel.image, rel.digest, rel.st
     r.state, r.state_data, r.strategy, r.soak_started_at, r.soak_ends_at, r.finished_at, \
     r.started_by, r.reason, r.created_at, r.version";
 
-fn rollout_from_row(row: &SqliteRow) -> Result<RolloutRow, StoreError> {
+fn rollout_from_row(row: &AnyRow) -> Result<RolloutRow, StoreError> {
     let c = |e: sqlx::Error| corrupt("rollout")(e.to_string());
     let s = |col: &str| row.try_get::<String, _>(col).map_err(c);
     Ok(RolloutRow {

@@ -5,7 +5,7 @@
 
 use chrono::{DateTime, Utc};
 use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
+use sqlx::any::AnyRow;
 
 use super::digest;
 use crate::clock::{from_millis, to_millis};
@@ -58,7 +58,7 @@ fn opt_digest(v: Option<String>, what: &'static str) -> Result<Option<Digest>, S
     v.map(|s| digest(&s, what)).transpose()
 }
 
-pub(super) fn target_from_row(row: &SqliteRow) -> Result<TargetRow, StoreError> {
+pub(super) fn target_from_row(row: &AnyRow) -> Result<TargetRow, StoreError> {
     let c = |e: sqlx::Error| bad("rollout target")(e.to_string());
     let p = |e: crate::domain::ParseError| bad("rollout target")(e.to_string());
     let s = |col: &str| row.try_get::<String, _>(col).map_err(c);

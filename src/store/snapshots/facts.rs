@@ -7,16 +7,19 @@ use std::collections::HashSet;
 
 use super::{Raw, SnapshotRow, to_row};
 use crate::domain::{Digest, SnapshotId, UpdateKind, UpdatePhase};
-use crate::store::{QueryContext, Store, StoreError};
+use crate::store::{QueryContext, SqlBool, Store, StoreError};
 
 /// A row plus the facts retention and the API decide on.
 #[derive(sqlx::FromRow)]
 struct RawFacts {
     #[sqlx(flatten)]
     row: Raw,
+    #[sqlx(try_from = "SqlBool")]
     needed: bool,
+    #[sqlx(try_from = "SqlBool")]
     workspace_quarantined: bool,
     last_finished: Option<String>,
+    #[sqlx(try_from = "SqlBool")]
     newest_of_volume: bool,
 }
 
@@ -238,9 +241,7 @@ impl Store {
 
 /// Ids that an unfinished `restore` or `recover` journal row is to restore (the list is
 /// JSON, so it is read here rather than matched in SQL).
-async fn open_restore_ids(
-    conn: &mut sqlx::SqliteConnection,
-) -> Result<HashSet<String>, StoreError> {
+async fn open_restore_ids(conn: &mut sqlx::AnyConnection) -> Result<HashSet<String>, StoreError> {
     let lists: Vec<String> = sqlx::query_scalar(
         "SELECT restore_snapshot_ids FROM workspace_updates \
          WHERE restore_snapshot_ids IS NOT NULL \
@@ -262,7 +263,7 @@ async fn open_restore_ids(
 
 /// [`Store::snapshot_info`] on a caller's connection or transaction.
 pub(super) async fn info_in(
-    conn: &mut sqlx::SqliteConnection,
+    conn: &mut sqlx::AnyConnection,
     id: &SnapshotId,
 ) -> Result<SnapshotInfo, StoreError> {
     let open = open_restore_ids(&mut *conn).await?;

@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
+use sqlx::any::AnyRow;
 
 use super::{FINISHED_PHASES, QueryContext, Store, StoreError};
 use crate::clock::from_millis;
@@ -103,7 +103,7 @@ fn snapshot_ids(json: &str) -> Result<Vec<SnapshotId>, StoreError> {
         .map_err(corrupt)
 }
 
-pub(super) fn from_row(r: &SqliteRow) -> Result<UpdateRow, StoreError> {
+pub(super) fn from_row(r: &AnyRow) -> Result<UpdateRow, StoreError> {
     Ok(UpdateRow {
         id: r.try_get("id").map_err(corrupt)?,
         workspace_id: r.try_get("workspace_id").map_err(corrupt)?,

@@ -312,19 +312,14 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
 
     use super::*;
     use crate::domain::ImageRef;
 
-    async fn fresh() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let url = format!("sqlite://{}", dir.path().join("sluice.db").display());
-        let store = Store::open(&url, 2, Duration::from_secs(5))
-            .await
-            .expect("open");
-        store.migrate().await.expect("migrate");
-        (dir, store)
+    async fn fresh() -> (crate::store::TestDb, Store) {
+        let db = crate::store::TestDb::new().await;
+        let store = db.store(2).await;
+        (db, store)
     }
 
     #[tokio::test]

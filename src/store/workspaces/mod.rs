@@ -10,9 +10,9 @@ mod retirements;
 mod volumes;
 
 use chrono::{DateTime, Utc};
+use sqlx::AnyConnection;
 use sqlx::Row;
-use sqlx::SqliteConnection;
-use sqlx::sqlite::SqliteRow;
+use sqlx::any::AnyRow;
 
 pub use admin::WorkspacePatch;
 pub use observed::Observed;
@@ -78,7 +78,7 @@ fn opt_digest(v: Option<String>) -> Result<Option<Digest>, StoreError> {
     v.map(|s| Digest::parse(&s)).transpose().map_err(corrupt)
 }
 
-fn from_row(row: &SqliteRow) -> Result<Workspace, StoreError> {
+fn from_row(row: &AnyRow) -> Result<Workspace, StoreError> {
     let get_s = |c: &str| row.try_get::<String, _>(c).map_err(corrupt);
     let get_os = |c: &str| row.try_get::<Option<String>, _>(c).map_err(corrupt);
     Ok(Workspace {
@@ -159,7 +159,7 @@ impl Store {
 /// `desired` as its first desired digest; a taken name is [`StoreError::AlreadyExists`].
 /// A new row has no version to check; it starts at the schema's default.
 pub(super) async fn insert_in(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     w: &NewWorkspace,
     desired: Option<&Digest>,
     now: DateTime<Utc>,

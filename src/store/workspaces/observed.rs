@@ -9,7 +9,7 @@
 //! operator's version-checked write that raced them re-reads and retries.
 
 use chrono::{DateTime, Utc};
-use sqlx::SqliteConnection;
+use sqlx::AnyConnection;
 
 use crate::clock::to_millis;
 use crate::domain::{Digest, Health, WorkspaceState};
@@ -29,7 +29,7 @@ pub struct Observed {
 /// transaction (`set_observed` alone, `finish_update` with the journal row). No version
 /// check: the reconciler is the one writer of these columns (module header).
 pub(crate) async fn write_observed_in(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     workspace_id: i64,
     actual_digest: Option<&Digest>,
     container_id: Option<&str>,

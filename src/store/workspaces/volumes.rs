@@ -8,7 +8,7 @@
 //! functions, so the SQL stays portable.
 
 use chrono::{DateTime, Utc};
-use sqlx::SqliteConnection;
+use sqlx::AnyConnection;
 
 use crate::domain::WorkspaceName;
 use crate::domain::spec::WorkspaceSpec;
@@ -58,7 +58,7 @@ impl Store {
 /// names one of `volumes` in its spec. Run inside the writing transaction, after its
 /// first write, so that SQLite's single writer serialises concurrent claims.
 pub(super) async fn ensure_unclaimed_in(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     exclude_id: i64,
     volumes: &[&str],
 ) -> Result<(), StoreError> {
@@ -93,7 +93,7 @@ pub(super) async fn ensure_unclaimed_in(
 
 /// Appends one `volume_adopted` event per adopted volume.
 pub(super) async fn append_adoptions_in(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     actor: &str,
     workspace: &WorkspaceName,
     workspace_id: i64,
