@@ -7,6 +7,7 @@ pub mod clock;
 pub mod config;
 pub mod domain;
 pub mod fault;
+pub mod leader;
 pub mod metrics;
 pub mod notify;
 pub mod reconciler;

@@ -85,29 +85,37 @@ fn client_main(cli: Cli, settings: &Settings) -> anyhow::Result<()> {
 }
 
 async fn run(settings: Settings) -> anyhow::Result<()> {
+    // The handlers go in before anything is built or logged: a signal that arrives once
+    // the API has announced its address must stop the daemon cleanly, not kill it.
+    let signals = Signals::install().context("installing the SIGTERM and SIGINT handlers")?;
     let app = Application::build(settings).await?;
     let shutdown = CancellationToken::new();
-    tokio::spawn(wait_for_signal(shutdown.clone()));
+    tokio::spawn(signals.cancel_on_first(shutdown.clone()));
     app.run_until_stopped(shutdown).await?;
     Ok(())
 }
 
-/// Cancels `token` on SIGTERM or SIGINT.
-async fn wait_for_signal(token: CancellationToken) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (mut term, mut int) = match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(t), Ok(i)) => (t, i),
-        _ => {
-            tracing::error!("cannot install signal handlers; stop with SIGKILL");
-            return;
-        }
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!(signal = "SIGTERM", "shutting down"),
-        _ = int.recv() => tracing::info!(signal = "SIGINT", "shutting down"),
+/// The SIGTERM and SIGINT streams, registered with the runtime.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
     }
-    token.cancel();
+
+    /// Cancels `token` on the first SIGTERM or SIGINT.
+    async fn cancel_on_first(mut self, token: CancellationToken) {
+        tokio::select! {
+            _ = self.term.recv() => tracing::info!(signal = "SIGTERM", "shutting down"),
+            _ = self.int.recv() => tracing::info!(signal = "SIGINT", "shutting down"),
+        }
+        token.cancel();
+    }
 }

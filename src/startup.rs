@@ -14,12 +14,12 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::Settings;
 use crate::metrics::Metrics;
 use crate::registry::OciRegistry;
-use crate::snapshot::Snapshots;
 use crate::store::{Store, StoreError};
-use crate::task::{Backoff, Driver, Task};
+use crate::task::{Driver, Task};
 
 mod docker;
-use docker::{DockerLater, build_reconciler, start_reconciler};
+mod leadership;
+use leadership::{Leadership, Loops};
 
 /// How long in-flight requests get to finish after shutdown is requested. (Running
 /// updates get `[update] shutdown_grace` instead: see `reconciler`, "Stopping".)
@@ -59,10 +59,8 @@ pub struct Application {
     settings: Settings,
     wakers: crate::wake::Wakers,
     watcher: crate::watcher::Watcher<Arc<OciRegistry>>,
-    reconciler: Option<crate::reconciler::Reconciler<crate::runtime::DockerRuntime>>,
     rollout_ops: crate::rollout::ops::Ops,
-    /// The one snapshot store, shared by the reconciler and the snapshot cleanup.
-    snaps: Snapshots,
+    leader_metrics: crate::leader::LeaderMetrics,
 }
 
 /// Opens the configured store and applies migrations.
@@ -153,11 +151,7 @@ impl Application {
             metrics: crate::rollout::metrics::RolloutMetrics::register(metrics.registry())
                 .map_err(StartupError::Metrics)?,
         });
-        let snaps = Snapshots::new(
-            settings.snapshot_dir(),
-            settings.snapshots.clone(),
-            store.clone(),
-        );
+        let leader_metrics = crate::leader::LeaderMetrics::register(metrics.registry())?;
         let state = AppState {
             store,
             docker,
@@ -171,20 +165,16 @@ impl Application {
                 token: settings.registries.webhook_token.clone(),
                 hints,
             },
+            leader: crate::leader::LeaderView::new(&settings.leader.instance_name()),
         };
-        let reconciler = state
-            .docker
-            .get()
-            .map(|d| build_reconciler(&settings, &state, &snaps, &d));
         Ok(Self {
             listener,
             state,
             settings,
             wakers,
             watcher,
-            reconciler,
             rollout_ops,
-            snaps,
+            leader_metrics,
         })
     }
 
@@ -215,7 +205,13 @@ impl Application {
     /// `[update] shutdown_grace`; the others stop at once.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<(), StartupError> {
         let addr = self.local_addr();
-        tracing::info!(%addr, data_dir = %self.settings.data.dir.display(), "sluice api listening");
+        tracing::info!(
+            %addr,
+            data_dir = %self.settings.data.dir.display(),
+            engine = self.state.store.engine().as_str(),
+            instance = self.state.leader.instance(),
+            "sluice api listening"
+        );
         let tasks = TaskTracker::new();
         let metrics = self.state.metrics.tasks().clone();
         let systemd = crate::systemd::Systemd::new(
@@ -225,60 +221,27 @@ impl Application {
             addr,
         );
         spawn_task(&tasks, systemd.driver(metrics.clone()), &shutdown);
-        if let Some(notifier) = crate::notify::spawn(
-            self.state.store.clone(),
-            &self.settings.notifications,
-            &self.state.metrics,
-            self.state.clock.clone(),
-            shutdown.clone(),
-        ) {
-            track(&tasks, "notifier", notifier);
-        }
-        let watcher = crate::watcher::WatcherTask::driver(self.watcher, metrics.clone());
-        spawn_task(&tasks, watcher, &shutdown);
-        match self.reconciler.clone() {
-            Some(rec) => start_reconciler(
-                rec,
-                &self.settings,
-                &self.state,
-                &self.snaps,
-                &shutdown,
-                &tasks,
-            ),
-            None => {
-                let later = DockerLater {
-                    settings: self.settings.clone(),
-                    state: self.state.clone(),
-                    snaps: self.snaps.clone(),
-                    tasks: tasks.clone(),
-                    connected: false,
-                };
-                let backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
-                spawn_task(
-                    &tasks,
-                    Driver::new(later, metrics.clone()).backoff(backoff),
-                    &shutdown,
-                );
-            }
-        }
-        let controller = crate::rollout::controller::Controller::new(
-            self.rollout_ops.deps().clone(),
-            self.settings.rollout.tick_interval,
-        );
-        // Canary smoke checks reach containers through Docker, like the health gate; they
-        // fail (never silently pass) while Docker is not connected.
-        let controller =
-            controller.with_smoke(Arc::new(crate::reconciler::smoke::DockerSmokeProbe::new(
-                self.state.docker.clone(),
-                self.state.store.clone(),
-                crate::reconciler::smoke::SMOKE_TIMEOUT,
-            )));
-        let controller =
-            crate::rollout::controller_task::ControllerTask::driver(controller, metrics);
-        spawn_task(&tasks, controller, &shutdown);
-        let app = api::router(self.state.clone());
+        let Application {
+            listener,
+            state,
+            settings,
+            watcher,
+            rollout_ops,
+            leader_metrics,
+            ..
+        } = self;
+        let loops = Loops {
+            settings: settings.clone(),
+            state: state.clone(),
+            watcher,
+            rollout_ops,
+            tasks: tasks.clone(),
+            shutdown: shutdown.clone(),
+        };
+        let leadership = Leadership::start(loops, &settings, &leader_metrics);
+        let app = api::router(state.clone());
         let stop = shutdown.clone();
-        let server = axum::serve(self.listener, app)
+        let server = axum::serve(listener, app)
             .with_graceful_shutdown(async move { stop.cancelled().await });
         let mut server = std::pin::pin!(server.into_future());
         tokio::select! {
@@ -299,7 +262,9 @@ impl Application {
                 }
             }
         }
-        self.state.store.close().await;
+        // Only now, with every loop ended, may a standby take over.
+        leadership.hand_back().await;
+        state.store.close().await;
         tracing::info!("sluice stopped");
         Ok(())
     }

@@ -18,6 +18,28 @@ pub struct FleetView {
     pub mode: FleetMode,
     pub workspaces: usize,
     pub by_state: std::collections::BTreeMap<String, usize>,
+    /// The instance that answered: its name, role and epoch.
+    pub instance: InstanceView,
+    /// The stored lease (PostgreSQL; `null` on SQLite, where the one daemon leads).
+    pub leader: Option<crate::store::LeaseRow>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct InstanceView {
+    pub name: String,
+    pub role: &'static str,
+    pub epoch: Option<i64>,
+    pub engine: &'static str,
+}
+
+pub fn instance_view(state: &AppState) -> InstanceView {
+    let role = state.leader.role();
+    InstanceView {
+        name: state.leader.instance().to_owned(),
+        role: role.name(),
+        epoch: role.epoch(),
+        engine: state.store.engine().as_str(),
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -40,6 +62,8 @@ async fn fleet_view(state: &AppState) -> Result<FleetView, ApiError> {
         mode,
         workspaces: all.len(),
         by_state,
+        instance: instance_view(state),
+        leader: state.store.lease().await?,
     })
 }
 

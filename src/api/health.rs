@@ -33,7 +33,11 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
         Ok(()) => json!({ "ok": true }),
         Err(e) => json!({ "ok": false, "error": e }),
     };
-    let body = json!({ "store": show(&store), "docker": show(&docker) });
+    let body = json!({
+        "store": show(&store),
+        "docker": show(&docker),
+        "instance": super::fleet::instance_view(&state),
+    });
     let code = if store.is_ok() && docker.is_ok() {
         StatusCode::OK
     } else {

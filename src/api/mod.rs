@@ -53,6 +53,8 @@ pub struct AppState {
     pub rollout_ops: crate::rollout::ops::Ops,
     /// Token and hint queue for `POST /api/v1/registry/events`.
     pub registry_events: registry_events::RegistryEvents,
+    /// This instance's name and role (leader or standby).
+    pub leader: crate::leader::LeaderView,
 }
 
 /// The admin API's settings, resolved at startup.

@@ -107,6 +107,9 @@ fn validate(s: &Settings) -> Result<(), ConfigError> {
             "expected `sqlite://PATH` or `postgres://USER@HOST/DATABASE`",
         ));
     }
+    if let Err((key, message)) = s.leader.validate() {
+        return Err(value(key, &message));
+    }
     if s.database.max_connections == 0 {
         return Err(value("database.max_connections", "must be at least 1"));
     }

@@ -4,6 +4,7 @@
 
 mod access_types;
 mod docker;
+mod leader_types;
 mod load;
 mod rollout_types;
 mod secret;

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::Secret;
 
 pub use super::access_types::*;
+pub use super::leader_types::*;
 pub use super::rollout_types::*;
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -29,6 +30,7 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub images: ImageSettings,
     pub notifications: NotificationSettings,
+    pub leader: LeaderSettings,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

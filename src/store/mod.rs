@@ -16,6 +16,7 @@
 
 mod dialect;
 mod events;
+mod leases;
 mod pool;
 mod releases;
 mod rollouts;
@@ -29,6 +30,7 @@ mod workspaces;
 use sqlx::AnyPool;
 
 pub use events::{Event, FeedEvent, NewEvent};
+pub use leases::{Claim, LeaseRow, LeaseSession};
 pub use releases::{ProbeRecord, ProbeSuccess, RejectOutcome, Release, TrackedImage};
 #[cfg(test)]
 pub(crate) use rollouts::fixtures;

@@ -39,17 +39,18 @@ impl TestDb {
 
     /// A new empty database on `engine`.
     pub async fn on(engine: Engine) -> Self {
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let unique = format!(
-            "{}_{}_{n}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.subsec_nanos())
-                .unwrap_or_default()
-        );
-        let dir = std::env::temp_dir().join(format!("sluice-testdb-{unique}"));
-        std::fs::create_dir_all(&dir).expect("create the test database directory");
+        // pid + counter is unique within this run; a leftover directory from an earlier
+        // run with the same pid is skipped rather than reused.
+        let (unique, dir) = loop {
+            let n = NEXT.fetch_add(1, Ordering::Relaxed);
+            let unique = format!("{}_{n}", std::process::id());
+            let dir = std::env::temp_dir().join(format!("sluice-testdb-{unique}"));
+            match std::fs::create_dir(&dir) {
+                Ok(()) => break (unique, dir),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => panic!("create the test database directory {}: {e}", dir.display()),
+            }
+        };
         match engine {
             Engine::Sqlite => Self {
                 url: format!("sqlite://{}", dir.join("sluice.db").display()),
@@ -63,6 +64,13 @@ impl TestDb {
                 let mut conn = sqlx::AnyConnection::connect(&admin)
                     .await
                     .unwrap_or_else(|e| panic!("connect to {admin}: {e}"));
+                // A database left by an earlier run whose pid matched is thrown away.
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS {name}"
+                )))
+                .execute(&mut conn)
+                .await
+                .unwrap_or_else(|e| panic!("drop leftover database {name}: {e}"));
                 sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
                     .execute(&mut conn)
                     .await

@@ -136,6 +136,12 @@ enum Outcome {
 }
 
 impl<R: Registry> Watcher<R> {
+    /// The same watcher writing through `store` (the leader's fenced store).
+    pub fn on_store(mut self, store: Store) -> Self {
+        self.store = store;
+        self
+    }
+
     pub fn new(
         store: Store,
         registry: R,

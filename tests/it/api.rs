@@ -65,8 +65,20 @@ impl TestApi {
         let app = Application::build(s).await.expect("daemon builds");
         let addr = app.local_addr();
         let store = app.state().store.clone();
+        let leader = app.state().leader.clone();
         let stop = CancellationToken::new();
         tokio::spawn(app.run_until_stopped(stop.clone()));
+        // On PostgreSQL the instance first wins the lease (and audits it): wait, so that
+        // the tests see a leading daemon and a settled audit trail.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while !matches!(leader.role(), sluice::leader::Role::Leader { .. }) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the test daemon did not start leading: {:?}",
+                leader.role()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
         Self {
             addr,
             client: reqwest::Client::new(),
@@ -831,7 +843,15 @@ async fn releases_are_listed_shown_and_rejected_with_an_audit_event() {
         "{v}"
     );
 
-    let events = api.store.events(0, 100).await.unwrap();
+    // The daemon's own events (actor `system`, e.g. the leader's on PostgreSQL) aside.
+    let events: Vec<_> = api
+        .store
+        .events(0, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.actor != "system")
+        .collect();
     assert_eq!(events.len(), 1, "{events:?}");
     assert_eq!(events[0].action, "release.rejected");
     assert_eq!(events[0].actor, "ops-alice");

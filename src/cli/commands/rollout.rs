@@ -176,6 +176,28 @@ pub(super) async fn fleet(c: &Client, out: &Output, cmd: FleetCommand) -> Result
                 s.push_str(&format!("  {k:<12}{n}\n"));
             }
         }
+        let i = &f["instance"];
+        s.push_str(&format!(
+            "instance    {} ({}, epoch {}, {})\n",
+            cell(&i["name"]),
+            cell(&i["role"]),
+            cell(&i["epoch"]),
+            cell(&i["engine"])
+        ));
+        let l = &f["leader"];
+        if l.is_object() {
+            let left = l["expires_at"].as_i64().unwrap_or(0) - l["read_at"].as_i64().unwrap_or(0);
+            s.push_str(&format!(
+                "leader      {} (epoch {}, lease {})\n",
+                cell(&l["holder"]),
+                cell(&l["epoch"]),
+                if left > 0 {
+                    format!("ends in {:.1}s", left as f64 / 1000.0)
+                } else {
+                    "ran out".to_owned()
+                }
+            ));
+        }
         s
     });
     Ok(())

@@ -1,0 +1,82 @@
+//! `[leader]`: how instances sharing one PostgreSQL database elect the one that drives
+//! the loops (see `src/leader/`). Ignored on SQLite, where the one daemon always leads.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LeaderSettings {
+    /// How long a lease lasts without renewal. The leader renews every third of it and
+    /// stops (exits) when two thirds passed without a renewal; a standby takes over at
+    /// the latest one lease after the leader's last renewal.
+    #[serde(with = "humantime_serde")]
+    pub lease_ttl: Duration,
+    /// This instance's name in the lease, the audit trail and `/readyz`; empty means
+    /// `<hostname>-<pid>`.
+    pub instance: String,
+}
+
+impl Default for LeaderSettings {
+    fn default() -> Self {
+        Self {
+            lease_ttl: Duration::from_secs(15),
+            instance: String::new(),
+        }
+    }
+}
+
+/// Bounds of `leader.lease_ttl`.
+pub const LEASE_TTL_MIN: Duration = Duration::from_secs(2);
+pub const LEASE_TTL_MAX: Duration = Duration::from_secs(300);
+
+impl LeaderSettings {
+    /// The configured name, or `<hostname>-<pid>`.
+    pub fn instance_name(&self) -> String {
+        if !self.instance.is_empty() {
+            return self.instance.clone();
+        }
+        let host = std::fs::read_to_string("/etc/hostname")
+            .ok()
+            .map(|h| h.trim().to_owned())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "sluice".to_owned());
+        format!("{host}-{}", std::process::id())
+    }
+
+    /// How often the leader renews its lease.
+    pub fn renew_every(&self) -> Duration {
+        self.lease_ttl / 3
+    }
+
+    /// How long after its last renewal a leader still starts work.
+    pub fn step_down_after(&self) -> Duration {
+        self.lease_ttl * 2 / 3
+    }
+
+    /// How often a standby tries for the lock.
+    pub fn standby_poll(&self) -> Duration {
+        (self.lease_ttl / 5).min(Duration::from_secs(1))
+    }
+
+    pub(super) fn validate(&self) -> Result<(), (&'static str, String)> {
+        if !(LEASE_TTL_MIN..=LEASE_TTL_MAX).contains(&self.lease_ttl) {
+            return Err((
+                "leader.lease_ttl",
+                format!(
+                    "must be between {} and {}",
+                    humantime::format_duration(LEASE_TTL_MIN),
+                    humantime::format_duration(LEASE_TTL_MAX)
+                ),
+            ));
+        }
+        if self.instance.len() > 128 || self.instance.chars().any(|c| c.is_control()) {
+            return Err((
+                "leader.instance",
+                "must be at most 128 characters, without control characters".to_owned(),
+            ));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,168 @@
+//! Who runs the loops: `Loops` spawns notifier, watcher, reconciler and controller on the
+//! store it is handed; `Leadership` hands it that store once this instance leads (at once
+//! on SQLite, after winning the lease on PostgreSQL, then with the fenced store).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::docker::{DockerLater, build_reconciler, start_reconciler};
+use super::{spawn_task, track};
+use crate::api::AppState;
+use crate::clock::Clock;
+use crate::config::Settings;
+use crate::registry::OciRegistry;
+use crate::snapshot::Snapshots;
+use crate::store::Store;
+use crate::task::{Backoff, Driver};
+
+/// The loops this instance runs once it leads, built on the store it is handed (the
+/// fenced one on PostgreSQL).
+pub(super) struct Loops {
+    pub(super) settings: Settings,
+    pub(super) state: AppState,
+    pub(super) watcher: crate::watcher::Watcher<Arc<OciRegistry>>,
+    pub(super) rollout_ops: crate::rollout::ops::Ops,
+    pub(super) tasks: TaskTracker,
+    pub(super) shutdown: CancellationToken,
+}
+
+impl Loops {
+    /// Spawns notifier, watcher, reconciler (or the task that waits for Docker) and
+    /// controller, each writing through `store`.
+    pub(super) fn start(self, store: Store) {
+        let Loops {
+            settings,
+            mut state,
+            watcher,
+            rollout_ops,
+            tasks,
+            shutdown,
+        } = self;
+        state.store = store.clone();
+        let metrics = state.metrics.tasks().clone();
+        if let Some(notifier) = crate::notify::spawn(
+            store.clone(),
+            &settings.notifications,
+            &state.metrics,
+            state.clock.clone(),
+            shutdown.clone(),
+        ) {
+            track(&tasks, "notifier", notifier);
+        }
+        let watcher =
+            crate::watcher::WatcherTask::driver(watcher.on_store(store.clone()), metrics.clone());
+        spawn_task(&tasks, watcher, &shutdown);
+        // The one snapshot store, shared by the reconciler and the snapshot cleanup.
+        let snaps = Snapshots::new(
+            settings.snapshot_dir(),
+            settings.snapshots.clone(),
+            store.clone(),
+        );
+        match state.docker.get() {
+            Some(d) => {
+                let rec = build_reconciler(&settings, &state, &snaps, &d);
+                start_reconciler(rec, &settings, &state, &snaps, &shutdown, &tasks);
+            }
+            None => {
+                let later = DockerLater {
+                    settings: settings.clone(),
+                    state: state.clone(),
+                    snaps: snaps.clone(),
+                    tasks: tasks.clone(),
+                    connected: false,
+                };
+                let backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
+                spawn_task(
+                    &tasks,
+                    Driver::new(later, metrics.clone()).backoff(backoff),
+                    &shutdown,
+                );
+            }
+        }
+        let mut deps = rollout_ops.deps().clone();
+        deps.store = store.clone();
+        let controller =
+            crate::rollout::controller::Controller::new(deps, settings.rollout.tick_interval);
+        // Canary smoke checks reach containers through Docker, like the health gate; they
+        // fail (never silently pass) while Docker is not connected.
+        let controller =
+            controller.with_smoke(Arc::new(crate::reconciler::smoke::DockerSmokeProbe::new(
+                state.docker.clone(),
+                store,
+                crate::reconciler::smoke::SMOKE_TIMEOUT,
+            )));
+        let controller =
+            crate::rollout::controller_task::ControllerTask::driver(controller, metrics);
+        spawn_task(&tasks, controller, &shutdown);
+    }
+}
+
+/// This instance's part in the election (see `leader`): on SQLite it leads at once; on
+/// PostgreSQL the leader task starts the loops when it wins, and the daemon exits at once
+/// if it loses the lease.
+pub(super) struct Leadership {
+    keeper: Option<(TaskTracker, CancellationToken, crate::leader::Released)>,
+    instance: String,
+    clock: Arc<dyn Clock>,
+}
+
+impl Leadership {
+    pub(super) fn start(
+        loops: Loops,
+        settings: &Settings,
+        leader_metrics: &crate::leader::LeaderMetrics,
+    ) -> Self {
+        let view = loops.state.leader.clone();
+        let instance = view.instance().to_owned();
+        let clock = loops.state.clock.clone();
+        let store = loops.state.store.clone();
+        let task_metrics = loops.state.metrics.tasks().clone();
+        if store.engine() == crate::store::Engine::Sqlite {
+            view.set(crate::leader::Role::Leader { epoch: 0 });
+            leader_metrics.lead(true);
+            loops.start(store);
+            return Self {
+                keeper: None,
+                instance,
+                clock,
+            };
+        }
+        let lost = CancellationToken::new();
+        let exit_on = lost.clone();
+        tokio::spawn(async move {
+            exit_on.cancelled().await;
+            std::process::exit(crate::leader::EXIT_LOST_LEADERSHIP);
+        });
+        let (task, released) = crate::leader::LeaderTask::new(
+            store,
+            clock.clone(),
+            settings.leader.clone(),
+            view,
+            leader_metrics.clone(),
+            Box::new(move |fenced, _epoch| loops.start(fenced)),
+            lost,
+            settings.database.max_connections,
+        );
+        let keeper_tasks = TaskTracker::new();
+        let keeper_stop = CancellationToken::new();
+        // The keeper outlives the loops: it renews the lease until every loop has ended.
+        spawn_task(&keeper_tasks, Driver::new(task, task_metrics), &keeper_stop);
+        Self {
+            keeper: Some((keeper_tasks, keeper_stop, released)),
+            instance,
+            clock,
+        }
+    }
+
+    pub(super) async fn hand_back(self) {
+        if let Some((keeper_tasks, keeper_stop, released)) = self.keeper {
+            keeper_stop.cancel();
+            keeper_tasks.close();
+            keeper_tasks.wait().await;
+            crate::leader::release(&released, &self.instance, self.clock.as_ref()).await;
+        }
+    }
+}
