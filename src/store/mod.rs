@@ -87,7 +87,37 @@ pub enum StoreError {
     VolumeInUse { volume: String, owner: String },
     #[error("stored {what} is invalid: {message}")]
     Corrupt { what: &'static str, message: String },
+    /// A loop write of a leader whose epoch is no longer the lease's (PostgreSQL's
+    /// fencing trigger, `migrations/postgres/0007_leadership.sql`): nothing was written.
+    #[error("write refused ({context}): {message}")]
+    Fenced {
+        context: &'static str,
+        message: String,
+    },
 }
+
+impl StoreError {
+    /// A failed statement: `Fenced` when the fencing trigger refused it, else `Query`.
+    pub(crate) fn query(context: &'static str, source: sqlx::Error) -> Self {
+        match &source {
+            sqlx::Error::Database(d) if d.code().as_deref() == Some(FENCED_SQLSTATE) => {
+                Self::Fenced {
+                    context,
+                    message: d.message().to_owned(),
+                }
+            }
+            _ => Self::Query { context, source },
+        }
+    }
+
+    /// True when the database refused the write because a newer leader holds the lease.
+    pub fn is_fenced(&self) -> bool {
+        matches!(self, Self::Fenced { .. })
+    }
+}
+
+/// The SQLSTATE the fencing trigger raises.
+const FENCED_SQLSTATE: &str = "SL001";
 
 /// Adds the statement's purpose to a sqlx error.
 pub(crate) trait QueryContext<T> {
@@ -96,7 +126,7 @@ pub(crate) trait QueryContext<T> {
 
 impl<T> QueryContext<T> for Result<T, sqlx::Error> {
     fn ctx(self, context: &'static str) -> Result<T, StoreError> {
-        self.map_err(|source| StoreError::Query { context, source })
+        self.map_err(|source| StoreError::query(context, source))
     }
 }
 

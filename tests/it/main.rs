@@ -13,6 +13,8 @@ mod daemon;
 mod docker_restart;
 mod docker_tls;
 mod drift;
+mod leadership;
+mod leadership_failover;
 mod notify;
 mod notify_secrets;
 mod quickstart;

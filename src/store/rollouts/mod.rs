@@ -227,9 +227,6 @@ fn map_insert_err(e: sqlx::Error, release_id: i64) -> StoreError {
             key: release_id.to_string(),
         }
     } else {
-        StoreError::Query {
-            context: "insert rollout",
-            source: e,
-        }
+        StoreError::query("insert rollout", e)
     }
 }

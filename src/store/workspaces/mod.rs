@@ -188,10 +188,7 @@ pub(super) async fn insert_in(
                     key: w.name.to_string(),
                 }
             } else {
-                StoreError::Query {
-                    context: "insert workspace",
-                    source: e,
-                }
+                StoreError::query("insert workspace", e)
             }
         })?;
     from_row(&row)
