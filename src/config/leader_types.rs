@@ -80,3 +80,43 @@ impl LeaderSettings {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_timings_follow_the_lease() {
+        let s = LeaderSettings {
+            lease_ttl: Duration::from_secs(15),
+            instance: String::new(),
+        };
+        assert_eq!(s.renew_every(), Duration::from_secs(5));
+        assert_eq!(s.step_down_after(), Duration::from_secs(10));
+        assert_eq!(s.standby_poll(), Duration::from_secs(1));
+        assert!(
+            s.step_down_after() < s.lease_ttl,
+            "a leader steps down before its lease ends"
+        );
+        let short = LeaderSettings {
+            lease_ttl: Duration::from_secs(3),
+            ..s.clone()
+        };
+        assert_eq!(short.standby_poll(), Duration::from_millis(600));
+    }
+
+    #[test]
+    fn an_empty_instance_name_is_the_host_and_pid() {
+        let s = LeaderSettings::default();
+        let name = s.instance_name();
+        assert!(
+            name.ends_with(&format!("-{}", std::process::id())),
+            "{name}"
+        );
+        let named = LeaderSettings {
+            instance: "ctl-1".to_owned(),
+            ..s
+        };
+        assert_eq!(named.instance_name(), "ctl-1");
+    }
+}

@@ -108,3 +108,33 @@ fn the_example_config_is_valid_and_matches_the_compiled_in_defaults() {
         "config/sluice.toml documents the defaults; keep them in step"
     );
 }
+
+#[test]
+fn leader_settings_out_of_range_are_refused_naming_the_key() {
+    for (key, value, named) in [
+        ("SLUICE__LEADER__LEASE_TTL", "1s", "leader.lease_ttl"),
+        ("SLUICE__LEADER__LEASE_TTL", "10m", "leader.lease_ttl"),
+        ("SLUICE__LEADER__INSTANCE", "a\u{7}b", "leader.instance"),
+    ] {
+        let out = sluice(&["config", "check"], &[(key, value)]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{key}={value:?} accepted");
+        assert!(stderr.contains(named), "{key}={value:?}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+    }
+    let out = sluice(
+        &["config", "check"],
+        &[
+            ("SLUICE__LEADER__LEASE_TTL", "3s"),
+            ("SLUICE__LEADER__INSTANCE", "ctl-1"),
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("lease_ttl = \"3s\""), "{stdout}");
+    assert!(stdout.contains("instance = \"ctl-1\""), "{stdout}");
+}

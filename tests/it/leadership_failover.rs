@@ -523,3 +523,40 @@ async fn a_frozen_leader_lands_no_write_and_exits() {
     assert!(logs.contains("lost leadership"), "{logs}");
     assert_eq!(role(&b).await, "leader", "the new leader leads on");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_leader_cut_off_from_its_lease_steps_down_and_a_standby_leads() {
+    let db = TestDb::on(Engine::Postgres).await;
+    let store = db.store(2).await;
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let env = |instance| {
+        vec![
+            ("SLUICE__DATABASE__URL", db.url()),
+            ("SLUICE__LEADER__LEASE_TTL", "3s"),
+            ("SLUICE__LEADER__INSTANCE", instance),
+        ]
+    };
+    let mut a = Daemon::start(dir_a.path(), &env("inst-a"));
+    wait_role(&a, "leader", Duration::from_secs(20)).await;
+    let b = Daemon::start(dir_b.path(), &env("inst-b"));
+    wait_role(&b, "standby", Duration::from_secs(20)).await;
+    // The database drops the leader's election session (a cut connection, a database
+    // restart): it can no longer prove its lease.
+    let ended: bool = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(CAST(holder_session AS INTEGER)) FROM leases",
+    )
+    .fetch_one(store.raw_pool())
+    .await
+    .unwrap();
+    assert!(ended);
+    let status = a
+        .wait_timeout(Duration::from_secs(10))
+        .expect("the cut-off leader steps down");
+    assert_eq!(status.code(), Some(3), "{}", tail(&a, 20));
+    wait_role(&b, "leader", TTL + TAKEOVER_SLACK).await;
+    let epoch: i64 = sqlx::query_scalar("SELECT epoch FROM leases WHERE name = 'leader'")
+        .fetch_one(store.raw_pool())
+        .await
+        .unwrap();
+    assert_eq!(epoch, 2, "one change of leader");
+}
