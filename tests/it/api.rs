@@ -939,3 +939,54 @@ async fn every_exposed_metric_is_documented_and_the_core_ones_are_there() {
         );
     }
 }
+
+#[tokio::test]
+async fn the_instance_names_its_role_in_readyz_the_fleet_view_and_metrics() {
+    let api = TestApi::start().await;
+    let engine = sluice::store::TestDb::engine_of_run();
+    let ready: Value = reqwest::get(api.url("/readyz"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let instance = &ready["instance"];
+    assert_eq!(instance["role"], "leader", "{ready}");
+    assert_eq!(instance["engine"], engine.as_str(), "{ready}");
+    let (s, fleet) = api
+        .call(Method::GET, "/api/v1/fleet", Some(READ_TOKEN), None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{fleet}");
+    assert_eq!(fleet["instance"], *instance, "{fleet}");
+    let metrics = reqwest::get(api.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("\nsluice_leader 1\n"), "{metrics}");
+    assert!(
+        metrics.contains("\nsluice_leader_changes_total 1\n"),
+        "{metrics}"
+    );
+    match engine {
+        sluice::store::Engine::Sqlite => {
+            assert_eq!(instance["epoch"], 0, "{ready}");
+            assert!(fleet["leader"].is_null(), "no lease on SQLite: {fleet}");
+        }
+        sluice::store::Engine::Postgres => {
+            let epoch = instance["epoch"].as_i64().expect("an epoch");
+            assert!(epoch >= 1, "{ready}");
+            assert_eq!(fleet["leader"]["epoch"], epoch, "{fleet}");
+            assert_eq!(fleet["leader"]["holder"], instance["name"], "{fleet}");
+            let events = api.store.events(0, 100).await.unwrap();
+            let acquired: Vec<_> = events
+                .iter()
+                .filter(|e| e.action == "leader.acquired")
+                .collect();
+            assert_eq!(acquired.len(), 1, "{events:?}");
+            assert_eq!(acquired[0].actor, "system");
+            assert_eq!(acquired[0].detail["epoch"], epoch);
+        }
+    }
+}

@@ -189,6 +189,12 @@ fn workspace_commands_print_tables_and_json_and_fail_loudly() {
     assert!(o.status.success());
     let o = sluice(&d, Some(READ_TOKEN), &["fleet", "show"]);
     assert!(text(&o).0.contains("mode        paused"), "{:?}", text(&o));
+    // The one SQLite daemon leads at epoch 0 and holds no lease row.
+    assert!(
+        text(&o).0.contains("(leader, epoch 0, sqlite)"),
+        "{:?}",
+        text(&o)
+    );
 
     let o = sluice(&d, Some(READ_TOKEN), &["events"]);
     let (out, _) = text(&o);

@@ -274,6 +274,15 @@ fn tail(d: &Daemon, n: usize) -> String {
     logs[logs.len().saturating_sub(n)..].join("\n")
 }
 
+async fn metrics(d: &Daemon) -> String {
+    reqwest::get(d.url("/metrics"))
+        .await
+        .expect("scrape")
+        .text()
+        .await
+        .expect("metrics text")
+}
+
 async fn role(d: &Daemon) -> String {
     let r = reqwest::get(d.url("/readyz")).await;
     match r {
@@ -540,6 +549,8 @@ async fn a_leader_cut_off_from_its_lease_steps_down_and_a_standby_leads() {
     wait_role(&a, "leader", Duration::from_secs(20)).await;
     let b = Daemon::start(dir_b.path(), &env("inst-b"));
     wait_role(&b, "standby", Duration::from_secs(20)).await;
+    assert!(metrics(&a).await.contains("\nsluice_leader 1\n"));
+    assert!(metrics(&b).await.contains("\nsluice_leader 0\n"));
     // The database drops the leader's election session (a cut connection, a database
     // restart): it can no longer prove its lease.
     let ended: bool = sqlx::query_scalar(
@@ -554,6 +565,9 @@ async fn a_leader_cut_off_from_its_lease_steps_down_and_a_standby_leads() {
         .expect("the cut-off leader steps down");
     assert_eq!(status.code(), Some(3), "{}", tail(&a, 20));
     wait_role(&b, "leader", TTL + TAKEOVER_SLACK).await;
+    let m = metrics(&b).await;
+    assert!(m.contains("\nsluice_leader 1\n"), "{m}");
+    assert!(m.contains("\nsluice_leader_changes_total 1\n"), "{m}");
     let epoch: i64 = sqlx::query_scalar("SELECT epoch FROM leases WHERE name = 'leader'")
         .fetch_one(store.raw_pool())
         .await
