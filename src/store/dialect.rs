@@ -5,6 +5,11 @@
 //! from the URL, the per-connection settings, the migrator of each dialect, and
 //! decoding a truth value (SQLite answers `EXISTS` with an integer, PostgreSQL with a
 //! boolean). No table of its own; writes nothing.
+//!
+//! Engine-only features are not differences of shared SQL and so live with their one
+//! user, marked as such: the leader election (advisory lock, database clock, fenced
+//! pool) is PostgreSQL-only SQL in `leases.rs`, and `sluice migrate --to` resets
+//! PostgreSQL's identity sequences in `copy.rs`.
 
 use std::str::FromStr;
 use std::time::Duration;
