@@ -16,10 +16,27 @@ fn main() -> ExitCode {
     match real_main(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("sluice: error: {e:#}");
+            eprintln!("sluice: error: {}", one_line(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes on one line. Most messages already end with their cause's
+/// text, which is then not repeated.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 fn load_settings(cli: &Cli) -> anyhow::Result<Settings> {
@@ -54,7 +71,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                 let applied = store.applied_migrations().await?;
                 println!(
                     "database {} is at migration {:?}",
-                    settings.database_url(),
+                    sluice::store::redact_url(&settings.database_url()),
                     applied.last()
                 );
                 store.close().await;

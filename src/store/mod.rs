@@ -53,7 +53,7 @@ pub use workspaces::{
 pub use copy::{COPY_PLAN, Carry, CopyError, TableCopy};
 pub use dialect::Engine;
 pub(crate) use dialect::SqlBool;
-pub use pool::redact_url;
+pub use pool::{CONNECT_TIMEOUT, redact_url, sqlite_file_missing};
 #[cfg(any(test, feature = "test-support"))]
 pub use test_db::TestDb;
 
@@ -61,6 +61,8 @@ pub use test_db::TestDb;
 pub enum StoreError {
     #[error("cannot open database {url}: {source}")]
     Open { url: String, source: sqlx::Error },
+    #[error("cannot connect to database {url}: {reason}")]
+    Connect { url: String, reason: String },
     #[error("cannot create database directory {path}: {source}")]
     CreateDir {
         path: String,

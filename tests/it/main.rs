@@ -10,6 +10,7 @@ mod cli;
 mod config_cli;
 mod crash_matrix;
 mod daemon;
+mod database_input;
 mod docker_restart;
 mod docker_tls;
 mod drift;
