@@ -6,7 +6,7 @@ use anyhow::Context;
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
-use sluice::cli::{Cli, ClientArgs, Command, ConfigCommand, LogFormatArg, run_client};
+use sluice::cli::{Cli, ClientArgs, Command, ConfigCommand, LogFormatArg, MigrateArgs, run_client};
 use sluice::config::{self, LogFormat, Settings};
 use sluice::startup::{self, Application};
 use sluice::telemetry;
@@ -66,7 +66,12 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
     runtime.block_on(async move {
         match cli.command {
             Command::Run => run(settings).await,
-            Command::Migrate => {
+            Command::Migrate(MigrateArgs { to: Some(target) }) => {
+                let migrated = sluice::migrate::to_postgres(&settings, target.expose()).await?;
+                print!("{migrated}");
+                Ok(())
+            }
+            Command::Migrate(MigrateArgs { to: None }) => {
                 let store = startup::open_store(&settings).await?;
                 let applied = store.applied_migrations().await?;
                 println!(

@@ -14,6 +14,7 @@ mod database_input;
 mod docker_restart;
 mod docker_tls;
 mod drift;
+mod migrate_to;
 mod notify;
 mod notify_secrets;
 mod quickstart;
