@@ -163,8 +163,10 @@ impl Store {
                 target_rows,
             });
         }
-        tx.commit().await.ctx("commit the copy")?;
+        // Every read is done: end the source's transaction first, so that nothing can
+        // fail after the target committed.
         src.rollback().await.ctx("end reading the source")?;
+        tx.commit().await.ctx("commit the copy")?;
         Ok(report)
     }
 
