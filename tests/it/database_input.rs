@@ -128,6 +128,27 @@ fn an_unreachable_server_is_one_line_and_fails_fast() {
     );
 }
 
+#[test]
+fn a_server_that_never_answers_is_given_up_after_the_connect_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    // Accepts connections (the kernel's backlog) and never says a word.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let url = format!("postgres://sluice:{PASSWORD}@127.0.0.1:{port}/sluice");
+    let (out, took) = run_bounded(&mut sluice(&["run"], dir.path(), &url), LIMIT);
+    let line = refused_with_one_line(&out);
+    let timeout = sluice::store::CONNECT_TIMEOUT;
+    assert!(
+        line.contains(&format!("no answer within {}s", timeout.as_secs())),
+        "{line}"
+    );
+    assert!(
+        took >= timeout && took < timeout + Duration::from_secs(5),
+        "took {took:?}"
+    );
+    drop(silent);
+}
+
 #[tokio::test]
 async fn a_database_that_does_not_exist_is_one_line_and_is_not_created() {
     let admin = TestDb::admin_url();

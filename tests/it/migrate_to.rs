@@ -412,6 +412,33 @@ async fn a_target_holding_data_is_refused_and_left_unchanged() {
     assert!(!empty.path().join("none.db").exists());
 }
 
+#[tokio::test]
+async fn a_table_or_column_the_copy_does_not_know_stops_it_before_writing() {
+    for (change, named) in [
+        (
+            "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)",
+            "table `notes` of the source database is not in the copy plan",
+        ),
+        (
+            "ALTER TABLE workspaces ADD COLUMN owner TEXT",
+            "column `workspaces.owner` is missing from the target database",
+        ),
+    ] {
+        let source = TestDb::on(Engine::Sqlite).await;
+        let store = source.store(1).await;
+        build_history(&store).await;
+        sqlx::query(change).execute(store.raw_pool()).await.unwrap();
+        store.close().await;
+        let db = TestDb::on(Engine::Postgres).await;
+        let target = db.store(1).await;
+        let before = contents(&target).await;
+        let line = refused_with_one_error_line(&migrate(&source, &with_password(db.url())));
+        assert!(line.contains(named), "{line}");
+        assert_eq!(contents(&target).await, before, "nothing copied");
+        target.close().await;
+    }
+}
+
 /// Like [`refused_with_one_line`], for commands that log before they refuse (opening the
 /// source logs its fleet): exactly one error line, no password.
 fn refused_with_one_error_line(out: &std::process::Output) -> String {
