@@ -9,6 +9,7 @@ pub mod domain;
 pub mod fault;
 pub mod leader;
 pub mod metrics;
+pub mod migrate;
 pub mod notify;
 pub mod reconciler;
 pub mod registry;

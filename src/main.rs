@@ -6,7 +6,7 @@ use anyhow::Context;
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
-use sluice::cli::{Cli, ClientArgs, Command, ConfigCommand, LogFormatArg, run_client};
+use sluice::cli::{Cli, ClientArgs, Command, ConfigCommand, LogFormatArg, MigrateArgs, run_client};
 use sluice::config::{self, LogFormat, Settings};
 use sluice::startup::{self, Application};
 use sluice::telemetry;
@@ -16,10 +16,27 @@ fn main() -> ExitCode {
     match real_main(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("sluice: error: {e:#}");
+            eprintln!("sluice: error: {}", one_line(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes on one line. Most messages already end with their cause's
+/// text, which is then not repeated.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 fn load_settings(cli: &Cli) -> anyhow::Result<Settings> {
@@ -49,12 +66,17 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
     runtime.block_on(async move {
         match cli.command {
             Command::Run => run(settings).await,
-            Command::Migrate => {
+            Command::Migrate(MigrateArgs { to: Some(target) }) => {
+                let migrated = sluice::migrate::to_postgres(&settings, target.expose()).await?;
+                print!("{migrated}");
+                Ok(())
+            }
+            Command::Migrate(MigrateArgs { to: None }) => {
                 let store = startup::open_store(&settings).await?;
                 let applied = store.applied_migrations().await?;
                 println!(
                     "database {} is at migration {:?}",
-                    settings.database_url(),
+                    sluice::store::redact_url(&settings.database_url()),
                     applied.last()
                 );
                 store.close().await;

@@ -18,6 +18,7 @@ use crate::store::{Store, StoreError};
 use crate::task::{Driver, Task};
 
 mod docker;
+mod fleet;
 mod leadership;
 use leadership::{Leadership, Loops};
 
@@ -32,6 +33,15 @@ const STILL_WAITING_EVERY: Duration = Duration::from_secs(10);
 pub enum StartupError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(
+        "database {url} belongs to fleet `{stored}`, but [database] fleet is `{configured}`; \
+         point [database] url at fleet `{configured}`'s database or set [database] fleet = \"{stored}\""
+    )]
+    OtherFleet {
+        url: String,
+        stored: String,
+        configured: String,
+    },
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -63,20 +73,36 @@ pub struct Application {
     leader_metrics: crate::leader::LeaderMetrics,
 }
 
-/// Opens the configured store and applies migrations.
+/// Opens the configured store, applies migrations and settles the fleet identity
+/// (`fleet.rs`). A database this binary must not run on (a newer schema, another fleet)
+/// is refused before anything is written to it.
 pub async fn open_store(settings: &Settings) -> Result<Store, StartupError> {
     let dir = &settings.data.dir;
     std::fs::create_dir_all(dir).map_err(|source| StartupError::DataDir {
         path: dir.display().to_string(),
         source,
     })?;
+    let url = settings.database_url();
     let store = Store::open(
-        &settings.database_url(),
+        &url,
         settings.database.max_connections,
         settings.database.busy_timeout,
     )
     .await?;
+    let configured = settings.fleet();
+    store.check_schema().await?;
+    let stored = fleet::check(&store, configured, &url).await?;
     store.migrate().await?;
+    let fleet = match stored {
+        Some(fleet) => fleet,
+        None => fleet::settle(&store, configured, &url).await?,
+    };
+    tracing::info!(
+        fleet,
+        configured = configured.is_some(),
+        database = %crate::store::redact_url(&url),
+        "database opened"
+    );
     Ok(store)
 }
 

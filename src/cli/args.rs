@@ -1,6 +1,23 @@
-//! Arguments of the client commands.
+//! Arguments of the client commands and of `sluice migrate`.
 
 use clap::{Args, Subcommand};
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// Copy the configured database (ids, history, audit trail, settings) into this new,
+    /// empty PostgreSQL database, `postgres://USER:PASSWORD@HOST/DATABASE`, and verify
+    /// the row count of every table. Stop the daemon first. Refused when the target holds
+    /// any data. The source is only brought up to date, as plain `sluice migrate` does;
+    /// point `[database] url` at the target afterwards. See docs/postgresql.md.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "SLUICE_MIGRATE_TO",
+        hide_env_values = true,
+        value_parser = |s: &str| Ok::<_, std::convert::Infallible>(crate::config::Secret::new(s))
+    )]
+    pub to: Option<crate::config::Secret>,
+}
 
 #[derive(Debug, Subcommand)]
 pub enum WorkspaceCommand {

@@ -11,8 +11,8 @@ mod watch;
 use std::path::PathBuf;
 
 pub use args::{
-    EventsArgs, FleetCommand, ReleaseCommand, RolloutCommand, SnapshotCommand, WorkspaceAdd,
-    WorkspaceCommand,
+    EventsArgs, FleetCommand, MigrateArgs, ReleaseCommand, RolloutCommand, SnapshotCommand,
+    WorkspaceAdd, WorkspaceCommand,
 };
 pub use client::{Client, ClientError};
 pub use commands::{ClientArgs, run_client};
@@ -53,8 +53,9 @@ pub enum LogFormatArg {
 pub enum Command {
     /// Run the daemon: API, registry watcher, rollout controller, reconciler.
     Run,
-    /// Apply database migrations and exit.
-    Migrate,
+    /// Apply database migrations and exit; with `--to`, copy the database into a new
+    /// PostgreSQL database.
+    Migrate(MigrateArgs),
     /// Configuration commands.
     #[command(subcommand)]
     Config(ConfigCommand),

@@ -96,6 +96,14 @@ fn dotted_keys(message: &str) -> String {
     format!("{}{key}{}", &message[..start], &message[end..])
 }
 
+/// A fleet name: short, and printable in one log line as it is.
+fn valid_fleet(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
 fn validate(s: &Settings) -> Result<(), ConfigError> {
     if s.data.dir.as_os_str().is_empty() {
         return Err(value("data.dir", "must not be empty"));
@@ -105,6 +113,15 @@ fn validate(s: &Settings) -> Result<(), ConfigError> {
         return Err(value(
             "database.url",
             "expected `sqlite://PATH` or `postgres://USER@HOST/DATABASE`",
+        ));
+    }
+    if let Some(fleet) = &s.database.fleet
+        && !fleet.is_empty()
+        && !valid_fleet(fleet)
+    {
+        return Err(value(
+            "database.fleet",
+            "expected 1 to 64 letters, digits, `.`, `_` or `-`",
         ));
     }
     if let Err((key, message)) = s.leader.validate() {

@@ -98,6 +98,7 @@ fn bad_values_name_their_key() {
         ("[rollout]\nwindow = \"25:00-01:00\"\n", "rollout.window"),
         ("[poll]\njitter = 2.0\n", "poll.jitter"),
         ("[database]\nurl = \"mysql://x\"\n", "database.url"),
+        ("[database]\nfleet = \"blue fleet\"\n", "database.fleet"),
         (
             "[registries]\nwebhook_token = \"short\"\n",
             "registries.webhook_token",

@@ -51,8 +51,13 @@ impl Default for DataSettings {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DatabaseSettings {
-    /// `sqlite://PATH`; empty means `sqlite://<data.dir>/sluice.db`.
+    /// `sqlite://PATH` or `postgres://USER:PASSWORD@HOST/DATABASE`; empty means
+    /// `sqlite://<data.dir>/sluice.db`.
     pub url: Option<Secret>,
+    /// The fleet this instance belongs to. The database remembers the fleet it was first
+    /// started with; an instance naming another fleet refuses to start on it. Empty: the
+    /// database's fleet (a generated id on a new database).
+    pub fleet: Option<String>,
     pub max_connections: u32,
     /// How long a writer waits for SQLite's lock before failing.
     #[serde(with = "humantime_serde")]
@@ -63,6 +68,7 @@ impl Default for DatabaseSettings {
     fn default() -> Self {
         Self {
             url: None,
+            fleet: None,
             max_connections: 8,
             busy_timeout: Duration::from_secs(5),
         }
@@ -288,6 +294,11 @@ impl Settings {
             Some(u) if !u.expose().is_empty() => u.expose().to_owned(),
             _ => format!("sqlite://{}", self.data.dir.join("sluice.db").display()),
         }
+    }
+
+    /// `[database] fleet`, if set and not empty.
+    pub fn fleet(&self) -> Option<&str> {
+        self.database.fleet.as_deref().filter(|f| !f.is_empty())
     }
 
     pub fn snapshot_dir(&self) -> PathBuf {

@@ -77,6 +77,8 @@ pub(super) enum Synchronous {
 /// parent directory to create.
 pub(super) struct SqliteTarget {
     pub any_url: String,
+    /// The database file's path.
+    pub path: std::path::PathBuf,
     pub in_memory: bool,
     pub parent: Option<std::path::PathBuf>,
 }
@@ -84,7 +86,8 @@ pub(super) struct SqliteTarget {
 pub(super) fn sqlite_target(url: &str) -> Result<SqliteTarget, sqlx::Error> {
     let options = SqliteConnectOptions::from_str(url)?;
     let in_memory = url.contains(":memory:") || url.contains("mode=memory");
-    let parent = std::path::Path::new(options.get_filename())
+    let path = options.get_filename().to_path_buf();
+    let parent = path
         .parent()
         .filter(|p| !in_memory && !p.as_os_str().is_empty())
         .map(|p| p.to_path_buf());
@@ -97,6 +100,7 @@ pub(super) fn sqlite_target(url: &str) -> Result<SqliteTarget, sqlx::Error> {
     };
     Ok(SqliteTarget {
         any_url,
+        path,
         in_memory,
         parent,
     })

@@ -9,11 +9,13 @@
 //! One module per table group, each naming its tables and writers in its header:
 //! `workspaces/` (the `workspaces` table), `updates/` (the `workspace_updates` journal and
 //! `failed_digests`), `snapshots/`, `events` (the audit trail and the notifier's feed),
-//! `settings`, and the rollout and release tables; `pool` opens the database. Shared here:
-//! [`StoreError`], `.ctx()` and the SQL vocabulary of finished journal phases.
+//! `settings`, and the rollout and release tables; `pool` opens the database, `copy`
+//! copies a whole database into an empty PostgreSQL one (`sluice migrate --to`). Shared
+//! here: [`StoreError`], `.ctx()` and the SQL vocabulary of finished journal phases.
 //!
 //! Architecture invariant: no other module writes SQL.
 
+mod copy;
 mod dialect;
 mod events;
 mod leases;
@@ -48,9 +50,10 @@ pub use workspaces::{
     WorkspaceIdentity, WorkspacePatch,
 };
 
+pub use copy::{COPY_PLAN, Carry, CopyError, TableCopy};
 pub use dialect::Engine;
 pub(crate) use dialect::SqlBool;
-pub use pool::redact_url;
+pub use pool::{CONNECT_TIMEOUT, redact_url, sqlite_file_missing};
 #[cfg(any(test, feature = "test-support"))]
 pub use test_db::TestDb;
 
@@ -58,6 +61,8 @@ pub use test_db::TestDb;
 pub enum StoreError {
     #[error("cannot open database {url}: {source}")]
     Open { url: String, source: sqlx::Error },
+    #[error("cannot connect to database {url}: {reason}")]
+    Connect { url: String, reason: String },
     #[error("cannot create database directory {path}: {source}")]
     CreateDir {
         path: String,

@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use sqlx::Connection;
+
 use sqlx::AnyPool;
 use sqlx::any::AnyPoolOptions;
 
@@ -69,12 +71,15 @@ impl Store {
                 }
                 options.connect(&target.any_url).await.map_err(open_err)?
             }
-            Engine::Postgres => AnyPoolOptions::new()
-                .max_connections(max_connections)
-                .acquire_timeout(acquire)
-                .connect(url)
-                .await
-                .map_err(open_err)?,
+            Engine::Postgres => {
+                probe_postgres(url).await?;
+                AnyPoolOptions::new()
+                    .max_connections(max_connections)
+                    .acquire_timeout(acquire)
+                    .connect(url)
+                    .await
+                    .map_err(open_err)?
+            }
         };
         Ok(Self { pool, engine })
     }
@@ -87,8 +92,15 @@ impl Store {
     /// Applies pending migrations; a no-op when the schema is current. A database that
     /// holds migrations this binary does not know (written by a newer sluice) is refused.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        let migrator = self.engine.migrator();
-        let known: Vec<i64> = migrator.iter().map(|m| m.version).collect();
+        self.check_schema().await?;
+        self.engine.migrator().run(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Refuses a database that holds migrations this binary does not know (written by a
+    /// newer sluice); reads only. An empty database passes.
+    pub async fn check_schema(&self) -> Result<(), StoreError> {
+        let known: Vec<i64> = self.engine.migrator().iter().map(|m| m.version).collect();
         if let Some(newest) = self.newest_applied().await?
             && !known.contains(&newest)
         {
@@ -97,12 +109,11 @@ impl Store {
                 known: known.iter().copied().max().unwrap_or_default(),
             });
         }
-        migrator.run(&self.pool).await?;
         Ok(())
     }
 
     /// The newest applied migration, `None` on an empty database.
-    async fn newest_applied(&self) -> Result<Option<i64>, StoreError> {
+    pub(super) async fn newest_applied(&self) -> Result<Option<i64>, StoreError> {
         let exists: i64 = sqlx::query_scalar(match self.engine {
             Engine::Sqlite => {
                 "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' \
@@ -152,6 +163,53 @@ impl Store {
     #[doc(hidden)]
     pub fn raw_pool(&self) -> &AnyPool {
         &self.pool
+    }
+}
+
+/// How long opening a PostgreSQL database waits for the server to answer: an address
+/// that drops packets stops startup after this, not after the TCP stack gives up.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One connection first, bounded by [`CONNECT_TIMEOUT`], so that a server that refuses,
+/// a database that does not exist or a wrong password is reported at once with the
+/// server's own words (the pool would retry until its acquire timeout and then only say
+/// that it timed out).
+async fn probe_postgres(url: &str) -> Result<(), StoreError> {
+    let refused = |reason: String| StoreError::Connect {
+        url: redact_url(url),
+        reason,
+    };
+    match tokio::time::timeout(CONNECT_TIMEOUT, sqlx::AnyConnection::connect(url)).await {
+        Err(_) => Err(refused(format!(
+            "no answer within {}s",
+            CONNECT_TIMEOUT.as_secs()
+        ))),
+        Ok(Err(e)) => Err(refused(connect_reason(&e))),
+        Ok(Ok(conn)) => {
+            let _ = conn.close().await;
+            Ok(())
+        }
+    }
+}
+
+/// The server's message without sqlx's wrapping (which repeats it and adds the source
+/// line of the server's C code): `database "x" does not exist`, `Connection refused`.
+fn connect_reason(e: &sqlx::Error) -> String {
+    match e {
+        sqlx::Error::Database(d) => d.message().to_owned(),
+        sqlx::Error::Io(io) => io.to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// True for an SQLite URL whose file does not exist (opening it would create an empty
+/// database); false for every other URL.
+pub fn sqlite_file_missing(url: &str) -> bool {
+    match (Engine::of_url(url), dialect::sqlite_target(url)) {
+        (Ok(Engine::Sqlite), Ok(target)) if !target.in_memory => {
+            !std::path::Path::new(&target.path).exists()
+        }
+        _ => false,
     }
 }
 

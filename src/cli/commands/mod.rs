@@ -26,7 +26,7 @@ pub async fn run_client(cmd: Command, args: ClientArgs) -> Result<(), ClientErro
         Command::Snapshot(c) => snapshot(&client, &out, c).await,
         Command::Fleet(c) => fleet(&client, &out, c).await,
         Command::Events(a) => events(&client, &out, a).await,
-        Command::Run | Command::Migrate | Command::Config(_) => Ok(()),
+        Command::Run | Command::Migrate(_) | Command::Config(_) => Ok(()),
     }
 }
 
