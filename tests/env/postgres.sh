@@ -30,7 +30,7 @@ start)
   fi
   bin=$(bindir)
   if [ -s "$marker" ] && [ -d "$(cat "$marker")" ] \
-     && as_pg "$bin/pg_ctl" -D "$(cat "$marker")" status >/dev/null 2>&1; then
+     && as_pg "$bin/pg_ctl" -D "$(cat "$marker")/data" status >/dev/null 2>&1; then
     log "postgresql already running on 127.0.0.1:$port"
   else
     dir=$(mktemp -d /var/tmp/sluice-pg.XXXXXX)
