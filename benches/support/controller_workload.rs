@@ -1,0 +1,131 @@
+//! The controller benches' workload, shared by `benches/controller.rs` (in-memory SQLite)
+//! and `benches/controller_pg.rs` (SQLite file against PostgreSQL): `n` production
+//! workspaces of one image, one release, a `ManualClock`, and a production rollout with
+//! batch 25%, `max_parallel` 50 and no pause between waves, driven to `completed` by
+//! `Controller::tick`. Between passes a bulk-SQL stand-in for the reconciler journals every
+//! in-flight workspace as `succeeded` and converges it. Only the passes are timed.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::TimeZone;
+use sluice::clock::{Clock, ManualClock, to_millis};
+use sluice::config::RolloutSettings;
+use sluice::domain::ApplyTier;
+use sluice::rollout::controller::Controller;
+use sluice::rollout::metrics::RolloutMetrics;
+use sluice::rollout::ops::Ops;
+use sluice::store::Store;
+use sluice::wake::Wakers;
+
+const IMAGE: &str = "127.0.0.1:5000/app:stable";
+
+/// Idle passes timed before the rollout starts (the reported idle pass is their median).
+const IDLE_PASSES: usize = 5;
+
+fn digest(n: u8) -> String {
+    format!("sha256:{}", format!("{n:02x}").repeat(32))
+}
+
+/// The pass times of one rollout.
+pub struct Passes {
+    pub passes: usize,
+    pub median: Duration,
+    pub max: Duration,
+    /// The median of [`IDLE_PASSES`] passes with nothing to do (no rollout yet).
+    pub idle: Duration,
+}
+
+/// Seeds `n` workspaces and one release into `store` (migrated, empty) and runs the
+/// rollout to its end, the controller working on `store`.
+pub async fn run(store: &Store, n: usize) -> Passes {
+    let pool = store.raw_pool();
+    let mut tx = pool.begin().await.expect("begin");
+    for i in 0..n {
+        sqlx::query(
+            "INSERT INTO workspaces (name, image, update_tier, desired_digest, actual_digest, state, health, \
+             created_at, updated_at) VALUES ($1, $2, 'production', $3, $3, 'running', 'healthy', 0, 0)",
+        )
+        .bind(format!("ws{i:05}"))
+        .bind(IMAGE)
+        .bind(digest(1))
+        .execute(&mut *tx)
+        .await
+        .expect("insert");
+    }
+    tx.commit().await.expect("commit");
+    let clock = ManualClock::new(chrono::Utc.with_ymd_and_hms(2026, 3, 1, 12, 0, 0).unwrap());
+    let rel: i64 = sqlx::query_scalar(
+        "INSERT INTO releases (image, digest, detected_at, updated_at) VALUES ($1, $2, 0, 0) RETURNING id",
+    )
+    .bind(IMAGE)
+    .bind(digest(2))
+    .fetch_one(pool)
+    .await
+    .expect("release");
+    let settings = RolloutSettings {
+        batch: "25%".to_owned(),
+        max_parallel: 50,
+        pause_between_waves: Duration::ZERO,
+        ..RolloutSettings::default()
+    };
+    let ops = Ops::new(sluice::rollout::deps::RolloutDeps {
+        store: store.clone(),
+        settings: Arc::new(settings),
+        wakers: Wakers::new(),
+        clock: Arc::new(clock.clone()),
+        metrics: RolloutMetrics::unregistered(),
+    });
+    let ctl = Controller::new(ops.deps().clone(), Duration::from_secs(5));
+    let mut idle = Vec::with_capacity(IDLE_PASSES);
+    for _ in 0..IDLE_PASSES {
+        let t = Instant::now();
+        ctl.tick().await.expect("idle tick");
+        idle.push(t.elapsed());
+    }
+    idle.sort();
+    let id = ops
+        .apply(rel, ApplyTier::Production, true, "bench")
+        .await
+        .expect("apply")
+        .rollout
+        .id;
+    let mut times = Vec::new();
+    loop {
+        let t = Instant::now();
+        ctl.tick().await.expect("tick");
+        times.push(t.elapsed());
+        let state: String = sqlx::query_scalar("SELECT state FROM rollouts WHERE id = $1")
+            .bind(id)
+            .fetch_one(pool)
+            .await
+            .expect("state");
+        if state == "completed" || times.len() > 10_000 {
+            break;
+        }
+        // Reconciler stand-in: everything in flight succeeds.
+        let now = to_millis(clock.now());
+        sqlx::query(
+            "INSERT INTO workspace_updates (workspace_id, rollout_id, from_digest, to_digest, phase, started_at, updated_at, finished_at) \
+             SELECT id, desired_rollout_id, actual_digest, desired_digest, 'succeeded', $1, $1, $1 FROM workspaces WHERE desired_digest <> actual_digest",
+        )
+        .bind(now)
+        .execute(pool)
+        .await
+        .expect("journal");
+        sqlx::query("UPDATE workspaces SET actual_digest = desired_digest WHERE desired_digest <> actual_digest")
+            .execute(pool)
+            .await
+            .expect("converge");
+        clock.advance(chrono::Duration::seconds(1));
+    }
+    let passes = times.len();
+    let max = times.iter().copied().max().unwrap_or_default();
+    times.sort();
+    Passes {
+        passes,
+        median: times[passes / 2],
+        max,
+        idle: idle[IDLE_PASSES / 2],
+    }
+}
