@@ -54,6 +54,16 @@ pub async fn run(store: &Store, n: usize) -> Passes {
         .expect("insert");
     }
     tx.commit().await.expect("commit");
+    // Planner statistics of the workspaces, as a database that has run for a while has
+    // them (PostgreSQL's autovacuum analyzes a table soon after a bulk change; the bench
+    // has just inserted them all). Those of a new rollout's targets sluice refreshes
+    // itself (`store::dialect::analyze_after_bulk_insert`). SQLite plans without any.
+    if store.engine() == sluice::store::Engine::Postgres {
+        sqlx::query("ANALYZE workspaces")
+            .execute(pool)
+            .await
+            .expect("analyze");
+    }
     let clock = ManualClock::new(chrono::Utc.with_ymd_and_hms(2026, 3, 1, 12, 0, 0).unwrap());
     let rel: i64 = sqlx::query_scalar(
         "INSERT INTO releases (image, digest, detected_at, updated_at) VALUES ($1, $2, 0, 0) RETURNING id",

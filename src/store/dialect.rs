@@ -6,6 +6,8 @@
 //! decoding a truth value (SQLite answers `EXISTS` with an integer, PostgreSQL with a
 //! boolean). No table of its own; writes nothing.
 //!
+//! Also here: refreshing PostgreSQL's planner statistics after a bulk insert.
+//!
 //! Engine-only features are not differences of shared SQL and so live with their one
 //! user, marked as such: the leader election (advisory lock, database clock, fenced
 //! pool) is PostgreSQL-only SQL in `leases.rs`, and `sluice migrate --to` resets
@@ -125,6 +127,28 @@ pub(super) async fn sqlite_session(
     );
     conn.execute(sqlx::AssertSqlSafe(sql)).await?;
     Ok(())
+}
+
+/// Bulk inserts at which the table's planner statistics are refreshed at once.
+pub(super) const ANALYZE_AFTER_ROWS: usize = 1000;
+
+/// After a bulk insert into `table` (a new rollout's targets): on PostgreSQL, refresh
+/// the table's planner statistics now instead of when autovacuum gets to it (up to a
+/// minute later), so the next controller passes join the new rows by hash rather than
+/// one index lookup per row. SQLite plans without statistics; nothing to do. A failure
+/// only costs speed: logged, not returned.
+pub(super) async fn analyze_after_bulk_insert(
+    pool: &sqlx::AnyPool,
+    engine: Engine,
+    table: &'static str,
+) {
+    if engine != Engine::Postgres {
+        return;
+    }
+    let sql = format!("ANALYZE {table}");
+    if let Err(e) = pool.execute(sqlx::AssertSqlSafe(sql.as_str())).await {
+        tracing::warn!(table, error = %e, "could not refresh planner statistics");
+    }
 }
 
 /// A truth value read from a query: PostgreSQL answers `EXISTS (…)` with a boolean,

@@ -217,3 +217,62 @@ async fn a_session_holding_the_lock_past_its_lease_is_ended() {
         .unwrap();
     assert_eq!(claim.epoch, 2);
 }
+
+/// Not leadership, but the other PostgreSQL-only behaviour of the store: a rollout of
+/// many workspaces refreshes the planner statistics of its targets at once, so the
+/// controller's passes do not wait for autovacuum to learn that the table grew.
+#[tokio::test]
+async fn a_large_rollout_refreshes_the_statistics_of_its_targets() {
+    let (_db, store) = pg().await;
+    let pool = store.raw_pool();
+    let image = "127.0.0.1:5000/app:stable";
+    let (d1, d2) = (
+        "sha256:".to_owned() + &"1".repeat(64),
+        "sha256:".to_owned() + &"2".repeat(64),
+    );
+    sqlx::query(
+        "INSERT INTO workspaces (name, image, update_tier, desired_digest, actual_digest, state, \
+         health, created_at, updated_at) SELECT 'ws' || CAST(i AS TEXT), $1, 'production', $2, $2, \
+         'running', 'healthy', 0, 0 FROM generate_series(1, 1200) AS i",
+    )
+    .bind(image)
+    .bind(&d1)
+    .execute(pool)
+    .await
+    .unwrap();
+    let release: i64 = sqlx::query_scalar(
+        "INSERT INTO releases (image, digest, detected_at, updated_at) VALUES ($1, $2, 0, 0) RETURNING id",
+    )
+    .bind(image)
+    .bind(&d2)
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    let analyzed = async || -> Option<i64> {
+        sqlx::query_scalar(
+            "SELECT analyze_count FROM pg_stat_user_tables WHERE relname = 'rollout_targets'",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap()
+    };
+    let before = analyzed().await.unwrap_or(0);
+    let ops = sluice::rollout::ops::Ops::new(sluice::rollout::deps::RolloutDeps {
+        store: store.clone(),
+        settings: std::sync::Arc::new(sluice::config::RolloutSettings::default()),
+        wakers: sluice::wake::Wakers::new(),
+        clock: std::sync::Arc::new(SystemClock),
+        metrics: sluice::rollout::metrics::RolloutMetrics::unregistered(),
+    });
+    ops.apply(release, sluice::domain::ApplyTier::Production, true, "ops")
+        .await
+        .expect("apply to 1,200 workspaces");
+    // The statistics views are updated a moment after the command.
+    for _ in 0..100 {
+        if analyzed().await.unwrap_or(0) > before {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("rollout_targets was not analyzed after 1,200 targets were inserted");
+}

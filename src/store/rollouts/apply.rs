@@ -13,6 +13,7 @@ use crate::domain::{
     AuditEvent, Change, DesiredChange, Digest, NewTarget, ReleaseChange, RolloutChange,
     RolloutRowKey, TargetChange,
 };
+use crate::store::dialect;
 use crate::store::events::append_event_in;
 use crate::store::{NewEvent, QueryContext, Store, StoreError};
 
@@ -172,6 +173,9 @@ impl Store {
             append_event_in(&mut tx, &ev, now).await?;
         }
         tx.commit().await.ctx("commit")?;
+        if g.new_targets.len() >= dialect::ANALYZE_AFTER_ROWS {
+            dialect::analyze_after_bulk_insert(&self.pool, self.engine, "rollout_targets").await;
+        }
         Ok(id)
     }
 }
