@@ -10,8 +10,8 @@
 //!
 //! Engine-only features are not differences of shared SQL and so live with their one
 //! user, marked as such: the leader election (advisory lock, database clock, fenced
-//! pool) is PostgreSQL-only SQL in `leases.rs`, and `sluice migrate --to` resets
-//! PostgreSQL's identity sequences in `copy.rs`.
+//! pool) is PostgreSQL-only SQL in `leases.rs`, and `sluice migrate --to` reads the
+//! catalogs and resets PostgreSQL's identity sequences in `copy/catalog.rs`.
 
 use std::str::FromStr;
 use std::time::Duration;
