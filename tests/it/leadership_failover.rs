@@ -13,18 +13,17 @@ use std::time::{Duration, Instant};
 
 use sluice::clock::{Clock, SystemClock};
 use sluice::config::RolloutSettings;
-use sluice::domain::spec::{HealthProbe, HttpProbe, VolumeMount, WorkspaceSpec};
-use sluice::domain::{
-    ApplyTier, Digest, ImageRef, RolloutState, Tier, UpdateMode, UpdatePhase, WorkspaceName,
-};
+use sluice::domain::{ApplyTier, Digest, RolloutState, Tier, UpdatePhase, WorkspaceName};
 use sluice::rollout::metrics::RolloutMetrics;
 use sluice::rollout::ops::Ops;
-use sluice::store::{Engine, NewWorkspace, Store, TestDb};
+use sluice::store::{Engine, Store, TestDb};
 use sluice::wake::Wakers;
 
 use crate::reconciler::TEST_ENV;
 use crate::snapshot_fidelity::{manifest, mountpoint};
-use crate::support::{Daemon, DockerCleanup, build_fixture, registry, run, unique};
+use crate::support::{
+    Daemon, DockerCleanup, build_fixture, fixture_workspace, registry, run, unique,
+};
 
 /// The lease of these tests' daemons.
 const TTL: Duration = Duration::from_secs(3);
@@ -70,34 +69,14 @@ impl Fleet {
             .collect();
         let mut ids = Vec::new();
         for (i, name) in names.iter().enumerate() {
-            let volume = format!("{name}-data");
-            cleanup.containers.push(format!("sluice-{name}"));
-            cleanup.volumes.push(volume.clone());
+            let tier = if i == 0 {
+                Tier::Canary
+            } else {
+                Tier::Production
+            };
             let w = store
                 .insert_workspace(
-                    &NewWorkspace {
-                        name: WorkspaceName::parse(name).unwrap(),
-                        image: ImageRef::parse(&image).unwrap(),
-                        update_tier: if i == 0 {
-                            Tier::Canary
-                        } else {
-                            Tier::Production
-                        },
-                        update_mode: UpdateMode::Auto,
-                        maintenance_window: None,
-                        spec: WorkspaceSpec {
-                            volumes: vec![VolumeMount::new(volume, "/data")],
-                            health: Some(HealthProbe {
-                                http: Some(HttpProbe {
-                                    port: 8080,
-                                    path: "/health".into(),
-                                    status: Some(200),
-                                }),
-                            }),
-                            labels: [("sluice.test".to_owned(), "1".to_owned())].into(),
-                            ..Default::default()
-                        },
-                    },
+                    &fixture_workspace(name, &image, tier, &mut cleanup),
                     SystemClock.now(),
                 )
                 .await

@@ -13,18 +13,17 @@ use std::time::Duration;
 use chrono::TimeZone;
 use sluice::clock::{Clock, ManualClock, SystemClock};
 use sluice::config::{RolloutSettings, Settings};
-use sluice::domain::spec::{HealthProbe, HttpProbe, VolumeMount, WorkspaceSpec};
-use sluice::domain::{ApplyTier, Digest, ImageRef, RolloutState, Tier, UpdateMode, WorkspaceName};
+use sluice::domain::{ApplyTier, Digest, RolloutState, Tier, WorkspaceName};
 use sluice::reconciler::{Reconciler, ReconcilerConfig, ReconcilerMetrics};
 use sluice::rollout::controller::Controller;
 use sluice::rollout::metrics::RolloutMetrics;
 use sluice::rollout::ops::Ops;
 use sluice::runtime::{DockerRuntime, connect};
 use sluice::snapshot::Snapshots;
-use sluice::store::{NewWorkspace, Store};
+use sluice::store::Store;
 use sluice::wake::Wakers;
 
-use crate::support::{DockerCleanup, build_fixture, registry, run, unique};
+use crate::support::{DockerCleanup, build_fixture, fixture_workspace, registry, run, unique};
 
 struct Fleet {
     store: Store,
@@ -117,34 +116,14 @@ async fn canary_soak_waves_then_a_bad_release_aborts_at_the_canary() {
         .map(|n| format!("{base}-{n}"))
         .collect();
     for (i, name) in names.iter().enumerate() {
-        let volume = format!("{name}-data");
-        cleanup.containers.push(format!("sluice-{name}"));
-        cleanup.volumes.push(volume.clone());
+        let tier = if i == 0 {
+            Tier::Canary
+        } else {
+            Tier::Production
+        };
         let w = store
             .insert_workspace(
-                &NewWorkspace {
-                    name: WorkspaceName::parse(name).unwrap(),
-                    image: ImageRef::parse(&image).unwrap(),
-                    update_tier: if i == 0 {
-                        Tier::Canary
-                    } else {
-                        Tier::Production
-                    },
-                    update_mode: UpdateMode::Auto,
-                    maintenance_window: None,
-                    spec: WorkspaceSpec {
-                        volumes: vec![VolumeMount::new(volume, "/data")],
-                        health: Some(HealthProbe {
-                            http: Some(HttpProbe {
-                                port: 8080,
-                                path: "/health".into(),
-                                status: Some(200),
-                            }),
-                        }),
-                        labels: [("sluice.test".to_owned(), "1".to_owned())].into(),
-                        ..Default::default()
-                    },
-                },
+                &fixture_workspace(name, &image, tier, &mut cleanup),
                 SystemClock.now(),
             )
             .await

@@ -163,3 +163,37 @@ impl Drop for Daemon {
         let _ = self.child.wait();
     }
 }
+
+/// A workspace of the `good` fixture app as the rollout tests use it: `image`, `tier`,
+/// one volume `<name>-data` at `/data`, the app's HTTP health probe, labelled
+/// `sluice.test=1`. Registers the container and the volume with `cleanup`.
+pub fn fixture_workspace(
+    name: &str,
+    image: &str,
+    tier: sluice::domain::Tier,
+    cleanup: &mut DockerCleanup,
+) -> sluice::store::NewWorkspace {
+    use sluice::domain::spec::{HealthProbe, HttpProbe, VolumeMount, WorkspaceSpec};
+    let volume = format!("{name}-data");
+    cleanup.containers.push(format!("sluice-{name}"));
+    cleanup.volumes.push(volume.clone());
+    sluice::store::NewWorkspace {
+        name: sluice::domain::WorkspaceName::parse(name).expect("workspace name"),
+        image: sluice::domain::ImageRef::parse(image).expect("image reference"),
+        update_tier: tier,
+        update_mode: sluice::domain::UpdateMode::Auto,
+        maintenance_window: None,
+        spec: WorkspaceSpec {
+            volumes: vec![VolumeMount::new(volume, "/data")],
+            health: Some(HealthProbe {
+                http: Some(HttpProbe {
+                    port: 8080,
+                    path: "/health".into(),
+                    status: Some(200),
+                }),
+            }),
+            labels: [("sluice.test".to_owned(), "1".to_owned())].into(),
+            ..Default::default()
+        },
+    }
+}
