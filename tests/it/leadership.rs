@@ -159,6 +159,7 @@ async fn an_old_epoch_cannot_write_after_a_new_leader_claims() {
         "releases",
         "tracked_images",
         "snapshots",
+        "settings",
     ] {
         let r = sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table}")))
             .execute(old.raw_pool())
