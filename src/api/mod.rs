@@ -126,6 +126,10 @@ pub fn router(state: AppState) -> Router {
         .merge(metrics)
         .merge(v1)
         .fallback(error::no_route)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            wake_the_leader,
+        ))
         .layer(DefaultBodyLimit::max(state.api.body_limit))
         .layer(middleware::from_fn_with_state(state.clone(), deadline))
         .with_state(state)
@@ -151,5 +155,31 @@ async fn deadline(
             ),
         )
         .into_response(),
+    }
+}
+
+/// After a successful write (any method but GET/HEAD/OPTIONS), tells the leader —
+/// which may be another instance — that desired state changed (`Store::publish_wake`;
+/// nothing on SQLite). Handlers that wait for the loops publish before waiting.
+async fn wake_the_leader(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    req: axum::extract::Request,
+    next: middleware::Next,
+) -> axum::response::Response {
+    let write = !matches!(
+        *req.method(),
+        axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS
+    );
+    let response = next.run(req).await;
+    if write && response.status().is_success() {
+        publish_wake(&state).await;
+    }
+    response
+}
+
+/// [`wake_the_leader`]'s publish; a failure costs only the loops' timer, so it is logged.
+pub(crate) async fn publish_wake(state: &AppState) {
+    if let Err(e) = state.store.publish_wake().await {
+        tracing::warn!(error = %e, "could not wake the leader; it acts at its next timer");
     }
 }

@@ -304,6 +304,8 @@ pub async fn delete(
     tracing::info!(workspace = %name, workspace_id = w.id, purge = q.purge, actor = %actor.name, "workspace deleted");
     state.wakers.reconciler.notify_one();
     state.wakers.watcher.notify_one();
+    // The reconciler may run in another instance (the leader): wake it before waiting.
+    super::publish_wake(&state).await;
     let Some(done) = wait_retired(&state, w.id).await? else {
         tracing::warn!(workspace = %name, workspace_id = w.id, "workspace not retired yet; the reconciler finishes it");
         return Err(ApiError::unavailable(

@@ -15,15 +15,20 @@
 //!   database noticing).
 //! - **SQLite**: one daemon, which leads at once at epoch 0; nothing here runs.
 //!
-//! The long-lived part is one [`Task`] ([`LeaderTask`]).
+//! - **Wake-ups**: every instance's API publishes a wake-up after an operator's write;
+//!   the leader's [`WakeRelay`] wakes its loops (`store::WakeListener`).
+//!
+//! The long-lived parts are [`Task`]s ([`LeaderTask`], [`WakeRelay`]).
 
 mod metrics;
 mod task;
+mod wake_relay;
 
 use std::sync::{Arc, Mutex};
 
 pub use metrics::LeaderMetrics;
 pub use task::{LeaderError, LeaderTask, OnLead, Released, release};
+pub use wake_relay::WakeRelay;
 
 /// Exit status of an instance that lost its lease (systemd restarts it as a standby).
 pub const EXIT_LOST_LEADERSHIP: i32 = 3;

@@ -95,8 +95,25 @@ impl Loops {
                 crate::reconciler::smoke::SMOKE_TIMEOUT,
             )));
         let controller =
-            crate::rollout::controller_task::ControllerTask::driver(controller, metrics);
+            crate::rollout::controller_task::ControllerTask::driver(controller, metrics.clone());
         spawn_task(&tasks, controller, &shutdown);
+        // Operators' writes through the other instances' APIs wake these loops too.
+        if state.store.engine() == crate::store::Engine::Postgres {
+            let (store, wakers) = (state.store.clone(), state.wakers.clone());
+            tasks.spawn(async move {
+                match store.wake_listener().await {
+                    Ok(Some(listener)) => {
+                        let relay = crate::leader::WakeRelay::new(listener, wakers);
+                        Driver::new(relay, metrics).run(shutdown).await;
+                    }
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!(
+                        error = %e,
+                        "cannot listen for other instances' wake-ups; their API writes are acted on at the loops' next timer"
+                    ),
+                }
+            });
+        }
     }
 }
 

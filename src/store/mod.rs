@@ -27,6 +27,7 @@ mod snapshots;
 #[cfg(any(test, feature = "test-support"))]
 mod test_db;
 mod updates;
+mod wake_bus;
 mod workspaces;
 
 use sqlx::AnyPool;
@@ -45,6 +46,7 @@ pub use updates::{
     ConvergeTarget, LastUpdate, Outcome, RestoreError, RestoreRequest, UnreadableRow, UpdateKind,
     UpdateRow,
 };
+pub use wake_bus::WakeListener;
 pub use workspaces::{
     AdoptedVolume, KeptVolume, NewWorkspace, Observed, RetireResult, Retirement, Workspace,
     WorkspaceIdentity, WorkspacePatch,

@@ -553,3 +553,113 @@ async fn a_leader_cut_off_from_its_lease_steps_down_and_a_standby_leads() {
         .unwrap();
     assert_eq!(epoch, 2, "one change of leader");
 }
+
+/// A workspace created and deleted through a standby's API is acted on by the leader at
+/// once: the loops' timers are an hour here, so only the wake-up the standby publishes
+/// can explain the container starting and being retired within the waits below.
+#[tokio::test(flavor = "multi_thread")]
+async fn writes_through_a_standby_wake_the_leader() {
+    use crate::api::{ADMIN_TOKEN, fixture_image};
+    let db = TestDb::on(Engine::Postgres).await;
+    let config = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        config.path(),
+        format!("[[auth.tokens]]\nname = \"ops\"\nrole = \"admin\"\ntoken = \"{ADMIN_TOKEN}\"\n"),
+    )
+    .unwrap();
+    let config_path = config.path().display().to_string();
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let env = |instance| {
+        let mut env: Vec<(&str, &str)> = TEST_ENV.to_vec();
+        env.extend([
+            ("SLUICE_CONFIG", config_path.as_str()),
+            ("SLUICE__DATABASE__URL", db.url()),
+            ("SLUICE__LEADER__LEASE_TTL", "3s"),
+            ("SLUICE__LEADER__INSTANCE", instance),
+            ("SLUICE__UPDATE__RECONCILE_INTERVAL", "1h"),
+            ("SLUICE__ROLLOUT__TICK_INTERVAL", "1h"),
+            ("SLUICE__POLL__INTERVAL", "1h"),
+        ]);
+        env
+    };
+    let a = Daemon::start(dir_a.path(), &env("inst-a"));
+    wait_role(&a, "leader", Duration::from_secs(20)).await;
+    let b = Daemon::start(dir_b.path(), &env("inst-b"));
+    wait_role(&b, "standby", Duration::from_secs(20)).await;
+    // Let the leader's first passes (at start) go by: from now on only wake-ups move it.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let name = unique("via-standby").replace('_', "-");
+    let mut cleanup = DockerCleanup::default();
+    cleanup.containers.push(format!("sluice-{name}"));
+    cleanup.volumes.push(format!("{name}-data"));
+    let client = reqwest::Client::new();
+    let r = client
+        .post(b.url("/api/v1/workspaces"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&serde_json::json!({
+            "name": name, "image": fixture_image(),
+            "volumes": [{"name": format!("{name}-data"), "mount": "/data"}],
+            "health": {"http": {"port": 8080, "path": "/health"}},
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        r.status().is_success(),
+        "{}",
+        r.text().await.unwrap_or_default()
+    );
+    let running = async || {
+        let out = std::process::Command::new("docker")
+            .args([
+                "inspect",
+                "-f",
+                "{{.State.Running}}",
+                &format!("sluice-{name}"),
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim() == "true"
+    };
+    let start = Instant::now();
+    while !running().await {
+        assert!(
+            start.elapsed() < Duration::from_secs(45),
+            "the leader did not start the workspace created through the standby; its log:\n{}",
+            tail(&a, 30)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // The DELETE waits for the leader's reconciler to retire the container (a 409 while
+    // the create's health gate still runs says to retry).
+    let start = Instant::now();
+    loop {
+        let r = client
+            .delete(b.url(&format!("/api/v1/workspaces/{name}?purge=true")))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        let body = r.text().await.unwrap_or_default();
+        if status.is_success() {
+            break;
+        }
+        assert!(
+            status == reqwest::StatusCode::CONFLICT && start.elapsed() < Duration::from_secs(30),
+            "{status}: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let gone = std::process::Command::new("docker")
+        .args(["inspect", &format!("sluice-{name}")])
+        .output()
+        .unwrap();
+    assert!(
+        !gone.status.success(),
+        "the container is gone when the DELETE answers"
+    );
+    drop(cleanup);
+}
