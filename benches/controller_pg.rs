@@ -21,8 +21,10 @@
 
 use std::time::Duration;
 
-use sluice::store::{Engine, TestDb, redact_url};
-use sqlx::Connection;
+use sluice::store::{Engine, TestDb};
+
+#[path = "support/postgres.rs"]
+mod pg;
 
 #[path = "support/controller_workload.rs"]
 mod workload;
@@ -75,43 +77,8 @@ async fn on_postgres(n: usize) -> workload::Passes {
     fenced.close().await;
     session.close().await;
     store.close().await;
-    drop_database(db.url()).await;
+    pg::drop_database(db.url()).await;
     passes
-}
-
-/// Drops a benchmark database (it holds 10,000 workspaces' rows); a failure only warns.
-async fn drop_database(url: &str) {
-    let name = url.rsplit('/').next().unwrap_or_default();
-    let dropped = async {
-        let mut conn = sqlx::AnyConnection::connect(&TestDb::admin_url()).await?;
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-        )))
-        .execute(&mut conn)
-        .await?;
-        conn.close().await
-    };
-    if let Err(e) = dropped.await {
-        eprintln!("warning: could not drop benchmark database {name}: {e}");
-    }
-}
-
-/// Whether PostgreSQL can be measured: `Err` says why not.
-async fn postgres_reachable() -> Result<(), String> {
-    let Ok(admin) = std::env::var("SLUICE_TEST_PG") else {
-        return Err(
-            "SLUICE_TEST_PG is unset (run `eval \"$(tests/env/postgres.sh start)\"` first)"
-                .to_owned(),
-        );
-    };
-    sqlx::any::install_default_drivers();
-    match sqlx::AnyConnection::connect(&admin).await {
-        Ok(conn) => {
-            let _ = conn.close().await;
-            Ok(())
-        }
-        Err(e) => Err(format!("cannot connect to {}: {e}", redact_url(&admin))),
-    }
 }
 
 struct Run {
@@ -131,7 +98,7 @@ fn ms(d: Duration) -> f64 {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
-    let postgres = postgres_reachable().await;
+    let postgres = pg::reachable().await;
     if let Err(why) = &postgres {
         println!("postgres: NOT MEASURED: {why}");
     }

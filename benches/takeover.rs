@@ -37,8 +37,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use sluice::store::{Engine, TestDb, redact_url};
-use sqlx::Connection;
+use sluice::store::{Engine, TestDb};
+
+#[path = "support/postgres.rs"]
+mod pg;
 
 /// The lease TTL every daemon here runs with: the goal is a takeover within it + 2 s.
 const LEASE_TTL: Duration = Duration::from_secs(3);
@@ -183,45 +185,6 @@ fn readyz_role(addr: SocketAddr) -> Option<String> {
     Some(v.get("instance")?.get("role")?.as_str()?.to_owned())
 }
 
-/// A fresh PostgreSQL database, dropped with [`drop_database`].
-async fn new_database() -> TestDb {
-    TestDb::on(Engine::Postgres).await
-}
-
-async fn drop_database(url: &str) {
-    let name = url.rsplit('/').next().unwrap_or_default();
-    let dropped = async {
-        let mut conn = sqlx::AnyConnection::connect(&TestDb::admin_url()).await?;
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-        )))
-        .execute(&mut conn)
-        .await?;
-        conn.close().await
-    };
-    if let Err(e) = dropped.await {
-        eprintln!("warning: could not drop benchmark database {name}: {e}");
-    }
-}
-
-/// Whether PostgreSQL can be measured: `Err` says why not.
-async fn postgres_reachable() -> Result<(), String> {
-    let Ok(admin) = std::env::var("SLUICE_TEST_PG") else {
-        return Err(
-            "SLUICE_TEST_PG is unset (run `eval \"$(tests/env/postgres.sh start)\"` first)"
-                .to_owned(),
-        );
-    };
-    sqlx::any::install_default_drivers();
-    match sqlx::AnyConnection::connect(&admin).await {
-        Ok(conn) => {
-            let _ = conn.close().await;
-            Ok(())
-        }
-        Err(e) => Err(format!("cannot connect to {}: {e}", redact_url(&admin))),
-    }
-}
-
 /// One takeover: total time, and the part until `b` won the lock.
 struct Takeover {
     total: Duration,
@@ -281,7 +244,7 @@ fn stats(v: &[Duration]) -> String {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
-    let postgres = postgres_reachable().await;
+    let postgres = pg::reachable().await;
     if let Err(why) = &postgres {
         println!("postgres: NOT MEASURED: {why}");
     }
@@ -302,7 +265,7 @@ async fn main() {
         if postgres.is_err() {
             continue;
         }
-        let db = new_database().await;
+        let db = TestDb::on(Engine::Postgres).await;
         let t = takeover(db.url(), kill_after);
         println!(
             "round {}  takeover, postgres  {:>7.2?}  (lock won after {:.2?}, then the lease wait)",
@@ -311,12 +274,12 @@ async fn main() {
             t.lock_won
         );
         takeovers.push(t);
-        drop_database(db.url()).await;
-        let db = new_database().await;
+        pg::drop_database(db.url()).await;
+        let db = TestDb::on(Engine::Postgres).await;
         let t = restart(db.url(), LEADING, kill_after);
         println!("round {}  restart, postgres  {t:>7.2?}", round + 1);
         pg_restarts.push(t);
-        drop_database(db.url()).await;
+        pg::drop_database(db.url()).await;
     }
     println!();
     println!("summary over {ROUNDS} rounds (SIGKILL until the new leader leads)");

@@ -159,6 +159,18 @@ fn ws_body(name: &str) -> Value {
             "health": {"http": {"port": 8080, "path": "/health"}} })
 }
 
+/// The audit trail's first 100 events but the daemon's own (actor `system`: the
+/// reconciler's, and the leader's on PostgreSQL), which interleave with operators'.
+async fn operator_events(store: &sluice::store::Store) -> Vec<sluice::store::Event> {
+    store
+        .events(0, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.actor != "system")
+        .collect()
+}
+
 fn code(v: &Value) -> &str {
     v["error"]["code"].as_str().unwrap_or_default()
 }
@@ -529,14 +541,7 @@ async fn invalid_bodies_get_400_naming_the_field() {
     // Nothing of that changed the workspace; only the creation was audited.
     let (_, v) = api.admin(Method::GET, &path, None).await;
     assert_eq!(v["update_tier"], "canary");
-    let by_operator: Vec<_> = api
-        .store
-        .events(0, 100)
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|e| e.actor != "system")
-        .collect();
+    let by_operator = operator_events(&api.store).await;
     assert_eq!(by_operator.len(), 1, "{by_operator:?}");
     let (s, v) = api
         .call(Method::POST, "/api/v1/workspaces", Some(ADMIN_TOKEN), None)
@@ -843,15 +848,7 @@ async fn releases_are_listed_shown_and_rejected_with_an_audit_event() {
         "{v}"
     );
 
-    // The daemon's own events (actor `system`, e.g. the leader's on PostgreSQL) aside.
-    let events: Vec<_> = api
-        .store
-        .events(0, 100)
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|e| e.actor != "system")
-        .collect();
+    let events = operator_events(&api.store).await;
     assert_eq!(events.len(), 1, "{events:?}");
     assert_eq!(events[0].action, "release.rejected");
     assert_eq!(events[0].actor, "ops-alice");
