@@ -147,6 +147,28 @@ word_enum!(
 );
 
 word_enum!(
+    /// Whether new updates may start on a host, as the operator set it. `Draining` is a
+    /// cordon whose operator waits for the updates running there to finish.
+    HostSchedule, "host schedule" {
+        Active => "active",
+        Cordoned => "cordoned",
+        Draining => "draining",
+    }
+);
+
+word_enum!(
+    /// Where a host stands, derived at read time from its schedule and heartbeat
+    /// ([`crate::domain::host_state`]). Only `Ready` hosts start updates.
+    HostState, "host state" {
+        Ready => "ready",
+        Cordoned => "cordoned",
+        Draining => "draining",
+        Down => "down",
+        Unseen => "unseen",
+    }
+);
+
+word_enum!(
     /// The last health verdict for a workspace.
     Health, "health" { Healthy => "healthy", Unhealthy => "unhealthy", Unknown => "unknown" }
 );

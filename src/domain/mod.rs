@@ -7,6 +7,7 @@
 mod change;
 mod digest;
 mod enums;
+mod host;
 mod image;
 mod names;
 mod schedule;
@@ -18,11 +19,12 @@ pub use change::{
 };
 pub use digest::Digest;
 pub use enums::{
-    ApplyTier, FleetMode, Health, ReleaseStatus, Role, RolloutState, SnapshotState, TargetStatus,
-    Tier, UpdateKind, UpdateMode, UpdatePhase, WorkspaceState,
+    ApplyTier, FleetMode, Health, HostSchedule, HostState, ReleaseStatus, Role, RolloutState,
+    SnapshotState, TargetStatus, Tier, UpdateKind, UpdateMode, UpdatePhase, WorkspaceState,
 };
+pub use host::host_state;
 pub use image::{DEFAULT_REGISTRY, ImageRef};
-pub use names::{SnapshotId, WorkspaceName};
+pub use names::{HostName, SnapshotId, WorkspaceName};
 pub use schedule::{BatchSize, MaintenanceWindow};
 
 /// Why a value from outside was refused. The message names what was being parsed, the

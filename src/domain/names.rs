@@ -99,6 +99,40 @@ impl SnapshotId {
 }
 string_newtype!(SnapshotId);
 
+/// A Docker host's name in the fleet: 1 to 253 characters of lowercase letters, digits,
+/// `-` and `.` (a hostname), not starting or ending with `-` or `.`. It is stored with every
+/// workspace placed on the host and shown in metrics labels.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct HostName(String);
+
+impl HostName {
+    pub fn parse(input: &str) -> Result<Self, ParseError> {
+        let err = |r: &str| ParseError::new("host name", input, r);
+        if input.is_empty() || input.len() > 253 {
+            return Err(err("must be 1 to 253 characters"));
+        }
+        if !input
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        {
+            return Err(err(
+                "may contain only lowercase letters, digits, `-` and `.`",
+            ));
+        }
+        let edge = |b: u8| b == b'-' || b == b'.';
+        if input.bytes().next().is_some_and(edge) || input.bytes().last().is_some_and(edge) {
+            return Err(err("must not start or end with `-` or `.`"));
+        }
+        Ok(Self(input.to_owned()))
+    }
+
+    /// The host of a single-host install, and of every workspace created before hosts.
+    pub fn local() -> Self {
+        Self("local".to_owned())
+    }
+}
+string_newtype!(HostName);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -111,6 +145,12 @@ mod tests {
             prop_assert_eq!(n.as_str(), s.as_str());
             let json = serde_json::to_string(&n).unwrap();
             prop_assert_eq!(serde_json::from_str::<WorkspaceName>(&json).unwrap(), n);
+        }
+
+        #[test]
+        fn host_names_round_trip(s in "[a-z0-9]([a-z0-9.-]{0,60}[a-z0-9])?") {
+            let n = HostName::parse(&s).unwrap();
+            prop_assert_eq!(n.as_str(), s.as_str());
         }
 
         #[test]

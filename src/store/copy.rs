@@ -36,6 +36,7 @@ pub enum Carry {
 /// key as a row goes in).
 pub const COPY_PLAN: &[(&str, Carry)] = &[
     ("settings", Carry::Rows),
+    ("hosts", Carry::Rows),
     ("workspaces", Carry::Rows),
     ("failed_digests", Carry::Rows),
     ("tracked_images", Carry::Rows),

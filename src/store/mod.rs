@@ -18,6 +18,7 @@
 mod copy;
 mod dialect;
 mod events;
+mod hosts;
 mod leases;
 mod pool;
 mod releases;
@@ -33,6 +34,7 @@ mod workspaces;
 use sqlx::AnyPool;
 
 pub use events::{Event, FeedEvent, NewEvent};
+pub use hosts::{Heartbeat, HostRow};
 pub use leases::{Claim, LeaseRow, LeaseSession};
 pub use releases::{ProbeRecord, ProbeSuccess, RejectOutcome, Release, TrackedImage};
 #[cfg(test)]
