@@ -33,6 +33,7 @@ async fn journal(store: &Store) -> i64 {
     let ws = store
         .insert_workspace(
             &NewWorkspace {
+                host: sluice::domain::HostName::local(),
                 name: WorkspaceName::parse("bench").expect("name"),
                 image: ImageRef::parse("127.0.0.1:5000/bench/app:stable").expect("image"),
                 update_tier: Tier::Production,

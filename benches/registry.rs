@@ -51,6 +51,7 @@ async fn fleet<R: Registry>(dir: &std::path::Path, registry: &R) -> Store {
         let ws = store
             .insert_workspace(
                 &NewWorkspace {
+                    host: sluice::domain::HostName::local(),
                     name: WorkspaceName::parse(&format!("bench-{n}")).unwrap(),
                     image: ImageRef::parse_tracked(&imgs[n % M]).unwrap(),
                     update_tier: Tier::Production,

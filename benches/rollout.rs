@@ -151,6 +151,7 @@ async fn main() {
         let w = store
             .insert_workspace(
                 &NewWorkspace {
+                    host: sluice::domain::HostName::local(),
                     name: WorkspaceName::parse(&name).expect("name"),
                     image: ImageRef::parse(&image).expect("image"),
                     update_tier: Tier::Production,

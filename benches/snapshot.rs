@@ -156,6 +156,7 @@ async fn main() {
         let w = store
             .insert_workspace(
                 &NewWorkspace {
+                    host: sluice::domain::HostName::local(),
                     name: WorkspaceName::parse(&name).expect("name"),
                     image: ImageRef::parse(&format!("{repo}:v1")).expect("image"),
                     update_tier: Tier::Production,

@@ -83,6 +83,7 @@ async fn store_and_workspace(
     let ws = store
         .insert_workspace(
             &NewWorkspace {
+                host: sluice::domain::HostName::local(),
                 name: WorkspaceName::parse(name).expect("name"),
                 image: ImageRef::parse(&format!("{repo}:v1")).expect("image"),
                 update_tier: Tier::Production,

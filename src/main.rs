@@ -66,6 +66,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
     runtime.block_on(async move {
         match cli.command {
             Command::Run => run(settings).await,
+            Command::Agent => agent(settings).await,
             Command::Migrate(MigrateArgs { to: Some(target) }) => {
                 let migrated = sluice::migrate::to_postgres(&settings, target.expose()).await?;
                 print!("{migrated}");
@@ -115,6 +116,45 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     tokio::spawn(signals.cancel_on_first(shutdown.clone()));
     app.run_until_stopped(shutdown).await?;
     Ok(())
+}
+
+/// `sluice agent`: proves which host it is (one line and exit 2 when it cannot), then
+/// runs that host's loops until SIGTERM or SIGINT.
+async fn agent(mut settings: Settings) -> anyhow::Result<()> {
+    let signals = Signals::install().context("installing the SIGTERM and SIGINT handlers")?;
+    // A restarted agent on the same machine is the same agent: no pid in its name.
+    if settings.leader.instance.is_empty() {
+        settings.leader.instance = format!("{}@{}", settings.agent.host, machine_name());
+    }
+    let instance = settings.leader.instance.clone();
+    let agent_settings = settings.agent.clone();
+    let app = Application::build(settings).await?;
+    let state = app.state();
+    if let Err(e) = sluice::agent::identity::check(
+        &state.store,
+        &agent_settings,
+        &instance,
+        state.clock.now(),
+        state.api.host_down_after,
+    )
+    .await
+    {
+        eprintln!("sluice agent: {e}");
+        std::process::exit(2);
+    }
+    tracing::info!(host = %agent_settings.host, instance, "agent identity confirmed");
+    let shutdown = CancellationToken::new();
+    tokio::spawn(signals.cancel_on_first(shutdown.clone()));
+    app.run_agent_until_stopped(shutdown).await?;
+    Ok(())
+}
+
+fn machine_name() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "sluice".to_owned())
 }
 
 /// The SIGTERM and SIGINT streams, registered with the runtime.

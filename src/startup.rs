@@ -17,6 +17,7 @@ use crate::registry::OciRegistry;
 use crate::store::{Store, StoreError};
 use crate::task::{Driver, Task};
 
+mod agent;
 mod docker;
 mod fleet;
 mod leadership;
@@ -141,7 +142,10 @@ impl Application {
             body_limit: settings.api.body_limit,
             request_timeout: settings.api.request_timeout,
             workspace_gauge: crate::api::WorkspaceGauge::register(&metrics),
+            host_gauge: crate::api::HostGauge::register(&metrics),
             snapshot_dir: settings.snapshot_dir(),
+            // Until `[hosts] down_after` is configurable: the documented default.
+            host_down_after: chrono::Duration::seconds(30),
         };
         if api_context.tokens.is_empty() {
             tracing::warn!(
@@ -230,12 +234,28 @@ impl Application {
     /// snapshot cleanup) to end before closing the store. The reconciler takes at most
     /// `[update] shutdown_grace`; the others stop at once.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<(), StartupError> {
+        self.run_as(Mode::Daemon, shutdown).await
+    }
+
+    /// Runs as `sluice agent`: the API (any instance serves it), and the loops of this
+    /// host only — heartbeat, reconciler, snapshot cleanup, Docker events — with no
+    /// election: an agent never decides rollouts (see `crate::agent`).
+    pub async fn run_agent_until_stopped(
+        self,
+        shutdown: CancellationToken,
+    ) -> Result<(), StartupError> {
+        self.run_as(Mode::Agent, shutdown).await
+    }
+
+    async fn run_as(self, mode: Mode, shutdown: CancellationToken) -> Result<(), StartupError> {
         let addr = self.local_addr();
         tracing::info!(
             %addr,
             data_dir = %self.settings.data.dir.display(),
             engine = self.state.store.engine().as_str(),
             instance = self.state.leader.instance(),
+            host = %self.settings.agent.host,
+            mode = mode.name(),
             "sluice api listening"
         );
         let tasks = TaskTracker::new();
@@ -256,15 +276,23 @@ impl Application {
             leader_metrics,
             ..
         } = self;
-        let loops = Loops {
-            settings: settings.clone(),
-            state: state.clone(),
-            watcher,
-            rollout_ops,
-            tasks: tasks.clone(),
-            shutdown: shutdown.clone(),
+        let leadership = match mode {
+            Mode::Daemon => {
+                let loops = Loops {
+                    settings: settings.clone(),
+                    state: state.clone(),
+                    watcher,
+                    rollout_ops,
+                    tasks: tasks.clone(),
+                    shutdown: shutdown.clone(),
+                };
+                Some(Leadership::start(loops, &settings, &leader_metrics))
+            }
+            Mode::Agent => {
+                agent::start(&settings, &state, &tasks, &shutdown);
+                None
+            }
         };
-        let leadership = Leadership::start(loops, &settings, &leader_metrics);
         let app = api::router(state.clone());
         let stop = shutdown.clone();
         let server = axum::serve(listener, app)
@@ -289,10 +317,29 @@ impl Application {
             }
         }
         // Only now, with every loop ended, may a standby take over.
-        leadership.hand_back().await;
+        if let Some(leadership) = leadership {
+            leadership.hand_back().await;
+        }
         state.store.close().await;
         tracing::info!("sluice stopped");
         Ok(())
+    }
+}
+
+/// What a process runs: `sluice run` (API, election, and once leading every loop) or
+/// `sluice agent` (API and its host's loops).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    Daemon,
+    Agent,
+}
+
+impl Mode {
+    fn name(self) -> &'static str {
+        match self {
+            Mode::Daemon => "run",
+            Mode::Agent => "agent",
+        }
     }
 }
 

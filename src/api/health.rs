@@ -54,6 +54,14 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             Err(_) => tracing::warn!("refreshing sluice_workspaces timed out"),
         }
     }
+    if let Some(g) = &state.api.host_gauge {
+        let refresh = g.refresh(&state.store, state.clock.now(), state.api.host_down_after);
+        match tokio::time::timeout(Duration::from_secs(3), refresh).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "cannot refresh sluice_hosts"),
+            Err(_) => tracing::warn!("refreshing sluice_hosts timed out"),
+        }
+    }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),

@@ -9,8 +9,10 @@ pub mod extract;
 mod fleet;
 mod gauges;
 mod health;
+pub mod hosts;
 pub mod openapi;
 mod openapi_schemas;
+mod placement;
 pub mod registry_events;
 pub mod releases;
 pub mod rollouts;
@@ -35,7 +37,7 @@ use crate::wake::Wakers;
 
 pub use auth::{Actor, AuthError, Tokens};
 pub use error::ApiError;
-pub use gauges::WorkspaceGauge;
+pub use gauges::{HostGauge, WorkspaceGauge};
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -66,8 +68,11 @@ pub struct ApiContext {
     pub body_limit: usize,
     pub request_timeout: Duration,
     pub workspace_gauge: Option<WorkspaceGauge>,
+    pub host_gauge: Option<HostGauge>,
     /// `[snapshots] dir`: the only directory `DELETE /api/v1/snapshots/{id}` removes from.
     pub snapshot_dir: std::path::PathBuf,
+    /// `[hosts] down_after`: a host without a heartbeat for this long is `down`.
+    pub host_down_after: chrono::Duration,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -110,6 +115,11 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/snapshots/{id}/restore", post(snapshots::restore))
         .route("/api/v1/snapshots/{id}/release", post(snapshots::release))
         .route("/api/v1/fleet", get(fleet::show).put(fleet::set))
+        .route("/api/v1/hosts", get(hosts::list).post(hosts::add))
+        .route("/api/v1/hosts/{name}", get(hosts::show))
+        .route("/api/v1/hosts/{name}/cordon", post(hosts::cordon))
+        .route("/api/v1/hosts/{name}/drain", post(hosts::drain))
+        .route("/api/v1/hosts/{name}/uncordon", post(hosts::uncordon))
         .route("/api/v1/events", get(fleet::events))
         .route("/api/v1/openapi.json", get(openapi::serve))
         .route_layer(auth.clone());

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Deserializer};
 
 use crate::domain::spec::{HealthProbe, PortMapping, VolumeMount, WorkspaceSpec};
-use crate::domain::{Digest, MaintenanceWindow, Tier, UpdateMode, WorkspaceName};
+use crate::domain::{Digest, HostName, MaintenanceWindow, Tier, UpdateMode, WorkspaceName};
 
 /// `Some(None)` for an explicit `null`, `None` when the field is absent.
 fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
@@ -22,6 +22,9 @@ fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
 pub struct CreateWorkspace {
     pub name: WorkspaceName,
     pub image: String,
+    /// The Docker host to run on (required when more than one is registered).
+    #[serde(default)]
+    pub host: Option<HostName>,
     #[serde(default)]
     pub update_tier: Option<Tier>,
     #[serde(default)]
@@ -50,6 +53,9 @@ pub struct CreateWorkspace {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PatchWorkspace {
+    /// Only the workspace's own host is accepted: a move is refused.
+    #[serde(default)]
+    pub host: Option<HostName>,
     #[serde(default)]
     pub update_tier: Option<Tier>,
     #[serde(default)]

@@ -16,7 +16,9 @@ use super::extract::ApiJson;
 use super::volume_claims;
 use super::workspace_bodies::{CreateWorkspace, PatchWorkspace};
 use crate::domain::spec::{VolumeMount, WorkspaceSpec};
-use crate::domain::{Digest, Health, ImageRef, Tier, UpdateMode, WorkspaceName, WorkspaceState};
+use crate::domain::{
+    Digest, Health, HostName, ImageRef, Tier, UpdateMode, WorkspaceName, WorkspaceState,
+};
 use crate::store::{KeptVolume, LastUpdate, NewWorkspace, RetireResult, Workspace, WorkspacePatch};
 
 /// A workspace as the API returns it.
@@ -24,6 +26,7 @@ use crate::store::{KeptVolume, LastUpdate, NewWorkspace, RetireResult, Workspace
 pub struct WorkspaceView {
     pub name: String,
     pub image: String,
+    pub host: HostName,
     pub update_tier: Tier,
     pub update_mode: UpdateMode,
     pub maintenance_window: Option<String>,
@@ -45,6 +48,7 @@ impl WorkspaceView {
         Self {
             name: w.name.to_string(),
             image: w.image.to_string(),
+            host: w.host,
             update_tier: w.update_tier,
             update_mode: w.update_mode,
             maintenance_window: w.maintenance_window.map(|m| m.to_string()),
@@ -161,7 +165,9 @@ pub async fn create(
         labels: body.labels,
     };
     spec.validate().map_err(invalid_spec)?;
+    let host = super::placement::place(body.host, &state.store.hosts().await?)?;
     let new = NewWorkspace {
+        host,
         name: body.name,
         image,
         update_tier: body.update_tier.unwrap_or_default(),
@@ -202,6 +208,7 @@ pub async fn patch(
 ) -> Result<Json<WorkspaceView>, ApiError> {
     let name = parse_name(&name)?;
     let current = state.store.workspace(&name).await?;
+    super::placement::check_unmoved(name.as_str(), &current.host, body.host.as_ref())?;
     let mut patch = WorkspacePatch {
         update_tier: body.update_tier,
         update_mode: body.update_mode,

@@ -126,6 +126,9 @@ pub struct WorkspaceAdd {
     /// `auto` or `manual`.
     #[arg(long)]
     pub mode: Option<String>,
+    /// The Docker host to run on (required when more than one host is registered).
+    #[arg(long)]
+    pub host: Option<String>,
     /// `KEY=VALUE`, repeatable.
     #[arg(long = "env", value_name = "KEY=VALUE")]
     pub env: Vec<String>,
@@ -216,6 +219,35 @@ pub enum FleetCommand {
     Mode {
         mode: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HostCommand {
+    /// Hosts with their state, heartbeat age, workspaces and agent version.
+    List,
+    /// One host.
+    Show { name: String },
+    /// Register a host for an agent; prints the agent's token once.
+    Add {
+        name: String,
+        /// `KEY=VALUE`, repeatable.
+        #[arg(long = "label", value_name = "KEY=VALUE")]
+        labels: Vec<String>,
+    },
+    /// No new update starts on the host; running ones finish.
+    Cordon { name: String },
+    /// Cordon the host and wait until no update runs there.
+    Drain {
+        name: String,
+        /// Return at once instead of waiting.
+        #[arg(long)]
+        no_wait: bool,
+        /// Give up waiting after this long (the host stays draining).
+        #[arg(long, default_value = "30m", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
+    },
+    /// Let updates start on the host again.
+    Uncordon { name: String },
 }
 
 #[derive(Debug, Args)]

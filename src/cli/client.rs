@@ -32,6 +32,12 @@ pub enum ClientError {
     InvalidArg { arg: String, message: String },
     #[error("rollout {id} ended `{state}`")]
     RolloutFailed { id: i64, state: String },
+    #[error("host {host} still runs {updating} update(s) after {waited}; it stays draining")]
+    DrainTimeout {
+        host: String,
+        updating: i64,
+        waited: String,
+    },
     #[error("unexpected answer from the server: {0}")]
     Decode(String),
 }

@@ -11,8 +11,8 @@ mod watch;
 use std::path::PathBuf;
 
 pub use args::{
-    EventsArgs, FleetCommand, MigrateArgs, ReleaseCommand, RolloutCommand, SnapshotCommand,
-    WorkspaceAdd, WorkspaceCommand,
+    EventsArgs, FleetCommand, HostCommand, MigrateArgs, ReleaseCommand, RolloutCommand,
+    SnapshotCommand, WorkspaceAdd, WorkspaceCommand,
 };
 pub use client::{Client, ClientError};
 pub use commands::{ClientArgs, run_client};
@@ -53,6 +53,9 @@ pub enum LogFormatArg {
 pub enum Command {
     /// Run the daemon: API, registry watcher, rollout controller, reconciler.
     Run,
+    /// Run the agent of one Docker host (`[agent] host`): it converges only the
+    /// workspaces placed there; the control plane (`sluice run`) decides rollouts.
+    Agent,
     /// Apply database migrations and exit; with `--to`, copy the database into a new
     /// PostgreSQL database.
     Migrate(MigrateArgs),
@@ -74,6 +77,9 @@ pub enum Command {
     /// Fleet mode: show, mode.
     #[command(subcommand)]
     Fleet(FleetCommand),
+    /// Docker hosts: list, show, add, cordon, drain, uncordon.
+    #[command(subcommand)]
+    Host(HostCommand),
     /// The audit trail.
     Events(EventsArgs),
 }
@@ -88,6 +94,7 @@ impl Command {
                 | Command::Rollout(_)
                 | Command::Snapshot(_)
                 | Command::Fleet(_)
+                | Command::Host(_)
                 | Command::Events(_)
         )
     }

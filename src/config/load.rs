@@ -127,6 +127,9 @@ fn validate(s: &Settings) -> Result<(), ConfigError> {
     if let Err((key, message)) = s.leader.validate() {
         return Err(value(key, &message));
     }
+    if let Err((key, message)) = s.agent.validate() {
+        return Err(value(key, &message));
+    }
     if s.database.max_connections == 0 {
         return Err(value("database.max_connections", "must be at least 1"));
     }

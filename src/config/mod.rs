@@ -3,6 +3,7 @@
 //! refused with a message naming the key and the expected form.
 
 mod access_types;
+mod agent_types;
 mod docker;
 mod leader_types;
 mod load;

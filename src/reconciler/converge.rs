@@ -79,7 +79,7 @@ impl<R: ContainerRuntime> Reconciler<R> {
 
     pub(super) async fn detect_drift(&self) -> Result<(), ReconcileError> {
         let inner = &self.inner;
-        for w in inner.store.workspaces().await? {
+        for w in inner.store.workspaces_on(&inner.cfg.host).await? {
             let (Some(actual), Some(desired)) = (&w.actual_digest, &w.desired_digest) else {
                 continue;
             };

@@ -14,7 +14,11 @@ impl<R: ContainerRuntime> Reconciler<R> {
         &self,
         set: &mut JoinSet<()>,
     ) -> Result<usize, ReconcileError> {
-        let (rows, unreadable) = self.inner.store.open_updates_checked().await?;
+        let (rows, unreadable) = self
+            .inner
+            .store
+            .open_updates_checked(&self.inner.cfg.host)
+            .await?;
         self.quarantine_unreadable(&unreadable).await?;
         let n = rows.len() + unreadable.len();
         for row in rows {
@@ -83,12 +87,24 @@ impl<R: ContainerRuntime> Reconciler<R> {
         self.retire_pending().await?;
         self.detect_drift().await?;
         // Operator restores and recoveries are queued as journal rows; they run here.
-        let (rows, unreadable) = self.inner.store.open_updates_checked().await?;
+        let (rows, unreadable) = self
+            .inner
+            .store
+            .open_updates_checked(&self.inner.cfg.host)
+            .await?;
         self.quarantine_unreadable(&unreadable).await?;
         for row in rows.into_iter().filter(|r| r.kind != UpdateKind::Update) {
             self.spawn_drive(set, row);
         }
-        for t in self.inner.store.converge_targets().await? {
+        if !self.schedulable().await? {
+            return Ok(());
+        }
+        for t in self
+            .inner
+            .store
+            .converge_targets(&self.inner.cfg.host)
+            .await?
+        {
             let Some(guard) = self.try_lock(t.workspace_id) else {
                 continue;
             };
@@ -106,6 +122,21 @@ impl<R: ContainerRuntime> Reconciler<R> {
         Ok(())
     }
 
+    /// Whether new updates may start on this reconciler's host: not while an operator
+    /// has it cordoned or draining (open journal rows are still driven to their end).
+    /// A host without a row (a store no daemon registered) is schedulable.
+    async fn schedulable(&self) -> Result<bool, ReconcileError> {
+        let host = &self.inner.cfg.host;
+        match self.inner.store.host(host).await {
+            Ok(row) if row.schedule != crate::domain::HostSchedule::Active => {
+                tracing::debug!(host = %host, schedule = %row.schedule, "host is cordoned: no update starts");
+                Ok(false)
+            }
+            Ok(_) | Err(crate::store::StoreError::NotFound { .. }) => Ok(true),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Runs passes until every saga started has finished and nothing is left to do
     /// (for tests and the benchmark).
     /// Stops when a pass starts nothing, or finds the same targets as the pass before
@@ -113,7 +144,11 @@ impl<R: ContainerRuntime> Reconciler<R> {
     pub async fn converge_all(&self) -> Result<(), ReconcileError> {
         let mut previous = None;
         loop {
-            let targets = self.inner.store.converge_targets().await?;
+            let targets = self
+                .inner
+                .store
+                .converge_targets(&self.inner.cfg.host)
+                .await?;
             if previous.as_ref() == Some(&targets) {
                 return Ok(());
             }

@@ -227,7 +227,11 @@ async fn retention_keeps_snapshots_a_pending_restore_needs() {
     let later = SystemClock.now() + chrono::Duration::days(30);
     // keep_last 0 and everything past max_age: only the pending restore's source stays.
     snaps.cleanup(later).await.unwrap();
-    let live = r.t.store.live_snapshots().await.unwrap();
+    let live =
+        r.t.store
+            .live_snapshots(&crate::domain::HostName::local())
+            .await
+            .unwrap();
     assert_eq!(
         live.iter().map(|(s, _)| s.id.as_str()).collect::<Vec<_>>(),
         [source.as_str()]
@@ -238,7 +242,7 @@ async fn retention_keeps_snapshots_a_pending_restore_needs() {
     snaps.cleanup(later).await.unwrap();
     assert!(
         r.t.store
-            .live_snapshots()
+            .live_snapshots(&crate::domain::HostName::local())
             .await
             .unwrap()
             .iter()

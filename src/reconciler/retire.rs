@@ -29,7 +29,12 @@ impl<R: ContainerRuntime> Reconciler<R> {
     /// Retires every marked workspace no saga holds. Errors of one workspace are logged
     /// and leave it for the next pass; only a failing store read ends the call.
     pub(super) async fn retire_pending(&self) -> Result<(), ReconcileError> {
-        for r in self.inner.store.pending_retirements().await? {
+        for r in self
+            .inner
+            .store
+            .pending_retirements(&self.inner.cfg.host)
+            .await?
+        {
             let Some(_guard) = self.try_lock(r.id) else {
                 continue;
             };

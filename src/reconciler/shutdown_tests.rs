@@ -93,6 +93,7 @@ async fn a_stop_lets_the_running_saga_finish_and_starts_no_waiting_one() {
         .store
         .insert_workspace(
             &NewWorkspace {
+                host: crate::domain::HostName::local(),
                 name: WorkspaceName::parse("globex").unwrap(),
                 image: ImageRef::parse("127.0.0.1:5000/fx/app:stable").unwrap(),
                 update_tier: Tier::Production,

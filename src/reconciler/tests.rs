@@ -43,6 +43,7 @@ pub(super) async fn setup(min_free: u64) -> T {
     let ws = store
         .insert_workspace(
             &NewWorkspace {
+                host: crate::domain::HostName::local(),
                 name: WorkspaceName::parse("acme").unwrap(),
                 image: ImageRef::parse("127.0.0.1:5000/fx/app:stable").unwrap(),
                 update_tier: Tier::Production,
@@ -259,7 +260,13 @@ async fn an_interrupted_update_is_resumed_at_its_phase() {
     let u = t.latest().await;
     assert_eq!((u.id, u.phase), (row.id, UpdatePhase::Succeeded));
     assert_eq!(u.snapshot_ids.len(), 1);
-    assert!(t.store.open_updates().await.unwrap().is_empty());
+    assert!(
+        t.store
+            .open_updates(&crate::domain::HostName::local())
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[tokio::test]
@@ -305,11 +312,22 @@ async fn retention_keeps_the_newest_and_what_an_open_update_needs() {
         .unwrap();
     // keep_last = 1: the newest complete one stays, plus the one the open row needs.
     assert_eq!(snaps.cleanup(SystemClock.now()).await.unwrap(), 2);
-    assert_eq!(t.store.live_snapshots().await.unwrap().len(), 2);
+    assert_eq!(
+        t.store
+            .live_snapshots(&crate::domain::HostName::local())
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
     // Past max_age everything goes, except what the unfinished update needs.
     let later = SystemClock.now() + chrono::Duration::days(30);
     assert_eq!(snaps.cleanup(later).await.unwrap(), 1);
-    let live = t.store.live_snapshots().await.unwrap();
+    let live = t
+        .store
+        .live_snapshots(&crate::domain::HostName::local())
+        .await
+        .unwrap();
     assert_eq!(live.len(), 1, "{live:?}");
     assert_eq!(live[0].0.id, needed.id);
     let files: Vec<_> = std::fs::read_dir(&dir)

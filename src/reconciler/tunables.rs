@@ -3,10 +3,14 @@
 use std::time::Duration;
 
 use crate::config::Settings;
+use crate::domain::HostName;
 
 /// Tunables, from `[update]` and `[snapshots]`.
 #[derive(Clone, Debug)]
 pub struct ReconcilerConfig {
+    /// The Docker host this reconciler converges (`[agent] host`): it reads and changes
+    /// only the workspaces placed there.
+    pub host: HostName,
     pub stop_timeout: Duration,
     pub min_healthy_time: Duration,
     pub healthy_deadline: Duration,
@@ -33,6 +37,7 @@ pub struct ReconcilerConfig {
 impl ReconcilerConfig {
     pub fn from_settings(s: &Settings) -> Self {
         Self {
+            host: s.agent.host.clone(),
             stop_timeout: s.update.stop_timeout,
             min_healthy_time: s.update.min_healthy_time,
             healthy_deadline: s.update.healthy_deadline,

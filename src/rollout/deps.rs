@@ -32,6 +32,15 @@ impl RolloutDeps {
     /// transition; returns the rollout id.
     pub async fn commit(&self, d: &Decision, now: DateTime<Utc>) -> Result<i64, StoreError> {
         let id = self.store.apply_rollout_changes(&d.changes, now).await?;
+        // Agents on other hosts converge what a desired digest change asks; tell them
+        // now rather than at their next timer (PostgreSQL; best effort, they also poll).
+        if d.changes
+            .iter()
+            .any(|c| matches!(c, crate::domain::Change::Desired(_)))
+            && let Err(e) = self.store.publish_wake().await
+        {
+            tracing::warn!(rollout = id, error = %e, "cannot publish a wake-up to the agents");
+        }
         if let Some((from, to)) = d.transition {
             self.metrics
                 .transitions

@@ -19,7 +19,7 @@ use host::*;
 pub use retention::retention_victims;
 
 use crate::config::SnapshotSettings;
-use crate::domain::{ParseError, SnapshotId, SnapshotState, WorkspaceName};
+use crate::domain::{HostName, ParseError, SnapshotId, SnapshotState, WorkspaceName};
 use crate::runtime::{ContainerRuntime, RuntimeError};
 use crate::store::{SnapshotDone, SnapshotRow, Store, StoreError};
 
@@ -57,6 +57,8 @@ pub struct Snapshots {
     dir: PathBuf,
     settings: SnapshotSettings,
     store: Store,
+    /// The Docker host whose snapshot files live in `dir`: retention only touches these.
+    host: HostName,
 }
 
 impl Snapshots {
@@ -65,7 +67,15 @@ impl Snapshots {
             dir,
             settings,
             store,
+            host: HostName::local(),
         }
+    }
+
+    /// The same, for the snapshots of `host` (an agent's, or `[agent] host` in-process).
+    #[must_use]
+    pub fn for_host(mut self, host: HostName) -> Self {
+        self.host = host;
+        self
     }
 
     /// Free space that must remain in the directory (`[snapshots] min_free_bytes`).
@@ -333,7 +343,7 @@ impl Snapshots {
 
     /// Applies retention; returns how many snapshots were deleted.
     pub async fn cleanup(&self, now: DateTime<Utc>) -> Result<usize, SnapshotError> {
-        let live = self.store.live_snapshots().await?;
+        let live = self.store.live_snapshots(&self.host).await?;
         let max_age =
             chrono::Duration::from_std(self.settings.max_age).unwrap_or(chrono::Duration::MAX);
         let victims = retention_victims(&live, self.settings.keep_last as usize, max_age, now);

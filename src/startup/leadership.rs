@@ -3,20 +3,17 @@
 //! on SQLite, after winning the lease on PostgreSQL, then with the fenced store).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::docker::{DockerLater, build_reconciler, start_reconciler};
 use super::{spawn_task, track};
 use crate::api::AppState;
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::registry::OciRegistry;
-use crate::snapshot::Snapshots;
 use crate::store::Store;
-use crate::task::{Backoff, Driver};
+use crate::task::Driver;
 
 /// The loops this instance runs once it leads, built on the store it is handed (the
 /// fenced one on PostgreSQL).
@@ -55,32 +52,9 @@ impl Loops {
         let watcher =
             crate::watcher::WatcherTask::driver(watcher.on_store(store.clone()), metrics.clone());
         spawn_task(&tasks, watcher, &shutdown);
-        // The one snapshot store, shared by the reconciler and the snapshot cleanup.
-        let snaps = Snapshots::new(
-            settings.snapshot_dir(),
-            settings.snapshots.clone(),
-            store.clone(),
-        );
-        match state.docker.get() {
-            Some(d) => {
-                let rec = build_reconciler(&settings, &state, &snaps, &d);
-                start_reconciler(rec, &settings, &state, &snaps, &shutdown, &tasks);
-            }
-            None => {
-                let later = DockerLater {
-                    settings: settings.clone(),
-                    state: state.clone(),
-                    snaps: snaps.clone(),
-                    tasks: tasks.clone(),
-                    connected: false,
-                };
-                let backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
-                spawn_task(
-                    &tasks,
-                    Driver::new(later, metrics.clone()).backoff(backoff),
-                    &shutdown,
-                );
-            }
+        // This host's loops, unless every host runs an agent of its own.
+        if settings.agent.in_process {
+            super::agent::start_host_loops(&settings, &state, &tasks, &shutdown, true);
         }
         let mut deps = rollout_ops.deps().clone();
         deps.store = store.clone();

@@ -31,6 +31,7 @@ fn event(action: &str) -> NewEvent {
 
 fn workspace(name: &str) -> NewWorkspace {
     NewWorkspace {
+        host: sluice::domain::HostName::local(),
         name: WorkspaceName::parse(name).unwrap(),
         image: ImageRef::parse("127.0.0.1:5000/app:stable").unwrap(),
         update_tier: Tier::Production,

@@ -29,6 +29,7 @@ fn digest(c: char) -> String {
 
 fn new_ws(name: &str, tier: Tier) -> NewWorkspace {
     NewWorkspace {
+        host: sluice::domain::HostName::local(),
         name: WorkspaceName::parse(name).unwrap(),
         image: ImageRef::parse(IMAGE).unwrap(),
         update_tier: tier,

@@ -102,6 +102,7 @@ pub async fn env_in_repo(
     let ws = store
         .insert_workspace(
             &NewWorkspace {
+                host: sluice::domain::HostName::local(),
                 name: WorkspaceName::parse(&name).expect("name"),
                 image: ImageRef::parse(&format!("{repo}:stable")).expect("image"),
                 update_tier: Tier::Production,

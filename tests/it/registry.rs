@@ -31,6 +31,7 @@ pub(crate) async fn add_workspace(store: &Store, image: &str, actual: Option<&Di
     let ws = store
         .insert_workspace(
             &NewWorkspace {
+                host: sluice::domain::HostName::local(),
                 name: WorkspaceName::parse(&unique("ws")).unwrap(),
                 image: ImageRef::parse_tracked(image).unwrap(),
                 update_tier: Tier::Production,

@@ -40,6 +40,7 @@ async fn add_running(store: &Store, image: &str, digest: &Digest) {
     let ws = store
         .insert_workspace(
             &NewWorkspace {
+                host: sluice::domain::HostName::local(),
                 name: WorkspaceName::parse(&unique("hook")).unwrap(),
                 image: ImageRef::parse_tracked(image).unwrap(),
                 update_tier: Tier::Production,

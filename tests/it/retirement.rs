@@ -133,7 +133,10 @@ async fn a_deletion_marked_while_the_daemon_is_down_is_retired_at_the_next_start
             .unwrap()
     );
     assert_eq!(store.retirement(id).await.unwrap(), None);
-    let pending = store.pending_retirements().await.unwrap();
+    let pending = store
+        .pending_retirements(&sluice::domain::HostName::local())
+        .await
+        .unwrap();
     assert!(
         pending
             .iter()
@@ -161,6 +164,13 @@ async fn a_deletion_marked_while_the_daemon_is_down_is_retired_at_the_next_start
     // Marked means gone for every loop: a few more passes create nothing again.
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(!container_exists(&container));
-    assert!(second.store.pending_retirements().await.unwrap().is_empty());
+    assert!(
+        second
+            .store
+            .pending_retirements(&sluice::domain::HostName::local())
+            .await
+            .unwrap()
+            .is_empty()
+    );
     second.stop().await;
 }

@@ -82,6 +82,7 @@ impl Env {
             .store
             .insert_workspace(
                 &NewWorkspace {
+                    host: sluice::domain::HostName::local(),
                     name: WorkspaceName::parse(name).unwrap(),
                     image: ImageRef::parse(IMAGE).unwrap(),
                     update_tier: tier,

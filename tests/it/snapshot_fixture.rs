@@ -38,6 +38,7 @@ pub async fn workspace(store: &Store, name: &str, volumes: &[&str]) -> Workspace
         ..Default::default()
     };
     let new = NewWorkspace {
+        host: sluice::domain::HostName::local(),
         name: WorkspaceName::parse(name).unwrap(),
         image: ImageRef::parse("127.0.0.1:5000/app:stable").unwrap(),
         update_tier: Tier::Canary,

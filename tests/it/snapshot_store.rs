@@ -18,7 +18,10 @@ fn ids(v: &[SnapshotId]) -> Vec<&str> {
 
 /// Retention over the store's own facts: keep nothing by count and nothing by age.
 async fn victims(store: &Store) -> Vec<SnapshotId> {
-    let live = store.live_snapshots().await.unwrap();
+    let live = store
+        .live_snapshots(&sluice::domain::HostName::local())
+        .await
+        .unwrap();
     retention_victims(&live, 0, chrono::Duration::seconds(1), at(100_000))
 }
 
@@ -34,7 +37,10 @@ async fn a_rolled_back_update_keeps_the_newest_copy_of_each_volume_until_release
         UpdatePhase::RolledBack,
     )
     .await;
-    let live = store.live_snapshots().await.unwrap();
+    let live = store
+        .live_snapshots(&sluice::domain::HostName::local())
+        .await
+        .unwrap();
     let protected: Vec<_> = live
         .iter()
         .filter_map(|(r, f)| f.protection(r).map(|p| (r.id.as_str(), p)))
@@ -92,7 +98,10 @@ async fn a_quarantined_workspace_keeps_everything_and_a_success_lifts_the_newest
     let snaps = dir.path().join("snapshots");
     after_update(&store, &snaps, "quar", &["data"], UpdatePhase::Quarantined).await;
     let (ok, _) = after_update(&store, &snaps, "fine", &["data"], UpdatePhase::Succeeded).await;
-    let live = store.live_snapshots().await.unwrap();
+    let live = store
+        .live_snapshots(&sluice::domain::HostName::local())
+        .await
+        .unwrap();
     for (r, f) in &live {
         let expected =
             r.id.as_str()
@@ -114,7 +123,10 @@ async fn a_quarantined_workspace_keeps_everything_and_a_success_lifts_the_newest
         30,
     )
     .await;
-    let live = store.live_snapshots().await.unwrap();
+    let live = store
+        .live_snapshots(&sluice::domain::HostName::local())
+        .await
+        .unwrap();
     let newest = live
         .iter()
         .find(|(r, _)| r.id.as_str() == "fine-data-new")
@@ -143,7 +155,10 @@ async fn an_open_row_keeps_what_the_last_finished_one_left_protected() {
     let snaps = dir.path().join("snapshots");
     let (ws, _) = after_update(&store, &snaps, "acme", &["data"], UpdatePhase::RolledBack).await;
     let next = open(&store, &ws, Some(&digest('1')), &digest('3'), 30).await;
-    let live = store.live_snapshots().await.unwrap();
+    let live = store
+        .live_snapshots(&sluice::domain::HostName::local())
+        .await
+        .unwrap();
     let newest = live
         .iter()
         .find(|(r, _)| r.id.as_str() == "acme-data-new")
@@ -214,7 +229,10 @@ async fn a_queued_restore_is_one_transaction_and_its_snapshots_are_needed() {
     assert_eq!(row.phase, UpdatePhase::Pulling);
     assert_eq!(ids(&row.restore_snapshot_ids), [old.as_str()]);
     assert_eq!(counts(&store).await, (before.0 + 1, before.1 + 1));
-    let live = store.live_snapshots().await.unwrap();
+    let live = store
+        .live_snapshots(&sluice::domain::HostName::local())
+        .await
+        .unwrap();
     let (_, facts) = live.iter().find(|(r, _)| r.id == old).unwrap();
     assert!(facts.needed, "an open restore row needs what it restores");
     assert!(!victims(&store).await.contains(&old));

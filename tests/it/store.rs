@@ -13,6 +13,7 @@ async fn fresh() -> (sluice::store::TestDb, Store) {
 
 fn new_ws(name: &str) -> NewWorkspace {
     NewWorkspace {
+        host: sluice::domain::HostName::local(),
         name: WorkspaceName::parse(name).unwrap(),
         image: ImageRef::parse("127.0.0.1:5000/app:stable").unwrap(),
         update_tier: Tier::default(),

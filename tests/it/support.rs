@@ -178,6 +178,7 @@ pub fn fixture_workspace(
     cleanup.containers.push(format!("sluice-{name}"));
     cleanup.volumes.push(volume.clone());
     sluice::store::NewWorkspace {
+        host: sluice::domain::HostName::local(),
         name: sluice::domain::WorkspaceName::parse(name).expect("workspace name"),
         image: sluice::domain::ImageRef::parse(image).expect("image reference"),
         update_tier: tier,

@@ -264,6 +264,7 @@ async fn a_volume_named_by_another_live_spec_is_refused_before_docker_has_it() {
     api.store
         .insert_workspace(
             &sluice::store::NewWorkspace {
+                host: sluice::domain::HostName::local(),
                 name: WorkspaceName::parse(&owner).unwrap(),
                 image: sluice::domain::ImageRef::parse(&fixture_image()).unwrap(),
                 update_tier: sluice::domain::Tier::Production,

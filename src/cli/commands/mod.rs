@@ -25,8 +25,9 @@ pub async fn run_client(cmd: Command, args: ClientArgs) -> Result<(), ClientErro
         Command::Rollout(c) => rollout(&client, &out, c).await,
         Command::Snapshot(c) => snapshot(&client, &out, c).await,
         Command::Fleet(c) => fleet(&client, &out, c).await,
+        Command::Host(c) => host::host(&client, &out, c).await,
         Command::Events(a) => events(&client, &out, a).await,
-        Command::Run | Command::Migrate(_) | Command::Config(_) => Ok(()),
+        Command::Run | Command::Agent | Command::Migrate(_) | Command::Config(_) => Ok(()),
     }
 }
 
@@ -71,6 +72,7 @@ fn invalid(arg: &str, message: &str) -> ClientError {
     }
 }
 
+mod host;
 mod rollout;
 mod snapshot;
 mod workspace;
@@ -116,6 +118,7 @@ mod tests {
             image: "127.0.0.1:5000/app:stable".into(),
             tier: None,
             mode: None,
+            host: None,
             env: Vec::new(),
             volumes: volumes.iter().map(|v| (*v).to_owned()).collect(),
             ports: Vec::new(),

@@ -18,6 +18,9 @@ pub(super) fn add_body(a: &WorkspaceAdd) -> Result<Value, ClientError> {
     if let Some(m) = &a.mode {
         body["update_mode"] = json!(m);
     }
+    if let Some(h) = &a.host {
+        body["host"] = json!(h);
+    }
     let mut env = serde_json::Map::new();
     for e in &a.env {
         let (k, v) = e

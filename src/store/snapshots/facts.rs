@@ -6,7 +6,7 @@
 use std::collections::HashSet;
 
 use super::{Raw, SnapshotRow, to_row};
-use crate::domain::{Digest, SnapshotId, UpdateKind, UpdatePhase};
+use crate::domain::{Digest, HostName, SnapshotId, UpdateKind, UpdatePhase};
 use crate::store::{QueryContext, SqlBool, Store, StoreError};
 
 /// A row plus the facts retention and the API decide on.
@@ -195,15 +195,19 @@ impl Store {
     /// Every snapshot not yet deleted, newest first per (workspace, volume), with its
     /// [`SnapshotFacts`]: whether unfinished work needs it and what protection decides on.
     /// Retention (`snapshot::retention_victims`) takes exactly this list.
-    pub async fn live_snapshots(&self) -> Result<Vec<(SnapshotRow, SnapshotFacts)>, StoreError> {
+    pub async fn live_snapshots(
+        &self,
+        host: &HostName,
+    ) -> Result<Vec<(SnapshotRow, SnapshotFacts)>, StoreError> {
         // One read transaction: the JSON lists and the rows are read from the same state.
         let mut conn = self.pool.begin().await.ctx("begin list live snapshots")?;
         let open = open_restore_ids(&mut conn).await?;
         let sql = format!(
-            "SELECT {S_COLS}, {FACTS} FROM snapshots s WHERE s.state <> 'deleted' \
+            "SELECT {S_COLS}, {FACTS} FROM snapshots s WHERE s.state <> 'deleted' AND s.host = $1 \
              ORDER BY s.workspace_id, s.volume, s.created_at DESC, s.id DESC"
         );
         let raw: Vec<RawFacts> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(host.as_str())
             .fetch_all(&mut *conn)
             .await
             .ctx("list live snapshots")?;

@@ -117,7 +117,8 @@ impl Store {
     ) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO snapshots (id, workspace_id, update_id, volume, mount_path, path, state, \
-             created_at) VALUES ($1, $2, $3, $4, $5, $6, 'writing', $7)",
+             created_at, host) VALUES ($1, $2, $3, $4, $5, $6, 'writing', $7, \
+             (SELECT host FROM workspaces WHERE id = $2))",
         )
         .bind(id.as_str())
         .bind(workspace_id)

@@ -23,7 +23,7 @@ use sqlx::any::AnyRow;
 
 use super::{FINISHED_PHASES, QueryContext, Store, StoreError};
 use crate::clock::from_millis;
-use crate::domain::{Digest, SnapshotId, UpdatePhase};
+use crate::domain::{Digest, HostName, SnapshotId, UpdatePhase};
 
 /// One journal row.
 #[derive(Clone, Debug, PartialEq)]
@@ -134,10 +134,13 @@ pub(super) fn from_row(r: &AnyRow) -> Result<UpdateRow, StoreError> {
 impl Store {
     /// Workspaces whose desired digest differs from what runs, that are not quarantined,
     /// have no open journal row and whose desired digest has not failed on them.
-    pub async fn converge_targets(&self) -> Result<Vec<ConvergeTarget>, StoreError> {
+    pub async fn converge_targets(
+        &self,
+        host: &HostName,
+    ) -> Result<Vec<ConvergeTarget>, StoreError> {
         let sql = format!(
             "SELECT w.id, w.name, w.desired_rollout_id FROM workspaces w \
-             WHERE w.deleted_at IS NULL AND w.desired_digest IS NOT NULL \
+             WHERE w.host = $1 AND w.deleted_at IS NULL AND w.desired_digest IS NOT NULL \
              AND (w.actual_digest IS NULL OR w.desired_digest <> w.actual_digest) \
              AND w.state <> 'quarantined' \
              AND NOT EXISTS (SELECT 1 FROM failed_digests f \
@@ -147,6 +150,7 @@ impl Store {
              ORDER BY w.name"
         );
         let rows: Vec<(i64, String, Option<i64>)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(host.as_str())
             .fetch_all(&self.pool)
             .await
             .ctx("list converge targets")?;
@@ -161,8 +165,8 @@ impl Store {
     }
 
     /// Every journal row not in a terminal phase, oldest first.
-    pub async fn open_updates(&self) -> Result<Vec<UpdateRow>, StoreError> {
-        let (rows, unreadable) = self.open_updates_checked().await?;
+    pub async fn open_updates(&self, host: &HostName) -> Result<Vec<UpdateRow>, StoreError> {
+        let (rows, unreadable) = self.open_updates_checked(host).await?;
         match unreadable.into_iter().next() {
             Some(u) => Err(corrupt(format!("journal row {}: {}", u.id, u.error))),
             None => Ok(rows),
@@ -174,11 +178,14 @@ impl Store {
     /// written by another version), so one bad row holds up no other workspace.
     pub async fn open_updates_checked(
         &self,
+        host: &HostName,
     ) -> Result<(Vec<UpdateRow>, Vec<UnreadableRow>), StoreError> {
         let sql = format!(
-            "SELECT {COLS} FROM workspace_updates WHERE phase NOT IN {FINISHED_PHASES} ORDER BY id"
+            "SELECT {COLS} FROM workspace_updates WHERE phase NOT IN {FINISHED_PHASES} \
+             AND workspace_id IN (SELECT id FROM workspaces WHERE host = $1) ORDER BY id"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(host.as_str())
             .fetch_all(&self.pool)
             .await
             .ctx("list open updates")?;

@@ -327,6 +327,7 @@ mod tests {
         let (_dir, store) = fresh().await;
         let now = Utc::now();
         let new = NewWorkspace {
+            host: crate::domain::HostName::local(),
             name: WorkspaceName::parse("acme").unwrap(),
             image: ImageRef::parse("127.0.0.1:5000/app:stable").unwrap(),
             update_tier: Tier::Production,

@@ -24,7 +24,8 @@ use super::{QueryContext, Store, StoreError, is_unique_violation};
 use crate::clock::{from_millis, to_millis};
 use crate::domain::spec::WorkspaceSpec;
 use crate::domain::{
-    Digest, Health, ImageRef, MaintenanceWindow, Tier, UpdateMode, WorkspaceName, WorkspaceState,
+    Digest, Health, HostName, ImageRef, MaintenanceWindow, Tier, UpdateMode, WorkspaceName,
+    WorkspaceState,
 };
 
 /// A workspace as stored.
@@ -38,6 +39,8 @@ pub struct Workspace {
     pub update_mode: UpdateMode,
     pub maintenance_window: Option<MaintenanceWindow>,
     pub spec: WorkspaceSpec,
+    /// The Docker host that runs it (and holds its volumes and snapshots).
+    pub host: HostName,
     /// Holds the workspace on this digest whatever rollouts do.
     pub pinned_digest: Option<Digest>,
     /// What the controller wants it to run.
@@ -61,10 +64,11 @@ pub struct NewWorkspace {
     pub update_mode: UpdateMode,
     pub maintenance_window: Option<MaintenanceWindow>,
     pub spec: WorkspaceSpec,
+    pub host: HostName,
 }
 
 const COLUMNS: &str = "id, name, image, update_tier, update_mode, maintenance_window, spec, \
-    pinned_digest, desired_digest, actual_digest, container_id, state, health, created_at, \
+    host, pinned_digest, desired_digest, actual_digest, container_id, state, health, created_at, \
     updated_at, version";
 
 fn corrupt(e: impl std::fmt::Display) -> StoreError {
@@ -92,6 +96,7 @@ fn from_row(row: &AnyRow) -> Result<Workspace, StoreError> {
             .transpose()
             .map_err(corrupt)?,
         spec: serde_json::from_str(&get_s("spec")?).map_err(corrupt)?,
+        host: HostName::parse(&get_s("host")?).map_err(corrupt)?,
         pinned_digest: opt_digest(get_os("pinned_digest")?)?,
         desired_digest: opt_digest(get_os("desired_digest")?)?,
         actual_digest: opt_digest(get_os("actual_digest")?)?,
@@ -141,6 +146,19 @@ impl Store {
         rows.iter().map(from_row).collect()
     }
 
+    /// The live workspaces placed on `host`, by name (what that host's agent converges).
+    pub async fn workspaces_on(&self, host: &HostName) -> Result<Vec<Workspace>, StoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM workspaces WHERE host = $1 AND deleted_at IS NULL ORDER BY name"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(host.as_str())
+            .fetch_all(&self.pool)
+            .await
+            .ctx("list workspaces of a host")?;
+        rows.iter().map(from_row).collect()
+    }
+
     /// The name of a live workspace by id.
     pub async fn workspace_name(&self, workspace_id: i64) -> Result<String, StoreError> {
         sqlx::query_scalar("SELECT name FROM workspaces WHERE id = $1 AND deleted_at IS NULL")
@@ -167,7 +185,7 @@ pub(super) async fn insert_in(
     let spec = serde_json::to_string(&w.spec).map_err(corrupt)?;
     let sql = format!(
         "INSERT INTO workspaces (name, image, update_tier, update_mode, maintenance_window, spec, \
-         desired_digest, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $8, $7, $7) \
+         desired_digest, created_at, updated_at, host) VALUES ($1, $2, $3, $4, $5, $6, $8, $7, $7, $9) \
          RETURNING {COLUMNS}"
     );
     let row = sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -179,6 +197,7 @@ pub(super) async fn insert_in(
         .bind(spec)
         .bind(to_millis(now))
         .bind(desired.map(Digest::as_str))
+        .bind(w.host.as_str())
         .fetch_one(&mut *conn)
         .await
         .map_err(|e| {

@@ -15,8 +15,8 @@ use sqlx::Row as _;
 
 use super::{QueryContext, Store, StoreError};
 use crate::clock::to_millis;
-use crate::domain::WorkspaceName;
 use crate::domain::spec::WorkspaceSpec;
+use crate::domain::{HostName, WorkspaceName};
 
 /// A deleted workspace whose container (and volumes) the reconciler still has to remove.
 #[derive(Clone, Debug, PartialEq)]
@@ -71,11 +71,16 @@ fn live_name(stored: &str, id: i64) -> Result<WorkspaceName, StoreError> {
 
 impl Store {
     /// Deleted workspaces not retired yet, oldest deletion first.
-    pub async fn pending_retirements(&self) -> Result<Vec<Retirement>, StoreError> {
+    pub async fn pending_retirements(
+        &self,
+        host: &HostName,
+    ) -> Result<Vec<Retirement>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, name, container_id, spec, retire_purge FROM workspaces \
-             WHERE deleted_at IS NOT NULL AND retired_at IS NULL ORDER BY deleted_at, id",
+             WHERE host = $1 AND deleted_at IS NOT NULL AND retired_at IS NULL \
+             ORDER BY deleted_at, id",
         )
+        .bind(host.as_str())
         .fetch_all(&self.pool)
         .await
         .ctx("list pending retirements")?;

@@ -1,0 +1,78 @@
+//! The heartbeat task: records every `[agent] heartbeat_interval` that this host's agent
+//! is alive, with its instance name and version. The control plane derives the host's
+//! state from the age of the last one (`domain::host_state`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::clock::Clock;
+use crate::domain::HostName;
+use crate::store::{Store, StoreError};
+use crate::task::{Action, Pass, Task};
+
+pub struct Heartbeat {
+    store: Store,
+    clock: Arc<dyn Clock>,
+    host: HostName,
+    instance: String,
+    every: Duration,
+    /// The built-in host of `sluice run` registers itself (an agent's host must have
+    /// been added by an operator, with a token).
+    builtin: bool,
+}
+
+impl Heartbeat {
+    pub fn new(
+        store: Store,
+        clock: Arc<dyn Clock>,
+        host: HostName,
+        instance: String,
+        every: Duration,
+    ) -> Self {
+        Self {
+            store,
+            clock,
+            host,
+            instance,
+            every,
+            builtin: false,
+        }
+    }
+
+    /// For `sluice run`'s own host: registers it (without a token) when it is missing.
+    #[must_use]
+    pub fn builtin(mut self) -> Self {
+        self.builtin = true;
+        self
+    }
+}
+
+impl Task for Heartbeat {
+    const NAME: &'static str = "heartbeat";
+    type Error = StoreError;
+
+    async fn pass(&mut self, cx: &mut Pass) -> Result<Action, StoreError> {
+        cx.worked_on(&self.host);
+        let hb = crate::store::Heartbeat {
+            host: &self.host,
+            instance: &self.instance,
+            version: env!("CARGO_PKG_VERSION"),
+            capacity: None,
+        };
+        let now = self.clock.now();
+        match self.store.heartbeat(&hb, now).await {
+            Err(StoreError::NotFound { .. }) if self.builtin => {
+                self.store.ensure_builtin_host(&self.host, now).await?;
+                self.store.heartbeat(&hb, now).await?;
+            }
+            r => r?,
+        }
+        Ok(Action::requeue(self.every))
+    }
+
+    /// A failed heartbeat is retried at the heartbeat's own pace, not backed off to 30 s:
+    /// a host whose heartbeats lapse is taken for down.
+    fn error_policy(&self, _error: &StoreError, backoff: Duration) -> Action {
+        Action::requeue(backoff.min(self.every))
+    }
+}
