@@ -17,6 +17,7 @@ mod drift;
 mod leadership;
 mod leadership_failover;
 mod migrate_to;
+mod multi_host;
 mod notify;
 mod notify_secrets;
 mod quickstart;

@@ -91,9 +91,14 @@ impl Daemon {
     /// Starts `sluice run` with `data_dir` and extra environment; waits (≤ 20 s) until it
     /// logs its API address.
     pub fn start(data_dir: &std::path::Path, env: &[(&str, &str)]) -> Daemon {
+        Self::start_as("run", data_dir, env)
+    }
+
+    /// Starts `sluice <command>` (`run` or `agent`) the same way.
+    pub fn start_as(command: &str, data_dir: &std::path::Path, env: &[(&str, &str)]) -> Daemon {
         use std::io::BufRead;
         let mut cmd = Command::new(sluice_bin());
-        cmd.args(["--log-format", "json", "run"])
+        cmd.args(["--log-format", "json", command])
             .env_remove("SLUICE_CONFIG")
             .env_remove("RUST_LOG")
             .env("SLUICE__DATA__DIR", data_dir)
@@ -125,7 +130,7 @@ impl Daemon {
             .recv_timeout(std::time::Duration::from_secs(20))
             .unwrap_or_else(|_| {
                 panic!(
-                    "sluice run did not log its address: {:?}",
+                    "sluice {command} did not log its address: {:?}",
                     logs.lock().unwrap()
                 )
             });
