@@ -180,6 +180,56 @@ pub const OPERATIONS: &[Operation] = &[
     ),
     op!(
         "get",
+        "/api/v1/hosts",
+        "read",
+        None,
+        "HostList",
+        "Docker hosts: derived state, heartbeat age, workspaces, agent version"
+    ),
+    op!(
+        "post",
+        "/api/v1/hosts",
+        "admin",
+        Some("AddHost"),
+        "AddedHost",
+        "Register a host for an agent; answers the agent's token once",
+        201,
+        &[(409, "already_exists")]
+    ),
+    op!(
+        "get",
+        "/api/v1/hosts/{name}",
+        "read",
+        None,
+        "Host",
+        "Show a host"
+    ),
+    op!(
+        "post",
+        "/api/v1/hosts/{name}/cordon",
+        "admin",
+        None,
+        "Host",
+        "No new update starts on the host; running ones finish"
+    ),
+    op!(
+        "post",
+        "/api/v1/hosts/{name}/drain",
+        "admin",
+        None,
+        "Host",
+        "Cordon the host; `updating` tells when its running updates have finished"
+    ),
+    op!(
+        "post",
+        "/api/v1/hosts/{name}/uncordon",
+        "admin",
+        None,
+        "Host",
+        "Let updates start on the host again"
+    ),
+    op!(
+        "get",
         "/api/v1/events",
         "read",
         None,

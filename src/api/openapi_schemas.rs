@@ -46,6 +46,12 @@ pub(super) fn schemas() -> Value {
         patch[k] = v;
     }
     create["name"] = json!({ "type": "string" });
+    let host_name =
+        json!({ "type": "string", "pattern": "^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$" });
+    create["host"] = json!({ "type": "string",
+        "description": "the registered Docker host to run on; required when more than one is registered" });
+    patch["host"] = json!({ "type": "string",
+        "description": "only the workspace's own host: moving to another is refused (409 move_not_supported)" });
     create["image"] = json!({ "type": "string", "example": "127.0.0.1:5000/app:stable" });
     patch["pinned_digest"] = digest.clone();
     let mut base = json!({
@@ -56,6 +62,7 @@ pub(super) fn schemas() -> Value {
                             "message": { "type": "string" } } } } },
         "Workspace": { "type": "object", "properties": {
             "name": { "type": "string" }, "image": { "type": "string" },
+            "host": host_name,
             "update_tier": { "enum": ["canary", "production"] },
             "update_mode": { "enum": ["auto", "manual"] },
             "maintenance_window": { "type": ["string", "null"] },
@@ -117,6 +124,26 @@ pub(super) fn schemas() -> Value {
         "ReleaseList": { "type": "array", "items": { "$ref": "#/components/schemas/Release" } },
         "Reject": { "type": "object", "additionalProperties": false,
             "properties": { "reason": { "type": ["string", "null"] } } },
+        "Host": { "type": "object", "properties": {
+            "name": host_name,
+            "state": { "enum": ["ready", "cordoned", "draining", "down", "unseen"],
+                       "description": "derived at read time from the schedule and the last heartbeat ([hosts] down_after)" },
+            "schedule": { "enum": ["active", "cordoned", "draining"] },
+            "labels": { "type": "object", "additionalProperties": { "type": "string" } },
+            "capacity": { "type": ["integer", "null"] },
+            "heartbeat_at": { "type": ["string", "null"], "format": "date-time" },
+            "heartbeat_age_seconds": { "type": ["number", "null"] },
+            "agent_instance": { "type": ["string", "null"] },
+            "agent_version": { "type": ["string", "null"] },
+            "workspaces": { "type": "integer" },
+            "updating": { "type": "integer", "description": "open updates on the host right now" } } },
+        "HostList": { "type": "array", "items": { "$ref": "#/components/schemas/Host" } },
+        "AddHost": { "type": "object", "required": ["name"], "additionalProperties": false,
+            "properties": { "name": host_name,
+                "labels": { "type": "object", "additionalProperties": { "type": "string" } } } },
+        "AddedHost": { "type": "object", "properties": {
+            "host": { "$ref": "#/components/schemas/Host" },
+            "token": { "type": "string", "description": "the agent's token, shown once; only its sha256 is stored" } } },
         "Object": { "type": "object" }
     });
     for more in [rollout_schemas(), snapshot_schemas()] {

@@ -49,8 +49,9 @@ pub fn text(kind: &str, ev: &FeedEvent) -> String {
             _ => format!("sluice: {} {}", ev.subject.replace(':', " "), ev.action),
         },
         "workspace.updated" => format!(
-            "sluice: workspace {} updated to {}",
+            "sluice: workspace {}{} updated to {}",
             ev.workspace.clone().unwrap_or_default(),
+            s("host").map(|h| format!(" on {h}")).unwrap_or_default(),
             s("to").unwrap_or_default()
         ),
         "workspace.rolled_back" => format!(
@@ -88,6 +89,8 @@ pub fn body(kind: &str, ev: &FeedEvent, format: &str) -> Value {
         "subject": ev.subject,
         "action": ev.action,
         "workspace": ev.workspace,
+        // The Docker host of a workspace's update (what its agent recorded).
+        "host": ev.detail.get("host"),
         "rollout_id": ev.rollout_id,
         "detail": ev.detail,
         "text": text(kind, ev),
@@ -149,5 +152,22 @@ mod tests {
         assert_eq!(j["detail"]["to"], "soaking");
         let s = body("rollout.state_changed", &e, "slack");
         assert_eq!(s, json!({"text": "sluice: rollout 3 canary → soaking"}));
+    }
+
+    #[test]
+    fn a_workspace_update_names_its_host() {
+        let e = ev(
+            "workspace:acme",
+            "update_succeeded",
+            json!({"to": format!("sha256:{}", "ab".repeat(32)), "host": "web-2"}),
+        );
+        let j = body("workspace.updated", &e, "json");
+        assert_eq!(j["host"], "web-2");
+        assert_eq!(
+            j["text"],
+            "sluice: workspace acme on web-2 updated to sha256:abababababab"
+        );
+        let without = ev("workspace:acme", "update_succeeded", json!({"to": "x"}));
+        assert!(body("workspace.updated", &without, "json")["host"].is_null());
     }
 }

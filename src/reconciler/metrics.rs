@@ -2,6 +2,8 @@
 
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry};
 
+use crate::domain::HostName;
+
 #[derive(Clone)]
 /// `sluice_workspaces{tier,state}` is not here: the API refreshes it from the store on
 /// every scrape (`src/api/gauges.rs`), so it counts workspaces whatever loop moved them.
@@ -18,39 +20,47 @@ const BUCKETS: &[f64] = &[0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300
 impl ReconcilerMetrics {
     /// Creates the collectors and registers them (a second registration is ignored, so
     /// tests can build several reconcilers on one registry).
-    #[allow(clippy::missing_panics_doc)] // reason: static definitions are valid
     pub fn register(registry: &Registry) -> Self {
+        Self::register_on(registry, &HostName::local())
+    }
+
+    /// The same, every series labelled `host` with the Docker host this reconciler
+    /// converges (one reconciler per process, so a constant label).
+    #[allow(clippy::missing_panics_doc)] // reason: static definitions are valid
+    pub fn register_on(registry: &Registry, host: &HostName) -> Self {
+        let labels: std::collections::HashMap<String, String> =
+            [("host".to_owned(), host.to_string())].into();
+        let opts = |name: &str, help: &str| Opts::new(name, help).const_labels(labels.clone());
+        let hist = |name: &str, help: &str| {
+            HistogramOpts::new(name, help)
+                .const_labels(labels.clone())
+                .buckets(BUCKETS.to_vec())
+        };
         let m = Self {
             updates: IntCounterVec::new(
-                Opts::new(
+                opts(
                     "sluice_workspace_updates_total",
                     "Finished workspace updates by result (succeeded, rolled_back, failed, quarantined).",
                 ),
                 &["result"],
             )
             .expect("valid metric"),
-            rollbacks: IntCounter::new("sluice_rollbacks_total", "Rollbacks started.")
+            rollbacks: IntCounter::with_opts(opts("sluice_rollbacks_total", "Rollbacks started."))
                 .expect("valid metric"),
-            duration: Histogram::with_opts(
-                HistogramOpts::new(
-                    "sluice_update_duration_seconds",
-                    "Wall time of one update saga, pull to verdict.",
-                )
-                .buckets(BUCKETS.to_vec()),
-            )
+            duration: Histogram::with_opts(hist(
+                "sluice_update_duration_seconds",
+                "Wall time of one update saga, pull to verdict.",
+            ))
             .expect("valid metric"),
-            downtime: Histogram::with_opts(
-                HistogramOpts::new(
-                    "sluice_update_downtime_seconds",
-                    "Time from stopping the old container to the new one passing its health gate.",
-                )
-                .buckets(BUCKETS.to_vec()),
-            )
+            downtime: Histogram::with_opts(hist(
+                "sluice_update_downtime_seconds",
+                "Time from stopping the old container to the new one passing its health gate.",
+            ))
             .expect("valid metric"),
-            snapshot_bytes: IntCounter::new(
+            snapshot_bytes: IntCounter::with_opts(opts(
                 "sluice_snapshot_bytes_total",
                 "Bytes written to volume snapshots.",
-            )
+            ))
             .expect("valid metric"),
         };
         for c in [

@@ -34,7 +34,10 @@ pub(super) fn build_reconciler(
         snaps.clone(),
         crate::reconciler::ReconcilerConfig::from_settings(settings),
         state.clock.clone(),
-        crate::reconciler::ReconcilerMetrics::register(state.metrics.registry()),
+        crate::reconciler::ReconcilerMetrics::register_on(
+            state.metrics.registry(),
+            &settings.agent.host,
+        ),
         state.wakers.clone(),
     )
 }

@@ -110,6 +110,51 @@ fn the_example_config_is_valid_and_matches_the_compiled_in_defaults() {
 }
 
 #[test]
+fn agent_settings_that_cannot_work_are_refused_naming_the_key() {
+    let cases: [(&[(&str, &str)], &str); 4] = [
+        (
+            &[("SLUICE__AGENT__HEARTBEAT_INTERVAL", "10ms")],
+            "agent.heartbeat_interval",
+        ),
+        (
+            &[("SLUICE__AGENT__HEARTBEAT_INTERVAL", "5m")],
+            "agent.heartbeat_interval",
+        ),
+        (&[("SLUICE__AGENT__HOST", "Web_1")], "agent.host"),
+        (
+            &[
+                ("SLUICE__AGENT__TOKEN", "slh_x"),
+                ("SLUICE__AGENT__TOKEN_FILE", "/etc/sluice/agent-token"),
+            ],
+            "agent.token_file",
+        ),
+    ];
+    for (env, named) in cases {
+        let out = sluice(&["config", "check"], env);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{env:?} accepted");
+        assert!(stderr.contains(named), "{env:?}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+    }
+    // The token is a secret: `config check` never prints it.
+    let out = sluice(
+        &["config", "check"],
+        &[
+            ("SLUICE__AGENT__HOST", "web-1"),
+            ("SLUICE__AGENT__TOKEN", "slh_secret_value_1234"),
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("host = \"web-1\""), "{stdout}");
+    assert!(!stdout.contains("slh_secret_value_1234"), "{stdout}");
+}
+
+#[test]
 fn leader_settings_out_of_range_are_refused_naming_the_key() {
     for (key, value, named) in [
         ("SLUICE__LEADER__LEASE_TTL", "1s", "leader.lease_ttl"),

@@ -14,6 +14,7 @@ mod database_input;
 mod docker_restart;
 mod docker_tls;
 mod drift;
+mod hosts_api;
 mod leadership;
 mod leadership_failover;
 mod migrate_to;

@@ -557,7 +557,7 @@ async fn sigkill_forward(phase: &str) {
         .await
         .expect("metrics body");
     assert!(
-        metrics.contains("sluice_workspace_updates_total{result=\"succeeded\"} 1"),
+        metrics.contains("sluice_workspace_updates_total{host=\"local\",result=\"succeeded\"} 1"),
         "{metrics}"
     );
     assert_eq!(e.workspace().await.actual_digest.as_ref(), Some(&d2));

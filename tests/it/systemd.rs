@@ -9,8 +9,20 @@ use std::time::{Duration, Instant};
 use crate::support::{Daemon, repo_root, sluice_bin};
 
 #[test]
-fn the_unit_has_the_promised_directives_and_verifies() {
-    let unit = std::fs::read_to_string(repo_root().join("deploy/sluice.service")).unwrap();
+fn the_units_have_the_promised_directives_and_verify() {
+    for (file, extra) in [
+        (
+            "sluice.service",
+            "ExecStart=/usr/local/bin/sluice --config /etc/sluice/sluice.toml run",
+        ),
+        ("sluice-agent.service", "RestartPreventExitStatus=2"),
+    ] {
+        verify_unit(file, extra);
+    }
+}
+
+fn verify_unit(file: &str, extra: &str) {
+    let unit = std::fs::read_to_string(repo_root().join("deploy").join(file)).unwrap();
     for line in [
         "Type=notify",
         "WatchdogSec=30s",
@@ -23,10 +35,11 @@ fn the_unit_has_the_promised_directives_and_verifies() {
         "SupplementaryGroups=docker",
         "User=sluice",
         "CapabilityBoundingSet=",
+        extra,
     ] {
         assert!(
             unit.lines().any(|l| l == line),
-            "deploy/sluice.service lacks `{line}`"
+            "deploy/{file} lacks `{line}`"
         );
     }
     let Ok(out) = Command::new("systemd-analyze").arg("--version").output() else {
@@ -36,7 +49,7 @@ fn the_unit_has_the_promised_directives_and_verifies() {
     assert!(out.status.success());
     // Verify a copy whose ExecStart points at the binary under test (verify checks it exists).
     let dir = tempfile::tempdir().unwrap();
-    let copy = dir.path().join("sluice.service");
+    let copy = dir.path().join(file);
     std::fs::write(
         &copy,
         unit.replace("/usr/local/bin/sluice", &sluice_bin().display().to_string()),
@@ -48,11 +61,11 @@ fn the_unit_has_the_promised_directives_and_verifies() {
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "systemd-analyze verify failed: {err}");
-    let warnings: Vec<&str> = err
-        .lines()
-        .filter(|l| l.contains("sluice.service"))
-        .collect();
+    assert!(
+        out.status.success(),
+        "systemd-analyze verify {file} failed: {err}"
+    );
+    let warnings: Vec<&str> = err.lines().filter(|l| l.contains(file)).collect();
     assert!(warnings.is_empty(), "{warnings:?}");
 }
 

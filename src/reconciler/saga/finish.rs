@@ -186,7 +186,7 @@ impl<R: ContainerRuntime> Inner<R> {
         };
         let detail = serde_json::json!({
             "update_id": ctx.row.id, "from": ctx.row.from_digest, "to": ctx.row.to_digest,
-            "error": error, "snapshots": snapshots,
+            "host": ctx.w.host, "error": error, "snapshots": snapshots,
             "restore_data_of_update": ctx.restore.as_ref().and_then(RestoreSource::update),
             "restored": ctx.restore.as_ref().map(ToString::to_string),
         });
