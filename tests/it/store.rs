@@ -346,3 +346,89 @@ async fn journal_writes_are_compare_and_set_on_the_phase_they_leave() {
         UpdatePhase::Succeeded
     );
 }
+
+/// What one host's reconciler reads: its own workspaces, journal rows, retirements and
+/// snapshots, never another host's (an agent must not converge, resume, retire or
+/// expire what another host holds).
+#[tokio::test]
+async fn a_host_reads_only_its_own_workspaces_journal_retirements_and_snapshots() {
+    use sluice::domain::{Digest, HostName, SnapshotId};
+    let (_db, store) = fresh().await;
+    let now = Utc::now();
+    let (a, b) = (HostName::parse("a").unwrap(), HostName::parse("b").unwrap());
+    let d1 = Digest::parse(&format!("sha256:{}", "11".repeat(32))).unwrap();
+    let d2 = Digest::parse(&format!("sha256:{}", "22".repeat(32))).unwrap();
+    let mut ids = Vec::new();
+    for (name, host) in [("on-a", &a), ("on-b", &b), ("on-b2", &b)] {
+        let mut w = new_ws(name);
+        w.host = host.clone();
+        let w = store.insert_workspace(&w, now).await.unwrap();
+        assert_eq!(&w.host, host, "the row keeps its host");
+        store
+            .set_desired_digest(w.id, Some(&d1), None, now)
+            .await
+            .unwrap();
+        ids.push(w.id);
+    }
+    let names = |v: Vec<sluice::store::Workspace>| -> Vec<String> {
+        v.into_iter().map(|w| w.name.to_string()).collect()
+    };
+    assert_eq!(names(store.workspaces_on(&a).await.unwrap()), ["on-a"]);
+    assert_eq!(
+        names(store.workspaces_on(&b).await.unwrap()),
+        ["on-b", "on-b2"]
+    );
+    let targets = |t: Vec<sluice::store::ConvergeTarget>| -> Vec<String> {
+        t.into_iter().map(|t| t.name).collect()
+    };
+    assert_eq!(targets(store.converge_targets(&a).await.unwrap()), ["on-a"]);
+    assert_eq!(
+        targets(store.converge_targets(&b).await.unwrap()),
+        ["on-b", "on-b2"]
+    );
+    // An open journal row on b is b's to resume.
+    let row = store
+        .open_update(ids[1], None, None, &d2, now)
+        .await
+        .unwrap();
+    assert!(store.open_updates(&a).await.unwrap().is_empty());
+    let open: Vec<i64> = store
+        .open_updates(&b)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(open, [row.id]);
+    // A snapshot is recorded on its workspace's host, and expired only by that host.
+    let sid = SnapshotId::parse("snap-b").unwrap();
+    store
+        .insert_snapshot(
+            &sid,
+            ids[2],
+            None,
+            "on-b2-data",
+            "/data",
+            "/snaps/snap-b.tar",
+            now,
+        )
+        .await
+        .unwrap();
+    let host: String = sqlx::query_scalar("SELECT host FROM snapshots WHERE id = 'snap-b'")
+        .fetch_one(store.raw_pool())
+        .await
+        .unwrap();
+    assert_eq!(host, "b");
+    assert!(store.live_snapshots(&a).await.unwrap().is_empty());
+    assert_eq!(store.live_snapshots(&b).await.unwrap().len(), 1);
+    // A deleted workspace is retired by its own host.
+    let gone = WorkspaceName::parse("on-b2").unwrap();
+    assert!(
+        store
+            .delete_workspace_audited(&gone, false, "ops", now)
+            .await
+            .unwrap()
+    );
+    assert!(store.pending_retirements(&a).await.unwrap().is_empty());
+    assert_eq!(store.pending_retirements(&b).await.unwrap().len(), 1);
+}
