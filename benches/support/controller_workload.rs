@@ -39,16 +39,36 @@ pub struct Passes {
 /// Seeds `n` workspaces and one release into `store` (migrated, empty) and runs the
 /// rollout to its end, the controller working on `store`.
 pub async fn run(store: &Store, n: usize) -> Passes {
+    run_on_hosts(store, n, 1).await
+}
+
+/// The same with the workspaces spread round-robin over `hosts` Docker hosts
+/// (`h000`, `h001`, …), each registered and heartbeating as its agent would (the
+/// stand-in refreshes every heartbeat between passes). `hosts = 1` is one host `h000`.
+pub async fn run_on_hosts(store: &Store, n: usize, hosts: usize) -> Passes {
     let pool = store.raw_pool();
+    let start = chrono::Utc.with_ymd_and_hms(2026, 3, 1, 12, 0, 0).unwrap();
     let mut tx = pool.begin().await.expect("begin");
+    for h in 0..hosts {
+        sqlx::query(
+            "INSERT INTO hosts (name, token_sha256, agent_instance, agent_version, heartbeat_at, \
+             created_at, updated_at) VALUES ($1, 'x', $1, 'bench', $2, 0, 0)",
+        )
+        .bind(format!("h{h:03}"))
+        .bind(to_millis(start))
+        .execute(&mut *tx)
+        .await
+        .expect("insert host");
+    }
     for i in 0..n {
         sqlx::query(
             "INSERT INTO workspaces (name, image, update_tier, desired_digest, actual_digest, state, health, \
-             created_at, updated_at) VALUES ($1, $2, 'production', $3, $3, 'running', 'healthy', 0, 0)",
+             host, created_at, updated_at) VALUES ($1, $2, 'production', $3, $3, 'running', 'healthy', $4, 0, 0)",
         )
         .bind(format!("ws{i:05}"))
         .bind(IMAGE)
         .bind(digest(1))
+        .bind(format!("h{:03}", i % hosts.max(1)))
         .execute(&mut *tx)
         .await
         .expect("insert");
@@ -64,7 +84,7 @@ pub async fn run(store: &Store, n: usize) -> Passes {
             .await
             .expect("analyze");
     }
-    let clock = ManualClock::new(chrono::Utc.with_ymd_and_hms(2026, 3, 1, 12, 0, 0).unwrap());
+    let clock = ManualClock::new(start);
     let rel: i64 = sqlx::query_scalar(
         "INSERT INTO releases (image, digest, detected_at, updated_at) VALUES ($1, $2, 0, 0) RETURNING id",
     )
@@ -127,9 +147,24 @@ pub async fn run(store: &Store, n: usize) -> Passes {
             .execute(pool)
             .await
             .expect("converge");
+        // The agents' heartbeats.
+        sqlx::query("UPDATE hosts SET heartbeat_at = $1")
+            .bind(now)
+            .execute(pool)
+            .await
+            .expect("heartbeat");
         clock.advance(chrono::Duration::seconds(1));
     }
     let passes = times.len();
+    assert_eq!(
+        sqlx::query_scalar::<_, String>("SELECT state FROM rollouts WHERE id = $1")
+            .bind(id)
+            .fetch_one(pool)
+            .await
+            .expect("state"),
+        "completed",
+        "the rollout ran to its end"
+    );
     let max = times.iter().copied().max().unwrap_or_default();
     times.sort();
     Passes {
