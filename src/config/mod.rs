@@ -4,6 +4,7 @@
 
 mod access_types;
 mod docker;
+mod hosts_types;
 mod leader_types;
 mod load;
 mod rollout_types;

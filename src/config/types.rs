@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::Secret;
 
 pub use super::access_types::*;
+pub use super::hosts_types::*;
 pub use super::leader_types::*;
 pub use super::rollout_types::*;
 
@@ -31,6 +32,7 @@ pub struct Settings {
     pub images: ImageSettings,
     pub notifications: NotificationSettings,
     pub leader: LeaderSettings,
+    pub hosts: HostsSettings,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
