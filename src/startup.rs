@@ -177,6 +177,7 @@ impl Application {
             metrics: crate::rollout::metrics::RolloutMetrics::register(metrics.registry())
                 .map_err(StartupError::Metrics)?,
         });
+        let rollout_ops = rollout_ops.with_hosts(settings.hosts.clone());
         let leader_metrics = crate::leader::LeaderMetrics::register(metrics.registry())?;
         let state = AppState {
             store,

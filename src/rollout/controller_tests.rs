@@ -221,6 +221,7 @@ async fn the_reduced_read_plans_exactly_like_the_full_one() {
     let db = crate::store::TestDb::new().await;
     let store = db.store(1).await;
     let digest = d(2);
+    let hosts = crate::rollout::hosts::HostStates::default();
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     let mut compared = 0;
     let mut acting = 0;
@@ -241,11 +242,15 @@ async fn the_reduced_read_plans_exactly_like_the_full_one() {
             let now =
                 t0() + chrono::Duration::milliseconds(i64::try_from(rng.below(130_000)).unwrap());
             for automatic in [false, true] {
-                let full: Vec<TargetView> =
-                    all.iter().map(|t| view(t, automatic, now, None)).collect();
-                let mut reduced: Vec<TargetView> =
-                    rows.iter().map(|t| view(t, automatic, now, None)).collect();
-                reduced.extend(settled_views(&settled, &digest));
+                let full: Vec<TargetView> = all
+                    .iter()
+                    .map(|t| view(t, automatic, now, None, &hosts))
+                    .collect();
+                let mut reduced: Vec<TargetView> = rows
+                    .iter()
+                    .map(|t| view(t, automatic, now, None, &hosts))
+                    .collect();
+                reduced.extend(settled_views(&settled, &digest, &hosts));
                 for st in statuses() {
                     for hold in [false, true] {
                         let a = plan(&st, &s, &full, now, hold);
