@@ -160,7 +160,9 @@ async fn agent_reads(store: &Store, host: &HostName) -> Duration {
 }
 
 async fn reads() {
-    println!("\n== one agent pass's store reads, PostgreSQL, {N} workspaces ({READ_ROUNDS} alternating rounds)");
+    println!(
+        "\n== one agent pass's store reads, PostgreSQL, {N} workspaces ({READ_ROUNDS} alternating rounds)"
+    );
     let spread = TestDb::on(Engine::Postgres).await;
     let spread_store = spread.store(4).await;
     seed(&spread_store, 100).await;
@@ -190,7 +192,10 @@ async fn reads() {
     .fetch_all(spread_store.raw_pool())
     .await
     .expect("explain");
-    println!("plan of an agent's workspace read:\n  {}", plan.join("\n  "));
+    println!(
+        "plan of an agent's workspace read:\n  {}",
+        plan.join("\n  ")
+    );
     for (db, store) in [(spread, spread_store), (single, single_store)] {
         store.close().await;
         pg::drop_database(db.url()).await;

@@ -144,8 +144,7 @@ impl Application {
             workspace_gauge: crate::api::WorkspaceGauge::register(&metrics),
             host_gauge: crate::api::HostGauge::register(&metrics),
             snapshot_dir: settings.snapshot_dir(),
-            // Until `[hosts] down_after` is configurable: the documented default.
-            host_down_after: chrono::Duration::seconds(30),
+            host_down_after: settings.hosts.down_after(),
         };
         if api_context.tokens.is_empty() {
             tracing::warn!(
@@ -181,6 +180,7 @@ impl Application {
             metrics: crate::rollout::metrics::RolloutMetrics::register(metrics.registry())
                 .map_err(StartupError::Metrics)?,
         });
+        let rollout_ops = rollout_ops.with_hosts(settings.hosts.clone());
         let leader_metrics = crate::leader::LeaderMetrics::register(metrics.registry())?;
         let state = AppState {
             store,

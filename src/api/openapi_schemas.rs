@@ -218,12 +218,24 @@ pub(super) fn rollout_schemas() -> Value {
             "started_by": { "type": "string" }, "strategy": { "type": "object" },
             "workspaces": { "type": "array", "items": { "type": "object", "properties": {
                 "name": { "type": "string" }, "tier": { "enum": ["canary", "production"] },
-                "status": { "enum": ["pending", "updating", "updated", "failed", "rolled_back", "skipped"] },
+                "status": { "enum": ["pending", "updating", "updated", "failed", "rolled_back", "skipped", "waiting_for_host"],
+                    "description": "waiting_for_host is derived, never stored: a pending or updating target whose host is not ready" },
+                "host": { "type": "string" },
+                "status_reason": { "type": "string", "description": "why the target has its status, e.g. skipped because its host stayed down past host_timeout" },
                 "wave": { "type": "integer" }, "attempts": { "type": "integer" },
                 "from_digest": { "type": ["string", "null"] }, "to_digest": { "type": "string" },
                 "updated_at": { "type": "string", "format": "date-time" } } } },
             "counts": { "type": "object", "additionalProperties": { "type": "integer" } },
+            "hosts": { "type": "array", "description": "per host of the rollout's targets; pending and updating leave out waiting_for_host, failed includes rolled_back",
+                "items": { "$ref": "#/components/schemas/RolloutHost" } },
             "no_op": { "type": "boolean" }, "warning": { "type": "string" } } },
+        "RolloutHost": { "type": "object", "properties": {
+            "host": { "type": "string" },
+            "state": { "enum": ["ready", "cordoned", "draining", "down", "unseen"] },
+            "total": { "type": "integer" }, "updated": { "type": "integer" },
+            "updating": { "type": "integer" }, "pending": { "type": "integer" },
+            "waiting_for_host": { "type": "integer" }, "failed": { "type": "integer" },
+            "skipped": { "type": "integer" } } },
         "RolloutList": { "type": "array", "items": { "$ref": "#/components/schemas/Rollout" } }
     })
 }

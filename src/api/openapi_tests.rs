@@ -51,3 +51,57 @@ fn volume_ownership_is_documented() {
     let kept = &s["Deleted"]["properties"]["volumes_kept"]["items"]["properties"];
     assert_eq!(kept["reason"]["enum"][0], "other_workspace");
 }
+
+#[test]
+fn the_rollout_schema_names_every_host_field_the_view_serializes() {
+    use crate::api::rollouts::{HostSummary, TargetView};
+    use crate::domain::{Digest, HostName, HostState};
+    let doc = super::document();
+    let s = &doc["components"]["schemas"];
+    let summary = serde_json::to_value(HostSummary {
+        host: HostName::local(),
+        state: HostState::Down,
+        total: 0,
+        updated: 0,
+        updating: 0,
+        pending: 0,
+        waiting_for_host: 0,
+        failed: 0,
+        skipped: 0,
+    })
+    .unwrap();
+    for key in summary.as_object().unwrap().keys() {
+        assert!(
+            s["RolloutHost"]["properties"].get(key).is_some(),
+            "RolloutHost lacks {key}"
+        );
+    }
+    let digest = Digest::parse(&format!("sha256:{}", "a".repeat(64))).unwrap();
+    let target = serde_json::to_value(TargetView {
+        name: "w".to_owned(),
+        tier: "production".to_owned(),
+        status: crate::api::rollouts::WAITING_FOR_HOST.to_owned(),
+        host: HostName::local(),
+        status_reason: Some("host local down".to_owned()),
+        wave: 0,
+        attempts: 0,
+        from_digest: None,
+        to_digest: digest,
+        updated_at: chrono::DateTime::UNIX_EPOCH,
+    })
+    .unwrap();
+    let props = &s["Rollout"]["properties"]["workspaces"]["items"]["properties"];
+    for key in target.as_object().unwrap().keys() {
+        assert!(props.get(key).is_some(), "Rollout.workspaces lacks {key}");
+    }
+    assert!(
+        props["status"]["enum"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!("waiting_for_host"))
+    );
+    assert_eq!(
+        s["Rollout"]["properties"]["hosts"]["items"]["$ref"],
+        "#/components/schemas/RolloutHost"
+    );
+}

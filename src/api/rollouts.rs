@@ -15,7 +15,10 @@ use super::auth::Actor;
 use super::error::ApiError;
 use super::extract::ApiJson;
 use super::releases::parse_id;
-use crate::domain::{ApplyTier, Digest, RolloutState, TargetStatus, WorkspaceName};
+use crate::domain::{
+    ApplyTier, Digest, HostName, HostState, RolloutState, TargetStatus, WorkspaceName,
+};
+use crate::rollout::hosts::HostStates;
 use crate::rollout::ops::{OpError, OpOutcome};
 use crate::rollout::record::Rollout;
 use crate::store::{StoreError, TargetRow};
@@ -42,11 +45,19 @@ impl From<OpError> for ApiError {
     }
 }
 
+/// The status shown for a `pending` or `updating` target whose host is not ready. Derived
+/// when the view is built, never stored.
+pub const WAITING_FOR_HOST: &str = "waiting_for_host";
+
 #[derive(Debug, Serialize)]
 pub struct TargetView {
     pub name: String,
     pub tier: String,
+    /// The stored status, or `waiting_for_host` (derived) while the host is not ready.
     pub status: String,
+    pub host: HostName,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status_reason: Option<String>,
     pub wave: i64,
     pub attempts: i64,
     pub from_digest: Option<Digest>,
@@ -71,20 +82,80 @@ pub struct RolloutView {
     pub strategy: serde_json::Value,
     pub workspaces: Vec<TargetView>,
     pub counts: BTreeMap<String, usize>,
+    /// Per host of the rollout's targets, by host name.
+    pub hosts: Vec<HostSummary>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub no_op: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub warning: Option<String>,
 }
 
-fn view(r: Rollout, targets: Vec<TargetRow>) -> RolloutView {
+/// One host's share of a rollout. `pending` and `updating` leave out the targets
+/// counted in `waiting_for_host`; `failed` includes `rolled_back`.
+#[derive(Debug, Serialize)]
+pub struct HostSummary {
+    pub host: HostName,
+    pub state: HostState,
+    pub total: usize,
+    pub updated: usize,
+    pub updating: usize,
+    pub pending: usize,
+    pub waiting_for_host: usize,
+    pub failed: usize,
+    pub skipped: usize,
+}
+
+/// The status a target is shown with (see [`WAITING_FOR_HOST`]).
+fn shown_status(t: &TargetRow, hosts: &HostStates) -> &'static str {
+    let waiting = matches!(t.status, TargetStatus::Pending | TargetStatus::Updating)
+        && hosts.of(&t.host).state != HostState::Ready;
+    if waiting {
+        WAITING_FOR_HOST
+    } else {
+        t.status.as_str()
+    }
+}
+
+fn host_summaries(targets: &[TargetRow], hosts: &HostStates) -> Vec<HostSummary> {
+    let mut out: BTreeMap<&HostName, HostSummary> = BTreeMap::new();
+    for t in targets {
+        let h = out.entry(&t.host).or_insert_with(|| HostSummary {
+            host: t.host.clone(),
+            state: hosts.of(&t.host).state,
+            total: 0,
+            updated: 0,
+            updating: 0,
+            pending: 0,
+            waiting_for_host: 0,
+            failed: 0,
+            skipped: 0,
+        });
+        h.total += 1;
+        match shown_status(t, hosts) {
+            WAITING_FOR_HOST => h.waiting_for_host += 1,
+            _ => match t.status {
+                TargetStatus::Pending => h.pending += 1,
+                TargetStatus::Updating => h.updating += 1,
+                TargetStatus::Updated => h.updated += 1,
+                TargetStatus::Failed | TargetStatus::RolledBack => h.failed += 1,
+                TargetStatus::Skipped => h.skipped += 1,
+            },
+        }
+    }
+    out.into_values().collect()
+}
+
+/// A rollout and its targets as the API shows them, with host states at read time.
+pub fn rollout_view(r: Rollout, targets: Vec<TargetRow>, hosts: &HostStates) -> RolloutView {
     let mut counts: BTreeMap<String, usize> = TargetStatus::ALL
         .iter()
         .map(|s| (s.as_str().to_owned(), 0))
+        .chain([(WAITING_FOR_HOST.to_owned(), 0)])
         .collect();
     for t in &targets {
-        *counts.entry(t.status.as_str().to_owned()).or_insert(0) += 1;
+        *counts.entry(shown_status(t, hosts).to_owned()).or_insert(0) += 1;
     }
+    let summaries = host_summaries(&targets, hosts);
     RolloutView {
         id: r.id,
         release_id: r.release_id,
@@ -101,9 +172,11 @@ fn view(r: Rollout, targets: Vec<TargetRow>) -> RolloutView {
         workspaces: targets
             .into_iter()
             .map(|t| TargetView {
+                status: shown_status(&t, hosts).to_owned(),
                 name: t.name,
                 tier: t.tier.as_str().to_owned(),
-                status: t.status.as_str().to_owned(),
+                host: t.host,
+                status_reason: t.status_reason,
                 wave: t.wave,
                 attempts: t.attempts,
                 from_digest: t.from_digest,
@@ -112,6 +185,7 @@ fn view(r: Rollout, targets: Vec<TargetRow>) -> RolloutView {
             })
             .collect(),
         counts,
+        hosts: summaries,
         no_op: None,
         warning: None,
     }
@@ -120,12 +194,14 @@ fn view(r: Rollout, targets: Vec<TargetRow>) -> RolloutView {
 async fn load(state: &AppState, id: i64) -> Result<RolloutView, ApiError> {
     let r = state.rollout_ops.rollout(id).await?;
     let targets = state.store.rollout_targets(id).await?;
-    Ok(view(r, targets))
+    let hosts = state.rollout_ops.host_states().await?;
+    Ok(rollout_view(r, targets, &hosts))
 }
 
 async fn outcome(state: &AppState, o: OpOutcome) -> Result<Json<RolloutView>, ApiError> {
     let targets = state.store.rollout_targets(o.rollout.id).await?;
-    let mut v = view(o.rollout, targets);
+    let hosts = state.rollout_ops.host_states().await?;
+    let mut v = rollout_view(o.rollout, targets, &hosts);
     v.no_op = Some(o.no_op);
     v.warning = o.warning;
     Ok(Json(v))
@@ -133,10 +209,15 @@ async fn outcome(state: &AppState, o: OpOutcome) -> Result<Json<RolloutView>, Ap
 
 pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<RolloutView>>, ApiError> {
     let mut out = Vec::new();
+    let hosts = state.rollout_ops.host_states().await?;
     for row in state.store.rollout_rows().await? {
         let id = row.id;
         let r = Rollout::from_row(row)?;
-        out.push(view(r, state.store.rollout_targets(id).await?));
+        out.push(rollout_view(
+            r,
+            state.store.rollout_targets(id).await?,
+            &hosts,
+        ));
     }
     Ok(Json(out))
 }

@@ -1,4 +1,5 @@
-//! `sluice rollout watch`: polls the rollout and draws progress per tier until it ends.
+//! `sluice rollout watch`: polls the rollout and draws progress per tier (and per host
+//! when it spans several) until it ends.
 
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
@@ -16,6 +17,7 @@ const FAILED_END: &[&str] = &["aborted", "rolled_back"];
 const DONE: &[&str] = &["updated", "failed", "rolled_back", "skipped"];
 const STATUSES: &[&str] = &[
     "pending",
+    "waiting_for_host",
     "updating",
     "updated",
     "failed",
@@ -70,6 +72,43 @@ pub fn render_progress(r: &Value, now: DateTime<Utc>) -> String {
             } else {
                 counts.join(", ")
             }
+        ));
+    }
+    s.push_str(&host_progress(r));
+    s
+}
+
+/// One progress line per host, when the rollout's targets span more than one host.
+pub fn host_progress(r: &Value) -> String {
+    let hosts = r["hosts"].as_array().cloned().unwrap_or_default();
+    if hosts.len() < 2 {
+        return String::new();
+    }
+    let n = |h: &Value, k: &str| usize::try_from(h[k].as_u64().unwrap_or(0)).unwrap_or(0);
+    let mut s = String::new();
+    for h in &hosts {
+        let total = n(h, "total");
+        let done = n(h, "updated") + n(h, "failed") + n(h, "skipped");
+        let filled = (done * BAR).checked_div(total).unwrap_or(0);
+        let counts: Vec<String> = [
+            "pending",
+            "waiting_for_host",
+            "updating",
+            "updated",
+            "failed",
+            "skipped",
+        ]
+        .iter()
+        .filter(|k| n(h, k) > 0)
+        .map(|k| format!("{k} {}", n(h, k)))
+        .collect();
+        s.push_str(&format!(
+            "  host {:<16} {:<9} [{}{}] {done:>3}/{total:<3} {}\n",
+            h["host"].as_str().unwrap_or("?"),
+            h["state"].as_str().unwrap_or("?"),
+            "#".repeat(filled),
+            "-".repeat(BAR - filled),
+            counts.join(", ")
         ));
     }
     s
@@ -169,5 +208,39 @@ mod tests {
             "{f}"
         );
         assert!(f.contains("sha256:cccccccccccc "), "{f}");
+        assert!(!f.contains("host "), "one host: no host lines\n{f}");
+    }
+
+    #[test]
+    fn a_rollout_across_hosts_shows_one_line_per_host() {
+        let now: DateTime<Utc> = "2026-01-01T00:00:00Z".parse().unwrap();
+        let r = json!({
+            "id": 4, "image": "reg/app:stable", "digest": format!("sha256:{}", "c".repeat(64)),
+            "state": "production",
+            "workspaces": [
+                {"name": "a", "tier": "production", "status": "updated", "host": "h1"},
+                {"name": "b", "tier": "production", "status": "waiting_for_host", "host": "h2"},
+            ],
+            "hosts": [
+                {"host": "h1", "state": "ready", "total": 1, "updated": 1},
+                {"host": "h2", "state": "down", "total": 1, "waiting_for_host": 1},
+            ]
+        });
+        let f = render_progress(&r, now);
+        assert!(
+            f.contains(&format!(
+                "host h1               ready     [{}]   1/1   updated 1",
+                "#".repeat(24)
+            )),
+            "{f}"
+        );
+        assert!(
+            f.contains(&format!(
+                "host h2               down      [{}]   0/1   waiting_for_host 1",
+                "-".repeat(24)
+            )),
+            "{f}"
+        );
+        assert!(f.contains("waiting_for_host 1"), "{f}");
     }
 }

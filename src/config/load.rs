@@ -130,6 +130,15 @@ fn validate(s: &Settings) -> Result<(), ConfigError> {
     if let Err((key, message)) = s.agent.validate() {
         return Err(value(key, &message));
     }
+    if let Err((key, message)) = s.hosts.validate() {
+        return Err(value(key, &message));
+    }
+    if s.agent.heartbeat_interval * 3 > s.hosts.down_after {
+        return Err(value(
+            "agent.heartbeat_interval",
+            "must be at most a third of hosts.down_after, or a live host would be taken for down",
+        ));
+    }
     if s.database.max_connections == 0 {
         return Err(value("database.max_connections", "must be at least 1"));
     }
@@ -174,6 +183,12 @@ fn validate(s: &Settings) -> Result<(), ConfigError> {
     if s.rollout.max_parallel == 0 {
         return Err(value("rollout.max_parallel", "must be at least 1"));
     }
+    if s.rollout.max_parallel_per_host == 0 {
+        return Err(value("rollout.max_parallel_per_host", "must be at least 1"));
+    }
+    if s.rollout.host_timeout.is_zero() {
+        return Err(value("rollout.host_timeout", "must be longer than 0s"));
+    }
     if !(0.0..=1.0).contains(&s.rollout.max_failure_ratio) {
         return Err(value(
             "rollout.max_failure_ratio",
@@ -193,6 +208,12 @@ fn validate(s: &Settings) -> Result<(), ConfigError> {
         if o.max_parallel == Some(0) {
             return Err(value(
                 &format!("rollout.images[{i}].max_parallel"),
+                "must be at least 1",
+            ));
+        }
+        if o.max_parallel_per_host == Some(0) {
+            return Err(value(
+                &format!("rollout.images[{i}].max_parallel_per_host"),
                 "must be at least 1",
             ));
         }

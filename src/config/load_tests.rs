@@ -1,4 +1,5 @@
 use super::*;
+use crate::config::HostTimeoutPolicy;
 use std::time::Duration;
 
 fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -224,6 +225,10 @@ fn rollout_overrides_and_smoke_checks_name_their_key() {
             "rollout.images[0].max_parallel",
         ),
         (
+            "[[rollout.images]]\nimage = \"a/b:c\"\nmax_parallel_per_host = 0\n",
+            "rollout.images[0].max_parallel_per_host",
+        ),
+        (
             "[[rollout.smoke]]\nimage = \"a/b:c\"\npath = \"version\"\n",
             "rollout.smoke[0].path",
         ),
@@ -235,4 +240,44 @@ fn rollout_overrides_and_smoke_checks_name_their_key() {
         let e = load_from_str(file, env(&[])).unwrap_err().to_string();
         assert!(e.contains(key), "{file}: {e}");
     }
+}
+
+#[test]
+fn host_keys_default_and_refuse_bad_values_naming_the_key() {
+    let s = load_from_str("", env(&[])).unwrap();
+    assert_eq!(s.rollout.max_parallel_per_host, 1);
+    assert_eq!(s.rollout.host_timeout, Duration::from_secs(600));
+    assert_eq!(s.rollout.on_host_timeout, HostTimeoutPolicy::Wait);
+    assert_eq!(s.hosts.down_after, Duration::from_secs(30));
+    let s = load_from_str(
+        "[rollout]\non_host_timeout = \"skip\"\nhost_timeout = \"2m\"\n\
+         [[rollout.images]]\nimage = \"a/b:c\"\nmax_parallel_per_host = 3\n\
+         [hosts]\ndown_after = \"1m\"\n",
+        env(&[]),
+    )
+    .unwrap();
+    assert_eq!(s.rollout.on_host_timeout, HostTimeoutPolicy::Skip);
+    assert_eq!(s.rollout.host_timeout, Duration::from_secs(120));
+    assert_eq!(s.rollout.images[0].max_parallel_per_host, Some(3));
+    assert_eq!(s.hosts.down_after, Duration::from_secs(60));
+    for (file, key) in [
+        (
+            "[rollout]\nmax_parallel_per_host = 0\n",
+            "rollout.max_parallel_per_host",
+        ),
+        ("[rollout]\nhost_timeout = \"0s\"\n", "rollout.host_timeout"),
+        ("[rollout]\nhost_timeout = \"soon\"\n", "host_timeout"),
+        (
+            "[rollout]\non_host_timeout = \"abort\"\n",
+            "on_host_timeout",
+        ),
+        ("[hosts]\ndown_after = \"1s\"\n", "hosts.down_after"),
+        ("[hosts]\ndown_after = \"2h\"\n", "hosts.down_after"),
+        ("[hosts]\nsize = 3\n", "size"),
+    ] {
+        let e = load_from_str(file, env(&[])).unwrap_err().to_string();
+        assert!(e.contains(key), "{file}: {e}");
+    }
+    assert!(load_from_str("[hosts]\ndown_after = \"2s\"\n", env(&[])).is_ok());
+    assert!(load_from_str("[hosts]\ndown_after = \"1h\"\n", env(&[])).is_ok());
 }

@@ -5,6 +5,7 @@
 mod access_types;
 mod agent_types;
 mod docker;
+mod hosts_types;
 mod leader_types;
 mod load;
 mod rollout_types;

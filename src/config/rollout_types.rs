@@ -16,6 +16,17 @@ pub enum StrategyKind {
     Immediate,
 }
 
+/// What a rollout does with the targets of a host that stayed down past `host_timeout`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HostTimeoutPolicy {
+    /// Keep waiting: the tier does not converge until the host is back.
+    #[default]
+    Wait,
+    /// Mark them `skipped` (with the reason) so the rest of the rollout can finish.
+    Skip,
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RolloutSettings {
@@ -31,6 +42,14 @@ pub struct RolloutSettings {
     pub batch: String,
     /// Updates running at once within a rollout.
     pub max_parallel: u32,
+    /// Updates running at once on one Docker host, when a rollout spans several hosts
+    /// (never all of a host's targets at once while it has two or more).
+    pub max_parallel_per_host: u32,
+    /// How long a rollout waits for a host that is down before `on_host_timeout` applies.
+    #[serde(with = "humantime_serde")]
+    pub host_timeout: Duration,
+    /// `wait` (default) or `skip` the targets of a host down for longer than `host_timeout`.
+    pub on_host_timeout: HostTimeoutPolicy,
     #[serde(with = "humantime_serde")]
     pub pause_between_waves: Duration,
     /// Failed workspaces tolerated before the rollout aborts.
@@ -60,6 +79,8 @@ pub struct RolloutImage {
     pub batch: Option<String>,
     #[serde(default)]
     pub max_parallel: Option<u32>,
+    #[serde(default)]
+    pub max_parallel_per_host: Option<u32>,
     #[serde(default, with = "humantime_serde")]
     pub soak: Option<Duration>,
 }
@@ -92,6 +113,9 @@ impl Default for RolloutSettings {
             strategy: StrategyKind::Rolling,
             batch: "25%".to_owned(),
             max_parallel: 4,
+            max_parallel_per_host: 1,
+            host_timeout: Duration::from_secs(600),
+            on_host_timeout: HostTimeoutPolicy::Wait,
             pause_between_waves: Duration::from_secs(30),
             max_failures: 1,
             max_failure_ratio: 0.1,

@@ -12,6 +12,7 @@ use super::Secret;
 
 pub use super::access_types::*;
 pub use super::agent_types::*;
+pub use super::hosts_types::*;
 pub use super::leader_types::*;
 pub use super::rollout_types::*;
 
@@ -33,6 +34,7 @@ pub struct Settings {
     pub notifications: NotificationSettings,
     pub leader: LeaderSettings,
     pub agent: AgentSettings,
+    pub hosts: HostsSettings,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -58,6 +58,8 @@ pub struct TargetChange {
     pub update_id: Option<i64>,
     /// Rollback: stamp `rollback_requested_at` and, with data, the update to restore.
     pub rollback: Option<Option<i64>>,
+    /// Replaces `status_reason` when set (why the target has its new status).
+    pub status_reason: Option<String>,
 }
 
 /// `workspaces.desired_digest` (+ `desired_rollout_id`) for one workspace; with

@@ -26,8 +26,10 @@ use chrono::{DateTime, Utc};
 use super::decide::operator::{self, Start};
 use super::decide::{DecideError, Decision, PassView, Promotion, decide, wants_promotion};
 use super::deps::RolloutDeps;
+use super::hosts::HostStates;
 use super::record::Rollout;
 use super::smoke::{SmokeProbe, run_checks};
+use crate::config::HostsSettings;
 use crate::domain::{FleetMode, MaintenanceWindow, RolloutState, TargetStatus, Tier, UpdateMode};
 use crate::store::{CandidateRow, Release, StoreError, TargetRow};
 
@@ -52,6 +54,8 @@ pub struct Controller {
     deps: RolloutDeps,
     interval: Duration,
     smoke: Option<Arc<dyn SmokeProbe>>,
+    /// `[hosts]`: when a host counts as down.
+    hosts: HostsSettings,
 }
 
 impl Controller {
@@ -60,7 +64,15 @@ impl Controller {
             deps,
             interval,
             smoke: None,
+            hosts: HostsSettings::default(),
         }
+    }
+
+    /// Judges hosts with `[hosts]` (default: its defaults).
+    #[must_use]
+    pub fn with_hosts(mut self, hosts: HostsSettings) -> Self {
+        self.hosts = hosts;
+        self
     }
 
     /// Adds the HTTP adapter for `[[rollout.smoke]]` checks.
@@ -87,12 +99,17 @@ impl Controller {
         let now = self.deps.clock.now();
         let fleet = self.deps.store.fleet_mode().await?;
         let mut report = TickReport::default();
+        let hosts = HostStates::from_rows(
+            &self.deps.store.hosts().await?,
+            now,
+            self.hosts.down_after(),
+        );
         for row in self.deps.store.rollouts_to_tick().await? {
             report.rollouts_seen += 1;
             let id = row.id;
             let r = Rollout::from_row(row)?;
             match self
-                .step(&r, fleet == FleetMode::Paused, now, &mut report)
+                .step(&r, &hosts, fleet == FleetMode::Paused, now, &mut report)
                 .await
             {
                 Ok(()) => {}
@@ -115,6 +132,7 @@ impl Controller {
     async fn step(
         &self,
         r: &Rollout,
+        hosts: &HostStates,
         hold: bool,
         now: DateTime<Utc>,
         report: &mut TickReport,
@@ -122,8 +140,10 @@ impl Controller {
         let store = &self.deps.store;
         // Waves matter unless the strategy runs everything as one wave (see `plan`), and
         // a pass can start at most `parallel` updates, so only that many pending targets
-        // of the current wave need reading in full.
-        let later_pending = r.strategy.aborts_on_failure();
+        // of the current wave need reading in full. Once hosts are registered, targets
+        // waiting for a host let later waves go on and per-host limits let the planner
+        // pass over targets it cannot start, so every unfinished target is read in full.
+        let later_pending = r.strategy.aborts_on_failure() && !hosts.registered();
         let (rows, settled) = store
             .rollout_targets_for_pass(r.id, later_pending, r.strategy.start_window())
             .await?;
@@ -142,6 +162,7 @@ impl Controller {
             settled: &settled,
             smoke: &smoke,
             hold,
+            hosts,
             promotion: wants_promotion(r, now).then_some(Promotion {
                 existing: &existing,
                 candidates: &candidates,
@@ -175,6 +196,14 @@ impl Controller {
                 workspace = workspace.as_deref(),
                 reason,
                 "workspace failed in rollout"
+            );
+        }
+        for (workspace, reason) in &d.skipped_for_host {
+            tracing::warn!(
+                rollout = r.id,
+                workspace = workspace.as_deref(),
+                reason,
+                "workspace skipped: its host stayed down"
             );
         }
         if !d.started.is_empty() {

@@ -45,7 +45,7 @@ fn t0() -> DateTime<Utc> {
 
 /// One generated rollout: a current wave `c`; earlier waves mostly done, wave `c` mixed,
 /// later waves mostly pending; every field sometimes off the usual path.
-async fn generate(store: &Store, rng: &mut Rng, seed: u64) -> i64 {
+async fn generate(store: &Store, rng: &mut Rng, seed: u64, hosts: &[&str]) -> i64 {
     use TargetStatus as S;
     let image = format!("img{seed}");
     let rel = store.seed_release(&image, &d(2)).await.unwrap();
@@ -131,6 +131,7 @@ async fn generate(store: &Store, rng: &mut Rng, seed: u64) -> i64 {
             _ => None,
         };
         let name = format!("s{seed}-w{:02}", rng.below(100)) + &format!("-{i}");
+        let host = *rng.pick(hosts);
         let ws = store
             .seed_workspace(&SeedWorkspace {
                 name: &name,
@@ -141,6 +142,7 @@ async fn generate(store: &Store, rng: &mut Rng, seed: u64) -> i64 {
                 state,
                 health,
                 maintenance_window: window,
+                host,
             })
             .await
             .unwrap();
@@ -221,12 +223,13 @@ async fn the_reduced_read_plans_exactly_like_the_full_one() {
     let db = crate::store::TestDb::new().await;
     let store = db.store(1).await;
     let digest = d(2);
+    let hosts = crate::rollout::hosts::HostStates::default();
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     let mut compared = 0;
     let mut acting = 0;
     let (mut read, mut total) = (0usize, 0usize);
     for seed in 0..60 {
-        let id = generate(&store, &mut rng, seed).await;
+        let id = generate(&store, &mut rng, seed, &["local"]).await;
         let all = store.rollout_targets(id).await.unwrap();
         for s in strategies() {
             let later = s.aborts_on_failure();
@@ -241,11 +244,15 @@ async fn the_reduced_read_plans_exactly_like_the_full_one() {
             let now =
                 t0() + chrono::Duration::milliseconds(i64::try_from(rng.below(130_000)).unwrap());
             for automatic in [false, true] {
-                let full: Vec<TargetView> =
-                    all.iter().map(|t| view(t, automatic, now, None)).collect();
-                let mut reduced: Vec<TargetView> =
-                    rows.iter().map(|t| view(t, automatic, now, None)).collect();
-                reduced.extend(settled_views(&settled, &digest));
+                let full: Vec<TargetView> = all
+                    .iter()
+                    .map(|t| view(t, automatic, now, None, &hosts))
+                    .collect();
+                let mut reduced: Vec<TargetView> = rows
+                    .iter()
+                    .map(|t| view(t, automatic, now, None, &hosts))
+                    .collect();
+                reduced.extend(settled_views(&settled, &digest, &hosts));
                 for st in statuses() {
                     for hold in [false, true] {
                         let a = plan(&st, &s, &full, now, hold);
@@ -268,4 +275,76 @@ async fn the_reduced_read_plans_exactly_like_the_full_one() {
         read * 10 < total * 8,
         "read {read} of {total} targets in full"
     );
+}
+
+/// With hosts registered the controller reads every unfinished target in full (waiting
+/// targets and per-host limits defeat the start window): planning on that read equals
+/// planning on every target, hosts ready, down past the timeout and never seen alike.
+#[tokio::test]
+async fn with_hosts_the_pass_read_plans_exactly_like_the_full_one() {
+    use crate::domain::{HostName, HostSchedule};
+    use crate::rollout::hosts::HostStates;
+    use crate::store::HostRow;
+    let db = crate::store::TestDb::new().await;
+    let store = db.store(1).await;
+    let digest = d(2);
+    let row = |name: &str, heartbeat_at| HostRow {
+        name: HostName::parse(name).unwrap(),
+        labels: Default::default(),
+        capacity: None,
+        schedule: HostSchedule::Active,
+        has_token: true,
+        agent_instance: None,
+        agent_version: None,
+        heartbeat_at,
+        created_at: t0(),
+    };
+    // h1 ready, h2 down for an hour, h3 has no row (unseen).
+    let rows = [
+        row("h1", Some(t0() + chrono::Duration::minutes(2))),
+        row("h2", Some(t0() - chrono::Duration::hours(1))),
+    ];
+    let mut rng = Rng(0x51_7CC1_B727_220A);
+    let (mut compared, mut acting, mut skipping) = (0, 0, 0);
+    for seed in 0..30 {
+        let id = generate(&store, &mut rng, 1000 + seed, &["h1", "h1", "h2", "h3"]).await;
+        let all = store.rollout_targets(id).await.unwrap();
+        let (rows_read, settled) = store
+            .rollout_targets_for_pass(id, false, None)
+            .await
+            .unwrap();
+        let now = t0() + chrono::Duration::milliseconds(i64::try_from(rng.below(130_000)).unwrap());
+        let hosts = HostStates::from_rows(&rows, now, chrono::Duration::seconds(30));
+        assert!(hosts.registered());
+        for mut s in strategies() {
+            s.max_parallel_per_host = *rng.pick(&[1, 2, 5]);
+            s.on_host_timeout = *rng.pick(&[
+                crate::config::HostTimeoutPolicy::Wait,
+                crate::config::HostTimeoutPolicy::Skip,
+            ]);
+            for automatic in [false, true] {
+                let full: Vec<TargetView> = all
+                    .iter()
+                    .map(|t| view(t, automatic, now, None, &hosts))
+                    .collect();
+                let mut reduced: Vec<TargetView> = rows_read
+                    .iter()
+                    .map(|t| view(t, automatic, now, None, &hosts))
+                    .collect();
+                reduced.extend(settled_views(&settled, &digest, &hosts));
+                for st in statuses() {
+                    let a = plan(&st, &s, &full, now, false);
+                    let b = plan(&st, &s, &reduced, now, false);
+                    assert_eq!(a, b, "seed {seed}, {st:?}, {s:?}, automatic {automatic}");
+                    compared += 1;
+                    acting += usize::from(!a.actions.is_empty() || a.event.is_some());
+                    skipping += usize::from(a.actions.iter().any(|x| {
+                        matches!(x, crate::rollout::plan::TargetAction::SkipForHost { .. })
+                    }));
+                }
+            }
+        }
+    }
+    assert!(acting > compared / 4, "{acting} of {compared} plans act");
+    assert!(skipping > 0, "no plan skipped for a host");
 }

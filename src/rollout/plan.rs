@@ -7,9 +7,12 @@
 
 use chrono::{DateTime, Duration, Utc};
 
+use super::hosts::{HostSlots, skip_for_host, waits_for_host};
 use super::machine::{Event, RolloutStatus};
 use super::strategy::Strategy;
-use crate::domain::{Digest, Health, RolloutState, Tier, UpdatePhase, WorkspaceState};
+use crate::domain::{
+    Digest, Health, HostName, HostState, RolloutState, Tier, UpdatePhase, WorkspaceState,
+};
 
 pub use crate::domain::TargetStatus;
 
@@ -39,6 +42,11 @@ pub struct TargetView {
     /// Stands for a target that was counted, not read (see the controller): it counts in
     /// waves and thresholds like the target, and no action is ever planned for it.
     pub stand_in: bool,
+    /// The Docker host of the workspace, and where it stands (see `super::hosts`).
+    pub host: HostName,
+    pub host_state: HostState,
+    /// The last heartbeat of a `down` host.
+    pub host_down_since: Option<DateTime<Utc>>,
 }
 
 /// What to do to one target.
@@ -67,6 +75,12 @@ pub enum TargetAction {
     Retry {
         workspace_id: i64,
         update_id: i64,
+    },
+    /// The target's host stayed down past `host_timeout` with `on_host_timeout = "skip"`:
+    /// `skipped` with the reason. Its desired digest stays as it is.
+    SkipForHost {
+        workspace_id: i64,
+        reason: String,
     },
 }
 
@@ -101,10 +115,28 @@ pub fn plan(
         RolloutState::Canary | RolloutState::Soaking | RolloutState::Production
     ) && state != RolloutState::Aborted;
 
-    // 1. Observe: outcomes of updates in flight, health of updated workspaces.
+    // 1. Observe: outcomes of updates in flight, health of updated workspaces, hosts that
+    //    stayed down past `host_timeout` (skipped only while the tier is being rolled).
     let mut now_status: Vec<TargetStatus> = targets.iter().map(|t| t.status).collect();
     let mut updating = 0usize;
+    let rolling = |t: &TargetView| match state {
+        RolloutState::Production => true,
+        RolloutState::Canary => t.tier == Tier::Canary,
+        _ => false,
+    };
     for (i, t) in targets.iter().enumerate() {
+        if matches!(t.status, TargetStatus::Pending | TargetStatus::Updating)
+            && observe_outcome(t).is_none()
+            && rolling(t)
+            && let Some(reason) = skip_for_host(strategy, t, now)
+        {
+            out.actions.push(TargetAction::SkipForHost {
+                workspace_id: t.workspace_id,
+                reason,
+            });
+            now_status[i] = TargetStatus::Skipped;
+            continue;
+        }
         match t.status {
             TargetStatus::Updating => match observe_outcome(t) {
                 Some((id, UpdatePhase::Succeeded)) => {
@@ -269,16 +301,19 @@ fn progress(
         .collect();
     let healthy =
         |i: usize| status[i] != TargetStatus::Updated || targets[i].health == Health::Healthy;
+    // A target waiting for its host holds back neither its wave nor later ones, but the
+    // scope is not finished while any waits.
+    let waiting = |i: usize| waits_for_host(&targets[i], status[i]);
     // `immediate` (and `apply all`) is one wave whatever was numbered before.
     let one_wave = !strategy.aborts_on_failure();
     let wave_of = |i: usize| if one_wave { 0 } else { targets[i].wave };
     let Some(wave) = in_scope
         .iter()
-        .filter(|&&i| !status[i].is_done())
+        .filter(|&&i| !status[i].is_done() && !waiting(i))
         .map(|&i| wave_of(i))
         .min()
     else {
-        return in_scope.iter().all(|&i| healthy(i));
+        return !in_scope.iter().any(|&i| waiting(i)) && in_scope.iter().all(|&i| healthy(i));
     };
     // Earlier waves must be finished and healthy before this one goes on.
     let earlier: Vec<usize> = in_scope
@@ -301,9 +336,10 @@ fn progress(
             return false;
         }
     }
+    let mut slots = HostSlots::new(targets, status, &in_scope);
     for &i in &current {
         let t = &targets[i];
-        if status[i] != TargetStatus::Pending || t.outside_window || t.stand_in {
+        if status[i] != TargetStatus::Pending || t.outside_window || t.stand_in || waiting(i) {
             continue;
         }
         if t.actual_digest.as_ref() == Some(&t.to_digest) {
@@ -315,9 +351,13 @@ fn progress(
         if updating >= strategy.parallel() {
             break;
         }
+        if !slots.has_room(strategy, &t.host) {
+            continue;
+        }
         out.actions.push(TargetAction::Start {
             workspace_id: t.workspace_id,
         });
+        slots.take(&t.host);
         updating += 1;
     }
     false

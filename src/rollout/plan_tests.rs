@@ -36,6 +36,9 @@ fn target(id: i64, tier: Tier, wave: i64) -> TargetView {
         outside_window: false,
         smoke_failure: None,
         stand_in: false,
+        host: HostName::local(),
+        host_state: HostState::Ready,
+        host_down_since: None,
     }
 }
 fn status(state: RolloutState) -> RolloutStatus {
@@ -292,4 +295,240 @@ fn wave_lengths_per_strategy() {
     s.kind = StrategyKind::Immediate;
     assert_eq!(s.wave_len(10), 10);
     assert!(!s.aborts_on_failure());
+}
+
+// ---- Rollouts across hosts ----
+
+fn on(mut t: TargetView, host: &str, state: HostState) -> TargetView {
+    t.host = HostName::parse(host).unwrap();
+    t.host_state = state;
+    t
+}
+fn down_since(mut t: TargetView, since: DateTime<Utc>) -> TargetView {
+    t.host_state = HostState::Down;
+    t.host_down_since = Some(since);
+    t
+}
+fn skips(p: &Plan) -> Vec<(i64, String)> {
+    p.actions
+        .iter()
+        .filter_map(|a| match a {
+            TargetAction::SkipForHost {
+                workspace_id,
+                reason,
+            } => Some((*workspace_id, reason.clone())),
+            _ => None,
+        })
+        .collect()
+}
+fn prod() -> RolloutStatus {
+    status(RolloutState::Production)
+}
+
+#[test]
+fn per_host_limit_caps_the_updates_in_flight_on_each_host() {
+    let mut s = strategy("6", 4);
+    s.max_parallel_per_host = 1;
+    // One wave: w0..w2 on host a, w3..w5 on host b.
+    let ts: Vec<_> = (0..6)
+        .map(|i| {
+            let h = if i < 3 { "a" } else { "b" };
+            on(target(i, Tier::Production, 0), h, HostState::Ready)
+        })
+        .collect();
+    assert_eq!(starts(&plan(&prod(), &s, &ts, t0(), false)), vec![0, 3]);
+    // An update in flight on a: only b gets one.
+    let mut busy = ts.clone();
+    busy[1].status = TargetStatus::Updating;
+    assert_eq!(starts(&plan(&prod(), &s, &busy, t0(), false)), vec![3]);
+    // max_parallel still bounds the whole rollout.
+    s.max_parallel_per_host = 3;
+    s.max_parallel = 3;
+    assert_eq!(starts(&plan(&prod(), &s, &ts, t0(), false)), vec![0, 1, 3]);
+}
+
+#[test]
+fn a_host_with_two_or_more_targets_never_has_all_of_them_in_flight() {
+    let mut s = strategy("5", 10);
+    s.max_parallel_per_host = 5;
+    // Host a: w0, w1 (cap 1); host b: w2, w3, w4 (cap 2).
+    let ts: Vec<_> = (0..5)
+        .map(|i| {
+            let h = if i < 2 { "a" } else { "b" };
+            on(target(i, Tier::Production, 0), h, HostState::Ready)
+        })
+        .collect();
+    assert_eq!(starts(&plan(&prod(), &s, &ts, t0(), false)), vec![0, 2, 3]);
+    // A host with one target may update it.
+    let mut one = ts.clone();
+    one.truncate(3);
+    assert_eq!(starts(&plan(&prod(), &s, &one, t0(), false)), vec![0, 2]);
+}
+
+#[test]
+fn on_a_single_host_max_parallel_alone_governs() {
+    let mut s = strategy("4", 3);
+    s.max_parallel_per_host = 1;
+    let ts: Vec<_> = (0..4)
+        .map(|i| on(target(i, Tier::Production, 0), "solo", HostState::Ready))
+        .collect();
+    assert_eq!(starts(&plan(&prod(), &s, &ts, t0(), false)), vec![0, 1, 2]);
+    // Not even the n-1 rule: both targets of a two-workspace host start together.
+    let two = &ts[..2];
+    assert_eq!(starts(&plan(&prod(), &s, two, t0(), false)), vec![0, 1]);
+    // A host whose targets were all skipped does not make the rollout span two hosts.
+    let mut with_skipped = ts.clone();
+    with_skipped.push(on(
+        target(9, Tier::Production, 0),
+        "other",
+        HostState::Ready,
+    ));
+    with_skipped[4].status = TargetStatus::Skipped;
+    assert_eq!(
+        starts(&plan(&prod(), &s, &with_skipped, t0(), false)),
+        vec![0, 1, 2]
+    );
+}
+
+#[test]
+fn a_target_whose_host_is_not_ready_is_never_started() {
+    let s = strategy("4", 4);
+    for state in [
+        HostState::Down,
+        HostState::Unseen,
+        HostState::Cordoned,
+        HostState::Draining,
+    ] {
+        let ts = vec![
+            on(target(0, Tier::Production, 0), "a", state),
+            on(target(1, Tier::Production, 0), "b", HostState::Ready),
+        ];
+        let p = plan(&prod(), &s, &ts, t0(), false);
+        assert_eq!(starts(&p), vec![1], "{state}");
+        assert_eq!(p.event, None, "{state}: waiting is neither done nor failed");
+    }
+}
+
+#[test]
+fn waiting_targets_do_not_hold_back_later_waves_but_keep_the_tier_open() {
+    let s = strategy("2", 4);
+    let later = t0() + Duration::minutes(5);
+    // Wave 0: w0 on a (down), w1 on b updated; wave 1: w2 on b.
+    let mut ts = vec![
+        on(target(0, Tier::Production, 0), "a", HostState::Down),
+        on(target(1, Tier::Production, 0), "b", HostState::Ready),
+        on(target(2, Tier::Production, 1), "b", HostState::Ready),
+    ];
+    updated(&mut ts[1], t0());
+    let p = plan(&prod(), &s, &ts, later, false);
+    assert_eq!(starts(&p), vec![2]);
+    // Everything but the waiting target done: production does not converge.
+    updated(&mut ts[2], t0());
+    let p = plan(&prod(), &s, &ts, later, false);
+    assert_eq!(p, Plan::default());
+    // Canaries waiting for their host keep the canary tier from converging, too.
+    let mut cs = vec![
+        on(target(0, Tier::Canary, 0), "a", HostState::Unseen),
+        on(target(1, Tier::Canary, 0), "b", HostState::Ready),
+    ];
+    updated(&mut cs[1], t0());
+    assert_eq!(
+        plan(&status(RolloutState::Canary), &s, &cs, later, false).event,
+        None
+    );
+    // Once the host is back, its target starts first (its wave is the earliest).
+    ts[0].host_state = HostState::Ready;
+    let p = plan(&prod(), &s, &ts, later, false);
+    assert_eq!(starts(&p), vec![0]);
+}
+
+#[test]
+fn waiting_targets_never_count_as_failures() {
+    let mut s = strategy("4", 4);
+    s.max_failures = 0;
+    s.max_failure_ratio = 0.0;
+    let mut ts: Vec<_> = (0..4)
+        .map(|i| on(target(i, Tier::Production, 0), "a", HostState::Down))
+        .collect();
+    ts.push(on(target(4, Tier::Production, 0), "b", HostState::Ready));
+    ts[0].status = TargetStatus::Updating;
+    ts[0].attempts = 1;
+    let p = plan(&prod(), &s, &ts, t0() + Duration::hours(5), false);
+    assert_eq!(p.event, None, "no abort: {p:?}");
+    assert!(!p.block_release);
+    assert_eq!(starts(&p), vec![4]);
+}
+
+#[test]
+fn an_update_in_flight_on_a_down_host_waits_for_its_outcome() {
+    let s = strategy("2", 4);
+    let mut ts = vec![
+        down_since(
+            on(target(0, Tier::Production, 0), "a", HostState::Ready),
+            t0(),
+        ),
+        on(target(1, Tier::Production, 0), "b", HostState::Ready),
+    ];
+    ts[0].status = TargetStatus::Updating;
+    ts[0].attempts = 1;
+    updated(&mut ts[1], t0());
+    // With `wait`, however long: no action on it, no convergence.
+    let p = plan(&prod(), &s, &ts, t0() + Duration::days(2), false);
+    assert_eq!(p, Plan::default());
+    // Its outcome, once the agent journals it, is taken as usual.
+    ts[0].latest_update = Some((7, UpdatePhase::Succeeded));
+    let p = plan(&prod(), &s, &ts, t0() + Duration::days(2), false);
+    assert!(p.actions.contains(&TargetAction::Succeeded {
+        workspace_id: 0,
+        update_id: 7
+    }));
+}
+
+#[test]
+fn targets_of_a_host_down_past_host_timeout_are_skipped_only_with_policy_skip() {
+    let mut s = strategy("3", 4);
+    s.host_timeout_ms = 600_000;
+    s.on_host_timeout = crate::config::HostTimeoutPolicy::Skip;
+    let mut ts = vec![
+        down_since(
+            on(target(0, Tier::Production, 0), "a", HostState::Ready),
+            t0(),
+        ),
+        down_since(
+            on(target(1, Tier::Production, 0), "a", HostState::Ready),
+            t0(),
+        ),
+        on(target(2, Tier::Production, 0), "b", HostState::Ready),
+    ];
+    ts[1].status = TargetStatus::Updating;
+    updated(&mut ts[2], t0());
+    // Not yet past the timeout: waiting.
+    let p = plan(&prod(), &s, &ts, t0() + Duration::minutes(10), false);
+    assert_eq!(p, Plan::default());
+    // Past it: both targets of a are skipped, and production converges in the same pass.
+    let p = plan(&prod(), &s, &ts, t0() + Duration::minutes(11), false);
+    let sk = skips(&p);
+    assert_eq!(sk.iter().map(|s| s.0).collect::<Vec<_>>(), vec![0, 1]);
+    assert!(
+        sk[0].1.contains("host a") && sk[0].1.contains("2026-01-01T00:00:00Z"),
+        "{}",
+        sk[0].1
+    );
+    assert!(matches!(p.event, Some((Event::ProductionConverged, _))));
+    // With `wait`, nothing is skipped however long the host stays down.
+    s.on_host_timeout = crate::config::HostTimeoutPolicy::Wait;
+    assert!(skips(&plan(&prod(), &s, &ts, t0() + Duration::days(3), false)).is_empty());
+    // Nor for a host never seen (nothing says it is gone), nor in a paused rollout.
+    s.on_host_timeout = crate::config::HostTimeoutPolicy::Skip;
+    let mut unseen = ts.clone();
+    for t in &mut unseen[..2] {
+        t.host_state = HostState::Unseen;
+        t.host_down_since = None;
+    }
+    assert!(skips(&plan(&prod(), &s, &unseen, t0() + Duration::days(3), false)).is_empty());
+    let paused = RolloutStatus {
+        paused_from: Some(RolloutState::Production),
+        ..status(RolloutState::Paused)
+    };
+    assert!(skips(&plan(&paused, &s, &ts, t0() + Duration::days(3), false)).is_empty());
 }

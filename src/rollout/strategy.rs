@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{RolloutSettings, StrategyKind};
+use crate::config::{HostTimeoutPolicy, RolloutSettings, StrategyKind};
 use crate::domain::{BatchSize, ParseError};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -18,6 +18,23 @@ pub struct Strategy {
     pub retries: u32,
     pub soak_ms: i64,
     pub auto_promote: bool,
+    /// Updates in flight on one host when the rollout spans several hosts. Rollouts
+    /// stored before hosts existed read the defaults of these three fields.
+    #[serde(default = "one")]
+    pub max_parallel_per_host: u32,
+    /// How long a down host is waited for before `on_host_timeout` applies.
+    #[serde(default = "default_host_timeout_ms")]
+    pub host_timeout_ms: i64,
+    #[serde(default)]
+    pub on_host_timeout: HostTimeoutPolicy,
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn default_host_timeout_ms() -> i64 {
+    600_000
 }
 
 fn millis(d: std::time::Duration) -> i64 {
@@ -38,6 +55,9 @@ impl Strategy {
             retries: s.retries,
             soak_ms: millis(s.soak),
             auto_promote: s.auto_promote,
+            max_parallel_per_host: s.max_parallel_per_host,
+            host_timeout_ms: millis(s.host_timeout),
+            on_host_timeout: s.on_host_timeout,
         };
         if let Some(o) = s.images.iter().find(|o| o.image == image) {
             if let Some(k) = o.strategy {
@@ -48,6 +68,9 @@ impl Strategy {
             }
             if let Some(p) = o.max_parallel {
                 out.max_parallel = p;
+            }
+            if let Some(p) = o.max_parallel_per_host {
+                out.max_parallel_per_host = p;
             }
             if let Some(d) = o.soak {
                 out.soak_ms = millis(d);
@@ -84,6 +107,19 @@ impl Strategy {
         }
     }
 
+    /// Updates in flight at once on one host that has `host_targets` live targets in the
+    /// tier being rolled, when the rollout spans two or more hosts: at most
+    /// `max_parallel_per_host`, and never every one of a host's targets at once while it
+    /// has two or more, so part of each host keeps serving through the update.
+    /// `immediate` (the emergency path) has no per-host limit, as it has no `max_parallel`.
+    pub fn per_host_parallel(&self, host_targets: usize) -> usize {
+        if self.kind == StrategyKind::Immediate {
+            return usize::MAX;
+        }
+        let cap = self.max_parallel_per_host.max(1) as usize;
+        cap.min(host_targets.saturating_sub(1)).max(1)
+    }
+
     /// At most how many updates one pass can start, when that is a bound (not `immediate`).
     pub fn start_window(&self) -> Option<usize> {
         let parallel = self.parallel();
@@ -103,5 +139,53 @@ impl Strategy {
         #[allow(clippy::cast_precision_loss)] // reason: workspace counts are far below 2^52
         let ratio = failed as f64 / total as f64;
         failed > self.max_failures as usize || ratio > self.max_failure_ratio
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_strategy_stored_before_hosts_reads_the_host_defaults() {
+        let old = r#"{"kind":"rolling","batch":"25%","max_parallel":4,"pause_between_waves_ms":0,
+            "max_failures":1,"max_failure_ratio":0.1,"retries":0,"soak_ms":0,"auto_promote":false}"#;
+        let s: Strategy = serde_json::from_str(old).unwrap();
+        assert_eq!(s.max_parallel_per_host, 1);
+        assert_eq!(s.host_timeout_ms, 600_000);
+        assert_eq!(s.on_host_timeout, HostTimeoutPolicy::Wait);
+    }
+
+    #[test]
+    fn per_host_parallel_never_takes_a_whole_host_with_two_or_more_targets() {
+        let mut s = Strategy::for_image(&RolloutSettings::default(), "x");
+        s.max_parallel_per_host = 3;
+        assert_eq!(s.per_host_parallel(1), 1);
+        assert_eq!(s.per_host_parallel(2), 1);
+        assert_eq!(s.per_host_parallel(3), 2);
+        assert_eq!(s.per_host_parallel(10), 3);
+        s.kind = StrategyKind::Immediate;
+        assert_eq!(s.per_host_parallel(2), usize::MAX);
+    }
+
+    #[test]
+    fn image_overrides_set_the_per_host_limit() {
+        let mut settings = RolloutSettings::default();
+        settings.images.push(crate::config::RolloutImage {
+            image: "reg/app:1".to_owned(),
+            strategy: None,
+            batch: None,
+            max_parallel: None,
+            max_parallel_per_host: Some(2),
+            soak: None,
+        });
+        assert_eq!(
+            Strategy::for_image(&settings, "reg/app:1").max_parallel_per_host,
+            2
+        );
+        assert_eq!(
+            Strategy::for_image(&settings, "reg/other:1").max_parallel_per_host,
+            1
+        );
     }
 }

@@ -1,12 +1,17 @@
 //! Which workspaces a tier of a rollout covers, and in which wave. Pure.
 
+use std::collections::{BTreeMap, HashMap};
+
 use super::strategy::Strategy;
 use crate::domain::{Digest, NewTarget, TargetStatus, Tier, UpdateMode};
 use crate::store::CandidateRow;
 
 /// Targets for `tiers` among `candidates` (sorted by name), skipping workspaces that are
 /// already targets (`existing`). Pinned workspaces — and, in an automatic rollout, manual
-/// ones — are listed as `skipped`. Waves are numbered per call from `first_wave`.
+/// ones — are listed as `skipped`. Waves are numbered per call from `first_wave`, cut
+/// from the live workspaces taken round-robin across their hosts (hosts by name, each
+/// host's workspaces by name), so consecutive waves mix hosts instead of emptying one
+/// host first. On one host that is plain name order.
 pub fn build_targets(
     candidates: &[CandidateRow],
     tiers: &[Tier],
@@ -24,23 +29,19 @@ pub fn build_targets(
         c.pinned_digest.as_ref().is_some_and(|p| p != digest)
             || (automatic && c.update_mode == UpdateMode::Manual)
     };
-    let live = chosen.iter().filter(|c| !skip(c)).count();
-    let wave_len = i64::try_from(strategy.wave_len(live))
+    let live: Vec<&CandidateRow> = chosen.iter().copied().filter(|c| !skip(c)).collect();
+    let wave_len = i64::try_from(strategy.wave_len(live.len()))
         .unwrap_or(i64::MAX)
         .max(1);
-    let mut n = 0i64;
+    let position = spread_across_hosts(&live);
     chosen
         .into_iter()
         .map(|c| {
             let skipped = skip(c);
-            let wave = if skipped {
-                first_wave
-            } else {
-                first_wave + n / wave_len
+            let wave = match position.get(&c.workspace_id) {
+                Some(n) if !skipped => first_wave + n / wave_len,
+                _ => first_wave,
             };
-            if !skipped {
-                n += 1;
-            }
             NewTarget {
                 workspace_id: c.workspace_id,
                 tier: c.tier,
@@ -57,6 +58,33 @@ pub fn build_targets(
         .collect()
 }
 
+/// Each live workspace's place in the round-robin order across hosts.
+fn spread_across_hosts(live: &[&CandidateRow]) -> HashMap<i64, i64> {
+    let mut by_host: BTreeMap<&crate::domain::HostName, Vec<&CandidateRow>> = BTreeMap::new();
+    for c in live {
+        by_host.entry(&c.host).or_default().push(c);
+    }
+    for list in by_host.values_mut() {
+        list.sort_by(|a, b| {
+            a.name
+                .cmp(&b.name)
+                .then(a.workspace_id.cmp(&b.workspace_id))
+        });
+    }
+    let mut out = HashMap::new();
+    let mut n = 0i64;
+    let rounds = by_host.values().map(Vec::len).max().unwrap_or(0);
+    for round in 0..rounds {
+        for list in by_host.values() {
+            if let Some(c) = list.get(round) {
+                out.insert(c.workspace_id, n);
+                n += 1;
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -70,6 +98,7 @@ mod tests {
             workspace_id: id,
             name: format!("w{id}"),
             tier,
+            host: crate::domain::HostName::local(),
             update_mode: UpdateMode::Auto,
             pinned_digest: None,
             actual_digest: Some(d(1)),
@@ -125,5 +154,40 @@ mod tests {
                 (5, 6, "pending")
             ]
         );
+    }
+
+    #[test]
+    fn waves_take_hosts_in_turn() {
+        let mut s = Strategy::for_image(&RolloutSettings::default(), "x");
+        s.batch = "2".to_owned();
+        let host = |h: &str| crate::domain::HostName::parse(h).unwrap();
+        // Names sort one host's workspaces together; waves must still mix hosts.
+        let hosts = ["a", "a", "a", "b", "b", "c"];
+        let cs: Vec<_> = hosts
+            .iter()
+            .enumerate()
+            .map(|(i, h)| CandidateRow {
+                host: host(h),
+                ..cand(i64::try_from(i).unwrap(), Tier::Production)
+            })
+            .collect();
+        let t = build_targets(&cs, &[Tier::Production], &d(2), &s, false, &[], 0);
+        let wave_of = |id: i64| t.iter().find(|t| t.workspace_id == id).unwrap().wave;
+        // Round-robin a, b, c, a, b, a: w0 w3 | w5 w1 | w4 w2.
+        assert_eq!(
+            (0..6).map(wave_of).collect::<Vec<_>>(),
+            [0, 1, 2, 0, 2, 1],
+            "waves: {t:?}"
+        );
+        for w in 0..2 {
+            let on: Vec<_> = (0..6)
+                .filter(|&i| wave_of(i) == w)
+                .map(|i| hosts[usize::try_from(i).unwrap()])
+                .collect();
+            assert_ne!(on[0], on[1], "wave {w} mixes hosts: {on:?}");
+        }
+        // The output keeps the candidates' order.
+        let ids: Vec<_> = t.iter().map(|t| t.workspace_id).collect();
+        assert_eq!(ids, [0, 1, 2, 3, 4, 5]);
     }
 }

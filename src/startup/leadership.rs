@@ -60,6 +60,7 @@ impl Loops {
         deps.store = store.clone();
         let controller =
             crate::rollout::controller::Controller::new(deps, settings.rollout.tick_interval);
+        let controller = controller.with_hosts(settings.hosts.clone());
         // Canary smoke checks reach containers through Docker, like the health gate; they
         // fail (never silently pass) while Docker is not connected.
         let controller =

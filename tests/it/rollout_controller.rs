@@ -563,3 +563,224 @@ async fn update_now_sets_one_workspace_to_the_newest_usable_release() {
     // `invalid_digest` (`api::invalid_bodies_get_400_naming_the_field`).
     assert!(Digest::parse("sha256:zz").is_err());
 }
+
+/// The reconciler stand-in for one host's agent: converges only the named workspaces.
+async fn converge(env: &Env, names: &[&str]) {
+    let now = sluice::clock::to_millis(env.clock_now());
+    for name in names {
+        env.sql(&format!(
+            "INSERT INTO workspace_updates (workspace_id, rollout_id, from_digest, to_digest, phase, \
+             started_at, updated_at, finished_at) SELECT id, desired_rollout_id, actual_digest, \
+             desired_digest, 'succeeded', {now}, {now}, {now} FROM workspaces WHERE name = '{name}'"
+        ))
+        .await;
+        env.sql(&format!(
+            "UPDATE workspaces SET actual_digest = desired_digest WHERE name = '{name}'"
+        ))
+        .await;
+    }
+}
+
+/// One heartbeat of `host`'s agent at the test clock's now.
+async fn beat(env: &Env, host: &sluice::domain::HostName) {
+    let hb = sluice::store::Heartbeat {
+        host,
+        instance: "agent-1",
+        version: "test",
+        capacity: None,
+    };
+    env.store.heartbeat(&hb, env.clock_now()).await.unwrap();
+}
+
+async fn rollout_json(env: &Env, id: i64) -> serde_json::Value {
+    let r = env.ops().rollout(id).await.unwrap();
+    let targets = env.store.rollout_targets(id).await.unwrap();
+    let hosts = env.ops().host_states().await.unwrap();
+    serde_json::to_value(sluice::api::rollouts::rollout_view(r, targets, &hosts)).unwrap()
+}
+
+fn shown(v: &serde_json::Value) -> Vec<(String, String, String)> {
+    v["workspaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| {
+            let s = |k: &str| w[k].as_str().unwrap_or_default().to_owned();
+            (s("name"), s("host"), s("status"))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_stale_host_waits_while_the_other_progresses_then_is_skipped_after_host_timeout() {
+    use sluice::domain::HostName;
+    let s = sluice::config::RolloutSettings {
+        batch: "4".to_owned(),
+        max_parallel: 4,
+        max_parallel_per_host: 1,
+        host_timeout: std::time::Duration::from_secs(600),
+        on_host_timeout: sluice::config::HostTimeoutPolicy::Skip,
+        ..settings()
+    };
+    let env = Env::new(s).await;
+    let (h1, h2) = (
+        HostName::parse("h1").unwrap(),
+        HostName::parse("h2").unwrap(),
+    );
+    for h in [&h1, &h2] {
+        env.store
+            .add_host(
+                h,
+                &Default::default(),
+                "0".repeat(64).as_str(),
+                "ops",
+                env.clock_now(),
+            )
+            .await
+            .unwrap();
+        beat(&env, h).await;
+    }
+    for (n, h) in [("a1", "h1"), ("a2", "h1"), ("b1", "h2"), ("b2", "h2")] {
+        env.workspace(n, Tier::Production, &d(1)).await;
+        env.sql(&format!(
+            "UPDATE workspaces SET host = '{h}' WHERE name = '{n}'"
+        ))
+        .await;
+    }
+    let rel = env.release(&d(2)).await;
+    let id = env
+        .ops()
+        .apply(rel, ApplyTier::Production, true, "ops")
+        .await
+        .unwrap()
+        .rollout
+        .id;
+
+    // Both hosts up: one update per host (max_parallel_per_host 1).
+    env.tick().await;
+    assert_eq!(env.in_flight().await, ["a1", "b1"]);
+
+    // h2's agent goes quiet: past [hosts] down_after its targets wait, h1 goes on.
+    env.advance(40);
+    beat(&env, &h1).await;
+    env.tick().await;
+    let v = rollout_json(&env, id).await;
+    let st = |name: &str| {
+        shown(&v)
+            .into_iter()
+            .find(|w| w.0 == name)
+            .map(|w| (w.1, w.2))
+            .unwrap()
+    };
+    assert_eq!(st("a1"), ("h1".into(), "updating".into()));
+    assert_eq!(st("b1"), ("h2".into(), "waiting_for_host".into()));
+    assert_eq!(st("b2"), ("h2".into(), "waiting_for_host".into()));
+    let h2v = v["hosts"].as_array().unwrap()[1].clone();
+    assert_eq!(h2v["host"], "h2");
+    assert_eq!(h2v["state"], "down");
+    assert_eq!(h2v["waiting_for_host"], 2);
+    assert_eq!(v["counts"]["waiting_for_host"], 2);
+    for (attempt, next) in [("a1", Some("a2")), ("a2", None)] {
+        converge(&env, &[attempt]).await;
+        env.advance(5);
+        beat(&env, &h1).await;
+        env.tick().await;
+        assert_eq!(env.target_status(id, attempt).await, "updated");
+        if let Some(n) = next {
+            assert_eq!(env.target_status(id, n).await, "updating");
+        }
+    }
+    // Everything on h1 is done; h2 still waits (policy skip, but not past host_timeout).
+    assert_eq!(env.state(id).await, RolloutState::Production);
+    assert_eq!(env.target_status(id, "b1").await, "updating");
+    assert_eq!(env.target_status(id, "b2").await, "pending");
+
+    // Past host_timeout: h2's targets are skipped with a reason, and the rollout completes.
+    env.advance(600);
+    beat(&env, &h1).await;
+    env.tick().await;
+    assert_eq!(env.state(id).await, RolloutState::Completed);
+    for n in ["b1", "b2"] {
+        assert_eq!(env.target_status(id, n).await, "skipped");
+    }
+    let v = rollout_json(&env, id).await;
+    let b1 = v["workspaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["name"] == "b1")
+        .unwrap()
+        .clone();
+    let reason = b1["status_reason"].as_str().unwrap();
+    assert!(reason.contains("host h2 down since"), "{reason}");
+    assert_eq!(v["hosts"][1]["skipped"], 2);
+    let events: Vec<(String, String)> = sqlx::query_as(
+        "SELECT workspace, detail FROM events WHERE rollout_id = $1 \
+         AND action = 'target.skipped_for_host' ORDER BY workspace",
+    )
+    .bind(id)
+    .fetch_all(env.store.raw_pool())
+    .await
+    .unwrap();
+    assert_eq!(
+        events.iter().map(|e| e.0.as_str()).collect::<Vec<_>>(),
+        ["b1", "b2"]
+    );
+    let detail: serde_json::Value = serde_json::from_str(&events[0].1).unwrap();
+    assert_eq!(detail["host"], "h2");
+    assert!(detail["reason"].as_str().unwrap().contains("h2"));
+    // Skipped is not rolled back: each workspace keeps the desired digest it had.
+    assert_eq!(env.desired("b1").await, d(2));
+    assert_eq!(env.desired("b2").await, d(1));
+    env.assert_replay_matches(id).await;
+}
+
+#[tokio::test]
+async fn with_on_host_timeout_wait_a_down_host_keeps_the_rollout_open() {
+    use sluice::domain::HostName;
+    let env = Env::new(sluice::config::RolloutSettings {
+        batch: "4".to_owned(),
+        max_parallel: 4,
+        ..settings()
+    })
+    .await;
+    let h1 = HostName::parse("h1").unwrap();
+    env.store
+        .add_host(
+            &h1,
+            &Default::default(),
+            "0".repeat(64).as_str(),
+            "ops",
+            env.clock_now(),
+        )
+        .await
+        .unwrap();
+    // h2's workspace is on a host with no row: unseen, waited for.
+    for (n, h) in [("a1", "h1"), ("b1", "h2")] {
+        env.workspace(n, Tier::Production, &d(1)).await;
+        env.sql(&format!(
+            "UPDATE workspaces SET host = '{h}' WHERE name = '{n}'"
+        ))
+        .await;
+    }
+    let rel = env.release(&d(2)).await;
+    let id = env
+        .ops()
+        .apply(rel, ApplyTier::Production, true, "ops")
+        .await
+        .unwrap()
+        .rollout
+        .id;
+    for _ in 0..3 {
+        beat(&env, &h1).await;
+        env.tick().await;
+        converge(&env, &["a1"]).await;
+        env.advance(3600);
+    }
+    assert_eq!(env.target_status(id, "a1").await, "updated");
+    assert_eq!(env.target_status(id, "b1").await, "pending");
+    assert_eq!(env.state(id).await, RolloutState::Production);
+    let v = rollout_json(&env, id).await;
+    assert_eq!(v["hosts"][1]["state"], "unseen");
+    assert_eq!(v["hosts"][1]["waiting_for_host"], 1);
+}

@@ -87,13 +87,34 @@ pub(super) fn rollout_detail(r: &Value) -> String {
     );
     let cells = rows(
         arr(&r["workspaces"]),
-        &["name", "tier", "status", "from_digest", "to_digest"],
+        &[
+            "name",
+            "tier",
+            "host",
+            "status",
+            "from_digest",
+            "to_digest",
+            "status_reason",
+        ],
     );
     s.push('\n');
     s.push_str(&render(
-        &["workspace", "tier", "status", "from", "to"],
+        &[
+            "workspace",
+            "tier",
+            "host",
+            "status",
+            "from",
+            "to",
+            "reason",
+        ],
         &cells,
     ));
+    let hosts = watch::host_progress(r);
+    if !hosts.is_empty() {
+        s.push('\n');
+        s.push_str(&hosts);
+    }
     s
 }
 

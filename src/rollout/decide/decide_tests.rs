@@ -4,7 +4,8 @@ use chrono::TimeZone;
 
 use super::*;
 use crate::config::RolloutSettings;
-use crate::domain::{Tier, UpdatePhase};
+use crate::domain::{Health, HostName, Tier, UpdatePhase, WorkspaceState};
+use crate::rollout::hosts::HostStates;
 use crate::rollout::machine::RolloutStatus;
 use crate::rollout::record::RolloutData;
 use crate::rollout::strategy::Strategy;
@@ -51,6 +52,8 @@ fn canary(id: i64, status: TargetStatus, latest: Option<(i64, UpdatePhase)>) -> 
         ws_state: WorkspaceState::Running,
         maintenance_window: None,
         restore_snapshot_of_update_id: None,
+        host: HostName::local(),
+        status_reason: None,
     }
 }
 
@@ -72,6 +75,7 @@ fn an_illegal_transition_is_reported_and_the_target_changes_still_apply() {
         settled: &[],
         smoke: &smoke,
         hold: false,
+        hosts: &HostStates::default(),
         promotion: None,
     };
     let out = decide(&view, now).unwrap();
@@ -105,6 +109,7 @@ fn nothing_to_do_is_no_change() {
         settled: &[],
         smoke: &smoke,
         hold: false,
+        hosts: &HostStates::default(),
         promotion: None,
     };
     let now = chrono::Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
@@ -117,6 +122,7 @@ fn deciding_performs_no_io_and_reads_no_clock() {
     for (file, src) in [
         ("decide/mod.rs", include_str!("mod.rs")),
         ("decide/operator.rs", include_str!("operator.rs")),
+        ("decide/views.rs", include_str!("views.rs")),
     ] {
         for banned in [
             "tokio::",

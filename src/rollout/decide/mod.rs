@@ -12,17 +12,21 @@
 //! is returned in [`Decision::illegal`] for the caller to log and count, never dropped.
 
 pub mod operator;
+mod views;
+
+pub use views::{settled_views, view};
 
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 
+use super::hosts::HostStates;
 use super::machine::{Event, IllegalTransition, next};
 use super::plan::{Plan, TargetAction, TargetView, plan};
 use super::record::{Draft, Rollout, event};
 use crate::domain::{
-    Change, DesiredChange, Digest, Health, ReleaseChange, ReleaseStatus, RolloutState,
-    TargetChange, TargetStatus, WorkspaceState,
+    Change, DesiredChange, Digest, ReleaseChange, ReleaseStatus, RolloutState, TargetChange,
+    TargetStatus,
 };
 use crate::store::{CandidateRow, SettledTargets, TargetRow};
 
@@ -52,6 +56,8 @@ pub struct Decision {
     pub failed: Vec<(Option<String>, String)>,
     /// The failure policy aborted the rollout: (reason, release blocked).
     pub aborted: Option<(String, bool)>,
+    /// Targets skipped because their host stayed down: (name, reason).
+    pub skipped_for_host: Vec<(Option<String>, String)>,
     /// Desired digests changed: the reconciler has work.
     pub writes_desired: bool,
     /// The rollout moved to production: new targets for the next pass.
@@ -80,6 +86,8 @@ pub struct PassView<'a> {
     pub smoke: &'a HashMap<i64, String>,
     /// Fleet mode `paused`: start nothing.
     pub hold: bool,
+    /// Where the Docker hosts stand (from the `hosts` rows at `now`).
+    pub hosts: &'a HostStates,
     /// Read only when [`wants_promotion`] says so.
     pub promotion: Option<Promotion<'a>>,
 }
@@ -107,9 +115,12 @@ pub fn decide(v: &PassView<'_>, now: DateTime<Utc>) -> Result<Decision, DecideEr
     let mut views: Vec<TargetView> = v
         .targets
         .iter()
-        .map(|t| view(t, automatic, now, v.smoke.get(&t.workspace_id).cloned()))
+        .map(|t| {
+            let smoke = v.smoke.get(&t.workspace_id).cloned();
+            view(t, automatic, now, smoke, v.hosts)
+        })
         .collect();
-    views.extend(settled_views(v.settled, &r.digest));
+    views.extend(settled_views(v.settled, &r.digest, v.hosts));
     let p = plan(&r.status, &r.strategy, &views, now, v.hold);
     if p.actions.is_empty() && p.event.is_none() {
         return Ok(Decision::default());
@@ -137,11 +148,12 @@ pub fn decide(v: &PassView<'_>, now: DateTime<Utc>) -> Result<Decision, DecideEr
 
 /// The target actions and the transition of a plan.
 fn act(r: &Rollout, rows: &[TargetRow], p: &Plan, now: DateTime<Utc>) -> Decision {
-    let names: HashMap<i64, &str> = rows
+    let names: HashMap<i64, (&str, &str)> = rows
         .iter()
-        .map(|t| (t.workspace_id, t.name.as_str()))
+        .map(|t| (t.workspace_id, (t.name.as_str(), t.host.as_str())))
         .collect();
-    let name = |id: &i64| names.get(id).copied();
+    let name = |id: &i64| names.get(id).map(|n| n.0);
+    let host = |id: &i64| names.get(id).map(|n| n.1);
     let to_digest = &r.digest;
     let mut r = r.clone();
     let mut w = r.draft();
@@ -200,6 +212,27 @@ fn act(r: &Rollout, rows: &[TargetRow], p: &Plan, now: DateTime<Utc>) -> Decisio
                     serde_json::json!({ "failed_update": update_id }),
                 ));
             }
+            TargetAction::SkipForHost {
+                workspace_id,
+                reason,
+            } => {
+                // The workspace keeps its desired digest: nothing is rolled back.
+                w.push(Change::Target(TargetChange {
+                    workspace_id: *workspace_id,
+                    status: Some(TargetStatus::Skipped),
+                    status_reason: Some(reason.clone()),
+                    ..TargetChange::default()
+                }));
+                let n = name(workspace_id);
+                out.skipped_for_host
+                    .push((n.map(str::to_owned), reason.clone()));
+                w.push(event(
+                    "system",
+                    "target.skipped_for_host",
+                    n,
+                    serde_json::json!({ "host": host(workspace_id), "reason": reason }),
+                ));
+            }
         }
     }
     if !out.started.is_empty() {
@@ -243,6 +276,7 @@ fn act(r: &Rollout, rows: &[TargetRow], p: &Plan, now: DateTime<Utc>) -> Decisio
         failed,
         aborted,
         illegal,
+        skipped_for_host,
         ..
     } = out;
     Decision {
@@ -250,6 +284,7 @@ fn act(r: &Rollout, rows: &[TargetRow], p: &Plan, now: DateTime<Utc>) -> Decisio
         failed,
         aborted,
         illegal,
+        skipped_for_host,
         ..Decision::from_draft(w, transition)
     }
 }
@@ -273,6 +308,7 @@ fn tw(
         add_attempt,
         update_id,
         rollback: None,
+        status_reason: None,
     })
 }
 
@@ -283,77 +319,6 @@ fn desired(workspace_id: i64, digest: &Digest, forget_failed: bool) -> Change {
         in_rollout: true,
         forget_failed,
     })
-}
-
-/// Stand-ins for settled targets (see `Store::rollout_targets_for_pass`): no action is
-/// planned for them; they count in the failure thresholds and wave progress exactly as
-/// the rows they stand for (same tier, wave and status, healthy when `updated`, newest
-/// `updated_at` of their group).
-pub fn settled_views(groups: &[SettledTargets], digest: &Digest) -> Vec<TargetView> {
-    let mut out = Vec::new();
-    for g in groups {
-        let mut status = g.status;
-        if status == TargetStatus::Pending && g.held {
-            status = TargetStatus::Skipped;
-        }
-        let n = usize::try_from(g.count).unwrap_or(0);
-        out.extend(std::iter::repeat_n(
-            TargetView {
-                workspace_id: 0,
-                name: String::new(),
-                tier: g.tier,
-                wave: g.wave,
-                status,
-                attempts: 0,
-                to_digest: digest.clone(),
-                seen_update_id: None,
-                updated_at: g.last_updated_at,
-                latest_update: None,
-                actual_digest: None,
-                health: Health::Healthy,
-                ws_state: WorkspaceState::Running,
-                outside_window: false,
-                smoke_failure: None,
-                stand_in: true,
-            },
-            n,
-        ));
-    }
-    out
-}
-
-/// The planner's view of one target read in full.
-pub fn view(
-    t: &TargetRow,
-    automatic: bool,
-    now: DateTime<Utc>,
-    smoke_failure: Option<String>,
-) -> TargetView {
-    let mut status = t.status;
-    // A workspace pinned after the rollout started is held where it is.
-    if status == TargetStatus::Pending
-        && t.pinned_digest.as_ref().is_some_and(|p| *p != t.to_digest)
-    {
-        status = TargetStatus::Skipped;
-    }
-    TargetView {
-        workspace_id: t.workspace_id,
-        name: t.name.clone(),
-        tier: t.tier,
-        wave: t.wave,
-        status,
-        attempts: u32::try_from(t.attempts).unwrap_or(u32::MAX),
-        to_digest: t.to_digest.clone(),
-        seen_update_id: t.update_id,
-        updated_at: t.updated_at,
-        latest_update: t.latest_update,
-        actual_digest: t.actual_digest.clone(),
-        health: t.health,
-        ws_state: t.ws_state,
-        outside_window: automatic && t.maintenance_window.is_some_and(|w| !w.contains(now)),
-        smoke_failure,
-        stand_in: false,
-    }
 }
 
 #[cfg(test)]

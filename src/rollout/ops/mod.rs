@@ -14,7 +14,9 @@ mod update_now;
 
 use super::decide::DecideError;
 use super::deps::RolloutDeps;
+use super::hosts::HostStates;
 use super::record::Rollout;
+use crate::config::HostsSettings;
 use crate::domain::ApplyTier;
 use crate::store::StoreError;
 
@@ -77,6 +79,8 @@ pub struct OpOutcome {
 #[derive(Clone)]
 pub struct Ops {
     deps: RolloutDeps,
+    /// `[hosts]`: when a host counts as down, for the views' host states.
+    hosts: HostsSettings,
 }
 
 const RETRIES: usize = 3;
@@ -96,7 +100,27 @@ pub(crate) use retrying;
 
 impl Ops {
     pub fn new(deps: RolloutDeps) -> Self {
-        Self { deps }
+        Self {
+            deps,
+            hosts: HostsSettings::default(),
+        }
+    }
+
+    /// Judges hosts with `[hosts]` (default: its defaults).
+    #[must_use]
+    pub fn with_hosts(mut self, hosts: HostsSettings) -> Self {
+        self.hosts = hosts;
+        self
+    }
+
+    /// Where every registered host stands now (for the rollout views).
+    pub async fn host_states(&self) -> Result<HostStates, OpError> {
+        let rows = self.deps.store.hosts().await?;
+        Ok(HostStates::from_rows(
+            &rows,
+            self.deps.clock.now(),
+            self.hosts.down_after(),
+        ))
     }
 
     pub fn deps(&self) -> &RolloutDeps {

@@ -51,7 +51,7 @@ pub(super) async fn update_targets(
 ) -> Result<(), StoreError> {
     for run in runs(
         targets,
-        |t| (t.status, t.add_attempt, t.rollback),
+        |t| (t.status, t.add_attempt, t.rollback, t.status_reason.clone()),
         |t| t.workspace_id,
     ) {
         let first = &run[0];
@@ -61,8 +61,8 @@ pub(super) async fn update_targets(
         };
         let with_update: Vec<&&TargetChange> =
             run.iter().filter(|t| t.update_id.is_some()).collect();
-        // $1..$6 shared; then (workspace, update_id) pairs for the CASE; then the ids.
-        let mut n = 7;
+        // $1..$7 shared; then (workspace, update_id) pairs for the CASE; then the ids.
+        let mut n = 8;
         let update_id = if with_update.is_empty() {
             "update_id".to_owned()
         } else {
@@ -80,6 +80,7 @@ pub(super) async fn update_targets(
              attempts = attempts + $2, update_id = {update_id}, \
              rollback_requested_at = COALESCE($3, rollback_requested_at), \
              restore_snapshot_of_update_id = COALESCE($4, restore_snapshot_of_update_id), \
+             status_reason = COALESCE($7, status_reason), \
              updated_at = $5, version = version + 1 WHERE rollout_id = $6 \
              AND workspace_id IN ({})",
             placeholders(n, run.len())
@@ -90,7 +91,8 @@ pub(super) async fn update_targets(
             .bind(rb_at)
             .bind(restore)
             .bind(at)
-            .bind(id);
+            .bind(id)
+            .bind(first.status_reason.as_deref());
         for t in &with_update {
             q = q.bind(t.workspace_id).bind(t.update_id);
         }

@@ -15,6 +15,7 @@ pub struct SeedWorkspace<'a> {
     pub state: WorkspaceState,
     pub health: Health,
     pub maintenance_window: Option<&'a str>,
+    pub host: &'a str,
 }
 
 /// A target row in any state.
@@ -46,8 +47,8 @@ impl Store {
     pub async fn seed_workspace(&self, w: &SeedWorkspace<'_>) -> Result<i64, StoreError> {
         sqlx::query_scalar(
             "INSERT INTO workspaces (name, image, update_tier, pinned_digest, desired_digest, \
-             actual_digest, state, health, maintenance_window, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $5, $6, $7, $8, 0, 0) RETURNING id",
+             actual_digest, state, health, maintenance_window, host, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $5, $6, $7, $8, $9, 0, 0) RETURNING id",
         )
         .bind(w.name)
         .bind(w.image)
@@ -57,6 +58,7 @@ impl Store {
         .bind(w.state.as_str())
         .bind(w.health.as_str())
         .bind(w.maintenance_window)
+        .bind(w.host)
         .fetch_one(&self.pool)
         .await
         .ctx("seed workspace")

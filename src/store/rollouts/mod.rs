@@ -20,7 +20,8 @@ macro_rules! target_select {
          (SELECT u3.phase FROM workspace_updates u3 WHERE u3.workspace_id = t.workspace_id \
            AND u3.rollout_id = t.rollout_id ORDER BY u3.id DESC LIMIT 1) AS last_phase, \
          w.actual_digest, w.desired_digest, \
-         w.pinned_digest, w.health, w.state AS ws_state, w.maintenance_window \
+         w.pinned_digest, w.health, w.state AS ws_state, w.maintenance_window, w.host, \
+         t.status_reason \
          FROM rollout_targets t JOIN workspaces w ON w.id = t.workspace_id"
     };
 }

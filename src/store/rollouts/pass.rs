@@ -16,7 +16,7 @@
 //! target it could act on. Canary targets are always read in full (smoke checks look
 //! at each one). Settled targets come back grouped by (tier, wave, status, pinned
 //! elsewhere) with their count and newest `updated_at`, which is everything the planner
-//! uses of them. The classification is recomputed from the rows on every pass (level
+//! uses of them (and their host, which per-host limits count). The classification is recomputed from the rows on every pass (level
 //! triggered, nothing kept in memory) and the reads share one transaction (one snapshot).
 
 use chrono::{DateTime, Utc};
@@ -24,13 +24,15 @@ use sqlx::Row;
 
 use super::targets::{TargetRow, target_from_row};
 use crate::clock::from_millis;
-use crate::domain::{TargetStatus, Tier};
+use crate::domain::{HostName, TargetStatus, Tier};
 use crate::store::{QueryContext, Store, StoreError};
 
-/// Settled targets of one (tier, wave, status, held) group.
+/// Settled targets of one (tier, wave, status, held, host) group.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SettledTargets {
     pub tier: Tier,
+    /// The Docker host of the group's workspaces (per-host limits count them).
+    pub host: HostName,
     pub wave: i64,
     pub status: TargetStatus,
     /// The workspace is pinned to another digest than the target's.
@@ -118,9 +120,9 @@ impl Store {
         let grouped = format!(
             "SELECT t.tier, COALESCE(t.wave, 0) AS wave, t.status, \
              CASE WHEN w.pinned_digest IS NOT NULL AND w.pinned_digest <> t.to_digest \
-               THEN 1 ELSE 0 END AS held, COUNT(*) AS n, MAX(t.updated_at) AS last_at \
+               THEN 1 ELSE 0 END AS held, w.host, COUNT(*) AS n, MAX(t.updated_at) AS last_at \
              FROM rollout_targets t JOIN workspaces w ON w.id = t.workspace_id \
-             WHERE t.rollout_id = $1 AND {SETTLED} = 1 GROUP BY 1, 2, 3, 4"
+             WHERE t.rollout_id = $1 AND {SETTLED} = 1 GROUP BY 1, 2, 3, 4, 5"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(grouped.as_str()))
             .bind(rollout_id)
@@ -141,6 +143,8 @@ impl Store {
                 let c = |e: sqlx::Error| corrupt(e.to_string());
                 Ok(SettledTargets {
                     tier: Tier::parse(&row.try_get::<String, _>("tier").map_err(c)?)
+                        .map_err(|e| corrupt(e.to_string()))?,
+                    host: HostName::parse(&row.try_get::<String, _>("host").map_err(c)?)
                         .map_err(|e| corrupt(e.to_string()))?,
                     wave: row.try_get("wave").map_err(c)?,
                     status: TargetStatus::parse(&row.try_get::<String, _>("status").map_err(c)?)

@@ -10,7 +10,8 @@ use sqlx::any::AnyRow;
 use super::digest;
 use crate::clock::{from_millis, to_millis};
 use crate::domain::{
-    Digest, Health, MaintenanceWindow, TargetStatus, Tier, UpdateMode, UpdatePhase, WorkspaceState,
+    Digest, Health, HostName, MaintenanceWindow, TargetStatus, Tier, UpdateMode, UpdatePhase,
+    WorkspaceState,
 };
 use crate::store::events::append_event_in;
 use crate::store::{NewEvent, QueryContext, Store, StoreError};
@@ -36,6 +37,10 @@ pub struct TargetRow {
     pub ws_state: WorkspaceState,
     pub maintenance_window: Option<MaintenanceWindow>,
     pub restore_snapshot_of_update_id: Option<i64>,
+    /// The Docker host the workspace lives on.
+    pub host: HostName,
+    /// Why the target has its status, when a decision said (e.g. skipped for its host).
+    pub status_reason: Option<String>,
 }
 
 /// A workspace that a rollout of its image may cover.
@@ -44,6 +49,8 @@ pub struct CandidateRow {
     pub workspace_id: i64,
     pub name: String,
     pub tier: Tier,
+    /// The Docker host the workspace lives on (waves are spread across hosts).
+    pub host: HostName,
     pub update_mode: UpdateMode,
     pub pinned_digest: Option<Digest>,
     pub actual_digest: Option<Digest>,
@@ -93,6 +100,8 @@ pub(super) fn target_from_row(row: &AnyRow) -> Result<TargetRow, StoreError> {
             .transpose()
             .map_err(p)?,
         restore_snapshot_of_update_id: row.try_get("restore_snapshot_of_update_id").map_err(c)?,
+        host: HostName::parse(&s("host")?).map_err(p)?,
+        status_reason: os("status_reason")?,
     })
 }
 
@@ -143,8 +152,8 @@ impl Store {
     /// Live workspaces tracking `image`, by name.
     pub async fn rollout_candidates(&self, image: &str) -> Result<Vec<CandidateRow>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, name, update_tier, update_mode, pinned_digest, actual_digest, desired_digest \
-             FROM workspaces WHERE image = $1 AND deleted_at IS NULL ORDER BY name",
+            "SELECT id, name, update_tier, host, update_mode, pinned_digest, actual_digest, \
+             desired_digest FROM workspaces WHERE image = $1 AND deleted_at IS NULL ORDER BY name",
         )
         .bind(image)
         .fetch_all(&self.pool)
@@ -159,6 +168,8 @@ impl Store {
                     workspace_id: row.try_get("id").map_err(c)?,
                     name: row.try_get("name").map_err(c)?,
                     tier: Tier::parse(&row.try_get::<String, _>("update_tier").map_err(c)?)
+                        .map_err(p)?,
+                    host: HostName::parse(&row.try_get::<String, _>("host").map_err(c)?)
                         .map_err(p)?,
                     update_mode: UpdateMode::parse(
                         &row.try_get::<String, _>("update_mode").map_err(c)?,
