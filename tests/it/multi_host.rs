@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sluice::clock::{Clock, SystemClock};
-use sluice::config::RolloutSettings;
+use sluice::config::{HostTimeoutPolicy, RolloutSettings};
 use sluice::domain::{ApplyTier, Digest, HostName, RolloutState, Tier, WorkspaceName};
 use sluice::rollout::metrics::RolloutMetrics;
 use sluice::rollout::ops::Ops;
@@ -26,6 +26,9 @@ use crate::support::{
 };
 
 const SOAK: Duration = Duration::from_secs(3);
+/// The control plane takes a host for down after this long without a heartbeat.
+const DOWN_AFTER: &str = "3s";
+const HOST_TIMEOUT: Duration = Duration::from_secs(2);
 
 fn host(name: &str) -> HostName {
     HostName::parse(name).unwrap()
@@ -74,6 +77,15 @@ struct Hosts {
 impl Hosts {
     /// Hosts `a` and `b` registered; `layout` lists (name suffix, host, tier).
     async fn new(tag: &str, layout: &[(&str, &'static str, Tier)]) -> Self {
+        Self::with_policy(tag, layout, HostTimeoutPolicy::Wait).await
+    }
+
+    /// The same, rollouts applied with `on_host_timeout = policy` after [`HOST_TIMEOUT`].
+    async fn with_policy(
+        tag: &str,
+        layout: &[(&str, &'static str, Tier)],
+        policy: HostTimeoutPolicy,
+    ) -> Self {
         let db = TestDb::on(Engine::Postgres).await;
         let store = db.store(4).await;
         let b = SecondEngine::start();
@@ -116,6 +128,9 @@ impl Hosts {
                 auto_promote: true,
                 batch: "1".to_owned(),
                 max_parallel: 2,
+                max_parallel_per_host: 1,
+                host_timeout: HOST_TIMEOUT,
+                on_host_timeout: policy,
                 pause_between_waves: Duration::ZERO,
                 ..RolloutSettings::default()
             }),
@@ -193,12 +208,17 @@ impl Hosts {
                 ("SLUICE_CONFIG", self.config.1.clone()),
                 ("SLUICE__AGENT__IN_PROCESS", "false".to_owned()),
                 ("SLUICE__LEADER__INSTANCE", "control".to_owned()),
+                ("SLUICE__HOSTS__DOWN_AFTER", DOWN_AFTER.to_owned()),
             ],
         )
     }
 
     /// The agent of host `a` (the test environment's engine) or `b` (the second one).
     fn agent(&mut self, on: &'static str) -> Daemon {
+        self.agent_with(on, &[])
+    }
+
+    fn agent_with(&mut self, on: &'static str, more: &[(&'static str, String)]) -> Daemon {
         let snaps = self.snapshots[on].path().display().to_string();
         let mut extra = vec![
             ("SLUICE__AGENT__HOST", on.to_owned()),
@@ -208,6 +228,7 @@ impl Hosts {
         if on == "b" {
             extra.push(("SLUICE__DOCKER__HOST", self.b.unix_host()));
         }
+        extra.extend(more.iter().cloned());
         self.spawn("agent", &extra)
     }
 
@@ -645,4 +666,249 @@ async fn an_agent_that_cannot_prove_its_host_is_refused_at_start() {
             "{h}"
         );
     }
+}
+
+/// The rollout as the API shows it: (state, per workspace (status, host, reason)).
+async fn rollout_view(control: &Daemon, id: i64) -> serde_json::Value {
+    let (ok, out, err) = cli(control, &["--json", "rollout", "show", &id.to_string()]);
+    assert!(ok, "{err}");
+    serde_json::from_str(&out).unwrap()
+}
+
+fn statuses_on(view: &serde_json::Value, host: &str) -> Vec<String> {
+    view["workspaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["host"] == host)
+        .map(|t| t["status"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Hosts a (canary + two production) and b (two production); b's agent is held at its
+/// first update's health gate and SIGKILLed there, during production.
+async fn lose_host_b(tag: &str, policy: HostTimeoutPolicy) -> (Hosts, Daemon, Daemon, i64) {
+    let mut f = Hosts::with_policy(
+        tag,
+        &[
+            ("c", "a", Tier::Canary),
+            ("pa1", "a", Tier::Production),
+            ("pa2", "a", Tier::Production),
+            ("pb1", "b", Tier::Production),
+            ("pb2", "b", Tier::Production),
+        ],
+        policy,
+    )
+    .await;
+    let control = f.control_plane();
+    let agent_a = f.agent("a");
+    let mut agent_b = f.agent("b");
+    let v1 = f.v1.clone();
+    f.wait_for(
+        "every workspace runs v1",
+        Duration::from_secs(120),
+        async |f| f.all_run(&v1).await,
+    )
+    .await;
+    f.write_data();
+    // Restarted so that its updates stop at the health gate, as a host that dies mid-update.
+    agent_b.signal("TERM");
+    agent_b
+        .wait_timeout(Duration::from_secs(30))
+        .expect("agent b stops");
+    let mut agent_b = f.agent_with(
+        "b",
+        &[("SLUICE_TEST_PAUSE_AT", "health_checking".to_owned())],
+    );
+    let rollout = f.start_rollout().await;
+    let b_ids: Vec<i64> = f
+        .workspaces
+        .iter()
+        .filter(|w| w.host == "b")
+        .map(|w| w.id)
+        .collect();
+    f.wait_for(
+        "an update on b reaches its health gate",
+        Duration::from_secs(120),
+        async |f| {
+            for id in &b_ids {
+                if let Some(u) = f.store.latest_update(*id).await.unwrap()
+                    && u.to_digest == f.v2
+                    && u.phase == sluice::domain::UpdatePhase::HealthChecking
+                {
+                    return true;
+                }
+            }
+            false
+        },
+    )
+    .await;
+    agent_b.signal("KILL");
+    agent_b
+        .wait_timeout(Duration::from_secs(10))
+        .expect("agent b died");
+    drop(agent_b);
+    (f, control, agent_a, rollout)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_host_that_goes_away_waits_and_its_agent_resumes_the_update_when_it_returns() {
+    let (mut f, control, agent_a, rollout) = lose_host_b("mh-wait", HostTimeoutPolicy::Wait).await;
+    let before = f.volumes();
+    // Host a's workspaces all finish; b's wait for their host, and nothing counts as failed.
+    let v2 = f.v2.clone();
+    f.wait_for(
+        "host a's workspaces run v2",
+        Duration::from_secs(120),
+        async |f| {
+            let mut all = true;
+            for (i, w) in f.workspaces.iter().enumerate() {
+                if w.host == "a" && f.actual(i).await.as_ref() != Some(&v2) {
+                    all = false;
+                }
+            }
+            all
+        },
+    )
+    .await;
+    let mut view = rollout_view(&control, rollout).await;
+    let start = Instant::now();
+    while statuses_on(&view, "b") != ["waiting_for_host", "waiting_for_host"] {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "b's targets wait for their host: {view}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        view = rollout_view(&control, rollout).await;
+    }
+    assert_eq!(view["state"], "production", "{view}");
+    assert_eq!(
+        statuses_on(&view, "a"),
+        ["updated", "updated", "updated"],
+        "{view}"
+    );
+    let b = view["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["host"] == "b")
+        .unwrap();
+    assert_eq!(
+        (b["waiting_for_host"].as_i64(), b["failed"].as_i64()),
+        (Some(2), Some(0)),
+        "{view}"
+    );
+    let (ok, hosts, _) = cli(&control, &["--json", "host", "show", "b"]);
+    assert!(ok && hosts.contains("\"down\""), "{hosts}");
+    // Past a few more passes nothing changes: the rollout waits (policy `wait`).
+    tokio::time::sleep(HOST_TIMEOUT + Duration::from_secs(2)).await;
+    let still = rollout_view(&control, rollout).await;
+    assert_eq!(still["state"], "production");
+    assert_eq!(
+        statuses_on(&still, "b"),
+        ["waiting_for_host", "waiting_for_host"]
+    );
+
+    // The agent comes back: it resumes its update from the journal, then does the next.
+    let agent_b = f.agent("b");
+    let done = tokio::time::timeout(Duration::from_secs(180), async {
+        while f.store.rollout_row(rollout).await.unwrap().state != RolloutState::Completed {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    assert!(
+        done.is_ok(),
+        "the rollout completed once b returned: {}\nagent b:\n{}",
+        rollout_view(&control, rollout).await,
+        tail(&agent_b, 40)
+    );
+    assert!(f.all_run(&f.v2.clone()).await);
+    assert_eq!(f.volumes(), before, "every volume is exactly as before");
+    // Each workspace was updated exactly once: the interrupted update was resumed, not redone.
+    for w in &f.workspaces {
+        let phases: Vec<(String,)> = sqlx::query_as(
+            "SELECT phase FROM workspace_updates WHERE workspace_id = $1 AND to_digest = $2",
+        )
+        .bind(w.id)
+        .bind(f.v2.as_str())
+        .fetch_all(f.store.raw_pool())
+        .await
+        .unwrap();
+        assert_eq!(phases, [("succeeded".to_owned(),)], "{}", w.name);
+    }
+    drop((agent_a, agent_b, control));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_policy_skip_a_rollout_completes_without_a_host_gone_past_host_timeout() {
+    let (mut f, control, agent_a, rollout) = lose_host_b("mh-skip", HostTimeoutPolicy::Skip).await;
+    let before = f.volumes();
+    let done = tokio::time::timeout(Duration::from_secs(120), async {
+        while f.store.rollout_row(rollout).await.unwrap().state != RolloutState::Completed {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    let view = rollout_view(&control, rollout).await;
+    assert!(done.is_ok(), "the rollout completed without b: {view}");
+    for t in view["workspaces"].as_array().unwrap() {
+        if t["host"] == "b" {
+            assert_eq!(t["status"], "skipped", "{t}");
+            let reason = t["status_reason"].as_str().unwrap_or_default();
+            assert!(reason.contains("host b"), "the reason names the host: {t}");
+        } else {
+            assert_eq!(t["status"], "updated", "{t}");
+        }
+    }
+    let skipped: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM events WHERE action = 'target.skipped_for_host' AND rollout_id = $1",
+    )
+    .bind(rollout)
+    .fetch_one(f.store.raw_pool())
+    .await
+    .unwrap();
+    assert_eq!(skipped, 2, "each skip is audited");
+    // Host b returns later: its agent finishes the interrupted update from the journal, and
+    // no tenant's data changed anywhere.
+    let agent_b = f.agent("b");
+    f.wait_for(
+        "b's interrupted update ends",
+        Duration::from_secs(90),
+        async |f| {
+            let mut ended = true;
+            for w in f.workspaces.iter().filter(|w| w.host == "b") {
+                if f.store
+                    .latest_update(w.id)
+                    .await
+                    .unwrap()
+                    .is_some_and(|u| !u.phase.is_terminal())
+                {
+                    ended = false;
+                }
+            }
+            ended
+        },
+    )
+    .await;
+    let mut resumed = 0;
+    for w in f.workspaces.iter().filter(|w| w.host == "b") {
+        if let Some(u) = f.store.latest_update(w.id).await.unwrap()
+            && u.to_digest == f.v2
+        {
+            assert_eq!(
+                u.phase,
+                sluice::domain::UpdatePhase::Succeeded,
+                "{}",
+                w.name
+            );
+            resumed += 1;
+        }
+    }
+    assert_eq!(
+        resumed, 1,
+        "the one update in flight on b was finished, none started"
+    );
+    assert_eq!(f.volumes(), before, "every volume is exactly as before");
+    drop((agent_a, agent_b, control));
 }
