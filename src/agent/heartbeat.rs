@@ -16,6 +16,8 @@ pub struct Heartbeat {
     host: HostName,
     instance: String,
     every: Duration,
+    /// `[agent] capacity` (None: not limited).
+    capacity: Option<i64>,
     /// The built-in host of `sluice run` registers itself (an agent's host must have
     /// been added by an operator, with a token).
     builtin: bool,
@@ -35,8 +37,16 @@ impl Heartbeat {
             host,
             instance,
             every,
+            capacity: None,
             builtin: false,
         }
+    }
+
+    /// Reports `capacity` workspaces (0: not limited) with every heartbeat.
+    #[must_use]
+    pub fn capacity(mut self, capacity: u32) -> Self {
+        self.capacity = (capacity > 0).then_some(i64::from(capacity));
+        self
     }
 
     /// For `sluice run`'s own host: registers it (without a token) when it is missing.
@@ -57,7 +67,7 @@ impl Task for Heartbeat {
             host: &self.host,
             instance: &self.instance,
             version: env!("CARGO_PKG_VERSION"),
-            capacity: None,
+            capacity: self.capacity,
         };
         let now = self.clock.now();
         match self.store.heartbeat(&hb, now).await {

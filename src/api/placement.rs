@@ -10,6 +10,20 @@ use crate::store::HostRow;
 
 use super::error::ApiError;
 
+/// Refuses a host that already runs as many workspaces as its agent says it can.
+pub(super) fn check_capacity(host: &HostRow, placed: i64) -> Result<(), ApiError> {
+    match host.capacity {
+        Some(cap) if placed >= cap => Err(ApiError::conflict(
+            "host_full",
+            format!(
+                "host: `{}` already runs {placed} workspaces, its capacity ([agent] capacity {cap})",
+                host.name
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// The host for a new workspace, given what the body asked and the registered hosts.
 pub(super) fn place(asked: Option<HostName>, hosts: &[HostRow]) -> Result<HostName, ApiError> {
     let names = || {
@@ -106,6 +120,23 @@ mod tests {
         assert!(
             e.to_string()
                 .contains("host: `c` is not a registered host (registered: a, b)"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_full_host_takes_no_more_workspaces() {
+        let mut full = host("a");
+        assert!(
+            check_capacity(&full, 100).is_ok(),
+            "no capacity reported: no limit"
+        );
+        full.capacity = Some(2);
+        assert!(check_capacity(&full, 1).is_ok());
+        let e = check_capacity(&full, 2).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("host: `a` already runs 2 workspaces"),
             "{e}"
         );
     }

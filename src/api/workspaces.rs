@@ -165,7 +165,13 @@ pub async fn create(
         labels: body.labels,
     };
     spec.validate().map_err(invalid_spec)?;
-    let host = super::placement::place(body.host, &state.store.hosts().await?)?;
+    let hosts = state.store.hosts().await?;
+    let host = super::placement::place(body.host, &hosts)?;
+    if let Some(row) = hosts.iter().find(|h| h.name == host) {
+        let placed = state.store.host_workspace_counts().await?;
+        let n = placed.get(host.as_str()).map_or(0, |c| c.0);
+        super::placement::check_capacity(row, n)?;
+    }
     let new = NewWorkspace {
         host,
         name: body.name,

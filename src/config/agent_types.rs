@@ -19,6 +19,9 @@ pub struct AgentSettings {
     pub host: HostName,
     /// `sluice run` also converges `host` (false: control plane only).
     pub in_process: bool,
+    /// How many workspaces the host may run (0: not limited). Reported with every
+    /// heartbeat; a workspace is not placed on a host that is full.
+    pub capacity: u32,
     /// How often the agent records that it is alive.
     #[serde(with = "humantime_serde")]
     pub heartbeat_interval: Duration,
@@ -33,6 +36,7 @@ impl Default for AgentSettings {
         Self {
             host: HostName::local(),
             in_process: true,
+            capacity: 0,
             heartbeat_interval: Duration::from_secs(5),
             token: None,
             token_file: None,

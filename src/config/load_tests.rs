@@ -278,6 +278,25 @@ fn host_keys_default_and_refuse_bad_values_naming_the_key() {
         let e = load_from_str(file, env(&[])).unwrap_err().to_string();
         assert!(e.contains(key), "{file}: {e}");
     }
-    assert!(load_from_str("[hosts]\ndown_after = \"2s\"\n", env(&[])).is_ok());
+    assert!(
+        load_from_str(
+            "[hosts]\ndown_after = \"2s\"\n[agent]\nheartbeat_interval = \"500ms\"\n",
+            env(&[])
+        )
+        .is_ok()
+    );
+    // A built-in host that heartbeats too seldom for down_after would be taken for down.
+    let e = load_from_str("[hosts]\ndown_after = \"2s\"\n", env(&[]))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("agent.heartbeat_interval"), "{e}");
+    // A control plane without a host of its own heartbeats nothing.
+    assert!(
+        load_from_str(
+            "[hosts]\ndown_after = \"2s\"\n[agent]\nin_process = false\n",
+            env(&[])
+        )
+        .is_ok()
+    );
     assert!(load_from_str("[hosts]\ndown_after = \"1h\"\n", env(&[])).is_ok());
 }

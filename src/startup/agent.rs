@@ -36,6 +36,7 @@ pub(super) fn start_host_loops(
         state.leader.instance().to_owned(),
         settings.agent.heartbeat_interval,
     );
+    heartbeat = heartbeat.capacity(settings.agent.capacity);
     if builtin {
         heartbeat = heartbeat.builtin();
     }

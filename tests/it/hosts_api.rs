@@ -209,6 +209,31 @@ async fn a_workspace_is_placed_on_a_registered_host_and_never_moved() {
         .await;
     assert_eq!(s, StatusCode::OK, "naming its own host is no move: {v}");
     assert_eq!(v["update_mode"], "manual");
+
+    // b's agent says it can run one workspace: a second is refused, and nothing is made.
+    let hb = sluice::store::Heartbeat {
+        host: &HostName::parse("b").unwrap(),
+        instance: "b@test",
+        version: "0",
+        capacity: Some(1),
+    };
+    api.store.heartbeat(&hb, SystemClock.now()).await.unwrap();
+    let other = unique("placed2");
+    let (s, v) = api
+        .admin(
+            Method::POST,
+            "/api/v1/workspaces",
+            Some(json!({ "name": other, "image": fixture_image(), "host": "b" })),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    assert_eq!(code(&v), "host_full");
+    assert!(
+        message(&v).starts_with("host: `b` already runs 1 workspaces"),
+        "{v}"
+    );
+    let (_, list) = api.admin(Method::GET, "/api/v1/workspaces", None).await;
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
 }
 
 #[tokio::test]
