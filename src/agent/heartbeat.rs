@@ -18,6 +18,8 @@ pub struct Heartbeat {
     every: Duration,
     /// `[agent] capacity` (None: not limited).
     capacity: Option<i64>,
+    /// Whether the first pass still has to look for workspaces no host serves.
+    check_placements: bool,
     /// The built-in host of `sluice run` registers itself (an agent's host must have
     /// been added by an operator, with a token).
     builtin: bool,
@@ -38,6 +40,7 @@ impl Heartbeat {
             instance,
             every,
             capacity: None,
+            check_placements: true,
             builtin: false,
         }
     }
@@ -76,6 +79,15 @@ impl Task for Heartbeat {
                 self.store.heartbeat(&hb, now).await?;
             }
             r => r?,
+        }
+        if std::mem::take(&mut self.check_placements) {
+            for (host, n) in self.store.unregistered_placements().await? {
+                tracing::error!(
+                    host,
+                    workspaces = n,
+                    "workspaces are placed on a host that is not registered: no agent converges them (was [agent] host renamed?)"
+                );
+            }
         }
         Ok(Action::requeue(self.every))
     }

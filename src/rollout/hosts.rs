@@ -59,6 +59,12 @@ impl HostStates {
         !self.hosts.is_empty()
     }
 
+    /// Whether at most one host is registered (the single-host default registers its own):
+    /// per-host limits never apply, and the targets of one host wait or go together.
+    pub fn at_most_one(&self) -> bool {
+        self.hosts.len() <= 1
+    }
+
     /// Where `host` stands: `unseen` when hosts are registered but not this one.
     pub fn of(&self, host: &HostName) -> HostView {
         if !self.registered() {

@@ -244,6 +244,18 @@ impl Store {
         Ok(before)
     }
 
+    /// Hosts that live workspaces are placed on but that are not registered, with how
+    /// many workspaces each: no agent converges those workspaces.
+    pub async fn unregistered_placements(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        sqlx::query_as(
+            "SELECT host, COUNT(*) FROM workspaces WHERE deleted_at IS NULL \
+             AND host NOT IN (SELECT name FROM hosts) GROUP BY host ORDER BY host",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .ctx("find workspaces on unregistered hosts")
+    }
+
     /// Live workspaces per host, and how many of them are in an open update.
     pub async fn host_workspace_counts(&self) -> Result<BTreeMap<String, (i64, i64)>, StoreError> {
         let rows = sqlx::query(
