@@ -143,9 +143,9 @@ impl Controller {
         // of the current wave need reading in full. Once several hosts are registered,
         // targets waiting for a host let later waves go on and per-host limits let the
         // planner pass over targets it cannot start, so every unfinished target is read in
-        // full. With one host (the single-host default registers its own) neither can
-        // happen: its targets all wait or all may start, and no per-host limit applies.
-        let later_pending = r.strategy.aborts_on_failure() && hosts.at_most_one();
+        // full. With one host that is ready (the single-host default registers its own)
+        // neither can happen and no per-host limit applies.
+        let later_pending = r.strategy.aborts_on_failure() && hosts.at_most_one_ready();
         let (rows, settled) = store
             .rollout_targets_for_pass(r.id, later_pending, r.strategy.start_window())
             .await?;

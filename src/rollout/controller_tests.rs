@@ -223,7 +223,6 @@ async fn the_reduced_read_plans_exactly_like_the_full_one() {
     let db = crate::store::TestDb::new().await;
     let store = db.store(1).await;
     let digest = d(2);
-    let hosts = crate::rollout::hosts::HostStates::default();
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     let mut compared = 0;
     let mut acting = 0;
@@ -231,6 +230,29 @@ async fn the_reduced_read_plans_exactly_like_the_full_one() {
     for seed in 0..60 {
         let id = generate(&store, &mut rng, seed, &["local"]).await;
         let all = store.rollout_targets(id).await.unwrap();
+        // No host registered, or the one host of a single-host daemon, registered and up.
+        let hosts = if seed % 2 == 0 {
+            crate::rollout::hosts::HostStates::default()
+        } else {
+            let local = crate::store::HostRow {
+                name: crate::domain::HostName::local(),
+                labels: Default::default(),
+                capacity: None,
+                schedule: crate::domain::HostSchedule::Active,
+                has_token: false,
+                agent_instance: None,
+                agent_version: None,
+                heartbeat_at: Some(t0() + chrono::Duration::seconds(130)),
+                created_at: t0(),
+            };
+            let hs = crate::rollout::hosts::HostStates::from_rows(
+                &[local],
+                t0() + chrono::Duration::seconds(130),
+                chrono::Duration::hours(1),
+            );
+            assert!(hs.registered() && hs.at_most_one_ready());
+            hs
+        };
         for s in strategies() {
             let later = s.aborts_on_failure();
             let (rows, settled) = store

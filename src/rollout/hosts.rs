@@ -59,10 +59,11 @@ impl HostStates {
         !self.hosts.is_empty()
     }
 
-    /// Whether at most one host is registered (the single-host default registers its own):
-    /// per-host limits never apply, and the targets of one host wait or go together.
-    pub fn at_most_one(&self) -> bool {
-        self.hosts.len() <= 1
+    /// Whether at most one host is registered (the single-host default registers its own)
+    /// and it is ready: no per-host limit applies and no target waits, so a pass plans
+    /// on the reduced read exactly as on every target.
+    pub fn at_most_one_ready(&self) -> bool {
+        self.hosts.len() <= 1 && self.hosts.values().all(|h| h.state == HostState::Ready)
     }
 
     /// Where `host` stands: `unseen` when hosts are registered but not this one.
@@ -151,5 +152,41 @@ impl<'a> HostSlots<'a> {
         if let Some(e) = self.hosts.get_mut(host) {
             e.1 += 1;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::HostSchedule;
+
+    fn row(name: &str, heartbeat_secs_ago: i64, now: DateTime<Utc>) -> HostRow {
+        HostRow {
+            name: HostName::parse(name).unwrap(),
+            labels: Default::default(),
+            capacity: None,
+            schedule: HostSchedule::Active,
+            has_token: true,
+            agent_instance: None,
+            agent_version: None,
+            heartbeat_at: Some(now - Duration::seconds(heartbeat_secs_ago)),
+            created_at: now,
+        }
+    }
+
+    /// The reduced read is kept only where it plans like the full one: no host, or one
+    /// host that is up.
+    #[test]
+    fn only_a_lone_ready_host_keeps_the_reduced_read() {
+        let now = DateTime::from_timestamp(1_000_000, 0).unwrap();
+        let down_after = Duration::seconds(30);
+        let states = |rows: &[HostRow]| HostStates::from_rows(rows, now, down_after);
+        assert!(states(&[]).at_most_one_ready());
+        assert!(states(&[row("a", 1, now)]).at_most_one_ready());
+        assert!(!states(&[row("a", 60, now)]).at_most_one_ready(), "down");
+        assert!(
+            !states(&[row("a", 1, now), row("b", 1, now)]).at_most_one_ready(),
+            "two hosts"
+        );
     }
 }

@@ -93,6 +93,8 @@ fn workspace_commands_print_tables_and_json_and_fail_loudly() {
     );
     let row: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
     assert_eq!(row[..3], [name.as_str(), "canary", "auto"], "{out}");
+    assert!(header.contains("HOST"), "{out}");
+    assert_eq!(row[5], "local", "placed on the daemon's own host: {out}");
 
     let o = sluice(
         &d,

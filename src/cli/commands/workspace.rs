@@ -84,6 +84,7 @@ pub(super) fn workspace_table(v: &Value) -> String {
                 cell(&w["update_mode"]),
                 cell(&w["state"]),
                 cell(&w["health"]),
+                cell(&w["host"]),
                 cell(&w["actual_digest"]),
                 cell(&w["desired_digest"]),
                 last,
@@ -97,6 +98,7 @@ pub(super) fn workspace_table(v: &Value) -> String {
             "mode",
             "state",
             "health",
+            "host",
             "actual",
             "desired",
             "last update",
@@ -111,6 +113,7 @@ pub(super) fn workspace_detail(w: &Value) -> String {
         &[
             "name",
             "image",
+            "host",
             "update_tier",
             "update_mode",
             "state",
