@@ -89,6 +89,15 @@ pub async fn no_route() -> ApiError {
     ApiError::not_found("no such endpoint")
 }
 
+/// JSON 405 for a served path asked with a method it does not answer.
+pub async fn method_not_allowed(method: axum::http::Method) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("this path does not answer {method}; see /api/v1/openapi.json"),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

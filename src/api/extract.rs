@@ -3,9 +3,11 @@
 //! Oversized bodies become 413 `body_too_large`.
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, FromRequestParts, Query, Request};
 use axum::http::StatusCode;
+use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
 
 use super::error::ApiError;
 
@@ -33,6 +35,45 @@ where
         })?;
         parse_body(&bytes).map(ApiJson)
     }
+}
+
+/// Query parameters parsed like a body: every failure is an [`ApiError`] naming the
+/// parameter (`limit: invalid type: ...`), never the framework's plain-text rejection.
+/// Values are text; one that fails as text is tried again as the number or boolean it
+/// spells, so `limit=5` and `purge=true` reach numeric and boolean fields.
+pub struct ApiQuery<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for ApiQuery<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let Query(pairs) = Query::<Vec<(String, String)>>::try_from_uri(&parts.uri)
+            .map_err(|e| ApiError::bad_request("invalid_query", format!("query string: {e}")))?;
+        parse_query(pairs).map(ApiQuery)
+    }
+}
+
+/// [`ApiQuery`]'s parse, on decoded `(name, value)` pairs (a repeated name: the last wins).
+pub fn parse_query<T: DeserializeOwned>(pairs: Vec<(String, String)>) -> Result<T, ApiError> {
+    let mut text = Map::new();
+    let mut typed = Map::new();
+    for (k, v) in pairs {
+        let value = if let Ok(n) = v.parse::<i64>() {
+            Value::from(n)
+        } else if v == "true" || v == "false" {
+            Value::Bool(v == "true")
+        } else {
+            Value::String(v.clone())
+        };
+        typed.insert(k.clone(), value);
+        text.insert(k, Value::String(v));
+    }
+    parse_body(Value::Object(text).to_string().as_bytes())
+        .or_else(|_| parse_body(Value::Object(typed).to_string().as_bytes()))
 }
 
 /// Parses `bytes` as `T`; an empty body is treated as `{}` so optional bodies work.

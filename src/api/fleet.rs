@@ -3,13 +3,13 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Extension, Query, State};
+use axum::extract::{Extension, State};
 use serde::{Deserialize, Serialize};
 
 use super::AppState;
 use super::auth::Actor;
 use super::error::ApiError;
-use super::extract::{ApiJson, parse_body};
+use super::extract::{ApiJson, ApiQuery};
 use crate::domain::{FleetMode, WorkspaceState};
 use crate::store::Event;
 
@@ -101,18 +101,8 @@ pub struct EventsQuery {
 
 pub async fn events(
     State(state): State<AppState>,
-    Query(q): Query<std::collections::HashMap<String, String>>,
+    ApiQuery(q): ApiQuery<EventsQuery>,
 ) -> Result<Json<Vec<Event>>, ApiError> {
-    // Query strings are text: re-parse them as JSON numbers so errors name the field.
-    let mut obj = serde_json::Map::new();
-    for (k, v) in q {
-        let value = v
-            .parse::<i64>()
-            .map(Into::into)
-            .unwrap_or(serde_json::Value::String(v));
-        obj.insert(k, value);
-    }
-    let q: EventsQuery = parse_body(serde_json::Value::Object(obj).to_string().as_bytes())?;
     let since = q.since.unwrap_or(0);
     let limit = q.limit.unwrap_or(100);
     if !(1..=MAX_EVENTS).contains(&limit) {

@@ -136,6 +136,7 @@ pub fn router(state: AppState) -> Router {
         .merge(metrics)
         .merge(v1)
         .fallback(error::no_route)
+        .method_not_allowed_fallback(error::method_not_allowed)
         .layer(middleware::from_fn_with_state(
             state.clone(),
             wake_the_leader,

@@ -10,7 +10,7 @@ use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Extension, Path, Query, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use super::AppState;
 use super::auth::Actor;
 use super::error::ApiError;
-use super::extract::{ApiJson, parse_body};
+use super::extract::{ApiJson, ApiQuery};
 use crate::domain::{Digest, SnapshotId, SnapshotState, UpdateKind, UpdatePhase, WorkspaceName};
 use crate::store::{Released, RestoreError, SnapshotInfo, UpdateRow};
 
@@ -156,18 +156,16 @@ impl From<RestoreError> for ApiError {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ListQuery {
+pub struct ListQuery {
     #[serde(default)]
-    workspace: Option<String>,
+    pub workspace: Option<String>,
 }
 
 /// `GET /api/v1/snapshots[?workspace=NAME]`: snapshots not yet deleted.
 pub async fn list(
     State(state): State<AppState>,
-    Query(q): Query<std::collections::HashMap<String, String>>,
+    ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<Vec<SnapshotView>>, ApiError> {
-    // Query strings go through the body parser so that errors name the field.
-    let q: ListQuery = parse_body(serde_json::to_string(&q).unwrap_or_default().as_bytes())?;
     let workspace_id = match q.workspace {
         Some(raw) => {
             let name = WorkspaceName::parse(&raw)

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{Extension, Path, Query, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::AppState;
 use super::auth::Actor;
 use super::error::ApiError;
-use super::extract::ApiJson;
+use super::extract::{ApiJson, ApiQuery};
 use super::volume_claims;
 use super::workspace_bodies::{CreateWorkspace, PatchWorkspace};
 use crate::domain::spec::{VolumeMount, WorkspaceSpec};
@@ -265,6 +265,7 @@ pub async fn patch(
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct DeleteQuery {
     #[serde(default)]
     pub purge: bool,
@@ -292,7 +293,7 @@ pub async fn delete(
     State(state): State<AppState>,
     Extension(actor): Extension<Arc<Actor>>,
     Path(name): Path<String>,
-    Query(q): Query<DeleteQuery>,
+    ApiQuery(q): ApiQuery<DeleteQuery>,
 ) -> Result<Json<Deleted>, ApiError> {
     let name = parse_name(&name)?;
     let w = state.store.workspace(&name).await?;

@@ -21,6 +21,7 @@ mod migrate_to;
 mod multi_host;
 mod notify;
 mod notify_secrets;
+mod openapi_contract;
 mod quickstart;
 mod reconciler;
 mod registry;
