@@ -104,7 +104,18 @@ fn code_for(field: &str, e: &serde_json::Error) -> &'static str {
         return "invalid_json";
     }
     let top = field.split(['.', '[']).next().unwrap_or_default();
-    match top {
+    match field_code(top) {
+        Some(code) => code,
+        None if e.to_string().starts_with("unknown field") => "unknown_field",
+        None if e.to_string().starts_with("missing field") => "missing_field",
+        None => "invalid_body",
+    }
+}
+
+/// The code of a bad value in the top-level field `top`, when the field has one of its
+/// own (else `invalid_body`). The OpenAPI document lists these per request body.
+pub fn field_code(top: &str) -> Option<&'static str> {
+    Some(match top {
         "update_tier" | "tier" => "invalid_tier",
         "update_mode" | "mode" => "invalid_mode",
         "pinned_digest" | "digest" => "invalid_digest",
@@ -114,10 +125,8 @@ fn code_for(field: &str, e: &serde_json::Error) -> &'static str {
         "env" | "volumes" | "ports" | "command" | "health" | "restart" | "network" | "labels" => {
             "invalid_spec"
         }
-        _ if e.to_string().starts_with("unknown field") => "unknown_field",
-        _ if e.to_string().starts_with("missing field") => "missing_field",
-        _ => "invalid_body",
-    }
+        _ => return None,
+    })
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ mod placement;
 pub mod registry_events;
 pub mod releases;
 pub mod rollouts;
+pub mod routes;
 pub mod snapshots;
 mod volume_claims;
 mod workspace_bodies;
@@ -28,7 +29,6 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::middleware;
-use axum::routing::{get, post};
 
 use crate::clock::Clock;
 use crate::metrics::Metrics;
@@ -38,6 +38,7 @@ use crate::wake::Wakers;
 pub use auth::{Actor, AuthError, Tokens};
 pub use error::ApiError;
 pub use gauges::{HostGauge, WorkspaceGauge};
+use routes::Access;
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -75,66 +76,30 @@ pub struct ApiContext {
     pub host_down_after: chrono::Duration,
 }
 
+/// The HTTP surface, built from [`routes::all`], the table the OpenAPI document is built
+/// from too. API routes sit behind a token; probes are open; `/metrics` is open unless
+/// `[api] metrics_require_token`; registry notifications carry their own token.
 pub fn router(state: AppState) -> Router {
     let auth = middleware::from_fn_with_state(state.clone(), auth::require_token);
-    let v1 = Router::new()
-        .route(
-            "/api/v1/workspaces",
-            get(workspaces::list).post(workspaces::create),
-        )
-        .route(
-            "/api/v1/workspaces/{name}",
-            get(workspaces::show)
-                .patch(workspaces::patch)
-                .delete(workspaces::delete),
-        )
-        .route("/api/v1/releases", get(releases::list))
-        .route("/api/v1/releases/{id}", get(releases::show))
-        .route("/api/v1/releases/{id}/reject", post(releases::reject))
-        .route("/api/v1/releases/{id}/apply", post(rollouts::apply))
-        .route("/api/v1/rollouts", get(rollouts::list))
-        .route("/api/v1/rollouts/{id}", get(rollouts::show))
-        .route("/api/v1/rollouts/{id}/promote", post(rollouts::promote))
-        .route("/api/v1/rollouts/{id}/pause", post(rollouts::pause))
-        .route("/api/v1/rollouts/{id}/resume", post(rollouts::resume))
-        .route("/api/v1/rollouts/{id}/abort", post(rollouts::abort))
-        .route("/api/v1/rollouts/{id}/rollback", post(rollouts::rollback))
-        .route(
-            "/api/v1/workspaces/{name}/update",
-            post(rollouts::update_now),
-        )
-        .route(
-            "/api/v1/workspaces/{name}/recover",
-            post(snapshots::recover),
-        )
-        .route("/api/v1/snapshots", get(snapshots::list))
-        .route(
-            "/api/v1/snapshots/{id}",
-            get(snapshots::show).delete(snapshots::delete),
-        )
-        .route("/api/v1/snapshots/{id}/restore", post(snapshots::restore))
-        .route("/api/v1/snapshots/{id}/release", post(snapshots::release))
-        .route("/api/v1/fleet", get(fleet::show).put(fleet::set))
-        .route("/api/v1/hosts", get(hosts::list).post(hosts::add))
-        .route("/api/v1/hosts/{name}", get(hosts::show))
-        .route("/api/v1/hosts/{name}/cordon", post(hosts::cordon))
-        .route("/api/v1/hosts/{name}/drain", post(hosts::drain))
-        .route("/api/v1/hosts/{name}/uncordon", post(hosts::uncordon))
-        .route("/api/v1/events", get(fleet::events))
-        .route("/api/v1/openapi.json", get(openapi::serve))
-        .route_layer(auth.clone());
-    let metrics = Router::new().route("/metrics", get(health::metrics));
+    let (mut open, mut token, mut metrics) = (Router::new(), Router::new(), Router::new());
+    for op in routes::all() {
+        let handler = (op.handler)();
+        match op.access {
+            Access::Open | Access::RegistryToken => open = open.route(op.path, handler),
+            Access::Token => token = token.route(op.path, handler),
+            Access::Metrics => metrics = metrics.route(op.path, handler),
+        }
+    }
+    let token = token.route_layer(auth.clone());
     let metrics = if state.api.metrics_require_token {
         metrics.route_layer(auth)
     } else {
         metrics
     };
     Router::new()
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/api/v1/registry/events", post(registry_events::receive))
+        .merge(open)
         .merge(metrics)
-        .merge(v1)
+        .merge(token)
         .fallback(error::no_route)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(middleware::from_fn_with_state(

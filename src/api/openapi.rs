@@ -1,333 +1,226 @@
-//! `GET /api/v1/openapi.json`: an OpenAPI 3.1 document generated from [`OPERATIONS`], the
-//! same table the black-box test walks to prove every documented operation is served
-//! (and requires a token). Schemas are written beside it (`openapi_schemas.rs`), in JSON
-//! Schema.
+//! `GET /api/v1/openapi.json`: an OpenAPI 3.1 document built from [`routes::all`], the
+//! table the router is built from. Each operation's error responses list the stable
+//! `error.code` values it can answer, as an `enum` on the `Error` schema, so a client
+//! (and the contract test) can tell a documented refusal from drift. Component schemas
+//! are written beside it (`openapi_schemas.rs`), their closed vocabularies taken from the
+//! domain enums.
+
+use std::collections::{BTreeMap, BTreeSet};
 
 use axum::Json;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
+use super::extract::field_code;
 use super::openapi_schemas::schemas;
+use super::routes::{self, Access, Kind, Operation, Place, Reply};
 
-/// One documented operation: method, path, summary, role needed, request schema, response
-/// schema, success status, and the error codes particular to it (status, code).
-pub struct Operation {
-    pub method: &'static str,
-    pub path: &'static str,
-    pub summary: &'static str,
-    pub role: &'static str,
-    pub request: Option<&'static str>,
-    pub response: &'static str,
-    pub status: u16,
-    pub codes: &'static [(u16, &'static str)],
+/// What each error status means, whatever the operation.
+fn status_meaning(status: u16) -> &'static str {
+    match status {
+        400 => "invalid input; the message names the field or parameter",
+        401 => "missing or unknown token",
+        403 => "the token's role does not allow this",
+        404 => "no such object",
+        408 => "the request did not finish within [api] request_timeout",
+        409 => "the object's state does not allow this",
+        413 => "body larger than [api] body_limit",
+        500 => "internal error; the daemon logs it",
+        502 => "an upstream (the registry) did not answer",
+        503 => "a dependency (Docker, the loops) is not available now; nothing was changed",
+        _ => "error",
+    }
 }
 
-macro_rules! op {
-    ($m:literal, $p:literal, $role:literal, $req:expr, $resp:literal, $s:literal) => {
-        op!($m, $p, $role, $req, $resp, $s, 200, &[])
+/// Every (status, code) `op` can answer: its own plus those of its kind.
+pub fn error_codes(op: &Operation, schemas: &Value) -> BTreeMap<u16, BTreeSet<&'static str>> {
+    let mut out: BTreeMap<u16, BTreeSet<&'static str>> = BTreeMap::new();
+    let mut add = |s: u16, c: &'static str| {
+        out.entry(s).or_default().insert(c);
     };
-    ($m:literal, $p:literal, $role:literal, $req:expr, $resp:literal, $s:literal, $status:literal, $codes:expr) => {
-        Operation {
-            method: $m,
-            path: $p,
-            summary: $s,
-            role: $role,
-            request: $req,
-            response: $resp,
-            status: $status,
-            codes: $codes,
+    add(408, "timeout");
+    add(500, "internal");
+    match op.access {
+        Access::Token => {
+            add(401, "unauthorized");
+            if op.verb.writes() {
+                add(403, "forbidden");
+            }
         }
-    };
+        Access::Metrics | Access::RegistryToken => add(401, "unauthorized"),
+        Access::Open => {}
+    }
+    if let (Some(req), Access::Token) = (op.request, op.access) {
+        add(413, "body_too_large");
+        add(400, "invalid_json");
+        add(400, "invalid_body");
+        let schema = &schemas[req];
+        if schema["additionalProperties"] == json!(false) {
+            add(400, "unknown_field");
+        }
+        if schema["required"].as_array().is_some_and(|r| !r.is_empty()) {
+            add(400, "missing_field");
+        }
+        for field in schema["properties"].as_object().into_iter().flatten() {
+            if let Some(code) = field_code(field.0) {
+                add(400, code);
+            }
+        }
+    }
+    if op.access == Access::RegistryToken {
+        add(413, "body_too_large");
+    }
+    for p in op.params {
+        match (p.place, p.kind) {
+            (Place::Query, _) => {
+                add(400, "invalid_query");
+                add(400, "unknown_field");
+                add(400, "invalid_body");
+            }
+            (Place::Path, Kind::SnapshotId) => {
+                add(400, "invalid_snapshot_id");
+                add(404, "not_found");
+            }
+            (Place::Path, _) => add(404, "not_found"),
+        }
+    }
+    for &(s, c) in op.errors {
+        add(s, c);
+    }
+    out
 }
 
-pub const OPERATIONS: &[Operation] = &[
-    op!(
-        "get",
-        "/api/v1/workspaces",
-        "read",
-        None,
-        "WorkspaceList",
-        "List workspaces"
-    ),
-    op!(
-        "post",
-        "/api/v1/workspaces",
-        "admin",
-        Some("CreateWorkspace"),
-        "Workspace",
-        "Create a workspace"
-    ),
-    op!(
-        "get",
-        "/api/v1/workspaces/{name}",
-        "read",
-        None,
-        "Workspace",
-        "Show a workspace"
-    ),
-    op!(
-        "patch",
-        "/api/v1/workspaces/{name}",
-        "admin",
-        Some("PatchWorkspace"),
-        "Workspace",
-        "Change tier, mode, pin, window or container spec"
-    ),
-    op!(
-        "delete",
-        "/api/v1/workspaces/{name}",
-        "admin",
-        None,
-        "Deleted",
-        "Remove a workspace's container (with ?purge=true also the volumes it owns)"
-    ),
-    op!(
-        "post",
-        "/api/v1/workspaces/{name}/recover",
-        "admin",
-        Some("Recover"),
-        "Queued",
-        "Queue the recovery of a quarantined workspace: restore, per volume, the newest complete snapshot of the update that quarantined it (or of the given snapshot's update, with that snapshot for its volume) and run the digest that ran before it",
-        202,
-        &[
-            (400, "invalid_snapshot_id"),
-            (400, "invalid_snapshot"),
-            (409, "not_quarantined"),
-            (409, "update_in_progress"),
-            (409, "snapshot_not_complete"),
-            (409, "volume_not_mounted"),
-            (409, "no_usable_snapshot"),
-            (409, "no_digest"),
-        ]
-    ),
-    op!(
-        "get",
-        "/api/v1/snapshots",
-        "read",
-        None,
-        "SnapshotList",
-        "List snapshots not yet deleted (?workspace=NAME)",
-        200,
-        &[(400, "invalid_name")]
-    ),
-    op!(
-        "get",
-        "/api/v1/snapshots/{id}",
-        "read",
-        None,
-        "Snapshot",
-        "Show a snapshot: volume, mount path, size, checksums, state, its update, protection",
-        200,
-        &[(400, "invalid_snapshot_id")]
-    ),
-    op!(
-        "post",
-        "/api/v1/snapshots/{id}/restore",
-        "admin",
-        None,
-        "Queued",
-        "Queue a restore of this snapshot into its volume; the workspace then runs what it runs now",
-        202,
-        &[
-            (400, "invalid_snapshot_id"),
-            (409, "update_in_progress"),
-            (409, "snapshot_not_complete"),
-            (409, "quarantined"),
-            (409, "workspace_deleted"),
-            (409, "volume_not_mounted"),
-            (409, "no_digest"),
-        ]
-    ),
-    op!(
-        "post",
-        "/api/v1/snapshots/{id}/release",
-        "admin",
-        None,
-        "Snapshot",
-        "Lift the snapshot's protection from retention (keep_last and max_age apply again)",
-        200,
-        &[(400, "invalid_snapshot_id"), (409, "snapshot_deleted")]
-    ),
-    op!(
-        "delete",
-        "/api/v1/snapshots/{id}",
-        "admin",
-        None,
-        "Snapshot",
-        "Delete a snapshot's file and mark it deleted",
-        200,
-        &[
-            (400, "invalid_snapshot_id"),
-            (409, "snapshot_protected"),
-            (409, "snapshot_in_use"),
-            (409, "snapshot_outside_dir"),
-        ]
-    ),
-    op!(
-        "get",
-        "/api/v1/fleet",
-        "read",
-        None,
-        "Fleet",
-        "Fleet mode and workspace counts"
-    ),
-    op!(
-        "put",
-        "/api/v1/fleet",
-        "admin",
-        Some("SetFleet"),
-        "Fleet",
-        "Set the fleet mode"
-    ),
-    op!(
-        "get",
-        "/api/v1/hosts",
-        "read",
-        None,
-        "HostList",
-        "Docker hosts: derived state, heartbeat age, workspaces, agent version"
-    ),
-    op!(
-        "post",
-        "/api/v1/hosts",
-        "admin",
-        Some("AddHost"),
-        "AddedHost",
-        "Register a host for an agent; answers the agent's token once",
-        201,
-        &[(409, "already_exists")]
-    ),
-    op!(
-        "get",
-        "/api/v1/hosts/{name}",
-        "read",
-        None,
-        "Host",
-        "Show a host"
-    ),
-    op!(
-        "post",
-        "/api/v1/hosts/{name}/cordon",
-        "admin",
-        None,
-        "Host",
-        "No new update starts on the host; running ones finish"
-    ),
-    op!(
-        "post",
-        "/api/v1/hosts/{name}/drain",
-        "admin",
-        None,
-        "Host",
-        "Cordon the host; `updating` tells when its running updates have finished"
-    ),
-    op!(
-        "post",
-        "/api/v1/hosts/{name}/uncordon",
-        "admin",
-        None,
-        "Host",
-        "Let updates start on the host again"
-    ),
-    op!(
-        "get",
-        "/api/v1/events",
-        "read",
-        None,
-        "EventList",
-        "Audit trail (?since=<id>&limit=<n>)"
-    ),
-    op!(
-        "get",
-        "/api/v1/openapi.json",
-        "read",
-        None,
-        "Object",
-        "This document"
-    ),
-];
+fn param_schema(kind: Kind) -> Value {
+    match kind {
+        Kind::WorkspaceName => json!({ "type": "string", "minLength": 1, "maxLength": 63,
+            "pattern": crate::domain::WorkspaceName::PATTERN }),
+        Kind::HostName => json!({ "type": "string", "minLength": 1, "maxLength": 253,
+            "pattern": crate::domain::HostName::PATTERN }),
+        Kind::SnapshotId => json!({ "type": "string", "minLength": 1, "maxLength": 128,
+            "pattern": crate::domain::SnapshotId::PATTERN }),
+        Kind::Id => json!({ "type": "integer", "format": "int64" }),
+        Kind::Bool => json!({ "type": "boolean", "default": false }),
+        Kind::Int { min, max } => {
+            json!({ "type": "integer", "format": "int64", "minimum": min, "maximum": max })
+        }
+        Kind::Word(words) => json!({ "type": "string", "enum": words() }),
+    }
+}
 
-fn error_response(desc: &str) -> Value {
-    json!({ "description": desc, "content": { "application/json": {
-        "schema": { "$ref": "#/components/schemas/Error" } } } })
+fn schema_ref(name: &str) -> Value {
+    json!({ "$ref": format!("#/components/schemas/{name}") })
+}
+
+fn operation(op: &Operation, schemas: &Value) -> Value {
+    let mut responses = Map::new();
+    match op.reply {
+        Reply::Json(status, schema) => {
+            let desc = if status == 202 { "Accepted" } else { "OK" };
+            responses.insert(
+                status.to_string(),
+                json!({ "description": desc,
+                "content": { "application/json": { "schema": schema_ref(schema) } } }),
+            );
+        }
+        Reply::PrometheusText => {
+            responses.insert(
+                "200".into(),
+                json!({ "description": "Prometheus text exposition",
+                "content": { "text/plain": { "schema": { "type": "string" } } } }),
+            );
+        }
+    }
+    for &(status, schema) in op.also {
+        responses.insert(
+            status.to_string(),
+            json!({ "description": status_meaning(status),
+            "content": { "application/json": { "schema": schema_ref(schema) } } }),
+        );
+    }
+    let errors = error_codes(op, schemas);
+    for (status, codes) in &errors {
+        let codes: Vec<&str> = codes.iter().copied().collect();
+        let schema = json!({ "allOf": [schema_ref("Error"), { "type": "object", "properties": {
+            "error": { "type": "object", "properties": { "code": { "enum": codes } } } } }] });
+        responses.insert(
+            status.to_string(),
+            json!({
+            "description": format!("{}; codes: {}", status_meaning(*status), codes.join(", ")),
+            "content": { "application/json": { "schema": schema } } }),
+        );
+    }
+    let mut o = json!({
+        "operationId": operation_id(op),
+        "summary": op.summary,
+        "responses": responses,
+    });
+    match op.access {
+        Access::Token => {
+            o["security"] = json!([{ "bearer": [] }]);
+            o["x-sluice-role"] = json!(if op.verb.writes() { "admin" } else { "read" });
+        }
+        Access::Metrics => o["security"] = json!([{}, { "bearer": [] }]),
+        Access::RegistryToken => o["security"] = json!([{ "registryToken": [] }]),
+        Access::Open => o["security"] = json!([]),
+    }
+    if !op.params.is_empty() {
+        o["parameters"] = op
+            .params
+            .iter()
+            .map(|p| {
+                let mut v = json!({ "name": p.name,
+                    "in": if p.place == Place::Path { "path" } else { "query" },
+                    "required": p.place == Place::Path, "schema": param_schema(p.kind) });
+                if !p.description.is_empty() {
+                    v["description"] = json!(p.description);
+                }
+                v
+            })
+            .collect();
+    }
+    if let Some(req) = op.request {
+        // A body whose schema requires nothing may be left out.
+        let required = schemas[req]["required"]
+            .as_array()
+            .is_some_and(|r| !r.is_empty());
+        o["requestBody"] = json!({ "required": required,
+            "content": { "application/json": { "schema": schema_ref(req) } } });
+    }
+    o
+}
+
+/// `verb` + the path's words, e.g. `post_releases_id_apply`: stable, for client generators.
+pub fn operation_id(op: &Operation) -> String {
+    let words: Vec<String> = op
+        .path
+        .trim_start_matches("/api/v1")
+        .split(['/', '.'])
+        .filter(|w| !w.is_empty())
+        .map(|w| w.trim_matches(['{', '}']).replace('-', "_"))
+        .collect();
+    format!("{}_{}", op.verb.as_str(), words.join("_"))
 }
 
 /// The whole document.
 pub fn document() -> Value {
-    let mut paths = serde_json::Map::new();
-    for op in OPERATIONS {
-        let mut o = json!({
-            "summary": op.summary,
-            "security": [{ "bearer": [] }],
-            "x-sluice-role": op.role,
-            "responses": {
-                op.status.to_string(): { "description": if op.status == 202 { "Accepted" } else { "OK" },
-                    "content": { "application/json": {
-                    "schema": { "$ref": format!("#/components/schemas/{}", op.response) } } } },
-                "400": error_response("invalid input; the message names the field"),
-                "401": error_response("missing or unknown token"),
-                "403": error_response("the token's role does not allow this"),
-                "404": error_response("no such object"),
-                "409": error_response("state conflict (e.g. volume_in_use, volume_exists)"),
-                "413": error_response("body larger than api.body_limit"),
-            }
-        });
-        if op.path.contains("{name}") {
-            o["parameters"] = json!([{ "name": "name", "in": "path", "required": true,
-                                       "schema": { "type": "string" } }]);
-        }
-        if op.path.contains("{id}") {
-            // Snapshot ids are strings; every other id is a number.
-            let schema = if op.path.starts_with("/api/v1/snapshots/") {
-                json!({ "type": "string", "pattern": "^[A-Za-z0-9._-]{1,128}$" })
-            } else {
-                json!({ "type": "integer" })
-            };
-            o["parameters"] =
-                json!([{ "name": "id", "in": "path", "required": true, "schema": schema }]);
-        }
-        if let Some(req) = op.request {
-            // A body whose schema requires nothing may be left out.
-            let required = schemas()[req]["required"]
-                .as_array()
-                .is_some_and(|r| !r.is_empty());
-            o["requestBody"] = json!({ "required": required, "content": { "application/json": {
-                "schema": { "$ref": format!("#/components/schemas/{req}") } } } });
-        }
-        for status in [400u16, 409] {
-            let codes: Vec<&str> = op
-                .codes
-                .iter()
-                .filter(|(s, _)| *s == status)
-                .map(|(_, c)| *c)
-                .collect();
-            if !codes.is_empty() {
-                let key = status.to_string();
-                let desc = o["responses"][&key]["description"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned();
-                o["responses"][&key]["description"] =
-                    json!(format!("{desc}; codes: {}", codes.join(", ")));
-            }
-        }
-        if !op.codes.is_empty() {
-            o["x-sluice-error-codes"] = json!(
-                op.codes
-                    .iter()
-                    .map(|(s, c)| json!({ "status": s, "code": c }))
-                    .collect::<Vec<_>>()
-            );
-        }
+    let schemas = schemas();
+    let mut paths = Map::new();
+    for op in routes::all() {
         let entry = paths.entry(op.path.to_owned()).or_insert_with(|| json!({}));
-        entry[op.method] = o;
+        entry[op.verb.as_str()] = operation(op, &schemas);
     }
     json!({
         "openapi": "3.1.0",
-        "info": { "title": "sluice admin API", "version": env!("CARGO_PKG_VERSION") },
+        "info": { "title": "sluice admin API", "version": env!("CARGO_PKG_VERSION"),
+            "description": "Every route the daemon serves. Errors are `{\"error\": {\"code\", \"message\"}}` with a stable code; each operation lists the codes it can answer." },
         "paths": paths,
         "components": {
-            "schemas": schemas(),
-            "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" } }
+            "schemas": schemas,
+            "securitySchemes": {
+                "bearer": { "type": "http", "scheme": "bearer",
+                    "description": "an API token from [auth]; GET needs role read, everything else admin" },
+                "registryToken": { "type": "http", "scheme": "bearer",
+                    "description": "the registry's own token, [registries] webhook_token" }
+            }
         }
     })
 }

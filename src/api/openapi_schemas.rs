@@ -1,6 +1,20 @@
 //! The component schemas of the OpenAPI document (JSON Schema), one function per area.
+//! Closed vocabularies (tiers, modes, states) are taken from the domain enums that parse
+//! them, so a new state cannot be served undocumented.
 
 use serde_json::{Value, json};
+
+use crate::domain::{
+    ApplyTier, FleetMode, Health, HostSchedule, HostState, ReleaseStatus, RolloutState,
+    SnapshotState, TargetStatus, Tier, UpdateKind, UpdateMode, WorkspaceState,
+};
+
+/// `{"enum": [...]}` of every word a domain enum parses.
+macro_rules! one_of {
+    ($ty:ty) => {
+        json!({ "enum": <$ty>::ALL.iter().map(|v| v.as_str()).collect::<Vec<_>>() })
+    };
+}
 
 pub(super) fn schemas() -> Value {
     let digest = json!({ "type": ["string", "null"], "pattern": "^sha256:[0-9a-f]{64}$" });
@@ -29,14 +43,16 @@ pub(super) fn schemas() -> Value {
     let mut create = spec_props.clone();
     let mut patch = spec_props.clone();
     for (k, v) in [
-        (
-            "update_tier",
-            json!({ "enum": ["canary", "production"], "default": "production" }),
-        ),
-        (
-            "update_mode",
-            json!({ "enum": ["auto", "manual"], "default": "auto" }),
-        ),
+        ("update_tier", {
+            let mut v = one_of!(Tier);
+            v["default"] = json!("production");
+            v
+        }),
+        ("update_mode", {
+            let mut v = one_of!(UpdateMode);
+            v["default"] = json!("auto");
+            v
+        }),
         (
             "maintenance_window",
             json!({ "type": ["string", "null"], "example": "02:00-04:00" }),
@@ -46,6 +62,9 @@ pub(super) fn schemas() -> Value {
         patch[k] = v;
     }
     create["name"] = json!({ "type": "string" });
+    let mut host_state = one_of!(HostState);
+    host_state["description"] =
+        json!("derived at read time from the schedule and the last heartbeat ([hosts] down_after)");
     let host_name =
         json!({ "type": "string", "pattern": "^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$" });
     create["host"] = json!({ "type": "string",
@@ -63,12 +82,12 @@ pub(super) fn schemas() -> Value {
         "Workspace": { "type": "object", "properties": {
             "name": { "type": "string" }, "image": { "type": "string" },
             "host": host_name,
-            "update_tier": { "enum": ["canary", "production"] },
-            "update_mode": { "enum": ["auto", "manual"] },
+            "update_tier": one_of!(Tier),
+            "update_mode": one_of!(UpdateMode),
             "maintenance_window": { "type": ["string", "null"] },
             "pinned_digest": digest, "desired_digest": digest, "actual_digest": digest,
-            "state": { "enum": ["creating", "running", "updating", "rolling_back", "quarantined", "stopped", "missing"] },
-            "health": { "enum": ["healthy", "unhealthy", "unknown"] },
+            "state": one_of!(WorkspaceState),
+            "health": one_of!(Health),
             "container_id": { "type": ["string", "null"] },
             "last_update": { "type": ["object", "null"], "properties": {
                 "id": { "type": "integer" }, "result": { "type": "string" },
@@ -93,7 +112,7 @@ pub(super) fn schemas() -> Value {
                     "reason": { "enum": ["other_workspace", "not_owned"] },
                     "owner_id": { "type": "integer", "description": "the workspace id the volume is labelled for (other_workspace)" },
                     "message": { "type": "string" } } } } } },
-        "Fleet": { "type": "object", "properties": { "mode": { "enum": ["auto", "manual", "paused"] },
+        "Fleet": { "type": "object", "properties": { "mode": one_of!(FleetMode),
             "workspaces": { "type": "integer" },
             "by_state": { "type": "object", "additionalProperties": { "type": "integer" } },
             "instance": { "$ref": "#/components/schemas/Instance" },
@@ -108,7 +127,7 @@ pub(super) fn schemas() -> Value {
                 "renewed_at": { "type": ["integer", "null"] }, "expires_at": { "type": "integer" },
                 "read_at": { "type": "integer" } } },
         "SetFleet": { "type": "object", "required": ["mode"], "additionalProperties": false,
-            "properties": { "mode": { "enum": ["auto", "manual", "paused"] } } },
+            "properties": { "mode": one_of!(FleetMode) } },
         "Event": { "type": "object", "properties": { "id": { "type": "integer" },
             "at": { "type": "string", "format": "date-time" }, "actor": { "type": "string" },
             "subject": { "type": "string" }, "action": { "type": "string" }, "detail": {} } },
@@ -117,7 +136,7 @@ pub(super) fn schemas() -> Value {
             "image": { "type": "string" }, "digest": { "type": "string" },
             "detected_at": { "type": "string", "format": "date-time" },
             "changelog": { "type": ["string", "null"] },
-            "status": { "enum": ["queued", "approved", "rolling_out", "completed", "superseded", "rejected", "blocked"] },
+            "status": one_of!(ReleaseStatus),
             "status_reason": { "type": ["string", "null"] },
             "updated_at": { "type": "string", "format": "date-time" },
             "version": { "type": "integer" } } },
@@ -126,9 +145,8 @@ pub(super) fn schemas() -> Value {
             "properties": { "reason": { "type": ["string", "null"] } } },
         "Host": { "type": "object", "properties": {
             "name": host_name,
-            "state": { "enum": ["ready", "cordoned", "draining", "down", "unseen"],
-                       "description": "derived at read time from the schedule and the last heartbeat ([hosts] down_after)" },
-            "schedule": { "enum": ["active", "cordoned", "draining"] },
+            "state": host_state,
+            "schedule": one_of!(HostSchedule),
             "labels": { "type": "object", "additionalProperties": { "type": "string" } },
             "capacity": { "type": ["integer", "null"] },
             "heartbeat_at": { "type": ["string", "null"], "format": "date-time" },
@@ -146,12 +164,51 @@ pub(super) fn schemas() -> Value {
             "token": { "type": "string", "description": "the agent's token, shown once; only its sha256 is stored" } } },
         "Object": { "type": "object" }
     });
-    for more in [rollout_schemas(), snapshot_schemas()] {
+    for more in [rollout_schemas(), snapshot_schemas(), system_schemas()] {
         if let (Some(all), Value::Object(more)) = (base.as_object_mut(), more) {
             all.extend(more);
         }
     }
+    for (name, optional) in CLOSED {
+        close(&mut base[*name], optional);
+    }
+    close(
+        &mut base["Rollout"]["properties"]["workspaces"]["items"],
+        &["status_reason"],
+    );
     base
+}
+
+/// Response bodies whose every field is documented: each is required unless listed
+/// (serialized only when set), and no other field may appear. A field added to a view
+/// but not here fails the contract test's live check.
+const CLOSED: &[(&str, &[&str])] = &[
+    ("Workspace", &[]),
+    ("Deleted", &[]),
+    ("Fleet", &[]),
+    ("Instance", &[]),
+    ("Lease", &[]),
+    ("Event", &[]),
+    ("Release", &[]),
+    ("Host", &[]),
+    ("AddedHost", &[]),
+    ("Snapshot", &[]),
+    ("Queued", &[]),
+    ("UpdateNowResult", &[]),
+    ("Rollout", &["no_op", "warning"]),
+    ("RolloutHost", &[]),
+];
+
+fn close(schema: &mut Value, optional: &[&str]) {
+    let required: Vec<String> = schema["properties"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, _)| k.clone())
+        .filter(|k| !optional.contains(&k.as_str()))
+        .collect();
+    schema["required"] = json!(required);
+    schema["additionalProperties"] = json!(false);
 }
 
 pub(super) fn snapshot_schemas() -> Value {
@@ -166,10 +223,10 @@ pub(super) fn snapshot_schemas() -> Value {
             "manifest_sha256": { "type": ["string", "null"] },
             "entries": { "type": ["integer", "null"] },
             "method": { "enum": ["host", "archive", null] },
-            "state": { "enum": ["writing", "complete", "failed", "deleted"] },
+            "state": one_of!(SnapshotState),
             "created_at": { "type": "string", "format": "date-time" },
             "update": { "type": ["object", "null"], "properties": {
-                "id": { "type": "integer" }, "kind": { "enum": ["update", "restore", "recover"] },
+                "id": { "type": "integer" }, "kind": one_of!(UpdateKind),
                 "phase": { "type": "string" }, "from_digest": digest, "to_digest": digest } },
             "protected": { "type": "boolean",
                 "description": "retention keeps it until an operator releases it" },
@@ -192,9 +249,16 @@ pub(super) fn snapshot_schemas() -> Value {
 }
 
 pub(super) fn rollout_schemas() -> Value {
+    let mut target_status = one_of!(TargetStatus);
+    if let Some(words) = target_status["enum"].as_array_mut() {
+        words.push(json!(crate::api::rollouts::WAITING_FOR_HOST));
+    }
+    target_status["description"] = json!(
+        "waiting_for_host is derived, never stored: a pending or updating target whose host is not ready"
+    );
     json!({
         "Apply": { "type": "object", "required": ["tier"], "additionalProperties": false,
-            "properties": { "tier": { "enum": ["canary", "production", "all"] },
+            "properties": { "tier": one_of!(ApplyTier),
                             "force": { "type": "boolean", "default": false } } },
         "Promote": { "type": "object", "additionalProperties": false,
             "properties": { "force": { "type": "boolean", "default": false } } },
@@ -209,17 +273,16 @@ pub(super) fn rollout_schemas() -> Value {
         "Rollout": { "type": "object", "properties": {
             "id": { "type": "integer" }, "release_id": { "type": "integer" },
             "image": { "type": "string" }, "digest": { "type": "string" },
-            "state": { "enum": ["pending", "canary", "soaking", "production", "completed", "paused", "aborted", "rolled_back"] },
+            "state": one_of!(RolloutState),
             "paused_from": { "type": ["string", "null"] },
-            "applied": { "type": "array", "items": { "enum": ["canary", "production", "all"] } },
+            "applied": { "type": "array", "items": one_of!(ApplyTier) },
             "soak_started_at": { "type": ["string", "null"], "format": "date-time" },
             "soak_ends_at": { "type": ["string", "null"], "format": "date-time" },
             "finished_at": { "type": ["string", "null"], "format": "date-time" },
             "started_by": { "type": "string" }, "strategy": { "type": "object" },
             "workspaces": { "type": "array", "items": { "type": "object", "properties": {
-                "name": { "type": "string" }, "tier": { "enum": ["canary", "production"] },
-                "status": { "enum": ["pending", "updating", "updated", "failed", "rolled_back", "skipped", "waiting_for_host"],
-                    "description": "waiting_for_host is derived, never stored: a pending or updating target whose host is not ready" },
+                "name": { "type": "string" }, "tier": one_of!(Tier),
+                "status": target_status,
                 "host": { "type": "string" },
                 "status_reason": { "type": "string", "description": "why the target has its status, e.g. skipped because its host stayed down past host_timeout" },
                 "wave": { "type": "integer" }, "attempts": { "type": "integer" },
@@ -231,11 +294,37 @@ pub(super) fn rollout_schemas() -> Value {
             "no_op": { "type": "boolean" }, "warning": { "type": "string" } } },
         "RolloutHost": { "type": "object", "properties": {
             "host": { "type": "string" },
-            "state": { "enum": ["ready", "cordoned", "draining", "down", "unseen"] },
+            "state": one_of!(HostState),
             "total": { "type": "integer" }, "updated": { "type": "integer" },
             "updating": { "type": "integer" }, "pending": { "type": "integer" },
             "waiting_for_host": { "type": "integer" }, "failed": { "type": "integer" },
             "skipped": { "type": "integer" } } },
         "RolloutList": { "type": "array", "items": { "$ref": "#/components/schemas/Rollout" } }
+    })
+}
+
+/// Probes, registry notifications and bodies without fields.
+pub(super) fn system_schemas() -> Value {
+    json!({
+        "Empty": { "type": "object", "additionalProperties": false,
+            "description": "no fields; the body may be left out" },
+        "Healthz": { "type": "object", "required": ["status"], "additionalProperties": false,
+            "properties": { "status": { "const": "ok" } } },
+        "Readyz": { "type": "object", "required": ["store", "docker", "instance"],
+            "additionalProperties": false, "properties": {
+                "store": { "$ref": "#/components/schemas/Check" },
+                "docker": { "$ref": "#/components/schemas/Check" },
+                "instance": { "$ref": "#/components/schemas/Instance" } } },
+        "Check": { "type": "object", "required": ["ok"], "additionalProperties": false,
+            "properties": { "ok": { "type": "boolean" }, "error": { "type": "string" } } },
+        "RegistryEnvelope": { "type": "object", "required": ["events"],
+            "description": "the CNCF distribution registry's notification envelope; events other than push are ignored",
+            "properties": { "events": { "type": "array", "items": { "type": "object",
+                "properties": { "action": { "type": "string", "example": "push" },
+                    "target": { "type": "object", "properties": {
+                        "repository": { "type": "string" } } } } } } } },
+        "RegistryHints": { "type": "object", "required": ["probing"], "additionalProperties": false,
+            "properties": { "probing": { "type": "array", "items": { "type": "string" },
+                "description": "the repositories probed now" } } }
     })
 }

@@ -7,10 +7,14 @@ fn snapshot_routes_document_their_status_and_codes() {
     let conflict = restore["responses"]["409"]["description"].as_str().unwrap();
     assert!(conflict.contains("update_in_progress"), "{conflict}");
     let delete = &doc["paths"]["/api/v1/snapshots/{id}"]["delete"];
+    let codes = &delete["responses"]["409"]["content"]["application/json"]["schema"]["allOf"][1]["properties"]
+        ["error"]["properties"]["code"]["enum"];
     assert!(
-        delete["x-sluice-error-codes"]
-            .to_string()
-            .contains("snapshot_protected")
+        codes
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!("snapshot_protected")),
+        "{codes}"
     );
     let recover = &doc["paths"]["/api/v1/workspaces/{name}/recover"]["post"];
     assert_eq!(recover["requestBody"]["required"], false);
@@ -104,4 +108,55 @@ fn the_rollout_schema_names_every_host_field_the_view_serializes() {
         s["Rollout"]["properties"]["hosts"]["items"]["$ref"],
         "#/components/schemas/RolloutHost"
     );
+}
+
+#[test]
+fn every_error_response_carries_the_error_schema_and_its_codes() {
+    let doc = super::document();
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        for (verb, op) in ops.as_object().unwrap() {
+            for (status, r) in op["responses"].as_object().unwrap() {
+                let s: u16 = status.parse().unwrap();
+                if s < 400 || (path == "/readyz" && s == 503) {
+                    continue;
+                }
+                let schema = &r["content"]["application/json"]["schema"];
+                assert_eq!(
+                    schema["allOf"][0]["$ref"], "#/components/schemas/Error",
+                    "{verb} {path} {status}"
+                );
+                let codes = schema["allOf"][1]["properties"]["error"]["properties"]["code"]["enum"]
+                    .as_array()
+                    .unwrap();
+                assert!(!codes.is_empty(), "{verb} {path} {status}");
+            }
+        }
+    }
+}
+
+#[test]
+fn body_field_codes_and_parameter_bounds_come_from_the_parsers() {
+    let doc = super::document();
+    let create = &doc["paths"]["/api/v1/workspaces"]["post"]["responses"]["400"]["description"];
+    for code in [
+        "invalid_tier",
+        "invalid_image",
+        "invalid_spec",
+        "unknown_field",
+    ] {
+        assert!(create.as_str().unwrap().contains(code), "{create}");
+    }
+    let events = &doc["paths"]["/api/v1/events"]["get"]["parameters"];
+    assert_eq!(events[1]["name"], "limit");
+    assert_eq!(
+        events[1]["schema"]["maximum"],
+        crate::api::fleet::MAX_EVENTS
+    );
+    let status = &doc["paths"]["/api/v1/releases"]["get"]["parameters"][0]["schema"]["enum"];
+    assert_eq!(
+        status.as_array().unwrap().len(),
+        crate::domain::ReleaseStatus::ALL.len()
+    );
+    let tiers = &doc["components"]["schemas"]["Workspace"]["properties"]["update_tier"]["enum"];
+    assert_eq!(tiers, &serde_json::json!(["canary", "production"]));
 }

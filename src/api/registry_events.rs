@@ -54,7 +54,11 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-pub async fn receive(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn receive(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Response {
     let cfg = &state.registry_events;
     let Some(token) = cfg.token.as_ref().filter(|t| !t.expose().is_empty()) else {
         return error(
@@ -76,6 +80,23 @@ pub async fn receive(State(state): State<AppState>, headers: HeaderMap, body: By
             "missing or wrong bearer token for registry notifications",
         );
     }
+    let body = match body {
+        Ok(b) => b,
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                "request body is larger than api.body_limit",
+            );
+        }
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_envelope",
+                &format!("cannot read body: {e}"),
+            );
+        }
+    };
     let envelope: Envelope = match serde_json::from_slice(&body) {
         Ok(e) => e,
         Err(e) => {

@@ -49,6 +49,9 @@ macro_rules! string_newtype {
 pub struct WorkspaceName(String);
 
 impl WorkspaceName {
+    /// What [`Self::parse`] accepts, as an ECMA-262 regular expression (OpenAPI).
+    pub const PATTERN: &'static str = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$";
+
     pub fn parse(input: &str) -> Result<Self, ParseError> {
         let err = |r: &str| ParseError::new("workspace name", input, r);
         if input.is_empty() || input.len() > 63 {
@@ -80,6 +83,9 @@ string_newtype!(WorkspaceName);
 pub struct SnapshotId(String);
 
 impl SnapshotId {
+    /// What [`Self::parse`] accepts, as an ECMA-262 regular expression (OpenAPI).
+    pub const PATTERN: &'static str = r"^(?!\.\.?$)[A-Za-z0-9._-]{1,128}$";
+
     pub fn parse(input: &str) -> Result<Self, ParseError> {
         let err = |r: &str| ParseError::new("snapshot id", input, r);
         if input.is_empty() || input.len() > 128 {
@@ -106,6 +112,9 @@ string_newtype!(SnapshotId);
 pub struct HostName(String);
 
 impl HostName {
+    /// What [`Self::parse`] accepts, as an ECMA-262 regular expression (OpenAPI).
+    pub const PATTERN: &'static str = r"^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$";
+
     pub fn parse(input: &str) -> Result<Self, ParseError> {
         let err = |r: &str| ParseError::new("host name", input, r);
         if input.is_empty() || input.len() > 253 {

@@ -2,7 +2,8 @@
 # Brings up sluice's real test environment; idempotent and quick when already up.
 #  1. a Docker engine that answers (installs Debian's docker.io and starts dockerd if not);
 #  2. Debian's busybox-static and docker-registry (the CNCF distribution registry),
-#     openssl and iproute2 for the tests' second Docker engine;
+#     openssl and iproute2 for the tests' second Docker engine, Python's
+#     openapi-spec-validator and jsonschema for the API contract test;
 #  3. a registry on 127.0.0.1:${SLUICE_TEST_REGISTRY_PORT:-5000} (filesystem storage,
 #     request log at $SLUICE_TESTENV_DIR/registry.log);
 #  4. the fixture images pushed under 127.0.0.1:PORT/sluice-fixtures/<mode>:v1..v3.
@@ -42,6 +43,17 @@ need_pkg htpasswd apache2-utils
 # A second engine over TLS (tests/it/second_engine.rs): certificates and its own bridge
 need_pkg openssl openssl
 need_pkg ip iproute2
+# The API contract test validates the served OpenAPI document and live responses with
+# Python's openapi-spec-validator and jsonschema (PyPI; Debian's packages as a fallback).
+need_pkg python3 python3
+if ! python3 -c 'import openapi_spec_validator, jsonschema' >/dev/null 2>&1; then
+  log "installing openapi-spec-validator and jsonschema"
+  python3 -m pip install -q openapi-spec-validator jsonschema >&2 2>/dev/null \
+    || python3 -m pip install -q --break-system-packages openapi-spec-validator jsonschema >&2 2>/dev/null \
+    || { apt-get update -qq >/dev/null; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-openapi-spec-validator python3-jsonschema >/dev/null; }
+  python3 -c 'import openapi_spec_validator, jsonschema' \
+    || { log "cannot install openapi-spec-validator and jsonschema for python3"; exit 1; }
+fi
 
 # 3. The shared local registry
 if ! curl -fsS "http://127.0.0.1:$port/v2/" >/dev/null 2>&1; then

@@ -90,6 +90,12 @@ impl TestApi {
         }
     }
 
+    /// Removes this workspace's container and volume on drop, like one created through
+    /// [`TestApi::call`].
+    pub fn track_workspace(&self, name: &str) {
+        self.created.lock().unwrap().push(name.to_owned());
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }
@@ -234,7 +240,11 @@ async fn every_documented_operation_is_served_behind_a_token() {
     let paths = doc["paths"].as_object().unwrap();
     assert!(paths.contains_key("/api/v1/workspaces/{name}"));
     for (path, ops) in paths {
-        for method in ops.as_object().unwrap().keys() {
+        for (method, op) in ops.as_object().unwrap() {
+            if op.get("x-sluice-role").is_none() {
+                // Probes, /metrics and registry notifications: not behind an API token.
+                continue;
+            }
             let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
             let concrete = path.replace("{name}", "x").replace("{id}", "1");
             let (s, v) = api.call(m, &concrete, None, None).await;

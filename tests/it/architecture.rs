@@ -249,6 +249,40 @@ fn http_lives_only_in_the_api() {
 }
 
 #[test]
+fn every_served_route_comes_from_the_documented_table() {
+    // The router is built only by walking `api::routes::all()`, the table the OpenAPI
+    // document is built from: no route is added beside it.
+    let mut offenders = Vec::new();
+    for s in sources() {
+        for hit in hits(
+            &s.rel,
+            &s.production,
+            &[
+                ".route(",
+                ".nest(",
+                ".route_service(",
+                ".nest_service(",
+                ".fallback_service(",
+            ],
+        ) {
+            let from_table = s.rel == "src/api/mod.rs" && hit.contains(".route(op.path, handler)");
+            if !from_table {
+                offenders.push(hit);
+            }
+        }
+    }
+    assert_none(
+        &offenders,
+        "routes are added only from api::routes::all() (src/api/mod.rs), so each is documented",
+    );
+    let api = std::fs::read_to_string(root().join("src/api/mod.rs")).unwrap();
+    assert!(
+        api.contains("for op in routes::all()"),
+        "src/api/mod.rs builds the router from the table"
+    );
+}
+
+#[test]
 fn the_store_speaks_domain_types_not_status_strings() {
     let offenders: Vec<String> = sources()
         .iter()

@@ -15,7 +15,7 @@ fn code(v: &Value) -> &str {
 }
 
 /// The digest of the good fixture's v2 (same repository as the tracked `good:v1`).
-fn good_v2() -> String {
+pub fn good_v2() -> String {
     std::env::var("SLUICE_FIXTURE_GOOD_V2").unwrap_or_else(|_| {
         crate::support::build_fixture(
             "good",

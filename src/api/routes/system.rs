@@ -1,0 +1,123 @@
+//! The fleet, the audit trail, the document itself, probes, metrics and registry
+//! notifications.
+
+use axum::routing::{get, post};
+
+use super::{Access, Kind, Operation, Param, Reply, Verb};
+use crate::api::{fleet, health, openapi, registry_events};
+
+pub const OPERATIONS: &[Operation] = &[
+    Operation {
+        verb: Verb::Get,
+        path: "/api/v1/fleet",
+        summary: "Fleet mode, workspace counts, this instance and the leader",
+        access: Access::Token,
+        params: &[],
+        request: None,
+        reply: Reply::Json(200, "Fleet"),
+        also: &[],
+        errors: &[],
+        handler: || get(fleet::show),
+    },
+    Operation {
+        verb: Verb::Put,
+        path: "/api/v1/fleet",
+        summary: "Set the fleet mode",
+        access: Access::Token,
+        params: &[],
+        request: Some("SetFleet"),
+        reply: Reply::Json(200, "Fleet"),
+        also: &[],
+        errors: &[],
+        handler: || axum::routing::put(fleet::set),
+    },
+    Operation {
+        verb: Verb::Get,
+        path: "/api/v1/events",
+        summary: "The audit trail, oldest first",
+        access: Access::Token,
+        params: &[
+            Param::query(
+                "since",
+                Kind::Int {
+                    min: 0,
+                    max: i64::MAX,
+                },
+                "only events with a larger id (default 0)",
+            ),
+            Param::query(
+                "limit",
+                Kind::Int {
+                    min: 1,
+                    max: fleet::MAX_EVENTS,
+                },
+                "at most this many events (default 100)",
+            ),
+        ],
+        request: None,
+        reply: Reply::Json(200, "EventList"),
+        also: &[],
+        errors: &[(400, "invalid_limit")],
+        handler: || get(fleet::events),
+    },
+    Operation {
+        verb: Verb::Get,
+        path: "/api/v1/openapi.json",
+        summary: "This document",
+        access: Access::Token,
+        params: &[],
+        request: None,
+        reply: Reply::Json(200, "Object"),
+        also: &[],
+        errors: &[],
+        handler: || get(openapi::serve),
+    },
+    Operation {
+        verb: Verb::Post,
+        path: "/api/v1/registry/events",
+        summary: "The registry's push notifications (distribution's envelope): pushed repositories are probed at once",
+        access: Access::RegistryToken,
+        params: &[],
+        request: Some("RegistryEnvelope"),
+        reply: Reply::Json(200, "RegistryHints"),
+        also: &[],
+        errors: &[(400, "invalid_envelope")],
+        handler: || post(registry_events::receive),
+    },
+    Operation {
+        verb: Verb::Get,
+        path: "/healthz",
+        summary: "Liveness: the process answers",
+        access: Access::Open,
+        params: &[],
+        request: None,
+        reply: Reply::Json(200, "Healthz"),
+        also: &[],
+        errors: &[],
+        handler: || get(health::healthz),
+    },
+    Operation {
+        verb: Verb::Get,
+        path: "/readyz",
+        summary: "Readiness: the store and Docker answer (503 with the same body when one does not)",
+        access: Access::Open,
+        params: &[],
+        request: None,
+        reply: Reply::Json(200, "Readyz"),
+        also: &[(503, "Readyz")],
+        errors: &[],
+        handler: || get(health::readyz),
+    },
+    Operation {
+        verb: Verb::Get,
+        path: "/metrics",
+        summary: "Prometheus metrics (a token is needed when [api] metrics_require_token)",
+        access: Access::Metrics,
+        params: &[],
+        request: None,
+        reply: Reply::PrometheusText,
+        also: &[],
+        errors: &[],
+        handler: || get(health::metrics),
+    },
+];
