@@ -51,6 +51,12 @@ fn load_settings(cli: &Cli) -> anyhow::Result<Settings> {
 }
 
 fn real_main(cli: Cli) -> anyhow::Result<()> {
+    if let Command::Openapi = cli.command {
+        let doc = serde_json::to_string_pretty(&sluice::api::openapi::document())
+            .context("rendering the OpenAPI document")?;
+        println!("{doc}");
+        return Ok(());
+    }
     let settings = load_settings(&cli)?;
     if cli.command.is_client() {
         return client_main(cli, &settings);

@@ -148,8 +148,20 @@ fn operation(op: &Operation, schemas: &Value) -> Value {
             "content": { "application/json": { "schema": schema } } }),
         );
     }
+    let area = op
+        .path
+        .trim_start_matches("/api/v1/")
+        .split(['/', '.'])
+        .find(|w| !w.is_empty())
+        .unwrap_or("api");
+    let tag = match area {
+        "healthz" | "readyz" => "probes",
+        "openapi" => "document",
+        other => other,
+    };
     let mut o = json!({
         "operationId": operation_id(op),
+        "tags": [tag],
         "summary": op.summary,
         "responses": responses,
     });

@@ -160,3 +160,101 @@ fn body_field_codes_and_parameter_bounds_come_from_the_parsers() {
     let tiers = &doc["components"]["schemas"]["Workspace"]["properties"]["update_tier"]["enum"];
     assert_eq!(tiers, &serde_json::json!(["canary", "production"]));
 }
+
+/// Every (status, code) the API's sources can answer — read from the constructors that
+/// choose them — is documented for at least one operation. (`method_not_allowed` is the
+/// answer for a method no operation has, so no operation lists it.)
+#[test]
+fn every_error_code_in_the_sources_is_documented() {
+    use std::collections::BTreeSet;
+    let doc = super::document();
+    let mut documented: BTreeSet<(u16, String)> = BTreeSet::new();
+    for ops in doc["paths"].as_object().unwrap().values() {
+        for op in ops.as_object().unwrap().values() {
+            for (status, r) in op["responses"].as_object().unwrap() {
+                let codes = &r["content"]["application/json"]["schema"]["allOf"][1]["properties"]["error"]
+                    ["properties"]["code"]["enum"];
+                for c in codes.as_array().into_iter().flatten() {
+                    documented.insert((status.parse().unwrap(), c.as_str().unwrap().to_owned()));
+                }
+            }
+        }
+    }
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/api");
+    let mut found: BTreeSet<(u16, String)> = BTreeSet::new();
+    let mut files = vec![dir];
+    while let Some(path) = files.pop() {
+        if path.is_dir() {
+            files.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+            continue;
+        }
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.ends_with("tests.rs") || !name.ends_with(".rs") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let text = text.split("#[cfg(test)]").next().unwrap();
+        let squeezed: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+        found.extend(codes_after(&squeezed));
+    }
+    assert!(found.len() >= 30, "the scan found only {found:?}");
+    let missing: Vec<_> = found
+        .iter()
+        .filter(|(s, c)| c != "method_not_allowed" && !documented.contains(&(*s, c.clone())))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "answered but documented nowhere: {missing:?}"
+    );
+}
+
+/// `(status, code)` of each `bad_request("c"`, `conflict("c"`, `unavailable("c"` and
+/// `StatusCode::NAME,"c"` in whitespace-free source.
+fn codes_after(src: &str) -> Vec<(u16, String)> {
+    let literal = |rest: &str| -> Option<String> {
+        let rest = rest.strip_prefix('"')?;
+        let end = rest.find('"')?;
+        let word = &rest[..end];
+        (!word.is_empty() && word.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
+            .then(|| word.to_owned())
+    };
+    let mut out = Vec::new();
+    for (ctor, status) in [
+        ("bad_request(", 400),
+        ("conflict(", 409),
+        ("unavailable(", 503),
+    ] {
+        for (i, _) in src.match_indices(ctor) {
+            if let Some(c) = literal(&src[i + ctor.len()..]) {
+                out.push((status, c));
+            }
+        }
+    }
+    for (i, _) in src.match_indices("StatusCode::") {
+        let rest = &src[i + "StatusCode::".len()..];
+        let name: String = rest
+            .chars()
+            .take_while(|c| c.is_ascii_uppercase() || *c == '_')
+            .collect();
+        let Some(after) = rest[name.len()..].strip_prefix(',') else {
+            continue;
+        };
+        let Some(c) = literal(after) else { continue };
+        let status = match name.as_str() {
+            "BAD_REQUEST" => 400,
+            "UNAUTHORIZED" => 401,
+            "FORBIDDEN" => 403,
+            "NOT_FOUND" => 404,
+            "METHOD_NOT_ALLOWED" => 405,
+            "REQUEST_TIMEOUT" => 408,
+            "CONFLICT" => 409,
+            "PAYLOAD_TOO_LARGE" => 413,
+            "INTERNAL_SERVER_ERROR" => 500,
+            "BAD_GATEWAY" => 502,
+            "SERVICE_UNAVAILABLE" => 503,
+            other => panic!("a status the document does not know: {other}"),
+        };
+        out.push((status, c));
+    }
+    out
+}

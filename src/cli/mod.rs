@@ -82,6 +82,9 @@ pub enum Command {
     Host(HostCommand),
     /// The audit trail.
     Events(EventsArgs),
+    /// Print the admin API's OpenAPI 3.1 document (the one `GET /api/v1/openapi.json`
+    /// serves) without a running daemon, e.g. to generate a client.
+    Openapi,
 }
 
 impl Command {

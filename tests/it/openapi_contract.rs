@@ -150,6 +150,37 @@ fn check_with_python(doc: &Value, samples: &[Sample]) {
     assert!(text.contains("document valid"), "{text}");
 }
 
+/// The fields the request body's Rust type accepts — serde lists them when it refuses an
+/// unknown one — are exactly the properties its documented schema declares.
+fn body_fields_match(doc: &Value, op: &Value, refusal: &Value, what: &str) {
+    let message = refusal["error"]["message"].as_str().unwrap_or_default();
+    let accepted: std::collections::BTreeSet<String> = match message.split_once("expected") {
+        Some((_, list)) => list
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .map(str::to_owned)
+            .collect(),
+        None => {
+            assert!(message.contains("there are no fields"), "{what}: {message}");
+            Default::default()
+        }
+    };
+    let reference = op["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+        .as_str()
+        .unwrap_or_default();
+    let name = reference.trim_start_matches("#/components/schemas/");
+    let documented: std::collections::BTreeSet<String> =
+        doc["components"]["schemas"][name]["properties"]
+            .as_object()
+            .map(|p| p.keys().cloned().collect())
+            .unwrap_or_default();
+    assert_eq!(
+        accepted, documented,
+        "{what}: the fields the body accepts (left) against schema {name} (right)"
+    );
+}
+
 const VERBS: [&str; 5] = ["get", "post", "put", "patch", "delete"];
 
 /// The document, served. Every documented operation answers (with a bogus id or name and
@@ -169,9 +200,17 @@ async fn the_served_document_is_valid_and_every_answer_matches_it() {
         samples: Vec::new(),
     };
     let doc = rec.admin("get", "/api/v1/openapi.json", None).await;
+    let printed = std::process::Command::new(crate::support::sluice_bin())
+        .arg("openapi")
+        .output()
+        .expect("sluice openapi runs");
+    assert!(printed.status.success(), "{printed:?}");
+    let printed: Value = serde_json::from_slice(&printed.stdout).expect("JSON");
+    assert_eq!(printed, doc, "`sluice openapi` prints the served document");
 
     // Every documented operation, with input that names nothing.
     let paths = doc["paths"].as_object().unwrap().clone();
+    let mut checked_bodies = 0;
     for (template, ops) in &paths {
         let concrete = template.replace("{name}", "no-such-thing").replace(
             "{id}",
@@ -205,6 +244,10 @@ async fn the_served_document_is_valid_and_every_answer_matches_it() {
                 StatusCode::METHOD_NOT_ALLOWED,
                 "{verb} {template} documented but not served: {v}"
             );
+            if code(&v) == "unknown_field" {
+                body_fields_match(&doc, op, &v, &format!("{verb} {template}"));
+                checked_bodies += 1;
+            }
             if op["x-sluice-role"] == "admin" {
                 let (s, v) = rec
                     .send(
@@ -468,5 +511,16 @@ async fn the_served_document_is_valid_and_every_answer_matches_it() {
     );
 
     assert!(rec.samples.len() > 100, "{} answers", rec.samples.len());
+    // Every body an API token sends was compared (the registry's envelope is its own).
+    let token_bodies = paths
+        .values()
+        .flat_map(|ops| ops.as_object().unwrap().values())
+        .filter(|op| op.get("requestBody").is_some() && op.get("x-sluice-role").is_some())
+        .count();
+    assert_eq!(
+        checked_bodies, token_bodies,
+        "request bodies compared with their schemas"
+    );
+    assert!(token_bodies >= 13, "{token_bodies}");
     check_with_python(&doc, &rec.samples);
 }

@@ -27,7 +27,11 @@ pub async fn run_client(cmd: Command, args: ClientArgs) -> Result<(), ClientErro
         Command::Fleet(c) => fleet(&client, &out, c).await,
         Command::Host(c) => host::host(&client, &out, c).await,
         Command::Events(a) => events(&client, &out, a).await,
-        Command::Run | Command::Agent | Command::Migrate(_) | Command::Config(_) => Ok(()),
+        Command::Run
+        | Command::Agent
+        | Command::Migrate(_)
+        | Command::Config(_)
+        | Command::Openapi => Ok(()),
     }
 }
 
