@@ -11,7 +11,6 @@ mod gauges;
 mod health;
 pub mod hosts;
 pub mod openapi;
-mod openapi_schemas;
 mod placement;
 pub mod registry_events;
 pub mod releases;

@@ -5,18 +5,11 @@
 use serde_json::{Value, json};
 
 use crate::domain::{
-    ApplyTier, FleetMode, Health, HostSchedule, HostState, ReleaseStatus, RolloutState,
-    SnapshotState, TargetStatus, Tier, UpdateKind, UpdateMode, WorkspaceState,
+    FleetMode, Health, HostSchedule, HostState, ReleaseStatus, Tier, UpdateMode, WorkspaceState,
 };
 
-/// `{"enum": [...]}` of every word a domain enum parses.
-macro_rules! one_of {
-    ($ty:ty) => {
-        json!({ "enum": <$ty>::ALL.iter().map(|v| v.as_str()).collect::<Vec<_>>() })
-    };
-}
-
-pub(super) fn schemas() -> Value {
+/// The schemas of workspaces, the fleet, events, releases and hosts.
+pub(super) fn core() -> Value {
     let digest = json!({ "type": ["string", "null"], "pattern": "^sha256:[0-9a-f]{64}$" });
     let spec_props = json!({
         "env": { "type": "object", "additionalProperties": { "type": "string" } },
@@ -73,7 +66,7 @@ pub(super) fn schemas() -> Value {
         "description": "only the workspace's own host: moving to another is refused (409 move_not_supported)" });
     create["image"] = json!({ "type": "string", "example": "127.0.0.1:5000/app:stable" });
     patch["pinned_digest"] = digest.clone();
-    let mut base = json!({
+    let base = json!({
         "Error": { "type": "object", "required": ["error"], "properties": { "error": {
             "type": "object", "required": ["code", "message"],
             "properties": { "code": { "type": "string", "example": "invalid_tier",
@@ -164,167 +157,5 @@ pub(super) fn schemas() -> Value {
             "token": { "type": "string", "description": "the agent's token, shown once; only its sha256 is stored" } } },
         "Object": { "type": "object" }
     });
-    for more in [rollout_schemas(), snapshot_schemas(), system_schemas()] {
-        if let (Some(all), Value::Object(more)) = (base.as_object_mut(), more) {
-            all.extend(more);
-        }
-    }
-    for (name, optional) in CLOSED {
-        close(&mut base[*name], optional);
-    }
-    close(
-        &mut base["Rollout"]["properties"]["workspaces"]["items"],
-        &["status_reason"],
-    );
     base
-}
-
-/// Response bodies whose every field is documented: each is required unless listed
-/// (serialized only when set), and no other field may appear. A field added to a view
-/// but not here fails the contract test's live check.
-const CLOSED: &[(&str, &[&str])] = &[
-    ("Workspace", &[]),
-    ("Deleted", &[]),
-    ("Fleet", &[]),
-    ("Instance", &[]),
-    ("Lease", &[]),
-    ("Event", &[]),
-    ("Release", &[]),
-    ("Host", &[]),
-    ("AddedHost", &[]),
-    ("Snapshot", &[]),
-    ("Queued", &[]),
-    ("UpdateNowResult", &[]),
-    ("Rollout", &["no_op", "warning"]),
-    ("RolloutHost", &[]),
-];
-
-fn close(schema: &mut Value, optional: &[&str]) {
-    let required: Vec<String> = schema["properties"]
-        .as_object()
-        .into_iter()
-        .flatten()
-        .map(|(k, _)| k.clone())
-        .filter(|k| !optional.contains(&k.as_str()))
-        .collect();
-    schema["required"] = json!(required);
-    schema["additionalProperties"] = json!(false);
-}
-
-pub(super) fn snapshot_schemas() -> Value {
-    let digest = json!({ "type": ["string", "null"], "pattern": "^sha256:[0-9a-f]{64}$" });
-    let id = json!({ "type": "string", "pattern": "^[A-Za-z0-9._-]{1,128}$" });
-    json!({
-        "Snapshot": { "type": "object", "properties": {
-            "id": id, "workspace": { "type": "string" }, "volume": { "type": "string" },
-            "mount_path": { "type": ["string", "null"] }, "path": { "type": "string" },
-            "size_bytes": { "type": "integer" },
-            "sha256": { "type": ["string", "null"] },
-            "manifest_sha256": { "type": ["string", "null"] },
-            "entries": { "type": ["integer", "null"] },
-            "method": { "enum": ["host", "archive", null] },
-            "state": one_of!(SnapshotState),
-            "created_at": { "type": "string", "format": "date-time" },
-            "update": { "type": ["object", "null"], "properties": {
-                "id": { "type": "integer" }, "kind": one_of!(UpdateKind),
-                "phase": { "type": "string" }, "from_digest": digest, "to_digest": digest } },
-            "protected": { "type": "boolean",
-                "description": "retention keeps it until an operator releases it" },
-            "reason": { "type": ["string", "null"], "example": "workspace quarantined" },
-            "in_use": { "type": "boolean",
-                "description": "an unfinished update took it or is to restore it" },
-            "released_at": { "type": ["string", "null"], "format": "date-time" },
-            "released_by": { "type": ["string", "null"] } } },
-        "SnapshotList": { "type": "array", "items": { "$ref": "#/components/schemas/Snapshot" } },
-        "Recover": { "type": "object", "additionalProperties": false,
-            "properties": { "snapshot": { "type": ["string", "null"],
-                "pattern": "^[A-Za-z0-9._-]{1,128}$" } } },
-        "Queued": { "type": "object", "properties": {
-            "update_id": { "type": "integer" }, "workspace": { "type": "string" },
-            "kind": { "enum": ["restore", "recover"] }, "phase": { "const": "pulling" },
-            "from_digest": digest, "to_digest": { "type": "string" },
-            "snapshots": { "type": "array", "items": id },
-            "warning": { "type": "string" } } }
-    })
-}
-
-pub(super) fn rollout_schemas() -> Value {
-    let mut target_status = one_of!(TargetStatus);
-    if let Some(words) = target_status["enum"].as_array_mut() {
-        words.push(json!(crate::api::rollouts::WAITING_FOR_HOST));
-    }
-    target_status["description"] = json!(
-        "waiting_for_host is derived, never stored: a pending or updating target whose host is not ready"
-    );
-    json!({
-        "Apply": { "type": "object", "required": ["tier"], "additionalProperties": false,
-            "properties": { "tier": one_of!(ApplyTier),
-                            "force": { "type": "boolean", "default": false } } },
-        "Promote": { "type": "object", "additionalProperties": false,
-            "properties": { "force": { "type": "boolean", "default": false } } },
-        "Abort": { "type": "object", "additionalProperties": false,
-            "properties": { "reason": { "type": ["string", "null"] } } },
-        "Rollback": { "type": "object", "additionalProperties": false,
-            "properties": { "restore_data": { "type": "boolean", "default": false } } },
-        "UpdateNow": { "type": "object", "additionalProperties": false,
-            "properties": { "digest": { "type": ["string", "null"] } } },
-        "UpdateNowResult": { "type": "object", "properties": { "name": { "type": "string" },
-            "desired_digest": { "type": "string" } } },
-        "Rollout": { "type": "object", "properties": {
-            "id": { "type": "integer" }, "release_id": { "type": "integer" },
-            "image": { "type": "string" }, "digest": { "type": "string" },
-            "state": one_of!(RolloutState),
-            "paused_from": { "type": ["string", "null"] },
-            "applied": { "type": "array", "items": one_of!(ApplyTier) },
-            "soak_started_at": { "type": ["string", "null"], "format": "date-time" },
-            "soak_ends_at": { "type": ["string", "null"], "format": "date-time" },
-            "finished_at": { "type": ["string", "null"], "format": "date-time" },
-            "started_by": { "type": "string" }, "strategy": { "type": "object" },
-            "workspaces": { "type": "array", "items": { "type": "object", "properties": {
-                "name": { "type": "string" }, "tier": one_of!(Tier),
-                "status": target_status,
-                "host": { "type": "string" },
-                "status_reason": { "type": "string", "description": "why the target has its status, e.g. skipped because its host stayed down past host_timeout" },
-                "wave": { "type": "integer" }, "attempts": { "type": "integer" },
-                "from_digest": { "type": ["string", "null"] }, "to_digest": { "type": "string" },
-                "updated_at": { "type": "string", "format": "date-time" } } } },
-            "counts": { "type": "object", "additionalProperties": { "type": "integer" } },
-            "hosts": { "type": "array", "description": "per host of the rollout's targets; pending and updating leave out waiting_for_host, failed includes rolled_back",
-                "items": { "$ref": "#/components/schemas/RolloutHost" } },
-            "no_op": { "type": "boolean" }, "warning": { "type": "string" } } },
-        "RolloutHost": { "type": "object", "properties": {
-            "host": { "type": "string" },
-            "state": one_of!(HostState),
-            "total": { "type": "integer" }, "updated": { "type": "integer" },
-            "updating": { "type": "integer" }, "pending": { "type": "integer" },
-            "waiting_for_host": { "type": "integer" }, "failed": { "type": "integer" },
-            "skipped": { "type": "integer" } } },
-        "RolloutList": { "type": "array", "items": { "$ref": "#/components/schemas/Rollout" } }
-    })
-}
-
-/// Probes, registry notifications and bodies without fields.
-pub(super) fn system_schemas() -> Value {
-    json!({
-        "Empty": { "type": "object", "additionalProperties": false,
-            "description": "no fields; the body may be left out" },
-        "Healthz": { "type": "object", "required": ["status"], "additionalProperties": false,
-            "properties": { "status": { "const": "ok" } } },
-        "Readyz": { "type": "object", "required": ["store", "docker", "instance"],
-            "additionalProperties": false, "properties": {
-                "store": { "$ref": "#/components/schemas/Check" },
-                "docker": { "$ref": "#/components/schemas/Check" },
-                "instance": { "$ref": "#/components/schemas/Instance" } } },
-        "Check": { "type": "object", "required": ["ok"], "additionalProperties": false,
-            "properties": { "ok": { "type": "boolean" }, "error": { "type": "string" } } },
-        "RegistryEnvelope": { "type": "object", "required": ["events"],
-            "description": "the CNCF distribution registry's notification envelope; events other than push are ignored",
-            "properties": { "events": { "type": "array", "items": { "type": "object",
-                "properties": { "action": { "type": "string", "example": "push" },
-                    "target": { "type": "object", "properties": {
-                        "repository": { "type": "string" } } } } } } } },
-        "RegistryHints": { "type": "object", "required": ["probing"], "additionalProperties": false,
-            "properties": { "probing": { "type": "array", "items": { "type": "string" },
-                "description": "the repositories probed now" } } }
-    })
 }
