@@ -50,8 +50,13 @@ pub(super) fn body(spec: &ContainerSpec) -> ContainerCreateBody {
                 host_port: Some(p.host.map(|h| h.to_string()).unwrap_or_default()),
             });
     }
+    // Every mapped port is also declared exposed, as `docker run -p` does: a binding for a
+    // port the image has no `EXPOSE` for is otherwise stored but never published.
+    let mut exposed: Vec<String> = ports.keys().cloned().collect();
+    exposed.sort();
     ContainerCreateBody {
         image: Some(spec.image.clone()),
+        exposed_ports: (!exposed.is_empty()).then_some(exposed),
         env: Some(spec.env.clone()),
         cmd: spec.cmd.clone(),
         labels: Some(spec.labels.clone().into_iter().collect()),

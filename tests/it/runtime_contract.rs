@@ -76,3 +76,44 @@ async fn docker_unmanaged_not_listed() {
     let s = setup("fx-contract-unm").await;
     contract::unmanaged_not_listed(&s.rt, &s.image, &s.prefix).await;
 }
+
+/// A port mapping is published even when the image declares no `EXPOSE` for it, as
+/// `docker run -p` does: the fixture listens on 9090 (its `PORT`), which its image does
+/// not expose, and the host port answers.
+#[tokio::test]
+async fn docker_publishes_a_port_the_image_does_not_expose() {
+    use sluice::runtime::{ContainerRuntime, PortSpec};
+    let s = setup("fx-contract-port").await;
+    let mut spec = contract::spec(&s.prefix, &s.image);
+    spec.volumes.clear();
+    spec.env = vec!["PORT=9090".to_owned()];
+    spec.ports = vec![PortSpec {
+        container: 9090,
+        host: None,
+        host_ip: "127.0.0.1".to_owned(),
+    }];
+    s.rt.ensure_image(&s.image).await.expect("image");
+    s.rt.create(&spec).await.expect("create");
+    s.rt.start(&spec.name).await.expect("start");
+    let info =
+        s.rt.inspect(&spec.name)
+            .await
+            .expect("inspect")
+            .expect("exists");
+    let host_port = *info
+        .host_ports
+        .get(&9090)
+        .unwrap_or_else(|| panic!("9090 is not published: {:?}", info.host_ports));
+    let url = format!("http://127.0.0.1:{host_port}/health");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        match reqwest::get(&url).await {
+            Ok(r) if r.status().is_success() => break,
+            other => assert!(
+                std::time::Instant::now() < deadline,
+                "{url} never answered: {other:?}"
+            ),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
