@@ -24,6 +24,7 @@ mod notify_secrets;
 mod openapi_contract;
 mod quickstart;
 mod reconciler;
+mod recreate_fidelity;
 mod registry;
 mod registry_events;
 mod registry_proc;
