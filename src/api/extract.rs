@@ -122,9 +122,9 @@ pub fn field_code(top: &str) -> Option<&'static str> {
         "name" => "invalid_name",
         "image" => "invalid_image",
         "maintenance_window" => "invalid_window",
-        "env" | "volumes" | "ports" | "command" | "health" | "restart" | "network" | "labels" => {
-            "invalid_spec"
-        }
+        "env" | "volumes" | "ports" | "command" | "health" | "restart" | "network" | "labels"
+        | "entrypoint" | "user" | "working_dir" | "hostname" | "stop_signal"
+        | "read_only_rootfs" | "resources" => "invalid_spec",
         _ => return None,
     })
 }

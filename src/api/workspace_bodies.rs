@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Deserializer};
 
-use crate::domain::spec::{HealthProbe, PortMapping, VolumeMount, WorkspaceSpec};
+use crate::domain::spec::{HealthProbe, PortMapping, Resources, VolumeMount, WorkspaceSpec};
 use crate::domain::{Digest, HostName, MaintenanceWindow, Tier, UpdateMode, WorkspaceName};
 
 /// `Some(None)` for an explicit `null`, `None` when the field is absent.
@@ -47,6 +47,20 @@ pub struct CreateWorkspace {
     pub network: Option<String>,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub entrypoint: Option<Vec<String>>,
+    #[serde(default)]
+    pub user: Option<String>,
+    #[serde(default)]
+    pub working_dir: Option<String>,
+    #[serde(default)]
+    pub hostname: Option<String>,
+    #[serde(default)]
+    pub stop_signal: Option<String>,
+    #[serde(default)]
+    pub read_only_rootfs: bool,
+    #[serde(default)]
+    pub resources: Option<Resources>,
 }
 
 /// `PATCH /api/v1/workspaces/{name}`: any subset; spec fields replace their current value.
@@ -80,6 +94,21 @@ pub struct PatchWorkspace {
     pub network: Option<Option<String>>,
     #[serde(default)]
     pub labels: Option<BTreeMap<String, String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub entrypoint: Option<Option<Vec<String>>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub user: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub working_dir: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub hostname: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub stop_signal: Option<Option<String>>,
+    #[serde(default)]
+    pub read_only_rootfs: Option<bool>,
+    /// Replaces the whole `resources` object; `null` removes every limit.
+    #[serde(default, deserialize_with = "nullable")]
+    pub resources: Option<Option<Resources>>,
 }
 
 impl PatchWorkspace {
@@ -92,6 +121,13 @@ impl PatchWorkspace {
             || self.restart.is_some()
             || self.network.is_some()
             || self.labels.is_some()
+            || self.entrypoint.is_some()
+            || self.user.is_some()
+            || self.working_dir.is_some()
+            || self.hostname.is_some()
+            || self.stop_signal.is_some()
+            || self.read_only_rootfs.is_some()
+            || self.resources.is_some()
     }
 
     pub(super) fn apply_to(self, mut spec: WorkspaceSpec) -> WorkspaceSpec {
@@ -118,6 +154,27 @@ impl PatchWorkspace {
         }
         if let Some(v) = self.labels {
             spec.labels = v;
+        }
+        if let Some(v) = self.entrypoint {
+            spec.entrypoint = v;
+        }
+        if let Some(v) = self.user {
+            spec.user = v;
+        }
+        if let Some(v) = self.working_dir {
+            spec.working_dir = v;
+        }
+        if let Some(v) = self.hostname {
+            spec.hostname = v;
+        }
+        if let Some(v) = self.stop_signal {
+            spec.stop_signal = v;
+        }
+        if let Some(v) = self.read_only_rootfs {
+            spec.read_only_rootfs = v;
+        }
+        if let Some(v) = self.resources {
+            spec.resources = v;
         }
         spec
     }

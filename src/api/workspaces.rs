@@ -163,6 +163,13 @@ pub async fn create(
         restart: body.restart,
         network: body.network,
         labels: body.labels,
+        entrypoint: body.entrypoint,
+        user: body.user,
+        working_dir: body.working_dir,
+        hostname: body.hostname,
+        stop_signal: body.stop_signal,
+        read_only_rootfs: body.read_only_rootfs,
+        resources: body.resources,
     };
     spec.validate().map_err(invalid_spec)?;
     let hosts = state.store.hosts().await?;

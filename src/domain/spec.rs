@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::ParseError;
+pub use super::spec_process::{MIN_MEMORY, Resources};
 
 /// Everything about a workspace's container except its image.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,6 +35,26 @@ pub struct WorkspaceSpec {
     /// Extra labels; `sluice.*` labels are reserved and refused.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// Overrides the image's entrypoint when set (`spec_process.rs` checks this and the
+    /// fields below).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entrypoint: Option<Vec<String>>,
+    /// `NAME`, `UID`, `NAME:GROUP` or `UID:GID`; the image's user when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub working_dir: Option<String>,
+    /// The container's hostname; Docker derives one from the container id when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    /// The signal `docker stop` sends; the image's (or SIGTERM) when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_signal: Option<String>,
+    /// Mounts the container's root filesystem read-only (volumes stay writable).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub read_only_rootfs: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<Resources>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -169,7 +190,8 @@ impl WorkspaceSpec {
                 ));
             }
         }
-        Ok(())
+        super::spec_process::check(self)
+            .map_err(|(field, value, reason)| err(&field, &value, reason))
     }
 }
 

@@ -13,7 +13,8 @@ use std::collections::BTreeMap;
 use crate::domain::Digest;
 use crate::domain::spec::WorkspaceSpec;
 use crate::runtime::{
-    ContainerSpec, LABEL_DIGEST, LABEL_MANAGED, LABEL_WORKSPACE, LABEL_WORKSPACE_ID, PortSpec,
+    ContainerSpec, LABEL_DIGEST, LABEL_MANAGED, LABEL_WORKSPACE, LABEL_WORKSPACE_ID, Limits,
+    PortSpec,
 };
 use crate::store::Workspace;
 
@@ -54,6 +55,25 @@ fn build(id: i64, name: &str, image: &str, digest: &Digest, spec: &WorkspaceSpec
             .collect(),
         restart: spec.restart.clone(),
         network: spec.network.clone(),
+        entrypoint: spec.entrypoint.clone(),
+        user: spec.user.clone(),
+        working_dir: spec.working_dir.clone(),
+        hostname: spec.hostname.clone(),
+        stop_signal: spec.stop_signal.clone(),
+        read_only_rootfs: spec.read_only_rootfs,
+        limits: spec
+            .resources
+            .as_ref()
+            .map(|r| Limits {
+                memory: r.memory,
+                memory_swap: r.memory_swap,
+                cpu_quota: r.cpu_quota,
+                cpu_period: r.cpu_period,
+                cpu_shares: r.cpu_shares,
+                cpuset_cpus: r.cpuset_cpus.clone(),
+                pids_limit: r.pids_limit,
+            })
+            .unwrap_or_default(),
     }
 }
 

@@ -30,6 +30,13 @@ pub fn spec(prefix: &str, image: &str) -> ContainerSpec {
         ports: Vec::new(),
         restart: None,
         network: None,
+        entrypoint: None,
+        user: None,
+        working_dir: None,
+        hostname: None,
+        stop_signal: None,
+        read_only_rootfs: false,
+        limits: Default::default(),
     }
 }
 

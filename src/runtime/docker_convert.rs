@@ -59,6 +59,11 @@ pub(super) fn body(spec: &ContainerSpec) -> ContainerCreateBody {
         exposed_ports: (!exposed.is_empty()).then_some(exposed),
         env: Some(spec.env.clone()),
         cmd: spec.cmd.clone(),
+        entrypoint: spec.entrypoint.clone(),
+        user: spec.user.clone(),
+        working_dir: spec.working_dir.clone(),
+        hostname: spec.hostname.clone(),
+        stop_signal: spec.stop_signal.clone(),
         labels: Some(spec.labels.clone().into_iter().collect()),
         host_config: Some(HostConfig {
             binds: Some(
@@ -70,6 +75,14 @@ pub(super) fn body(spec: &ContainerSpec) -> ContainerCreateBody {
             port_bindings: Some(ports),
             restart_policy: restart_policy(spec.restart.as_deref()),
             network_mode: spec.network.clone(),
+            readonly_rootfs: spec.read_only_rootfs.then_some(true),
+            memory: spec.limits.memory,
+            memory_swap: spec.limits.memory_swap,
+            cpu_quota: spec.limits.cpu_quota,
+            cpu_period: spec.limits.cpu_period,
+            cpu_shares: spec.limits.cpu_shares,
+            cpuset_cpus: spec.limits.cpuset_cpus.clone(),
+            pids_limit: spec.limits.pids_limit,
             ..Default::default()
         }),
         ..Default::default()

@@ -117,6 +117,27 @@ pub struct ContainerSpec {
     pub ports: Vec<PortSpec>,
     pub restart: Option<String>,
     pub network: Option<String>,
+    /// Overrides the image's entrypoint.
+    pub entrypoint: Option<Vec<String>>,
+    pub user: Option<String>,
+    pub working_dir: Option<String>,
+    pub hostname: Option<String>,
+    pub stop_signal: Option<String>,
+    pub read_only_rootfs: bool,
+    pub limits: Limits,
+}
+
+/// Resource limits Docker enforces (`HostConfig` fields of the same meaning); `None`:
+/// Docker's default.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Limits {
+    pub memory: Option<i64>,
+    pub memory_swap: Option<i64>,
+    pub cpu_quota: Option<i64>,
+    pub cpu_period: Option<i64>,
+    pub cpu_shares: Option<i64>,
+    pub cpuset_cpus: Option<String>,
+    pub pids_limit: Option<i64>,
 }
 
 /// What the runtime shows about one container.

@@ -997,3 +997,95 @@ async fn the_instance_names_its_role_in_readyz_the_fleet_view_and_metrics() {
         }
     }
 }
+
+#[tokio::test]
+async fn process_and_limit_fields_are_checked_at_the_edge_and_patched() {
+    let api = TestApi::start().await;
+    let name = unique("limits");
+    for (field, value, named) in [
+        ("entrypoint", json!([]), "entrypoint"),
+        ("user", json!("root user"), "user"),
+        ("working_dir", json!("srv"), "working_dir"),
+        ("hostname", json!("-x"), "hostname"),
+        ("stop_signal", json!("TERM"), "stop_signal"),
+        ("read_only_rootfs", json!("yes"), "read_only_rootfs"),
+        ("resources", json!({"memory": 1024}), "resources.memory"),
+        (
+            "resources",
+            json!({"memory_swap": 1_073_741_824}),
+            "resources.memory_swap",
+        ),
+        (
+            "resources",
+            json!({"cpu_shares": 1}),
+            "resources.cpu_shares",
+        ),
+        (
+            "resources",
+            json!({"cpuset_cpus": "3-1"}),
+            "resources.cpuset_cpus",
+        ),
+        (
+            "resources",
+            json!({"pids_limit": 0}),
+            "resources.pids_limit",
+        ),
+        ("resources", json!({"gpus": 1}), "resources"),
+    ] {
+        let mut body = ws_body(&name);
+        body[field] = value;
+        let (s, v) = api
+            .admin(Method::POST, "/api/v1/workspaces", Some(body))
+            .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{field}: {v}");
+        assert_eq!(code(&v), "invalid_spec", "{field}: {v}");
+        let message = v["error"]["message"].as_str().unwrap();
+        assert!(message.starts_with(named), "{field}: {message}");
+    }
+    let (_, list) = api.admin(Method::GET, "/api/v1/workspaces", None).await;
+    assert_eq!(list, json!([]), "a refused create leaves nothing behind");
+
+    let mut body = ws_body(&name);
+    body["user"] = json!("1000");
+    body["resources"] = json!({"memory": 67_108_864, "pids_limit": 50});
+    let (s, v) = api
+        .admin(Method::POST, "/api/v1/workspaces", Some(body))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(v["spec"]["resources"]["memory"], 67_108_864);
+    let path = format!("/api/v1/workspaces/{name}");
+    let (s, v) = api
+        .admin(
+            Method::PATCH,
+            &path,
+            Some(json!({"resources": {"cpu_shares": 256}, "read_only_rootfs": true})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(
+        v["spec"]["resources"],
+        json!({"cpu_shares": 256}),
+        "the object replaces the stored one"
+    );
+    assert_eq!(v["spec"]["read_only_rootfs"], true);
+    assert_eq!(v["spec"]["user"], "1000", "untouched fields stay");
+    let (s, v) = api
+        .admin(
+            Method::PATCH,
+            &path,
+            Some(json!({"resources": null, "user": null})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert!(v["spec"].get("resources").is_none(), "{v}");
+    assert!(v["spec"].get("user").is_none(), "{v}");
+    let (s, v) = api
+        .admin(Method::PATCH, &path, Some(json!({"hostname": "bad_name"})))
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    let (_, after) = api.admin(Method::GET, &path, None).await;
+    assert!(
+        after["spec"].get("hostname").is_none(),
+        "a refused patch changes nothing"
+    );
+}

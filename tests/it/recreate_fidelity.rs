@@ -30,8 +30,11 @@ fn configuration(c: &Value) -> Value {
         all[0]["Config"].clone()
     };
     let mut config = c["Config"].clone();
-    for documented in ["Image", "Hostname"] {
-        config.as_object_mut().unwrap().remove(documented);
+    config.as_object_mut().unwrap().remove("Image");
+    // Docker's own hostname is the container id's prefix; one the spec sets must stay.
+    let hostname = config["Hostname"].as_str().unwrap_or_default().to_owned();
+    if c["Id"].as_str().unwrap_or_default().starts_with(&hostname) {
+        config.as_object_mut().unwrap().remove("Hostname");
     }
     let labels = config["Labels"].as_object_mut().unwrap();
     labels.remove("sluice.digest");
@@ -163,7 +166,16 @@ async fn an_update_and_a_rollback_recreate_the_container_exactly() {
         "restart": "unless-stopped",
         "network": network,
         "labels": {"team": "fidelity", "tier-note": "a b"},
-        "health": {"http": {"port": 8080, "path": "/health"}}
+        "health": {"http": {"port": 8080, "path": "/health"}},
+        "entrypoint": ["/bin/sh"],
+        "user": "1000:1000",
+        "working_dir": "/fixture",
+        "hostname": "tenant-fidelity",
+        "stop_signal": "SIGINT",
+        "read_only_rootfs": true,
+        "resources": {"memory": 67_108_864, "memory_swap": 134_217_728, "cpu_quota": 50_000,
+                      "cpu_period": 100_000, "cpu_shares": 512, "cpuset_cpus": "0",
+                      "pids_limit": 64}
     });
     let (s, v) = api
         .admin(Method::POST, "/api/v1/workspaces", Some(body))
@@ -172,6 +184,23 @@ async fn an_update_and_a_rollback_recreate_the_container_exactly() {
     wait_for_digest(&api, &name, &v1, "running").await;
     let container = format!("sluice-{name}");
     let first = inspect(&container);
+    // What the spec asked for is what Docker runs.
+    let (config, host) = (&first["Config"], &first["HostConfig"]);
+    assert_eq!(config["Entrypoint"], json!(["/bin/sh"]));
+    assert_eq!(config["Cmd"], json!(["/fixture/entrypoint.sh"]));
+    assert_eq!(config["User"], "1000:1000");
+    assert_eq!(config["WorkingDir"], "/fixture");
+    assert_eq!(config["Hostname"], "tenant-fidelity");
+    assert_eq!(config["StopSignal"], "SIGINT");
+    assert_eq!(host["ReadonlyRootfs"], true);
+    assert_eq!(host["Memory"], 67_108_864);
+    assert_eq!(host["CpuQuota"], 50_000);
+    assert_eq!(host["CpuPeriod"], 100_000);
+    assert_eq!(host["CpuShares"], 512);
+    assert_eq!(host["CpusetCpus"], "0");
+    assert_eq!(host["PidsLimit"], 64);
+    assert_eq!(host["RestartPolicy"]["Name"], "unless-stopped");
+    assert!(host["PortBindings"]["8080/tcp"].is_array(), "{host}");
 
     // An update to v2: a new container, configured as the first.
     let (s, v) = api

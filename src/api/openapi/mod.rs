@@ -45,7 +45,19 @@ fn components() -> Value {
     );
     close(
         &mut base["Workspace"]["properties"]["spec"],
-        &["command", "health", "restart", "network"],
+        &[
+            "command",
+            "health",
+            "restart",
+            "network",
+            "entrypoint",
+            "user",
+            "working_dir",
+            "hostname",
+            "stop_signal",
+            "read_only_rootfs",
+            "resources",
+        ],
     );
     close(&mut base["Workspace"]["properties"]["last_update"], &[]);
     close(&mut base["Snapshot"]["properties"]["update"], &[]);

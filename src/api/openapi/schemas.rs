@@ -33,6 +33,10 @@ pub(super) fn core() -> Value {
         "network": { "type": ["string", "null"] },
         "labels": { "type": "object", "additionalProperties": { "type": "string" } }
     });
+    let mut spec_props = spec_props;
+    if let (Some(all), Value::Object(more)) = (spec_props.as_object_mut(), process_props()) {
+        all.extend(more);
+    }
     let mut create = spec_props.clone();
     let mut patch = spec_props.clone();
     for (k, v) in [
@@ -158,4 +162,32 @@ pub(super) fn core() -> Value {
         "Object": { "type": "object" }
     });
     base
+}
+
+/// The process and limit fields of a spec (`domain::spec_process`).
+fn process_props() -> Value {
+    let int = |min: i64, desc: &str| json!({ "type": ["integer", "null"], "minimum": min, "description": desc });
+    json!({
+        "entrypoint": { "type": ["array", "null"], "minItems": 1, "items": { "type": "string" },
+            "description": "overrides the image's entrypoint" },
+        "user": { "type": ["string", "null"], "pattern": "^[A-Za-z0-9_.-]+(:[A-Za-z0-9_.-]+)?$",
+            "description": "NAME, UID, NAME:GROUP or UID:GID; the image's user when absent" },
+        "working_dir": { "type": ["string", "null"], "pattern": "^/" },
+        "hostname": { "type": ["string", "null"], "pattern": "^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$" },
+        "stop_signal": { "type": ["string", "null"], "example": "SIGQUIT",
+            "description": "the signal `docker stop` sends: a name (SIG...) or a number 1-64" },
+        "read_only_rootfs": { "type": "boolean", "default": false,
+            "description": "the root filesystem is read-only; volumes stay writable" },
+        "resources": { "type": ["object", "null"], "additionalProperties": false,
+            "description": "limits Docker enforces; in a PATCH the object replaces the stored one and null removes them",
+            "properties": {
+                "memory": int(crate::domain::spec::MIN_MEMORY, "bytes"),
+                "memory_swap": { "type": ["integer", "null"], "minimum": -1,
+                    "description": "memory plus swap in bytes (at least memory), -1 unlimited" },
+                "cpu_quota": int(1000, "microseconds of CPU time per cpu_period"),
+                "cpu_period": { "type": ["integer", "null"], "minimum": 1000, "maximum": 1_000_000 },
+                "cpu_shares": { "type": ["integer", "null"], "minimum": 2, "maximum": 262_144 },
+                "cpuset_cpus": { "type": ["string", "null"], "example": "0-1,3" },
+                "pids_limit": int(1, "most processes in the container") } }
+    })
 }
