@@ -124,7 +124,8 @@ pub fn field_code(top: &str) -> Option<&'static str> {
         "maintenance_window" => "invalid_window",
         "env" | "volumes" | "ports" | "command" | "health" | "restart" | "network" | "labels"
         | "entrypoint" | "user" | "working_dir" | "hostname" | "stop_signal"
-        | "read_only_rootfs" | "resources" => "invalid_spec",
+        | "read_only_rootfs" | "resources" | "tmpfs" | "extra_hosts" | "dns" | "ulimits"
+        | "sysctls" | "log" => "invalid_spec",
         _ => return None,
     })
 }

@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Deserializer};
 
-use crate::domain::spec::{HealthProbe, PortMapping, Resources, VolumeMount, WorkspaceSpec};
+use crate::domain::spec::{
+    HealthProbe, LogConfig, PortMapping, Resources, Ulimit, VolumeMount, WorkspaceSpec,
+};
 use crate::domain::{Digest, HostName, MaintenanceWindow, Tier, UpdateMode, WorkspaceName};
 
 /// `Some(None)` for an explicit `null`, `None` when the field is absent.
@@ -61,6 +63,18 @@ pub struct CreateWorkspace {
     pub read_only_rootfs: bool,
     #[serde(default)]
     pub resources: Option<Resources>,
+    #[serde(default)]
+    pub tmpfs: BTreeMap<String, String>,
+    #[serde(default)]
+    pub extra_hosts: Vec<String>,
+    #[serde(default)]
+    pub dns: Vec<String>,
+    #[serde(default)]
+    pub ulimits: Vec<Ulimit>,
+    #[serde(default)]
+    pub sysctls: BTreeMap<String, String>,
+    #[serde(default)]
+    pub log: Option<LogConfig>,
 }
 
 /// `PATCH /api/v1/workspaces/{name}`: any subset; spec fields replace their current value.
@@ -109,6 +123,18 @@ pub struct PatchWorkspace {
     /// Replaces the whole `resources` object; `null` removes every limit.
     #[serde(default, deserialize_with = "nullable")]
     pub resources: Option<Option<Resources>>,
+    #[serde(default)]
+    pub tmpfs: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    pub extra_hosts: Option<Vec<String>>,
+    #[serde(default)]
+    pub dns: Option<Vec<String>>,
+    #[serde(default)]
+    pub ulimits: Option<Vec<Ulimit>>,
+    #[serde(default)]
+    pub sysctls: Option<BTreeMap<String, String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub log: Option<Option<LogConfig>>,
 }
 
 impl PatchWorkspace {
@@ -128,6 +154,12 @@ impl PatchWorkspace {
             || self.stop_signal.is_some()
             || self.read_only_rootfs.is_some()
             || self.resources.is_some()
+            || self.tmpfs.is_some()
+            || self.extra_hosts.is_some()
+            || self.dns.is_some()
+            || self.ulimits.is_some()
+            || self.sysctls.is_some()
+            || self.log.is_some()
     }
 
     pub(super) fn apply_to(self, mut spec: WorkspaceSpec) -> WorkspaceSpec {
@@ -175,6 +207,24 @@ impl PatchWorkspace {
         }
         if let Some(v) = self.resources {
             spec.resources = v;
+        }
+        if let Some(v) = self.tmpfs {
+            spec.tmpfs = v;
+        }
+        if let Some(v) = self.extra_hosts {
+            spec.extra_hosts = v;
+        }
+        if let Some(v) = self.dns {
+            spec.dns = v;
+        }
+        if let Some(v) = self.ulimits {
+            spec.ulimits = v;
+        }
+        if let Some(v) = self.sysctls {
+            spec.sysctls = v;
+        }
+        if let Some(v) = self.log {
+            spec.log = v;
         }
         spec
     }

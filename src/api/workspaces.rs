@@ -170,6 +170,12 @@ pub async fn create(
         stop_signal: body.stop_signal,
         read_only_rootfs: body.read_only_rootfs,
         resources: body.resources,
+        tmpfs: body.tmpfs,
+        extra_hosts: body.extra_hosts,
+        dns: body.dns,
+        ulimits: body.ulimits,
+        sysctls: body.sysctls,
+        log: body.log,
     };
     spec.validate().map_err(invalid_spec)?;
     let hosts = state.store.hosts().await?;

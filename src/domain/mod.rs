@@ -12,6 +12,7 @@ mod image;
 mod names;
 mod schedule;
 pub mod spec;
+mod spec_host;
 mod spec_process;
 
 pub use change::{

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::ParseError;
+pub use super::spec_host::{LOG_DRIVERS, LogConfig, ULIMITS, Ulimit, parse_restart};
 pub use super::spec_process::{MIN_MEMORY, Resources};
 
 /// Everything about a workspace's container except its image.
@@ -55,6 +56,21 @@ pub struct WorkspaceSpec {
     pub read_only_rootfs: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<Resources>,
+    /// tmpfs mounts: path → options (`size=64m,mode=1777`); `spec_host.rs` checks these.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tmpfs: BTreeMap<String, String>,
+    /// `/etc/hosts` entries, `HOST:IP`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_hosts: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ulimits: Vec<Ulimit>,
+    /// Namespaced sysctls only (`net.*`, `kernel.shm*`, ...), never the host's.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sysctls: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log: Option<LogConfig>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,6 +86,9 @@ pub struct VolumeMount {
     /// another live workspace.
     #[serde(default, skip_serializing_if = "is_false")]
     pub adopt: bool,
+    /// Mounted read-only in the container (still snapshotted and restored).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub read_only: bool,
 }
 
 impl VolumeMount {
@@ -79,6 +98,7 @@ impl VolumeMount {
             name: name.into(),
             mount: mount.into(),
             adopt: false,
+            read_only: false,
         }
     }
 }
@@ -97,6 +117,9 @@ pub struct PortMapping {
     /// Host address to bind; `127.0.0.1` when absent, so nothing is exposed by accident.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_ip: Option<String>,
+    /// `tcp` (when absent) or `udp`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<String>,
 }
 
 /// How the health gate decides a container is healthy.
@@ -156,22 +179,32 @@ impl WorkspaceSpec {
                 ));
             }
         }
-        for p in &self.ports {
+        for (i, p) in self.ports.iter().enumerate() {
             if p.container == 0 {
-                return Err(err("ports.container", "0", "must be 1-65535"));
+                return Err(err(
+                    &format!("ports[{i}].container"),
+                    "0",
+                    "must be 1-65535",
+                ));
             }
-        }
-        if let Some(r) = &self.restart
-            && !matches!(
-                r.as_str(),
-                "no" | "always" | "unless-stopped" | "on-failure"
-            )
-        {
-            return Err(err(
-                "restart",
-                r,
-                "must be no, always, unless-stopped or on-failure",
-            ));
+            if let Some(proto) = &p.protocol
+                && !matches!(proto.as_str(), "tcp" | "udp")
+            {
+                return Err(err(
+                    &format!("ports[{i}].protocol"),
+                    proto,
+                    "must be tcp or udp",
+                ));
+            }
+            if let Some(ip) = &p.host_ip
+                && ip.parse::<std::net::IpAddr>().is_err()
+            {
+                return Err(err(
+                    &format!("ports[{i}].host_ip"),
+                    ip,
+                    "must be an IP address",
+                ));
+            }
         }
         if let Some(HealthProbe { http: Some(h) }) = &self.health {
             if !h.path.starts_with('/') {
@@ -191,6 +224,7 @@ impl WorkspaceSpec {
             }
         }
         super::spec_process::check(self)
+            .and_then(|()| super::spec_host::check(self))
             .map_err(|(field, value, reason)| err(&field, &value, reason))
     }
 }

@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 
 use crate::domain::Digest;
-use crate::domain::spec::WorkspaceSpec;
+use crate::domain::spec::{WorkspaceSpec, parse_restart};
 use crate::runtime::{
     ContainerSpec, LABEL_DIGEST, LABEL_MANAGED, LABEL_WORKSPACE, LABEL_WORKSPACE_ID, Limits,
     PortSpec,
@@ -49,12 +49,41 @@ fn build(id: i64, name: &str, image: &str, digest: &Digest, spec: &WorkspaceSpec
             .iter()
             .map(|p| PortSpec {
                 container: p.container,
+                protocol: p.protocol.clone().unwrap_or_else(|| "tcp".to_owned()),
                 host: p.host,
                 host_ip: p.host_ip.clone().unwrap_or_else(|| "127.0.0.1".to_owned()),
             })
             .collect(),
-        restart: spec.restart.clone(),
+        restart: spec
+            .restart
+            .as_deref()
+            .and_then(parse_restart)
+            .map(|(name, _)| name.to_owned()),
+        restart_retries: spec
+            .restart
+            .as_deref()
+            .and_then(parse_restart)
+            .and_then(|(_, n)| n),
         network: spec.network.clone(),
+        read_only_mounts: spec
+            .volumes
+            .iter()
+            .filter(|v| v.read_only)
+            .map(|v| v.mount.clone())
+            .collect(),
+        tmpfs: spec.tmpfs.clone(),
+        extra_hosts: spec.extra_hosts.clone(),
+        dns: spec.dns.clone(),
+        ulimits: spec
+            .ulimits
+            .iter()
+            .map(|u| (u.name.clone(), u.soft, u.hard))
+            .collect(),
+        sysctls: spec.sysctls.clone(),
+        log: spec
+            .log
+            .as_ref()
+            .map(|l| (l.driver.clone(), l.options.clone())),
         entrypoint: spec.entrypoint.clone(),
         user: spec.user.clone(),
         working_dir: spec.working_dir.clone(),

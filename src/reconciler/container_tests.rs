@@ -10,6 +10,7 @@ fn two_digests_differ_only_in_image_and_digest_label() {
             container: 8080,
             host: None,
             host_ip: None,
+            protocol: None,
         }],
         labels: [("team".to_owned(), "a".to_owned())].into(),
         ..Default::default()

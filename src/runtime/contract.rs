@@ -37,6 +37,14 @@ pub fn spec(prefix: &str, image: &str) -> ContainerSpec {
         stop_signal: None,
         read_only_rootfs: false,
         limits: Default::default(),
+        read_only_mounts: Vec::new(),
+        restart_retries: None,
+        tmpfs: BTreeMap::new(),
+        extra_hosts: Vec::new(),
+        dns: Vec::new(),
+        ulimits: Vec::new(),
+        sysctls: BTreeMap::new(),
+        log: None,
     }
 }
 

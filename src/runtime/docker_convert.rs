@@ -6,7 +6,8 @@ use std::path::Path;
 
 use bollard::errors::Error as BollardError;
 use bollard::models::{
-    ContainerCreateBody, HostConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum,
+    ContainerCreateBody, HostConfig, HostConfigLogConfig, PortBinding, ResourcesUlimits,
+    RestartPolicy, RestartPolicyNameEnum,
 };
 
 use super::{ContainerInfo, ContainerSpec, RuntimeError};
@@ -25,7 +26,7 @@ pub(super) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> RuntimeError
     move |source| RuntimeError::Io { path, source }
 }
 
-pub(super) fn restart_policy(name: Option<&str>) -> Option<RestartPolicy> {
+pub(super) fn restart_policy(name: Option<&str>, retries: Option<i64>) -> Option<RestartPolicy> {
     let name = match name? {
         "always" => RestartPolicyNameEnum::ALWAYS,
         "unless-stopped" => RestartPolicyNameEnum::UNLESS_STOPPED,
@@ -34,7 +35,7 @@ pub(super) fn restart_policy(name: Option<&str>) -> Option<RestartPolicy> {
     };
     Some(RestartPolicy {
         name: Some(name),
-        maximum_retry_count: None,
+        maximum_retry_count: retries,
     })
 }
 
@@ -42,7 +43,7 @@ pub(super) fn body(spec: &ContainerSpec) -> ContainerCreateBody {
     let mut ports: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
     for p in &spec.ports {
         ports
-            .entry(format!("{}/tcp", p.container))
+            .entry(format!("{}/{}", p.container, p.protocol))
             .or_insert_with(|| Some(Vec::new()))
             .get_or_insert_with(Vec::new)
             .push(PortBinding {
@@ -69,11 +70,38 @@ pub(super) fn body(spec: &ContainerSpec) -> ContainerCreateBody {
             binds: Some(
                 spec.volumes
                     .iter()
-                    .map(|(v, m)| format!("{v}:{m}"))
+                    .map(|(v, m)| {
+                        if spec.read_only_mounts.contains(m) {
+                            format!("{v}:{m}:ro")
+                        } else {
+                            format!("{v}:{m}")
+                        }
+                    })
                     .collect(),
             ),
             port_bindings: Some(ports),
-            restart_policy: restart_policy(spec.restart.as_deref()),
+            restart_policy: restart_policy(spec.restart.as_deref(), spec.restart_retries),
+            tmpfs: (!spec.tmpfs.is_empty()).then(|| spec.tmpfs.clone().into_iter().collect()),
+            extra_hosts: (!spec.extra_hosts.is_empty()).then(|| spec.extra_hosts.clone()),
+            dns: (!spec.dns.is_empty()).then(|| spec.dns.clone()),
+            ulimits: (!spec.ulimits.is_empty()).then(|| {
+                spec.ulimits
+                    .iter()
+                    .map(|(name, soft, hard)| ResourcesUlimits {
+                        name: Some(name.clone()),
+                        soft: Some(*soft),
+                        hard: Some(*hard),
+                    })
+                    .collect()
+            }),
+            sysctls: (!spec.sysctls.is_empty()).then(|| spec.sysctls.clone().into_iter().collect()),
+            log_config: spec
+                .log
+                .as_ref()
+                .map(|(driver, options)| HostConfigLogConfig {
+                    typ: Some(driver.clone()),
+                    config: Some(options.clone().into_iter().collect()),
+                }),
             network_mode: spec.network.clone(),
             readonly_rootfs: spec.read_only_rootfs.then_some(true),
             memory: spec.limits.memory,

@@ -97,6 +97,8 @@ impl RuntimeError {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PortSpec {
     pub container: u16,
+    /// `tcp` or `udp`.
+    pub protocol: String,
     /// `None`: Docker picks a free host port.
     pub host: Option<u16>,
     pub host_ip: String,
@@ -125,6 +127,19 @@ pub struct ContainerSpec {
     pub stop_signal: Option<String>,
     pub read_only_rootfs: bool,
     pub limits: Limits,
+    /// Mount paths of `volumes` mounted read-only.
+    pub read_only_mounts: Vec<String>,
+    /// The restart policy's retries (`on-failure:N`).
+    pub restart_retries: Option<i64>,
+    /// tmpfs mounts: path → options.
+    pub tmpfs: BTreeMap<String, String>,
+    pub extra_hosts: Vec<String>,
+    pub dns: Vec<String>,
+    /// `(name, soft, hard)`.
+    pub ulimits: Vec<(String, i64, i64)>,
+    pub sysctls: BTreeMap<String, String>,
+    /// Log driver and its options.
+    pub log: Option<(String, BTreeMap<String, String>)>,
 }
 
 /// Resource limits Docker enforces (`HostConfig` fields of the same meaning); `None`:

@@ -1031,6 +1031,38 @@ async fn process_and_limit_fields_are_checked_at_the_edge_and_patched() {
             "resources.pids_limit",
         ),
         ("resources", json!({"gpus": 1}), "resources"),
+        ("restart", json!("on-failure:0"), "restart"),
+        ("tmpfs", json!({"run": ""}), "tmpfs.run"),
+        ("tmpfs", json!({"/data": ""}), "tmpfs./data"),
+        ("extra_hosts", json!(["db"]), "extra_hosts[0]"),
+        ("extra_hosts", json!(["db:not-an-ip"]), "extra_hosts[0]"),
+        ("dns", json!(["8.8.8"]), "dns[0]"),
+        (
+            "ulimits",
+            json!([{"name": "nofiles", "soft": 1, "hard": 2}]),
+            "ulimits[0]",
+        ),
+        (
+            "ulimits",
+            json!([{"name": "nofile", "soft": 3, "hard": 2}]),
+            "ulimits[0]",
+        ),
+        (
+            "sysctls",
+            json!({"kernel.panic": "1"}),
+            "sysctls.kernel.panic",
+        ),
+        ("log", json!({"driver": "blackhole"}), "log.driver"),
+        (
+            "ports",
+            json!([{"container": 53, "protocol": "sctp"}]),
+            "ports[0].protocol",
+        ),
+        (
+            "ports",
+            json!([{"container": 53, "host_ip": "localhost"}]),
+            "ports[0].host_ip",
+        ),
     ] {
         let mut body = ws_body(&name);
         body[field] = value;

@@ -148,6 +148,7 @@ async fn an_update_and_a_rollback_recreate_the_container_exactly() {
     let mut cleanup = DockerCleanup::default();
     cleanup.containers.push(format!("sluice-{name}"));
     cleanup.volumes.push(format!("{name}-data"));
+    cleanup.volumes.push(format!("{name}-ro"));
     for v in ["v1", "v2", "v3"] {
         cleanup.images.push(format!("{repo}:{v}"));
     }
@@ -160,10 +161,18 @@ async fn an_update_and_a_rollback_recreate_the_container_exactly() {
     let body = json!({
         "name": name, "image": format!("{repo}:v1"), "update_mode": "manual",
         "env": {"GREETING": "hello", "EMPTY": ""},
-        "volumes": [{"name": format!("{name}-data"), "mount": "/data"}],
-        "ports": [{"container": 8080, "host_ip": "127.0.0.1"}],
+        "volumes": [{"name": format!("{name}-data"), "mount": "/data"},
+                    {"name": format!("{name}-ro"), "mount": "/ro", "read_only": true}],
+        "ports": [{"container": 8080, "host_ip": "127.0.0.1"},
+                  {"container": 5353, "protocol": "udp", "host_ip": "127.0.0.1"}],
         "command": ["/fixture/entrypoint.sh"],
-        "restart": "unless-stopped",
+        "restart": "on-failure:3",
+        "tmpfs": {"/run": "size=16m"},
+        "extra_hosts": ["db.internal:10.0.0.5"],
+        "dns": ["10.0.0.53"],
+        "ulimits": [{"name": "nofile", "soft": 1024, "hard": 2048}],
+        "sysctls": {"net.core.somaxconn": "1024"},
+        "log": {"driver": "json-file", "options": {"max-size": "1m"}},
         "network": network,
         "labels": {"team": "fidelity", "tier-note": "a b"},
         "health": {"http": {"port": 8080, "path": "/health"}},
@@ -199,8 +208,28 @@ async fn an_update_and_a_rollback_recreate_the_container_exactly() {
     assert_eq!(host["CpuShares"], 512);
     assert_eq!(host["CpusetCpus"], "0");
     assert_eq!(host["PidsLimit"], 64);
-    assert_eq!(host["RestartPolicy"]["Name"], "unless-stopped");
+    assert_eq!(host["RestartPolicy"]["Name"], "on-failure");
+    assert_eq!(host["RestartPolicy"]["MaximumRetryCount"], 3);
     assert!(host["PortBindings"]["8080/tcp"].is_array(), "{host}");
+    assert!(host["PortBindings"]["5353/udp"].is_array(), "{host}");
+    assert!(
+        host["Binds"]
+            .as_array()
+            .unwrap()
+            .contains(&json!(format!("{name}-ro:/ro:ro"))),
+        "{host}"
+    );
+    assert_eq!(host["Tmpfs"], json!({"/run": "size=16m"}));
+    assert_eq!(host["ExtraHosts"], json!(["db.internal:10.0.0.5"]));
+    assert_eq!(host["Dns"], json!(["10.0.0.53"]));
+    assert_eq!(
+        host["Ulimits"],
+        json!([{"Name": "nofile", "Soft": 1024, "Hard": 2048}])
+    );
+    assert_eq!(host["Sysctls"], json!({"net.core.somaxconn": "1024"}));
+    // The engine may add its own defaults (log-opts in daemon.json) beside ours.
+    assert_eq!(host["LogConfig"]["Type"], "json-file");
+    assert_eq!(host["LogConfig"]["Config"]["max-size"], "1m");
 
     // An update to v2: a new container, configured as the first.
     let (s, v) = api

@@ -89,6 +89,7 @@ async fn docker_publishes_a_port_the_image_does_not_expose() {
     spec.env = vec!["PORT=9090".to_owned()];
     spec.ports = vec![PortSpec {
         container: 9090,
+        protocol: "tcp".to_owned(),
         host: None,
         host_ip: "127.0.0.1".to_owned(),
     }];

@@ -57,6 +57,12 @@ fn components() -> Value {
             "stop_signal",
             "read_only_rootfs",
             "resources",
+            "tmpfs",
+            "extra_hosts",
+            "dns",
+            "ulimits",
+            "sysctls",
+            "log",
         ],
     );
     close(&mut base["Workspace"]["properties"]["last_update"], &[]);

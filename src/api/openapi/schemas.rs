@@ -21,21 +21,31 @@ pub(super) fn core() -> Value {
                 "mount": { "type": "string", "example": "/data",
                     "description": "Absolute path inside the container; not `/`, no `.` or `..` components, no `:` or `,`." },
                 "adopt": { "type": "boolean", "default": false,
-                    "description": "Take over a volume that already exists without a sluice owner label (or left by a deleted workspace). Without it such a volume is refused: 409 volume_exists (unlabelled) or volume_in_use (a deleted workspace's). Audited as volume_adopted; never takes another live workspace's volume." } } } },
+                    "description": "Take over a volume that already exists without a sluice owner label (or left by a deleted workspace). Without it such a volume is refused: 409 volume_exists (unlabelled) or volume_in_use (a deleted workspace's). Audited as volume_adopted; never takes another live workspace's volume." },
+                "read_only": { "type": "boolean", "default": false,
+                    "description": "mounted read-only; still snapshotted and restored" } } } },
         "ports": { "type": "array", "items": { "type": "object", "required": ["container"],
-            "properties": { "container": { "type": "integer" }, "host": { "type": "integer" },
-                            "host_ip": { "type": "string" } } } },
+            "additionalProperties": false,
+            "properties": { "container": { "type": "integer", "minimum": 1, "maximum": 65535 },
+                            "host": { "type": "integer", "minimum": 0, "maximum": 65535,
+                                      "description": "absent: Docker picks a free port" },
+                            "host_ip": { "type": "string", "default": "127.0.0.1" },
+                            "protocol": { "enum": ["tcp", "udp"], "default": "tcp" } } } },
         "command": { "type": ["array", "null"], "items": { "type": "string" } },
         "health": { "type": ["object", "null"], "properties": { "http": { "type": "object",
             "properties": { "port": { "type": "integer" }, "path": { "type": "string" },
                             "status": { "type": "integer" } } } } },
-        "restart": { "enum": ["no", "always", "unless-stopped", "on-failure", null] },
+        "restart": { "type": ["string", "null"],
+            "pattern": "^(no|always|unless-stopped|on-failure(:[0-9]{1,4})?)$",
+            "description": "on-failure:N retries at most N times (1-1000)" },
         "network": { "type": ["string", "null"] },
         "labels": { "type": "object", "additionalProperties": { "type": "string" } }
     });
     let mut spec_props = spec_props;
-    if let (Some(all), Value::Object(more)) = (spec_props.as_object_mut(), process_props()) {
-        all.extend(more);
+    for more in [process_props(), host_props()] {
+        if let (Some(all), Value::Object(more)) = (spec_props.as_object_mut(), more) {
+            all.extend(more);
+        }
     }
     let mut create = spec_props.clone();
     let mut patch = spec_props.clone();
@@ -162,6 +172,28 @@ pub(super) fn core() -> Value {
         "Object": { "type": "object" }
     });
     base
+}
+
+/// The host-facing fields of a spec (`domain::spec_host`); vocabularies from the checker.
+fn host_props() -> Value {
+    use crate::domain::spec::{LOG_DRIVERS, ULIMITS};
+    let words = json!({ "type": "object", "additionalProperties": { "type": "string" } });
+    json!({
+        "tmpfs": { "type": "object", "additionalProperties": { "type": "string" },
+            "example": { "/run": "size=64m,mode=1777" },
+            "description": "tmpfs mounts: absolute path -> options (not a volume's mount)" },
+        "extra_hosts": { "type": "array", "items": { "type": "string", "example": "db.internal:10.0.0.5" },
+            "description": "/etc/hosts entries HOST:IP (or HOST:host-gateway)" },
+        "dns": { "type": "array", "items": { "type": "string" }, "description": "DNS server IP addresses" },
+        "ulimits": { "type": "array", "items": { "type": "object", "required": ["name", "soft", "hard"],
+            "additionalProperties": false, "properties": {
+                "name": { "enum": ULIMITS }, "soft": { "type": "integer", "minimum": -1 },
+                "hard": { "type": "integer", "minimum": -1 } } } },
+        "sysctls": { "type": "object", "additionalProperties": { "type": "string" },
+            "description": "the container's own sysctls only: net.*, kernel.shm*, kernel.msg*, kernel.sem, fs.mqueue.*" },
+        "log": { "type": ["object", "null"], "required": ["driver"], "additionalProperties": false,
+            "properties": { "driver": { "enum": LOG_DRIVERS }, "options": words } }
+    })
 }
 
 /// The process and limit fields of a spec (`domain::spec_process`).
