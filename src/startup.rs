@@ -138,6 +138,7 @@ impl Application {
         let api_context = crate::api::ApiContext {
             tokens: crate::api::Tokens::load(&settings.auth)?,
             images_allow: settings.images.allow.clone(),
+            workspace_policy: settings.workspaces.policy(),
             metrics_require_token: settings.api.metrics_require_token,
             body_limit: settings.api.body_limit,
             request_timeout: settings.api.request_timeout,

@@ -64,6 +64,8 @@ pub struct ApiContext {
     pub tokens: Tokens,
     /// `[images] allow`: image reference prefixes; empty = all.
     pub images_allow: Vec<String>,
+    /// `[workspaces]`: bind prefixes and whether privileged-equivalents are allowed.
+    pub workspace_policy: crate::domain::spec::Policy,
     pub metrics_require_token: bool,
     pub body_limit: usize,
     pub request_timeout: Duration,

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Deserializer};
 
 use crate::domain::spec::{
-    HealthProbe, LogConfig, PortMapping, Resources, Ulimit, VolumeMount, WorkspaceSpec,
+    BindMount, HealthProbe, LogConfig, PortMapping, Resources, Ulimit, VolumeMount, WorkspaceSpec,
 };
 use crate::domain::{Digest, HostName, MaintenanceWindow, Tier, UpdateMode, WorkspaceName};
 
@@ -75,6 +75,14 @@ pub struct CreateWorkspace {
     pub sysctls: BTreeMap<String, String>,
     #[serde(default)]
     pub log: Option<LogConfig>,
+    #[serde(default)]
+    pub binds: Vec<BindMount>,
+    #[serde(default)]
+    pub cap_add: Vec<String>,
+    #[serde(default)]
+    pub cap_drop: Vec<String>,
+    #[serde(default)]
+    pub security_opt: Vec<String>,
 }
 
 /// `PATCH /api/v1/workspaces/{name}`: any subset; spec fields replace their current value.
@@ -135,6 +143,14 @@ pub struct PatchWorkspace {
     pub sysctls: Option<BTreeMap<String, String>>,
     #[serde(default, deserialize_with = "nullable")]
     pub log: Option<Option<LogConfig>>,
+    #[serde(default)]
+    pub binds: Option<Vec<BindMount>>,
+    #[serde(default)]
+    pub cap_add: Option<Vec<String>>,
+    #[serde(default)]
+    pub cap_drop: Option<Vec<String>>,
+    #[serde(default)]
+    pub security_opt: Option<Vec<String>>,
 }
 
 impl PatchWorkspace {
@@ -160,6 +176,10 @@ impl PatchWorkspace {
             || self.ulimits.is_some()
             || self.sysctls.is_some()
             || self.log.is_some()
+            || self.binds.is_some()
+            || self.cap_add.is_some()
+            || self.cap_drop.is_some()
+            || self.security_opt.is_some()
     }
 
     pub(super) fn apply_to(self, mut spec: WorkspaceSpec) -> WorkspaceSpec {
@@ -225,6 +245,18 @@ impl PatchWorkspace {
         }
         if let Some(v) = self.log {
             spec.log = v;
+        }
+        if let Some(v) = self.binds {
+            spec.binds = v;
+        }
+        if let Some(v) = self.cap_add {
+            spec.cap_add = v;
+        }
+        if let Some(v) = self.cap_drop {
+            spec.cap_drop = v;
+        }
+        if let Some(v) = self.security_opt {
+            spec.security_opt = v;
         }
         spec
     }

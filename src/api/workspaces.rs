@@ -176,8 +176,14 @@ pub async fn create(
         ulimits: body.ulimits,
         sysctls: body.sysctls,
         log: body.log,
+        binds: body.binds,
+        cap_add: body.cap_add,
+        cap_drop: body.cap_drop,
+        security_opt: body.security_opt,
     };
     spec.validate().map_err(invalid_spec)?;
+    spec.check_policy(&state.api.workspace_policy)
+        .map_err(invalid_spec)?;
     let hosts = state.store.hosts().await?;
     let host = super::placement::place(body.host, &hosts)?;
     if let Some(row) = hosts.iter().find(|h| h.name == host) {
@@ -239,6 +245,8 @@ pub async fn patch(
     if body.touches_spec() {
         let spec = body.apply_to(current.spec.clone());
         spec.validate().map_err(invalid_spec)?;
+        spec.check_policy(&state.api.workspace_policy)
+            .map_err(invalid_spec)?;
         // Volumes it used all along are not re-checked; new ones are, and so is an
         // existing entry that newly asks to adopt.
         let entries: Vec<(usize, &VolumeMount)> = spec

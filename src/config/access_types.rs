@@ -64,6 +64,27 @@ pub struct ApiToken {
     pub token: Secret,
 }
 
+/// `[workspaces]`: what a workspace's spec may reach on its host.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorkspaceSettings {
+    /// Host path prefixes a workspace's `binds` may come from (strictly below one);
+    /// empty: no host paths at all. Never `/`; the Docker socket is refused regardless.
+    pub allowed_bind_prefixes: Vec<std::path::PathBuf>,
+    /// Allows privileged-equivalent `cap_add` (SYS_ADMIN, ALL, ...) and `security_opt`
+    /// (seccomp=unconfined, ...).
+    pub allow_privileged: bool,
+}
+
+impl WorkspaceSettings {
+    pub fn policy(&self) -> crate::domain::spec::Policy {
+        crate::domain::spec::Policy {
+            allowed_bind_prefixes: self.allowed_bind_prefixes.clone(),
+            allow_privileged: self.allow_privileged,
+        }
+    }
+}
+
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ImageSettings {

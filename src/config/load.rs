@@ -62,6 +62,7 @@ pub fn load_from_str(
                 .try_parsing(true)
                 .list_separator(",")
                 .with_list_parse_key("images.allow")
+                .with_list_parse_key("workspaces.allowed_bind_prefixes")
                 .with_list_parse_key("registries.insecure")
                 .source(Some(env)),
         )
@@ -300,6 +301,21 @@ fn validate(s: &Settings) -> Result<(), ConfigError> {
             return Err(value(
                 &format!("auth.tokens[{i}].token"),
                 "must be at least 16 characters",
+            ));
+        }
+    }
+    for (i, p) in s.workspaces.allowed_bind_prefixes.iter().enumerate() {
+        let clean = p.is_absolute()
+            && p.components().all(|c| {
+                matches!(
+                    c,
+                    std::path::Component::RootDir | std::path::Component::Normal(_)
+                )
+            });
+        if !clean || p.as_os_str() == "/" {
+            return Err(value(
+                &format!("workspaces.allowed_bind_prefixes[{i}]"),
+                "must be an absolute path other than `/`, without `.` or `..`",
             ));
         }
     }

@@ -106,6 +106,18 @@ fn bad_values_name_their_key() {
         ),
         ("[poll]\nrequest_timeout = \"0s\"\n", "poll.request_timeout"),
         (
+            "[workspaces]\nallowed_bind_prefixes = [\"/\"]\n",
+            "workspaces.allowed_bind_prefixes[0]",
+        ),
+        (
+            "[workspaces]\nallowed_bind_prefixes = [\"/srv/../etc\"]\n",
+            "workspaces.allowed_bind_prefixes[0]",
+        ),
+        (
+            "[workspaces]\nallowed_bind_prefixes = [\"srv\"]\n",
+            "workspaces.allowed_bind_prefixes[0]",
+        ),
+        (
             "[[auth.tokens]]\nname = \"ops\"\nrole = \"admin\"\ntoken = \"short\"\n",
             "auth.tokens[0].token",
         ),

@@ -35,6 +35,7 @@ pub struct Settings {
     pub leader: LeaderSettings,
     pub agent: AgentSettings,
     pub hosts: HostsSettings,
+    pub workspaces: WorkspaceSettings,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

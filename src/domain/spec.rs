@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::ParseError;
 pub use super::spec_host::{LOG_DRIVERS, LogConfig, ULIMITS, Ulimit, parse_restart};
+pub use super::spec_policy::{BindMount, PRIVILEGED_CAPS, Policy};
 pub use super::spec_process::{MIN_MEMORY, Resources};
 
 /// Everything about a workspace's container except its image.
@@ -71,6 +72,16 @@ pub struct WorkspaceSpec {
     pub sysctls: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log: Option<LogConfig>,
+    /// Host paths mounted in; allowed only under `[workspaces] allowed_bind_prefixes`
+    /// (`spec_policy.rs` checks these and the two fields below).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub binds: Vec<BindMount>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cap_add: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cap_drop: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub security_opt: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -197,7 +208,7 @@ impl WorkspaceSpec {
                 ));
             }
             if let Some(ip) = &p.host_ip
-                && ip.parse::<std::net::IpAddr>().is_err()
+                && ip.parse::<core::net::IpAddr>().is_err()
             {
                 return Err(err(
                     &format!("ports[{i}].host_ip"),
@@ -225,7 +236,18 @@ impl WorkspaceSpec {
         }
         super::spec_process::check(self)
             .and_then(|()| super::spec_host::check(self))
+            .and_then(|()| super::spec_policy::check_shape(self))
             .map_err(|(field, value, reason)| err(&field, &value, reason))
+    }
+
+    /// Whether the operator's policy allows what this spec reaches on the host: bind
+    /// sources, privileged-equivalent capabilities and security options.
+    pub fn check_policy(&self, policy: &Policy) -> Result<(), ParseError> {
+        super::spec_policy::check_policy(self, policy).map_err(|(field, value, reason)| {
+            let mut e = ParseError::new("workspace spec", &value, reason);
+            e.reason = format!("{field}: {reason}");
+            e
+        })
     }
 }
 

@@ -4,7 +4,8 @@
 //! refusal names the field and nothing reaches Docker that it would refuse.
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
+// `core::net` holds only address values (no sockets): parsing one is pure.
+use core::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 

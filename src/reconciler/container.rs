@@ -72,6 +72,14 @@ fn build(id: i64, name: &str, image: &str, digest: &Digest, spec: &WorkspaceSpec
             .map(|v| v.mount.clone())
             .collect(),
         tmpfs: spec.tmpfs.clone(),
+        binds: spec
+            .binds
+            .iter()
+            .map(|b| (b.source.clone(), b.target.clone(), b.read_only))
+            .collect(),
+        cap_add: spec.cap_add.clone(),
+        cap_drop: spec.cap_drop.clone(),
+        security_opt: spec.security_opt.clone(),
         extra_hosts: spec.extra_hosts.clone(),
         dns: spec.dns.clone(),
         ulimits: spec

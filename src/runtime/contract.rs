@@ -45,6 +45,10 @@ pub fn spec(prefix: &str, image: &str) -> ContainerSpec {
         ulimits: Vec::new(),
         sysctls: BTreeMap::new(),
         log: None,
+        binds: Vec::new(),
+        cap_add: Vec::new(),
+        cap_drop: Vec::new(),
+        security_opt: Vec::new(),
     }
 }
 

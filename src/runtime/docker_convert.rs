@@ -77,8 +77,18 @@ pub(super) fn body(spec: &ContainerSpec) -> ContainerCreateBody {
                             format!("{v}:{m}")
                         }
                     })
+                    .chain(spec.binds.iter().map(|(source, target, ro)| {
+                        if *ro {
+                            format!("{source}:{target}:ro")
+                        } else {
+                            format!("{source}:{target}")
+                        }
+                    }))
                     .collect(),
             ),
+            cap_add: (!spec.cap_add.is_empty()).then(|| spec.cap_add.clone()),
+            cap_drop: (!spec.cap_drop.is_empty()).then(|| spec.cap_drop.clone()),
+            security_opt: (!spec.security_opt.is_empty()).then(|| spec.security_opt.clone()),
             port_bindings: Some(ports),
             restart_policy: restart_policy(spec.restart.as_deref(), spec.restart_retries),
             tmpfs: (!spec.tmpfs.is_empty()).then(|| spec.tmpfs.clone().into_iter().collect()),

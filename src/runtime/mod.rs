@@ -140,6 +140,11 @@ pub struct ContainerSpec {
     pub sysctls: BTreeMap<String, String>,
     /// Log driver and its options.
     pub log: Option<(String, BTreeMap<String, String>)>,
+    /// Host binds: `(host path, container path, read only)`.
+    pub binds: Vec<(String, String, bool)>,
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+    pub security_opt: Vec<String>,
 }
 
 /// Resource limits Docker enforces (`HostConfig` fields of the same meaning); `None`:

@@ -1121,3 +1121,116 @@ async fn process_and_limit_fields_are_checked_at_the_edge_and_patched() {
         "a refused patch changes nothing"
     );
 }
+
+#[tokio::test]
+async fn host_paths_and_privileges_follow_the_operators_policy() {
+    let allowed = tempfile::tempdir().unwrap();
+    let prefix = allowed.path().to_owned();
+    let api = TestApi::start_with(move |s| s.workspaces.allowed_bind_prefixes = vec![prefix]).await;
+    let inside = allowed.path().join("tenant-a");
+    let name = unique("policy");
+    for (field, value, named) in [
+        (
+            "binds",
+            json!([{"source": "/etc", "target": "/etc2"}]),
+            "binds[0].source",
+        ),
+        (
+            "binds",
+            json!([{"source": "/var/run/docker.sock", "target": "/d.sock"}]),
+            "binds[0].source",
+        ),
+        (
+            "binds",
+            json!([{"source": "/", "target": "/host"}]),
+            "binds[0].source",
+        ),
+        (
+            "binds",
+            json!([{"source": allowed.path(), "target": "/all"}]),
+            "binds[0].source",
+        ),
+        (
+            "binds",
+            json!([{"source": format!("{}/../x", allowed.path().display()), "target": "/x"}]),
+            "binds[0].source",
+        ),
+        (
+            "binds",
+            json!([{"source": inside, "target": "/data"}]),
+            "binds[0].target",
+        ),
+        ("cap_add", json!(["SYS_ADMIN"]), "cap_add[0]"),
+        ("cap_add", json!(["CAP_ALL"]), "cap_add[0]"),
+        ("cap_add", json!(["net admin"]), "cap_add[0]"),
+        (
+            "security_opt",
+            json!(["seccomp=unconfined"]),
+            "security_opt[0]",
+        ),
+        ("security_opt", json!(["label=disable"]), "security_opt[0]"),
+        ("security_opt", json!(["privileged"]), "security_opt[0]"),
+    ] {
+        let mut body = ws_body(&name);
+        body[field] = value;
+        let (s, v) = api
+            .admin(Method::POST, "/api/v1/workspaces", Some(body))
+            .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{field}: {v}");
+        assert_eq!(code(&v), "invalid_spec", "{field}: {v}");
+        let message = v["error"]["message"].as_str().unwrap();
+        assert!(message.starts_with(named), "{field}: {message}");
+    }
+    let (_, list) = api.admin(Method::GET, "/api/v1/workspaces", None).await;
+    assert_eq!(list, json!([]), "a refused create leaves nothing behind");
+    let mut body = ws_body(&name);
+    body["binds"] = json!([{"source": inside, "target": "/shared"}]);
+    body["cap_add"] = json!(["NET_BIND_SERVICE"]);
+    body["security_opt"] = json!(["no-new-privileges:true"]);
+    let (s, v) = api
+        .admin(Method::POST, "/api/v1/workspaces", Some(body))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let (s, v) = api
+        .admin(
+            Method::PATCH,
+            &format!("/api/v1/workspaces/{name}"),
+            Some(json!({"cap_add": ["SYS_PTRACE"]})),
+        )
+        .await;
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::BAD_REQUEST, "invalid_spec"),
+        "{v}"
+    );
+    let (_, w) = api
+        .admin(Method::GET, &format!("/api/v1/workspaces/{name}"), None)
+        .await;
+    assert_eq!(
+        w["spec"]["cap_add"],
+        json!(["NET_BIND_SERVICE"]),
+        "a refused patch changes nothing"
+    );
+    drop(api);
+
+    // An operator who allows privileged-equivalents gets them; bind prefixes still hold.
+    let api = TestApi::start_with(|s| s.workspaces.allow_privileged = true).await;
+    let name = unique("privileged");
+    let mut body = ws_body(&name);
+    body["cap_add"] = json!(["SYS_ADMIN"]);
+    body["security_opt"] = json!(["seccomp=unconfined"]);
+    let (s, v) = api
+        .admin(Method::POST, "/api/v1/workspaces", Some(body))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let mut body = ws_body(&unique("nobinds"));
+    body["binds"] = json!([{"source": "/srv/x", "target": "/x"}]);
+    let (s, v) = api
+        .admin(Method::POST, "/api/v1/workspaces", Some(body))
+        .await;
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::BAD_REQUEST, "invalid_spec"),
+        "no prefixes: no binds: {v}"
+    );
+}

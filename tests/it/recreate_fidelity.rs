@@ -56,7 +56,8 @@ fn configuration(c: &Value) -> Value {
             config[field] = json!("<from the image>");
         }
     }
-    let mounts: Vec<Value> = c["Mounts"]
+    // Docker lists mounts in no stable order: compare them sorted by destination.
+    let mut mounts: Vec<Value> = c["Mounts"]
         .as_array()
         .unwrap()
         .iter()
@@ -71,6 +72,7 @@ fn configuration(c: &Value) -> Value {
             ])
         })
         .collect();
+    mounts.sort_by_key(|m| m[3].to_string());
     let networks: Value = c["NetworkSettings"]["Networks"]
         .as_object()
         .unwrap()
@@ -152,7 +154,12 @@ async fn an_update_and_a_rollback_recreate_the_container_exactly() {
     for v in ["v1", "v2", "v3"] {
         cleanup.images.push(format!("{repo}:{v}"));
     }
-    let api = TestApi::start_with(|s| {
+    let host_dir = tempfile::tempdir().unwrap();
+    let shared = host_dir.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    let prefix = host_dir.path().to_owned();
+    let api = TestApi::start_with(move |s| {
+        s.workspaces.allowed_bind_prefixes = vec![prefix];
         s.update.min_healthy_time = Duration::from_millis(500);
         s.update.healthy_deadline = Duration::from_secs(8);
     })
@@ -173,6 +180,10 @@ async fn an_update_and_a_rollback_recreate_the_container_exactly() {
         "ulimits": [{"name": "nofile", "soft": 1024, "hard": 2048}],
         "sysctls": {"net.core.somaxconn": "1024"},
         "log": {"driver": "json-file", "options": {"max-size": "1m"}},
+        "binds": [{"source": shared.to_string_lossy(), "target": "/shared", "read_only": true}],
+        "cap_add": ["NET_ADMIN"],
+        "cap_drop": ["CAP_MKNOD"],
+        "security_opt": ["no-new-privileges"],
         "network": network,
         "labels": {"team": "fidelity", "tier-note": "a b"},
         "health": {"http": {"port": 8080, "path": "/health"}},
@@ -220,6 +231,16 @@ async fn an_update_and_a_rollback_recreate_the_container_exactly() {
         "{host}"
     );
     assert_eq!(host["Tmpfs"], json!({"/run": "size=16m"}));
+    assert!(
+        host["Binds"]
+            .as_array()
+            .unwrap()
+            .contains(&json!(format!("{}:/shared:ro", shared.display()))),
+        "{host}"
+    );
+    assert_eq!(host["CapAdd"], json!(["NET_ADMIN"]));
+    assert_eq!(host["CapDrop"], json!(["CAP_MKNOD"]));
+    assert_eq!(host["SecurityOpt"], json!(["no-new-privileges"]));
     assert_eq!(host["ExtraHosts"], json!(["db.internal:10.0.0.5"]));
     assert_eq!(host["Dns"], json!(["10.0.0.53"]));
     assert_eq!(

@@ -63,6 +63,10 @@ fn components() -> Value {
             "ulimits",
             "sysctls",
             "log",
+            "binds",
+            "cap_add",
+            "cap_drop",
+            "security_opt",
         ],
     );
     close(&mut base["Workspace"]["properties"]["last_update"], &[]);

@@ -176,7 +176,7 @@ pub(super) fn core() -> Value {
 
 /// The host-facing fields of a spec (`domain::spec_host`); vocabularies from the checker.
 fn host_props() -> Value {
-    use crate::domain::spec::{LOG_DRIVERS, ULIMITS};
+    use crate::domain::spec::{LOG_DRIVERS, PRIVILEGED_CAPS, ULIMITS};
     let words = json!({ "type": "object", "additionalProperties": { "type": "string" } });
     json!({
         "tmpfs": { "type": "object", "additionalProperties": { "type": "string" },
@@ -192,7 +192,17 @@ fn host_props() -> Value {
         "sysctls": { "type": "object", "additionalProperties": { "type": "string" },
             "description": "the container's own sysctls only: net.*, kernel.shm*, kernel.msg*, kernel.sem, fs.mqueue.*" },
         "log": { "type": ["object", "null"], "required": ["driver"], "additionalProperties": false,
-            "properties": { "driver": { "enum": LOG_DRIVERS }, "options": words } }
+            "properties": { "driver": { "enum": LOG_DRIVERS }, "options": words } },
+        "binds": { "type": "array", "description": "host paths mounted in: strictly below one of [workspaces] allowed_bind_prefixes (empty: none), never / or the Docker socket; not snapshotted",
+            "items": { "type": "object", "required": ["source", "target"], "additionalProperties": false,
+                "properties": { "source": { "type": "string", "pattern": "^/" },
+                    "target": { "type": "string", "pattern": "^/." },
+                    "read_only": { "type": "boolean", "default": false } } } },
+        "cap_add": { "type": "array", "items": { "type": "string", "pattern": "^(CAP_)?[A-Z_]+$" },
+            "description": format!("privileged-equivalents ({}) need [workspaces] allow_privileged", PRIVILEGED_CAPS.join(", ")) },
+        "cap_drop": { "type": "array", "items": { "type": "string", "pattern": "^(CAP_)?[A-Z_]+$" } },
+        "security_opt": { "type": "array", "items": { "type": "string" },
+            "description": "no-new-privileges[:true|false], apparmor=PROFILE, label=TYPE:VALUE; apparmor/seccomp/systempaths=unconfined and label=disable need [workspaces] allow_privileged" }
     })
 }
 
