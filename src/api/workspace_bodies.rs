@@ -60,6 +60,8 @@ pub struct CreateWorkspace {
     #[serde(default)]
     pub stop_signal: Option<String>,
     #[serde(default)]
+    pub stop_timeout: Option<u32>,
+    #[serde(default)]
     pub read_only_rootfs: bool,
     #[serde(default)]
     pub resources: Option<Resources>,
@@ -126,6 +128,8 @@ pub struct PatchWorkspace {
     pub hostname: Option<Option<String>>,
     #[serde(default, deserialize_with = "nullable")]
     pub stop_signal: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub stop_timeout: Option<Option<u32>>,
     #[serde(default)]
     pub read_only_rootfs: Option<bool>,
     /// Replaces the whole `resources` object; `null` removes every limit.
@@ -168,6 +172,7 @@ impl PatchWorkspace {
             || self.working_dir.is_some()
             || self.hostname.is_some()
             || self.stop_signal.is_some()
+            || self.stop_timeout.is_some()
             || self.read_only_rootfs.is_some()
             || self.resources.is_some()
             || self.tmpfs.is_some()
@@ -221,6 +226,9 @@ impl PatchWorkspace {
         }
         if let Some(v) = self.stop_signal {
             spec.stop_signal = v;
+        }
+        if let Some(v) = self.stop_timeout {
+            spec.stop_timeout = v;
         }
         if let Some(v) = self.read_only_rootfs {
             spec.read_only_rootfs = v;

@@ -168,6 +168,7 @@ pub async fn create(
         working_dir: body.working_dir,
         hostname: body.hostname,
         stop_signal: body.stop_signal,
+        stop_timeout: body.stop_timeout,
         read_only_rootfs: body.read_only_rootfs,
         resources: body.resources,
         tmpfs: body.tmpfs,

@@ -52,6 +52,10 @@ pub struct WorkspaceSpec {
     /// The signal `docker stop` sends; the image's (or SIGTERM) when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_signal: Option<String>,
+    /// Seconds an update's stop waits for the process to exit before Docker kills it
+    /// (0–3600); `[update] stop_timeout` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_timeout: Option<u32>,
     /// Mounts the container's root filesystem read-only (volumes stay writable).
     #[serde(default, skip_serializing_if = "is_false")]
     pub read_only_rootfs: bool,

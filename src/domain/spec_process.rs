@@ -80,6 +80,11 @@ pub fn check(spec: &WorkspaceSpec) -> Result<(), Refusal> {
     if let Some(s) = &spec.stop_signal {
         check_signal(s).map_err(|r| refuse("stop_signal", s, r))?;
     }
+    if let Some(t) = spec.stop_timeout
+        && t > 3600
+    {
+        return Err(refuse("stop_timeout", t, "must be 0-3600 seconds"));
+    }
     if let Some(r) = &spec.resources {
         check_resources(r)?;
     }

@@ -97,6 +97,7 @@ fn build(id: i64, name: &str, image: &str, digest: &Digest, spec: &WorkspaceSpec
         working_dir: spec.working_dir.clone(),
         hostname: spec.hostname.clone(),
         stop_signal: spec.stop_signal.clone(),
+        stop_timeout: spec.stop_timeout,
         read_only_rootfs: spec.read_only_rootfs,
         limits: spec
             .resources

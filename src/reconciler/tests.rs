@@ -372,3 +372,36 @@ async fn a_journal_row_this_version_cannot_read_quarantines_only_its_workspace()
     let events = t.store.events(0, 100).await.unwrap();
     assert!(events.iter().any(|e| e.action == "update_quarantined"));
 }
+
+#[tokio::test]
+async fn an_update_stops_the_old_container_with_the_workspaces_own_grace() {
+    let t = setup(0).await;
+    for n in 1..=3 {
+        t.rt.add_image(&pinned(n));
+    }
+    t.desire(1).await;
+    t.desire(2).await;
+    let default = Settings::default().update.stop_timeout;
+    assert_eq!(
+        t.rt.stops().last(),
+        Some(&("sluice-acme".to_owned(), default)),
+        "[update] stop_timeout when the spec says nothing"
+    );
+    let mut spec = t.ws().await.spec;
+    spec.stop_timeout = Some(7);
+    let patch = crate::store::WorkspacePatch {
+        spec: Some(spec),
+        ..Default::default()
+    };
+    t.store
+        .patch_workspace(&t.ws.name, &patch, "test", SystemClock.now())
+        .await
+        .unwrap();
+    t.desire(3).await;
+    assert_eq!(t.latest().await.phase, UpdatePhase::Succeeded);
+    assert_eq!(
+        t.rt.stops().last(),
+        Some(&("sluice-acme".to_owned(), Duration::from_secs(7))),
+        "the workspace's stop_timeout"
+    );
+}

@@ -35,6 +35,7 @@ pub fn spec(prefix: &str, image: &str) -> ContainerSpec {
         working_dir: None,
         hostname: None,
         stop_signal: None,
+        stop_timeout: None,
         read_only_rootfs: false,
         limits: Default::default(),
         read_only_mounts: Vec::new(),

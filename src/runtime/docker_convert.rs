@@ -65,6 +65,7 @@ pub(super) fn body(spec: &ContainerSpec) -> ContainerCreateBody {
         working_dir: spec.working_dir.clone(),
         hostname: spec.hostname.clone(),
         stop_signal: spec.stop_signal.clone(),
+        stop_timeout: spec.stop_timeout.map(i64::from),
         labels: Some(spec.labels.clone().into_iter().collect()),
         host_config: Some(HostConfig {
             binds: Some(

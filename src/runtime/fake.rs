@@ -30,6 +30,8 @@ struct State {
     crashing: BTreeSet<String>,
     /// Names of managed containers stopped or removed (the fake's event log).
     events: Vec<String>,
+    /// Every stop of a running container: (name, grace before a kill).
+    stops: Vec<(String, Duration)>,
     /// The next this many calls (pings included) fail as if the engine were down.
     unreachable: usize,
     /// Operation → how many of its next calls fail (an engine hiccup; pings still answer).
@@ -124,6 +126,11 @@ impl FakeRuntime {
     }
 
     /// The spec a container was created from.
+    /// Every stop of a running container so far: (name, grace before a kill).
+    pub fn stops(&self) -> Vec<(String, Duration)> {
+        self.lock().stops.clone()
+    }
+
     pub fn spec_of(&self, name: &str) -> Option<ContainerSpec> {
         self.lock().containers.get(name).map(|c| c.spec.clone())
     }
@@ -222,9 +229,12 @@ impl ContainerRuntime for FakeRuntime {
         Ok(())
     }
 
-    async fn stop(&self, name: &str, _grace: Duration) -> Result<(), RuntimeError> {
+    async fn stop(&self, name: &str, grace: Duration) -> Result<(), RuntimeError> {
         self.answer("stop", name)?;
         let mut s = self.lock();
+        if s.containers.get(name).is_some_and(|c| c.running) {
+            s.stops.push((name.to_owned(), grace));
+        }
         let stopped = Self::find(&mut s, name).and_then(|c| {
             let was = c.running;
             c.running = false;

@@ -125,6 +125,8 @@ pub struct ContainerSpec {
     pub working_dir: Option<String>,
     pub hostname: Option<String>,
     pub stop_signal: Option<String>,
+    /// Seconds between the stop signal and a kill (Docker's `StopTimeout`).
+    pub stop_timeout: Option<u32>,
     pub read_only_rootfs: bool,
     pub limits: Limits,
     /// Mount paths of `volumes` mounted read-only.

@@ -1009,6 +1009,8 @@ async fn process_and_limit_fields_are_checked_at_the_edge_and_patched() {
         ("hostname", json!("-x"), "hostname"),
         ("stop_signal", json!("TERM"), "stop_signal"),
         ("read_only_rootfs", json!("yes"), "read_only_rootfs"),
+        ("stop_timeout", json!(3601), "stop_timeout"),
+        ("stop_timeout", json!(-1), "stop_timeout"),
         ("resources", json!({"memory": 1024}), "resources.memory"),
         (
             "resources",

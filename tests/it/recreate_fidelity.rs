@@ -192,6 +192,7 @@ async fn an_update_and_a_rollback_recreate_the_container_exactly() {
         "working_dir": "/fixture",
         "hostname": "tenant-fidelity",
         "stop_signal": "SIGINT",
+        "stop_timeout": 4,
         "read_only_rootfs": true,
         "resources": {"memory": 67_108_864, "memory_swap": 134_217_728, "cpu_quota": 50_000,
                       "cpu_period": 100_000, "cpu_shares": 512, "cpuset_cpus": "0",
@@ -212,6 +213,7 @@ async fn an_update_and_a_rollback_recreate_the_container_exactly() {
     assert_eq!(config["WorkingDir"], "/fixture");
     assert_eq!(config["Hostname"], "tenant-fidelity");
     assert_eq!(config["StopSignal"], "SIGINT");
+    assert_eq!(config["StopTimeout"], 4);
     assert_eq!(host["ReadonlyRootfs"], true);
     assert_eq!(host["Memory"], 67_108_864);
     assert_eq!(host["CpuQuota"], 50_000);

@@ -55,6 +55,7 @@ fn components() -> Value {
             "working_dir",
             "hostname",
             "stop_signal",
+            "stop_timeout",
             "read_only_rootfs",
             "resources",
             "tmpfs",

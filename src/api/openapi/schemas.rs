@@ -218,6 +218,8 @@ fn process_props() -> Value {
         "hostname": { "type": ["string", "null"], "pattern": "^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$" },
         "stop_signal": { "type": ["string", "null"], "example": "SIGQUIT",
             "description": "the signal `docker stop` sends: a name (SIG...) or a number 1-64" },
+        "stop_timeout": { "type": ["integer", "null"], "minimum": 0, "maximum": 3600,
+            "description": "seconds an update's stop waits before Docker kills the process; [update] stop_timeout when absent" },
         "read_only_rootfs": { "type": "boolean", "default": false,
             "description": "the root filesystem is read-only; volumes stay writable" },
         "resources": { "type": ["object", "null"], "additionalProperties": false,

@@ -95,7 +95,8 @@ impl<R: ContainerRuntime> Inner<R> {
             }
             UpdatePhase::Stopping => {
                 clock.down_since = Some(Instant::now());
-                self.stop_if_running(&ctx.name).await?;
+                self.stop_if_running(&ctx.name, self.stop_grace(ctx))
+                    .await?;
             }
             UpdatePhase::Snapshotting => self.snapshot_all(ctx, row).await?,
             UpdatePhase::Recreating => match &ctx.restore {
@@ -112,7 +113,8 @@ impl<R: ContainerRuntime> Inner<R> {
             UpdatePhase::HealthChecking | UpdatePhase::Verifying => self.health(ctx).await?,
             UpdatePhase::RollingBack => {
                 self.metrics.rollbacks.inc();
-                self.stop_if_running(&ctx.name).await?;
+                self.stop_if_running(&ctx.name, self.stop_grace(ctx))
+                    .await?;
             }
             UpdatePhase::Restoring => self.restore_all(ctx).await?,
             UpdatePhase::Reverting => {
@@ -166,13 +168,21 @@ impl<R: ContainerRuntime> Inner<R> {
         Ok(())
     }
 
-    pub(super) async fn stop_if_running(&self, name: &str) -> Result<(), StepError> {
+    /// How long a stop waits before Docker kills: the workspace's `stop_timeout`, else
+    /// `[update] stop_timeout`.
+    fn stop_grace(&self, ctx: &Ctx) -> std::time::Duration {
+        ctx.to.stop_timeout.map_or(self.cfg.stop_timeout, |s| {
+            std::time::Duration::from_secs(s.into())
+        })
+    }
+
+    pub(super) async fn stop_if_running(
+        &self,
+        name: &str,
+        grace: std::time::Duration,
+    ) -> Result<(), StepError> {
         match self.rt.inspect(name).await.map_err(StepError::from)? {
-            Some(c) if c.running => self
-                .rt
-                .stop(name, self.cfg.stop_timeout)
-                .await
-                .map_err(StepError::from),
+            Some(c) if c.running => self.rt.stop(name, grace).await.map_err(StepError::from),
             _ => Ok(()),
         }
     }
