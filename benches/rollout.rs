@@ -165,6 +165,7 @@ async fn main() {
                                 path: "/health".into(),
                                 status: Some(200),
                             }),
+                            ..Default::default()
                         }),
                         labels: [("sluice.test".to_owned(), "1".to_owned())].into(),
                         ..Default::default()

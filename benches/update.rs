@@ -97,6 +97,7 @@ async fn store_and_workspace(
                             path: "/health".into(),
                             status: Some(200),
                         }),
+                        ..Default::default()
                     }),
                     labels: [("sluice.test".to_owned(), "1".to_owned())].into(),
                     ..Default::default()

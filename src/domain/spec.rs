@@ -137,12 +137,26 @@ pub struct PortMapping {
     pub protocol: Option<String>,
 }
 
-/// How the health gate decides a container is healthy.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// How the health gate decides a container is healthy: one of an HTTP probe, a TCP
+/// probe or the image's own HEALTHCHECK (none: it keeps running, and passes the image's
+/// HEALTHCHECK if it has one).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HealthProbe {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http: Option<HttpProbe>,
+    /// A TCP connection to this container port is accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp: Option<TcpProbe>,
+    /// The image's own HEALTHCHECK must report `healthy`; an image without one fails.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub image: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TcpProbe {
+    pub port: u16,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -221,7 +235,17 @@ impl WorkspaceSpec {
                 ));
             }
         }
-        if let Some(HealthProbe { http: Some(h) }) = &self.health {
+        if let Some(h) = &self.health {
+            let named =
+                usize::from(h.http.is_some()) + usize::from(h.tcp.is_some()) + usize::from(h.image);
+            if named > 1 {
+                return Err(err("health", "", "name one probe: http, tcp or image"));
+            }
+            if let Some(TcpProbe { port: 0 }) = &h.tcp {
+                return Err(err("health.tcp.port", "0", "must be 1-65535"));
+            }
+        }
+        if let Some(HealthProbe { http: Some(h), .. }) = &self.health {
             if !h.path.starts_with('/') {
                 return Err(err("health.http.path", &h.path, "must start with `/`"));
             }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::domain::spec::HttpProbe;
+use crate::domain::spec::{HealthProbe, HttpProbe};
 use crate::runtime::{ContainerInfo, ContainerRuntime};
 
 #[derive(Clone, Copy, Debug)]
@@ -15,6 +15,28 @@ pub struct GateConfig {
     pub min_healthy: Duration,
     pub deadline: Duration,
     pub poll: Duration,
+}
+
+/// What the gate checks, from the workspace's `health`.
+#[derive(Clone, Copy, Debug)]
+pub enum Probe<'a> {
+    Http(&'a HttpProbe),
+    Tcp(u16),
+    /// The image's HEALTHCHECK must report healthy.
+    Image,
+    /// Still running, and healthy by the image's HEALTHCHECK if it has one.
+    Running,
+}
+
+impl<'a> Probe<'a> {
+    pub fn of(health: Option<&'a HealthProbe>) -> Self {
+        match health {
+            Some(HealthProbe { http: Some(p), .. }) => Probe::Http(p),
+            Some(HealthProbe { tcp: Some(t), .. }) => Probe::Tcp(t.port),
+            Some(HealthProbe { image: true, .. }) => Probe::Image,
+            _ => Probe::Running,
+        }
+    }
 }
 
 enum Check {
@@ -50,11 +72,25 @@ async fn probe_http(http: &reqwest::Client, c: &ContainerInfo, p: &HttpProbe) ->
     }
 }
 
+async fn probe_tcp(c: &ContainerInfo, port: u16) -> Check {
+    let addr = address(c, port);
+    match tokio::time::timeout(
+        Duration::from_secs(2),
+        tokio::net::TcpStream::connect(&addr),
+    )
+    .await
+    {
+        Ok(Ok(_)) => Check::Pass,
+        Ok(Err(e)) => Check::Wait(format!("tcp {addr}: {e}")),
+        Err(_) => Check::Wait(format!("tcp {addr}: no answer within 2s")),
+    }
+}
+
 async fn check<R: ContainerRuntime>(
     rt: &R,
     http: &reqwest::Client,
     name: &str,
-    probe: Option<&HttpProbe>,
+    probe: Probe<'_>,
     restarts: &mut Option<i64>,
 ) -> Check {
     let c = match rt.inspect(name).await {
@@ -75,8 +111,20 @@ async fn check<R: ContainerRuntime>(
             c.exit_code.unwrap_or(-1)
         ));
     }
-    if let Some(p) = probe {
-        return probe_http(http, &c, p).await;
+    match probe {
+        Probe::Http(p) => return probe_http(http, &c, p).await,
+        Probe::Tcp(port) => return probe_tcp(&c, port).await,
+        Probe::Image => {
+            return match c.health.as_deref() {
+                Some("healthy") => Check::Pass,
+                Some("unhealthy") => Check::Fail("image healthcheck reports unhealthy".into()),
+                Some(other) => Check::Wait(format!("image healthcheck is {other}")),
+                None => Check::Fail(
+                    "health.image: the image declares no HEALTHCHECK to wait for".into(),
+                ),
+            };
+        }
+        Probe::Running => {}
     }
     match c.health.as_deref() {
         Some("healthy") | None => Check::Pass,
@@ -90,7 +138,7 @@ pub async fn gate<R: ContainerRuntime>(
     rt: &R,
     http: &reqwest::Client,
     name: &str,
-    probe: Option<&HttpProbe>,
+    probe: Probe<'_>,
     cfg: GateConfig,
 ) -> Result<(), String> {
     let start = Instant::now();

@@ -1010,6 +1010,12 @@ async fn process_and_limit_fields_are_checked_at_the_edge_and_patched() {
         ("stop_signal", json!("TERM"), "stop_signal"),
         ("read_only_rootfs", json!("yes"), "read_only_rootfs"),
         ("stop_timeout", json!(3601), "stop_timeout"),
+        (
+            "health",
+            json!({"tcp": {"port": 8080}, "image": true}),
+            "health",
+        ),
+        ("health", json!({"tcp": {"port": 0}}), "health.tcp.port"),
         ("stop_timeout", json!(-1), "stop_timeout"),
         ("resources", json!({"memory": 1024}), "resources.memory"),
         (

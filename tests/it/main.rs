@@ -14,6 +14,7 @@ mod database_input;
 mod docker_restart;
 mod docker_tls;
 mod drift;
+mod health_probes;
 mod hosts_api;
 mod leadership;
 mod leadership_failover;

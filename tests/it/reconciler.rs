@@ -88,6 +88,7 @@ pub async fn env_in_repo(
                 path: "/health".into(),
                 status: Some(200),
             }),
+            ..Default::default()
         }),
         labels: [("sluice.test".to_owned(), "1".to_owned())].into(),
         restart: Some("unless-stopped".into()),

@@ -197,6 +197,7 @@ pub fn fixture_workspace(
                     path: "/health".into(),
                     status: Some(200),
                 }),
+                ..Default::default()
             }),
             labels: [("sluice.test".to_owned(), "1".to_owned())].into(),
             ..Default::default()

@@ -8,7 +8,7 @@ use super::{Ctx, Timing};
 use crate::domain::UpdatePhase;
 use crate::reconciler::Inner;
 use crate::reconciler::container::volume_labels_for;
-use crate::reconciler::health::{GateConfig, gate};
+use crate::reconciler::health::{GateConfig, Probe, gate};
 use crate::reconciler::step_error::StepError;
 use crate::runtime::{ContainerRuntime, ContainerSpec};
 use crate::store::UpdateRow;
@@ -220,7 +220,7 @@ impl<R: ContainerRuntime> Inner<R> {
     }
     pub(super) async fn health(&self, ctx: &Ctx<'_>) -> Result<(), StepError> {
         self.rt.start(&ctx.name).await.map_err(StepError::from)?;
-        let probe = ctx.w.spec.health.as_ref().and_then(|h| h.http.as_ref());
+        let probe = Probe::of(ctx.w.spec.health.as_ref());
         let cfg = GateConfig {
             min_healthy: self.cfg.min_healthy_time,
             deadline: self.cfg.healthy_deadline,
