@@ -151,6 +151,9 @@ pub struct HealthProbe {
     /// The image's own HEALTHCHECK must report `healthy`; an image without one fails.
     #[serde(default, skip_serializing_if = "is_false")]
     pub image: bool,
+    /// A command run inside the container (`docker exec`) must exit 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -236,10 +239,25 @@ impl WorkspaceSpec {
             }
         }
         if let Some(h) = &self.health {
-            let named =
-                usize::from(h.http.is_some()) + usize::from(h.tcp.is_some()) + usize::from(h.image);
+            let named = usize::from(h.http.is_some())
+                + usize::from(h.tcp.is_some())
+                + usize::from(h.image)
+                + usize::from(h.command.is_some());
             if named > 1 {
-                return Err(err("health", "", "name one probe: http, tcp or image"));
+                return Err(err(
+                    "health",
+                    "",
+                    "name one probe: http, tcp, command or image",
+                ));
+            }
+            if let Some(cmd) = &h.command
+                && (cmd.is_empty() || cmd.iter().any(|a| a.contains('\0')))
+            {
+                return Err(err(
+                    "health.command",
+                    &cmd.join(" "),
+                    "must name a program to run",
+                ));
             }
             if let Some(TcpProbe { port: 0 }) = &h.tcp {
                 return Err(err("health.tcp.port", "0", "must be 1-65535"));

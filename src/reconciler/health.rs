@@ -22,6 +22,8 @@ pub struct GateConfig {
 pub enum Probe<'a> {
     Http(&'a HttpProbe),
     Tcp(u16),
+    /// A command run inside the container must exit 0.
+    Command(&'a [String]),
     /// The image's HEALTHCHECK must report healthy.
     Image,
     /// Still running, and healthy by the image's HEALTHCHECK if it has one.
@@ -33,6 +35,9 @@ impl<'a> Probe<'a> {
         match health {
             Some(HealthProbe { http: Some(p), .. }) => Probe::Http(p),
             Some(HealthProbe { tcp: Some(t), .. }) => Probe::Tcp(t.port),
+            Some(HealthProbe {
+                command: Some(c), ..
+            }) => Probe::Command(c),
             Some(HealthProbe { image: true, .. }) => Probe::Image,
             _ => Probe::Running,
         }
@@ -114,6 +119,14 @@ async fn check<R: ContainerRuntime>(
     match probe {
         Probe::Http(p) => return probe_http(http, &c, p).await,
         Probe::Tcp(port) => return probe_tcp(&c, port).await,
+        Probe::Command(cmd) => {
+            return match rt.exec(name, cmd, Duration::from_secs(5)).await {
+                Ok(Some(0)) => Check::Pass,
+                Ok(Some(code)) => Check::Wait(format!("health command exited {code}")),
+                Ok(None) => Check::Wait("health command did not exit within 5s".into()),
+                Err(e) => Check::Wait(format!("health command: {e}")),
+            };
+        }
         Probe::Image => {
             return match c.health.as_deref() {
                 Some("healthy") => Check::Pass,

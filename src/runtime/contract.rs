@@ -85,12 +85,32 @@ pub async fn lifecycle<R: ContainerRuntime>(rt: &R, image: &str, prefix: &str) {
             .expect("c")
             .running
     );
+    let run = |args: &[&str]| args.iter().map(|a| (*a).to_owned()).collect::<Vec<_>>();
+    let timeout = Duration::from_secs(10);
+    assert_eq!(
+        rt.exec(&s.name, &run(&["/bin/busybox", "true"]), timeout)
+            .await
+            .expect("exec"),
+        Some(0)
+    );
+    assert_eq!(
+        rt.exec(&s.name, &run(&["/bin/busybox", "false"]), timeout)
+            .await
+            .expect("exec"),
+        Some(1)
+    );
     rt.stop(&s.name, Duration::from_secs(5))
         .await
         .expect("stop");
     rt.stop(&s.name, Duration::from_secs(5))
         .await
         .expect("stop again");
+    assert!(
+        rt.exec(&s.name, &run(&["/bin/busybox", "true"]), timeout)
+            .await
+            .is_err(),
+        "no exec in a stopped container"
+    );
     assert!(
         !rt.inspect(&s.name)
             .await

@@ -153,6 +153,15 @@ impl ContainerRuntime for DockerRuntime {
         result
     }
 
+    async fn exec(
+        &self,
+        name: &str,
+        cmd: &[String],
+        timeout: Duration,
+    ) -> Result<Option<i64>, RuntimeError> {
+        super::docker_exec::exec(&self.docker, name, cmd, timeout).await
+    }
+
     async fn start(&self, name: &str) -> Result<(), RuntimeError> {
         crate::fault::point("start.before").await;
         let result = async {

@@ -367,6 +367,22 @@ impl ContainerRuntime for FakeRuntime {
     }
 
     /// The fake keeps no times: every stop of a managed container since creation.
+    /// The fake runs nothing: a command ending in `false` exits 1, any other 0.
+    async fn exec(
+        &self,
+        name: &str,
+        cmd: &[String],
+        _timeout: Duration,
+    ) -> Result<Option<i64>, RuntimeError> {
+        self.answer("exec", name)?;
+        let mut s = self.lock();
+        match Self::find(&mut s, name) {
+            Some(c) if c.running => Ok(Some(i64::from(cmd.last().is_some_and(|a| a == "false")))),
+            Some(_) => Err(refused("exec", name, "container is not running")),
+            None => Err(refused("exec", name, "no such container")),
+        }
+    }
+
     async fn ping(&self) -> bool {
         self.answer("ping", "engine").is_ok()
     }

@@ -13,6 +13,7 @@ pub mod contract;
 mod docker;
 mod docker_convert;
 mod docker_events;
+mod docker_exec;
 #[cfg(any(test, feature = "test-support"))]
 mod fake;
 
@@ -213,6 +214,14 @@ pub trait ContainerRuntime: Send + Sync + 'static {
         grace: Duration,
     ) -> impl Future<Output = Result<(), RuntimeError>> + Send;
     fn remove(&self, name: &str) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+    /// Runs `cmd` inside the running container; its exit code, or `None` when it had not
+    /// exited after `timeout`. An error when the container is not running.
+    fn exec(
+        &self,
+        name: &str,
+        cmd: &[String],
+        timeout: Duration,
+    ) -> impl Future<Output = Result<Option<i64>, RuntimeError>> + Send;
     /// Containers labelled `sluice.managed=true`.
     fn list_managed(&self)
     -> impl Future<Output = Result<Vec<ContainerInfo>, RuntimeError>> + Send;

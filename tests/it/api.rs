@@ -1016,6 +1016,7 @@ async fn process_and_limit_fields_are_checked_at_the_edge_and_patched() {
             "health",
         ),
         ("health", json!({"tcp": {"port": 0}}), "health.tcp.port"),
+        ("health", json!({"command": []}), "health.command"),
         ("stop_timeout", json!(-1), "stop_timeout"),
         ("resources", json!({"memory": 1024}), "resources.memory"),
         (

@@ -367,6 +367,10 @@ const MAY_SLEEP: &[(&str, &str)] = &[
         "src/reconciler/health.rs",
         "polls one health gate until it passes or times out",
     ),
+    (
+        "src/runtime/docker_exec.rs",
+        "polls one exec (a command probe) until it exits or times out",
+    ),
     ("src/notify/", "retries one webhook delivery with backoff"),
     (
         "src/fault.rs",

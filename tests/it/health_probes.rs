@@ -1,6 +1,6 @@
-//! The health gate's probes against real containers: a TCP probe, and the image's own
-//! HEALTHCHECK (`health.image`), each passing a good version and failing — and rolling
-//! back — one that does not answer.
+//! The health gate's probes against real containers: a TCP probe, a command run inside
+//! the container, and the image's own HEALTHCHECK (`health.image`), each passing a good
+//! version and failing — and rolling back — one that does not answer.
 
 use std::process::Command;
 
@@ -121,4 +121,44 @@ async fn the_image_probe_waits_for_the_images_own_healthcheck() {
     let error = u.error.unwrap_or_default();
     assert!(error.contains("no HEALTHCHECK"), "{error}");
     assert_eq!(e.workspace().await.actual_digest, Some(with_check));
+}
+
+#[tokio::test]
+async fn a_command_probe_runs_inside_the_container() {
+    let mut e = env_with(
+        "hp-cmd",
+        |s, _| {
+            s.health = Some(HealthProbe {
+                command: Some(
+                    [
+                        "/bin/busybox",
+                        "wget",
+                        "-q",
+                        "-O",
+                        "/dev/null",
+                        "http://127.0.0.1:8080/health",
+                    ]
+                    .map(str::to_owned)
+                    .to_vec(),
+                ),
+                ..Default::default()
+            });
+        },
+        |_| {},
+    )
+    .await;
+    let d1 = e.fixture("good", "v1");
+    // bad-health runs and listens, but its /health answers 500: wget exits 1 inside it.
+    let d2 = e.fixture("bad-health", "v2");
+    e.desire(&d1).await;
+    converge(&e).await;
+    let u = e.store.latest_update(e.ws.id).await.unwrap().unwrap();
+    assert_eq!(u.phase, UpdatePhase::Succeeded, "{:?}", u.error);
+    e.desire(&d2).await;
+    converge(&e).await;
+    let u = e.store.latest_update(e.ws.id).await.unwrap().unwrap();
+    assert_eq!(u.phase, UpdatePhase::RolledBack, "{:?}", u.error);
+    let error = u.error.unwrap_or_default();
+    assert!(error.contains("health command exited 1"), "{error}");
+    assert_eq!(e.workspace().await.actual_digest, Some(d1));
 }
