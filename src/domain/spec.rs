@@ -118,8 +118,15 @@ impl VolumeMount {
     }
 }
 
+/// A refused spec value, its reason led by the field it is in.
+fn spec_error(field: &str, value: &str, reason: &str) -> ParseError {
+    let mut e = ParseError::new("workspace spec", value, reason);
+    e.reason = format!("{field}: {reason}");
+    e
+}
+
 #[allow(clippy::trivially_copy_pass_by_ref)] // reason: serde's skip_serializing_if passes a reference
-fn is_false(b: &bool) -> bool {
+pub(super) fn is_false(b: &bool) -> bool {
     !*b
 }
 
@@ -181,11 +188,7 @@ fn default_health_path() -> String {
 impl WorkspaceSpec {
     /// Checks what serde cannot: names Docker would refuse, reserved labels, paths.
     pub fn validate(&self) -> Result<(), ParseError> {
-        let err = |field: &str, value: &str, reason: &str| {
-            let mut e = ParseError::new("workspace spec", value, reason);
-            e.reason = format!("{field}: {reason}");
-            e
-        };
+        let err = spec_error;
         for key in self.env.keys() {
             if key.is_empty() || key.contains('=') || key.contains('\0') {
                 return Err(err(
@@ -289,11 +292,8 @@ impl WorkspaceSpec {
     /// Whether the operator's policy allows what this spec reaches on the host: bind
     /// sources, privileged-equivalent capabilities and security options.
     pub fn check_policy(&self, policy: &Policy) -> Result<(), ParseError> {
-        super::spec_policy::check_policy(self, policy).map_err(|(field, value, reason)| {
-            let mut e = ParseError::new("workspace spec", &value, reason);
-            e.reason = format!("{field}: {reason}");
-            e
-        })
+        super::spec_policy::check_policy(self, policy)
+            .map_err(|(field, value, reason)| spec_error(&field, &value, reason))
     }
 }
 

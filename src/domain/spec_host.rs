@@ -10,7 +10,7 @@ use core::net::IpAddr;
 use serde::{Deserialize, Serialize};
 
 use super::spec::WorkspaceSpec;
-use super::spec_process::Refusal;
+use super::spec_process::{Refusal, refuse};
 
 /// One `ulimit`: Docker's `--ulimit NAME=SOFT:HARD`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -71,10 +71,6 @@ pub const SYSCTL_PREFIXES: &[&str] = &[
     "kernel.sem",
     "fs.mqueue.",
 ];
-
-fn refuse(field: &str, value: impl ToString, reason: &'static str) -> Refusal {
-    (field.to_owned(), value.to_string(), reason)
-}
 
 /// The restart policy and its retries: `no`, `always`, `unless-stopped`, `on-failure`
 /// or `on-failure:N` (N 1–1000).

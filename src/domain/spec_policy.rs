@@ -10,8 +10,8 @@ use std::path::{Component, Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::spec::WorkspaceSpec;
-use super::spec_process::Refusal;
+use super::spec::{WorkspaceSpec, is_false};
+use super::spec_process::{Refusal, refuse};
 
 /// A host directory or file mounted into the container. Not snapshotted: its data is the
 /// host's, not the workspace's.
@@ -24,11 +24,6 @@ pub struct BindMount {
     pub target: String,
     #[serde(default, skip_serializing_if = "is_false")]
     pub read_only: bool,
-}
-
-#[allow(clippy::trivially_copy_pass_by_ref)] // reason: serde's skip_serializing_if passes a reference
-fn is_false(b: &bool) -> bool {
-    !*b
 }
 
 /// The operator's policy, `[workspaces]`.
@@ -63,10 +58,6 @@ const NEVER_BOUND: &[&str] = &[
     "/var/run/docker",
     "/run/docker",
 ];
-
-fn refuse(field: &str, value: impl ToString, reason: &'static str) -> Refusal {
-    (field.to_owned(), value.to_string(), reason)
-}
 
 /// `CAP_NAME` or `NAME` → `NAME`.
 pub fn cap_name(c: &str) -> &str {

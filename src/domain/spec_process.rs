@@ -40,7 +40,8 @@ pub struct Resources {
 /// A refused value: (field, value, reason).
 pub type Refusal = (String, String, &'static str);
 
-fn refuse(field: &str, value: impl ToString, reason: &'static str) -> Refusal {
+/// A refusal of `value` in `field`, shared by the spec's checkers.
+pub(super) fn refuse(field: &str, value: impl ToString, reason: &'static str) -> Refusal {
     (field.to_owned(), value.to_string(), reason)
 }
 

@@ -30,6 +30,7 @@ pub fn container_spec(w: &Workspace, digest: &Digest) -> ContainerSpec {
 }
 
 fn build(id: i64, name: &str, image: &str, digest: &Digest, spec: &WorkspaceSpec) -> ContainerSpec {
+    let restart = spec.restart.as_deref().and_then(parse_restart);
     let mut labels: BTreeMap<String, String> = spec.labels.clone();
     labels.extend(volume_labels(id, name));
     labels.insert(LABEL_DIGEST.to_owned(), digest.to_string());
@@ -54,16 +55,8 @@ fn build(id: i64, name: &str, image: &str, digest: &Digest, spec: &WorkspaceSpec
                 host_ip: p.host_ip.clone().unwrap_or_else(|| "127.0.0.1".to_owned()),
             })
             .collect(),
-        restart: spec
-            .restart
-            .as_deref()
-            .and_then(parse_restart)
-            .map(|(name, _)| name.to_owned()),
-        restart_retries: spec
-            .restart
-            .as_deref()
-            .and_then(parse_restart)
-            .and_then(|(_, n)| n),
+        restart: restart.map(|(name, _)| name.to_owned()),
+        restart_retries: restart.and_then(|(_, n)| n),
         network: spec.network.clone(),
         read_only_mounts: spec
             .volumes
