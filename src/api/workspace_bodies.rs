@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Deserializer};
 
 use crate::domain::spec::{
-    BindMount, HealthProbe, LogConfig, PortMapping, Resources, Ulimit, VolumeMount, WorkspaceSpec,
+    BindMount, HealthProbe, LogConfig, NetworkSpec, PortMapping, Resources, Ulimit, VolumeMount,
+    WorkspaceSpec,
 };
 use crate::domain::{Digest, HostName, MaintenanceWindow, Tier, UpdateMode, WorkspaceName};
 
@@ -47,6 +48,8 @@ pub struct CreateWorkspace {
     pub restart: Option<String>,
     #[serde(default)]
     pub network: Option<String>,
+    #[serde(default)]
+    pub networks: Vec<NetworkSpec>,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
     #[serde(default)]
@@ -116,6 +119,9 @@ pub struct PatchWorkspace {
     pub restart: Option<Option<String>>,
     #[serde(default, deserialize_with = "nullable")]
     pub network: Option<Option<String>>,
+    /// Replaces the list (`[]` leaves only `network`, or the default bridge).
+    #[serde(default)]
+    pub networks: Option<Vec<NetworkSpec>>,
     #[serde(default)]
     pub labels: Option<BTreeMap<String, String>>,
     #[serde(default, deserialize_with = "nullable")]
@@ -166,6 +172,7 @@ impl PatchWorkspace {
             || self.health.is_some()
             || self.restart.is_some()
             || self.network.is_some()
+            || self.networks.is_some()
             || self.labels.is_some()
             || self.entrypoint.is_some()
             || self.user.is_some()
@@ -205,6 +212,9 @@ impl PatchWorkspace {
         }
         if let Some(v) = self.restart {
             spec.restart = v;
+        }
+        if let Some(v) = self.networks {
+            spec.networks = v;
         }
         if let Some(v) = self.network {
             spec.network = v;

@@ -69,7 +69,7 @@ impl WorkspaceView {
 
 /// `validate` puts the field path (`volumes[0].mount`) first in the reason: the message
 /// leads with it, as every 400 does.
-fn invalid_spec(e: crate::domain::ParseError) -> ApiError {
+pub(super) fn invalid_spec(e: crate::domain::ParseError) -> ApiError {
     let message = match e.reason.split_once(": ") {
         Some((field, reason)) => format!("{field}: invalid value `{}`: {reason}", e.input),
         None => e.to_string(),
@@ -162,6 +162,8 @@ pub async fn create(
         health: body.health,
         restart: body.restart,
         network: body.network,
+        networks: body.networks,
+        container_name: None,
         labels: body.labels,
         entrypoint: body.entrypoint,
         user: body.user,

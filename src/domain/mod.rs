@@ -13,6 +13,7 @@ mod names;
 mod schedule;
 pub mod spec;
 mod spec_host;
+mod spec_network;
 mod spec_policy;
 mod spec_process;
 

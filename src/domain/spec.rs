@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::ParseError;
 pub use super::spec_host::{LOG_DRIVERS, LogConfig, ULIMITS, Ulimit, parse_restart};
+pub use super::spec_network::NetworkSpec;
 pub use super::spec_policy::{BindMount, PRIVILEGED_CAPS, Policy};
 pub use super::spec_process::{MIN_MEMORY, Resources};
 
@@ -31,9 +32,16 @@ pub struct WorkspaceSpec {
     /// Docker restart policy name (`no`, `always`, `unless-stopped`, `on-failure`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restart: Option<String>,
-    /// A Docker network to attach (the default bridge when absent).
+    /// A Docker network to attach (the default bridge when absent); or `networks`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network: Option<String>,
+    /// Networks with aliases, the first as the container's own (`spec_network.rs`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub networks: Vec<NetworkSpec>,
+    /// The container's name; `sluice-<workspace>` when absent (an adopted container
+    /// keeps its own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_name: Option<String>,
     /// Extra labels; `sluice.*` labels are reserved and refused.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
@@ -136,7 +144,8 @@ pub struct PortMapping {
     pub container: u16,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<u16>,
-    /// Host address to bind; `127.0.0.1` when absent, so nothing is exposed by accident.
+    /// Host address to bind; `127.0.0.1` when absent, so nothing is exposed by accident;
+    /// `""` binds every address (Docker's default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_ip: Option<String>,
     /// `tcp` (when absent) or `udp`.
@@ -231,7 +240,9 @@ impl WorkspaceSpec {
                     "must be tcp or udp",
                 ));
             }
+            // `""`: every address, as `docker run -p 8080:80` binds (kept on adoption).
             if let Some(ip) = &p.host_ip
+                && !ip.is_empty()
                 && ip.parse::<core::net::IpAddr>().is_err()
             {
                 return Err(err(
@@ -285,6 +296,7 @@ impl WorkspaceSpec {
         }
         super::spec_process::check(self)
             .and_then(|()| super::spec_host::check(self))
+            .and_then(|()| super::spec_network::check(self))
             .and_then(|()| super::spec_policy::check_shape(self))
             .map_err(|(field, value, reason)| err(&field, &value, reason))
     }

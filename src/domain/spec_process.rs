@@ -35,6 +35,10 @@ pub struct Resources {
     /// Most processes the container may hold (1 or more).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pids_limit: Option<i64>,
+    /// CPUs in billionths of a CPU (`docker run --cpus 0.5` is 500000000); not with
+    /// `cpu_quota`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nano_cpus: Option<i64>,
 }
 
 /// A refused value: (field, value, reason).
@@ -210,6 +214,22 @@ fn check_resources(r: &Resources) -> Result<(), Refusal> {
         && p < 1
     {
         return Err(refuse("resources.pids_limit", p, "must be at least 1"));
+    }
+    if let Some(n) = r.nano_cpus {
+        if n < 10_000_000 {
+            return Err(refuse(
+                "resources.nano_cpus",
+                n,
+                "must be at least 10000000 (0.01 CPU)",
+            ));
+        }
+        if r.cpu_quota.is_some() || r.cpu_period.is_some() {
+            return Err(refuse(
+                "resources.nano_cpus",
+                n,
+                "conflicts with resources.cpu_quota and cpu_period: name one",
+            ));
+        }
     }
     Ok(())
 }

@@ -21,6 +21,7 @@ fn good_values_pass() {
             cpu_shares: Some(512),
             cpuset_cpus: Some("0-1,3".into()),
             pids_limit: Some(100),
+            nano_cpus: None,
         }),
         ..spec()
     };

@@ -13,8 +13,8 @@ use std::collections::BTreeMap;
 use crate::domain::Digest;
 use crate::domain::spec::{WorkspaceSpec, parse_restart};
 use crate::runtime::{
-    ContainerSpec, LABEL_DIGEST, LABEL_MANAGED, LABEL_WORKSPACE, LABEL_WORKSPACE_ID, Limits,
-    PortSpec,
+    Attachment, ContainerInfo, ContainerSpec, LABEL_DIGEST, LABEL_MANAGED, LABEL_WORKSPACE,
+    LABEL_WORKSPACE_ID, Limits, PortSpec,
 };
 use crate::store::Workspace;
 
@@ -35,7 +35,10 @@ fn build(id: i64, name: &str, image: &str, digest: &Digest, spec: &WorkspaceSpec
     labels.extend(volume_labels(id, name));
     labels.insert(LABEL_DIGEST.to_owned(), digest.to_string());
     ContainerSpec {
-        name: format!("sluice-{name}"),
+        name: spec
+            .container_name
+            .clone()
+            .unwrap_or_else(|| format!("sluice-{name}")),
         image: image.to_owned(),
         labels,
         env: spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
@@ -57,7 +60,20 @@ fn build(id: i64, name: &str, image: &str, digest: &Digest, spec: &WorkspaceSpec
             .collect(),
         restart: restart.map(|(name, _)| name.to_owned()),
         restart_retries: restart.and_then(|(_, n)| n),
-        network: spec.network.clone(),
+        networks: match &spec.network {
+            Some(n) => vec![Attachment {
+                network: n.clone(),
+                aliases: Vec::new(),
+            }],
+            None => spec
+                .networks
+                .iter()
+                .map(|n| Attachment {
+                    network: n.name.clone(),
+                    aliases: n.aliases.clone(),
+                })
+                .collect(),
+        },
         read_only_mounts: spec
             .volumes
             .iter()
@@ -103,8 +119,33 @@ fn build(id: i64, name: &str, image: &str, digest: &Digest, spec: &WorkspaceSpec
                 cpu_shares: r.cpu_shares,
                 cpuset_cpus: r.cpuset_cpus.clone(),
                 pids_limit: r.pids_limit,
+                nano_cpus: r.nano_cpus,
             })
             .unwrap_or_default(),
+    }
+}
+
+/// True when `c` is the container adopted for a workspace whose recorded container id
+/// is `container_id`, not yet replaced: Docker cannot label a running container, so
+/// the id the store recorded on adoption is what makes it the workspace's.
+pub fn is_adopted(c: &ContainerInfo, container_id: Option<&str>) -> bool {
+    !c.is_managed() && container_id == Some(c.id.as_str())
+}
+
+/// Whether `c` is `w`'s container: labelled for it, or adopted by it.
+pub fn belongs_to(c: &ContainerInfo, w: &Workspace) -> bool {
+    is_adopted(c, w.container_id.as_deref())
+        || (c.is_managed()
+            && c.labels.get(LABEL_WORKSPACE).map(String::as_str) == Some(w.name.as_str()))
+}
+
+/// The digest `c` runs for `w`: its label, or for an adopted container the digest the
+/// store recorded on adoption.
+pub fn running_digest<'a>(c: &'a ContainerInfo, w: &'a Workspace) -> Option<&'a str> {
+    if is_adopted(c, w.container_id.as_deref()) {
+        w.actual_digest.as_ref().map(Digest::as_str)
+    } else {
+        c.digest_label()
     }
 }
 

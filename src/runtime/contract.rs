@@ -29,7 +29,7 @@ pub fn spec(prefix: &str, image: &str) -> ContainerSpec {
         volumes: vec![(format!("{prefix}-v"), "/data".to_owned())],
         ports: Vec::new(),
         restart: None,
-        network: None,
+        networks: Vec::new(),
         entrypoint: None,
         user: None,
         working_dir: None,

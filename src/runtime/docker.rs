@@ -19,9 +19,13 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::clock::{Clock, SystemClock};
 
-use super::docker_convert::{body, err, info_from_inspect, io_err, is_status};
+use super::docker_convert::{
+    body, err, info_from_inspect, io_err, is_status, managed_exit_filters,
+};
 
-use super::{ContainerInfo, ContainerRuntime, ContainerSpec, LABEL_MANAGED, RuntimeError};
+use super::{
+    ContainerInfo, ContainerRuntime, ContainerSpec, LABEL_MANAGED, RunningConfig, RuntimeError,
+};
 
 /// The Docker engine behind the seam.
 #[derive(Clone)]
@@ -41,19 +45,6 @@ impl std::fmt::Debug for DockerRuntime {
             .field("same_host", &self.same_host)
             .finish_non_exhaustive()
     }
-}
-
-/// Docker event filters for managed containers that die, stop or are destroyed: what
-/// both the drift hint stream (`super::docker_events`) and `events_since` ask for.
-pub(super) fn managed_exit_filters() -> HashMap<String, Vec<String>> {
-    HashMap::from([
-        ("type".to_owned(), vec!["container".to_owned()]),
-        ("label".to_owned(), vec![format!("{LABEL_MANAGED}=true")]),
-        (
-            "event".to_owned(),
-            vec!["die".to_owned(), "destroy".to_owned(), "stop".to_owned()],
-        ),
-    ])
 }
 
 impl DockerRuntime {
@@ -135,6 +126,10 @@ impl ContainerRuntime for DockerRuntime {
         }
     }
 
+    async fn inspect_config(&self, name: &str) -> Result<Option<RunningConfig>, RuntimeError> {
+        super::docker_config::inspect_config(&self.docker, name).await
+    }
+
     async fn create(&self, spec: &ContainerSpec) -> Result<String, RuntimeError> {
         crate::fault::point("create.before").await;
         let result = async {
@@ -146,6 +141,12 @@ impl ContainerRuntime for DockerRuntime {
                 .create_container(Some(opts), body(spec))
                 .await
                 .map_err(err("create", &spec.name))?;
+            // A container missing one of its networks must not look created: remove it,
+            // so the step is retried whole.
+            if let Err(e) = super::docker_config::connect_networks(&self.docker, spec).await {
+                let _ = self.remove(&r.id).await;
+                return Err(e);
+            }
             Ok(r.id)
         }
         .await;

@@ -6,11 +6,24 @@ use std::path::Path;
 
 use bollard::errors::Error as BollardError;
 use bollard::models::{
-    ContainerCreateBody, HostConfig, HostConfigLogConfig, PortBinding, ResourcesUlimits,
-    RestartPolicy, RestartPolicyNameEnum,
+    ContainerCreateBody, EndpointSettings, HostConfig, HostConfigLogConfig, NetworkingConfig,
+    PortBinding, ResourcesUlimits, RestartPolicy, RestartPolicyNameEnum,
 };
 
-use super::{ContainerInfo, ContainerSpec, RuntimeError};
+use super::{ContainerInfo, ContainerSpec, LABEL_MANAGED, RuntimeError};
+
+/// Docker event filters for managed containers that die, stop or are destroyed: what
+/// both the drift hint stream (`super::docker_events`) and `events_since` ask for.
+pub(super) fn managed_exit_filters() -> HashMap<String, Vec<String>> {
+    HashMap::from([
+        ("type".to_owned(), vec!["container".to_owned()]),
+        ("label".to_owned(), vec![format!("{LABEL_MANAGED}=true")]),
+        (
+            "event".to_owned(),
+            vec!["die".to_owned(), "destroy".to_owned(), "stop".to_owned()],
+        ),
+    ])
+}
 
 pub(super) fn err(op: &'static str, target: &str) -> impl FnOnce(BollardError) -> RuntimeError {
     let target = target.to_owned();
@@ -55,7 +68,22 @@ pub(super) fn body(spec: &ContainerSpec) -> ContainerCreateBody {
     // port the image has no `EXPOSE` for is otherwise stored but never published.
     let mut exposed: Vec<String> = ports.keys().cloned().collect();
     exposed.sort();
+    // The first network is the container's own (with its aliases, set at create); the
+    // others are connected before it starts (`docker_config::connect_networks`).
+    let primary = spec.networks.first();
+    let networking_config = primary
+        .filter(|a| !a.aliases.is_empty())
+        .map(|a| NetworkingConfig {
+            endpoints_config: Some(HashMap::from([(
+                a.network.clone(),
+                EndpointSettings {
+                    aliases: Some(a.aliases.clone()),
+                    ..Default::default()
+                },
+            )])),
+        });
     ContainerCreateBody {
+        networking_config,
         image: Some(spec.image.clone()),
         exposed_ports: (!exposed.is_empty()).then_some(exposed),
         env: Some(spec.env.clone()),
@@ -113,7 +141,7 @@ pub(super) fn body(spec: &ContainerSpec) -> ContainerCreateBody {
                     typ: Some(driver.clone()),
                     config: Some(options.clone().into_iter().collect()),
                 }),
-            network_mode: spec.network.clone(),
+            network_mode: primary.map(|a| a.network.clone()),
             readonly_rootfs: spec.read_only_rootfs.then_some(true),
             memory: spec.limits.memory,
             memory_swap: spec.limits.memory_swap,
@@ -122,6 +150,7 @@ pub(super) fn body(spec: &ContainerSpec) -> ContainerCreateBody {
             cpu_shares: spec.limits.cpu_shares,
             cpuset_cpus: spec.limits.cpuset_cpus.clone(),
             pids_limit: spec.limits.pids_limit,
+            nano_cpus: spec.limits.nano_cpus,
             ..Default::default()
         }),
         ..Default::default()

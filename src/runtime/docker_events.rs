@@ -18,7 +18,7 @@ use tokio::sync::Notify;
 use bollard::query_parameters::EventsOptionsBuilder;
 
 use super::DockerRuntime;
-use super::docker::managed_exit_filters;
+use super::docker_convert::managed_exit_filters;
 use crate::metrics::TaskMetrics;
 use crate::task::{Action, Backoff, Driver, Pass, Task};
 

@@ -11,13 +11,16 @@ use std::time::Duration;
 
 use sha2::{Digest as _, Sha256};
 
-use super::{ContainerInfo, ContainerRuntime, ContainerSpec, LABEL_MANAGED, RuntimeError};
+use super::fake_views::{config_of, info};
+use super::{
+    ContainerInfo, ContainerRuntime, ContainerSpec, LABEL_MANAGED, RunningConfig, RuntimeError,
+};
 
 #[derive(Debug)]
-struct FakeContainer {
-    id: String,
-    spec: ContainerSpec,
-    running: bool,
+pub(super) struct FakeContainer {
+    pub(super) id: String,
+    pub(super) spec: ContainerSpec,
+    pub(super) running: bool,
 }
 
 #[derive(Debug, Default)]
@@ -125,12 +128,12 @@ impl FakeRuntime {
         }
     }
 
-    /// The spec a container was created from.
     /// Every stop of a running container so far: (name, grace before a kill).
     pub fn stops(&self) -> Vec<(String, Duration)> {
         self.lock().stops.clone()
     }
 
+    /// The spec a container was created from.
     pub fn spec_of(&self, name: &str) -> Option<ContainerSpec> {
         self.lock().containers.get(name).map(|c| c.spec.clone())
     }
@@ -140,25 +143,6 @@ impl FakeRuntime {
             return s.containers.get_mut(name);
         }
         s.containers.values_mut().find(|c| c.id == name)
-    }
-}
-
-fn info(c: &FakeContainer) -> ContainerInfo {
-    ContainerInfo {
-        id: c.id.clone(),
-        name: c.spec.name.clone(),
-        labels: c.spec.labels.clone(),
-        running: c.running,
-        exit_code: Some(if c.running { 0 } else { 1 }),
-        health: None,
-        ip: Some("127.0.0.1".to_owned()),
-        restart_count: 0,
-        host_ports: c
-            .spec
-            .ports
-            .iter()
-            .map(|p| (p.container, p.host.unwrap_or(p.container)))
-            .collect(),
     }
 }
 
@@ -180,6 +164,11 @@ impl ContainerRuntime for FakeRuntime {
     async fn inspect(&self, name: &str) -> Result<Option<ContainerInfo>, RuntimeError> {
         self.answer("inspect", name)?;
         Ok(Self::find(&mut self.lock(), name).map(|c| info(c)))
+    }
+
+    async fn inspect_config(&self, name: &str) -> Result<Option<RunningConfig>, RuntimeError> {
+        self.answer("inspect", name)?;
+        Ok(Self::find(&mut self.lock(), name).map(|c| config_of(c)))
     }
 
     async fn create(&self, spec: &ContainerSpec) -> Result<String, RuntimeError> {

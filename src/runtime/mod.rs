@@ -11,11 +11,15 @@ mod connect;
 #[cfg(any(test, feature = "test-support"))]
 pub mod contract;
 mod docker;
+mod docker_config;
 mod docker_convert;
 mod docker_events;
 mod docker_exec;
+mod docker_unrepresentable;
 #[cfg(any(test, feature = "test-support"))]
 mod fake;
+#[cfg(any(test, feature = "test-support"))]
+mod fake_views;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -119,7 +123,9 @@ pub struct ContainerSpec {
     pub volumes: Vec<(String, String)>,
     pub ports: Vec<PortSpec>,
     pub restart: Option<String>,
-    pub network: Option<String>,
+    /// Networks to attach, the first as the container's network mode (none: the default
+    /// bridge); each with its extra DNS aliases.
+    pub networks: Vec<Attachment>,
     /// Overrides the image's entrypoint.
     pub entrypoint: Option<Vec<String>>,
     pub user: Option<String>,
@@ -161,6 +167,30 @@ pub struct Limits {
     pub cpu_shares: Option<i64>,
     pub cpuset_cpus: Option<String>,
     pub pids_limit: Option<i64>,
+    /// CPUs in billionths (`docker run --cpus`).
+    pub nano_cpus: Option<i64>,
+}
+
+/// One network a container is attached to, with the DNS aliases it answers to there.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Attachment {
+    pub network: String,
+    pub aliases: Vec<String>,
+}
+
+/// A container's configuration as `docker run` set it: what its image supplies (env,
+/// labels, command, user, ...) is taken out, so recreating from `spec` on a new image
+/// lets that image's defaults apply. Read to adopt a container and to find drift.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunningConfig {
+    pub id: String,
+    pub running: bool,
+    /// `spec.image` is the reference the container was started from, as given.
+    pub spec: ContainerSpec,
+    /// `repo@sha256:…` references its image is known by in registries.
+    pub repo_digests: Vec<String>,
+    /// Settings a [`ContainerSpec`] cannot carry, each `Docker field: value`.
+    pub unrepresentable: Vec<String>,
 }
 
 /// What the runtime shows about one container.
@@ -202,6 +232,12 @@ pub trait ContainerRuntime: Send + Sync + 'static {
         &self,
         name: &str,
     ) -> impl Future<Output = Result<Option<ContainerInfo>, RuntimeError>> + Send;
+    /// How the container was configured (see [`RunningConfig`]); `None` when no container
+    /// has this name or id.
+    fn inspect_config(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<RunningConfig>, RuntimeError>> + Send;
     /// Creates (does not start) the container; returns its id.
     fn create(
         &self,

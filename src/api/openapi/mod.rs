@@ -50,6 +50,8 @@ fn components() -> Value {
             "health",
             "restart",
             "network",
+            "networks",
+            "container_name",
             "entrypoint",
             "user",
             "working_dir",
@@ -94,6 +96,7 @@ const CLOSED: &[(&str, &[&str])] = &[
     ("UpdateNowResult", &[]),
     ("Rollout", &["no_op", "warning"]),
     ("RolloutHost", &[]),
+    ("Adoption", &[]),
 ];
 
 fn close(schema: &mut Value, optional: &[&str]) {

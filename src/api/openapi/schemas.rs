@@ -29,7 +29,8 @@ pub(super) fn core() -> Value {
             "properties": { "container": { "type": "integer", "minimum": 1, "maximum": 65535 },
                             "host": { "type": "integer", "minimum": 0, "maximum": 65535,
                                       "description": "absent: Docker picks a free port" },
-                            "host_ip": { "type": "string", "default": "127.0.0.1" },
+                            "host_ip": { "type": "string", "default": "127.0.0.1",
+                                         "description": "an IP address; \"\" binds every address (Docker's own default)" },
                             "protocol": { "enum": ["tcp", "udp"], "default": "tcp" } } } },
         "command": { "type": ["array", "null"], "items": { "type": "string" } },
         "health": { "type": ["object", "null"], "additionalProperties": false,
@@ -47,7 +48,11 @@ pub(super) fn core() -> Value {
         "restart": { "type": ["string", "null"],
             "pattern": "^(no|always|unless-stopped|on-failure(:[0-9]{1,4})?)$",
             "description": "on-failure:N retries at most N times (1-1000)" },
-        "network": { "type": ["string", "null"] },
+        "network": { "type": ["string", "null"], "description": "one network without aliases; or `networks`" },
+        "networks": { "type": "array", "description": "networks with aliases, the first the container's own; not with `network`",
+            "items": { "type": "object", "required": ["name"], "additionalProperties": false,
+                "properties": { "name": { "type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]*$" },
+                    "aliases": { "type": "array", "items": { "type": "string" } } } } },
         "labels": { "type": "object", "additionalProperties": { "type": "string" } }
     });
     let mut spec_props = spec_props;
@@ -78,6 +83,8 @@ pub(super) fn core() -> Value {
         patch[k] = v;
     }
     create["name"] = json!({ "type": "string" });
+    spec_props["container_name"] = json!({ "type": "string",
+        "description": "the container's name when not sluice-<name>: an adopted container keeps its own" });
     let mut host_state = one_of!(HostState);
     host_state["description"] =
         json!("derived at read time from the schedule and the last heartbeat ([hosts] down_after)");
@@ -241,6 +248,7 @@ fn process_props() -> Value {
                 "cpu_period": { "type": ["integer", "null"], "minimum": 1000, "maximum": 1_000_000 },
                 "cpu_shares": { "type": ["integer", "null"], "minimum": 2, "maximum": 262_144 },
                 "cpuset_cpus": { "type": ["string", "null"], "example": "0-1,3" },
-                "pids_limit": int(1, "most processes in the container") } }
+                "pids_limit": int(1, "most processes in the container"),
+                "nano_cpus": int(10_000_000, "CPUs in billionths (docker run --cpus 0.5 = 500000000); not with cpu_quota or cpu_period") } }
     })
 }

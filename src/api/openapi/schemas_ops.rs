@@ -142,6 +142,27 @@ pub(super) fn strategy_schema() -> Value {
 /// Probes, registry notifications and bodies without fields.
 pub(super) fn system_schemas() -> Value {
     json!({
+        "AdoptWorkspace": { "type": "object", "required": ["container", "name"],
+            "additionalProperties": false, "properties": {
+                "container": { "type": "string", "description": "the running container's name or id, on this instance's Docker engine" },
+                "name": { "type": "string", "description": "the workspace to make of it" },
+                "image": { "type": "string", "description": "the repo:tag to follow; the reference the container was started from when absent (required when that was an image id or a digest)" },
+                "update_tier": { "enum": ["canary", "production"], "default": "production" },
+                "update_mode": { "enum": ["auto", "manual"], "default": "auto" },
+                "maintenance_window": { "type": ["string", "null"], "example": "02:00-04:00" },
+                "health": { "$ref": "#/components/schemas/Workspace/properties/spec/properties/health" },
+                "dry_run": { "type": "boolean", "default": false, "description": "answer the plan; store nothing" },
+                "force": { "type": "boolean", "default": false,
+                    "description": "adopt although `unrepresentable` is not empty; they are named in the workspace.adopted event and lost at the next recreate" } } },
+        "Adoption": { "type": "object", "properties": {
+            "dry_run": { "type": "boolean" },
+            "container": { "type": "string" }, "container_id": { "type": "string" },
+            "name": { "type": "string" }, "image": { "type": "string" },
+            "digest": { "type": "string", "pattern": "^sha256:[0-9a-f]{64}$" },
+            "spec": { "$ref": "#/components/schemas/Workspace/properties/spec" },
+            "unrepresentable": { "type": "array", "items": { "type": "string" },
+                "description": "settings a workspace spec cannot carry, each `Docker field: value`" },
+            "workspace": { "oneOf": [ { "type": "null" }, { "$ref": "#/components/schemas/Workspace" } ] } } },
         "Empty": { "type": "object", "additionalProperties": false,
             "description": "no fields; the body may be left out" },
         "Healthz": { "type": "object", "required": ["status"], "additionalProperties": false,
