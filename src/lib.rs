@@ -1,6 +1,7 @@
 //! sluice: tiered, health-gated, data-safe rollouts of container images across tenant
 //! workspaces on Docker hosts. See `ARCHITECTURE.md` for the map.
 
+pub mod adopt;
 pub mod agent;
 pub mod api;
 pub mod cli;

@@ -146,6 +146,10 @@ impl Application {
             host_gauge: crate::api::HostGauge::register(&metrics),
             snapshot_dir: settings.snapshot_dir(),
             host_down_after: settings.hosts.down_after(),
+            local_host: settings
+                .agent
+                .in_process
+                .then(|| settings.agent.host.clone()),
         };
         if api_context.tokens.is_empty() {
             tracing::warn!(

@@ -3,6 +3,7 @@
 //! Architecture invariant: handlers parse input into domain types and call the store or
 //! the loops; they hold no business rules of their own.
 
+mod adopt;
 pub mod auth;
 pub mod error;
 pub mod extract;
@@ -75,6 +76,9 @@ pub struct ApiContext {
     pub snapshot_dir: std::path::PathBuf,
     /// `[hosts] down_after`: a host without a heartbeat for this long is `down`.
     pub host_down_after: chrono::Duration,
+    /// The host whose engine this instance's Docker connection reaches (`[agent] host`
+    /// when the host loops run in-process): where adopted containers live.
+    pub local_host: Option<crate::domain::HostName>,
 }
 
 /// The HTTP surface, built from [`routes::all`], the table the OpenAPI document is built

@@ -23,6 +23,12 @@ pub struct MigrateArgs {
 pub enum WorkspaceCommand {
     /// Create a workspace (the reconciler then creates its container).
     Add(WorkspaceAdd),
+    /// Adopt a running container as a workspace, without restarting it.
+    ///
+    /// Reads the container, builds the spec that reproduces it (what `docker run` set;
+    /// the image's own defaults stay the image's) and records the digest it runs as both
+    /// desired and actual. Refused while any setting cannot be carried, unless `--force`.
+    Adopt(WorkspaceAdopt),
     /// List workspaces.
     List,
     /// Show one workspace.
@@ -112,6 +118,32 @@ pub enum SnapshotCommand {
         /// Snapshot id (`sluice snapshot list`).
         id: String,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct WorkspaceAdopt {
+    /// The container's name or id.
+    pub container: String,
+    /// The workspace's name (default: the container's name).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// `canary` or `production` (the server's default: production).
+    #[arg(long)]
+    pub tier: Option<String>,
+    /// `auto` or `manual`.
+    #[arg(long)]
+    pub mode: Option<String>,
+    /// The `repo:tag` to follow (needed when the container was started from an image id
+    /// or a digest).
+    #[arg(long)]
+    pub image: Option<String>,
+    /// Print the spec it would store and what it could not represent; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Adopt although some settings cannot be represented (they are named in the audit
+    /// event and lost at the next recreate).
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]

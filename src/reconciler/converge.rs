@@ -3,7 +3,8 @@
 
 use super::*;
 use crate::domain::{Digest, Health, WorkspaceName, WorkspaceState};
-use crate::runtime::{ContainerRuntime, LABEL_WORKSPACE};
+use crate::reconciler::container::{belongs_to, running_digest};
+use crate::runtime::ContainerRuntime;
 use crate::store::{Observed, StoreError};
 
 impl<R: ContainerRuntime> Reconciler<R> {
@@ -21,11 +22,11 @@ impl<R: ContainerRuntime> Reconciler<R> {
         let Some(desired) = w.desired_digest.clone() else {
             return Ok(());
         };
-        let cname = wname.container_name();
+        let cname = w.container_name();
         let existing = inner.rt.inspect(&cname).await?;
         let now = inner.clock.now();
         if let Some(c) = &existing {
-            if !c.is_managed() || c.labels.get(LABEL_WORKSPACE).map(String::as_str) != Some(name) {
+            if !belongs_to(c, &w) {
                 tracing::warn!(workspace = name, container = %cname, "a container sluice does not manage holds the name; not touching it");
                 return Ok(());
             }
@@ -39,7 +40,7 @@ impl<R: ContainerRuntime> Reconciler<R> {
                     .is_some(),
                 None => false,
             };
-            if c.digest_label() == Some(desired.as_str()) && !restore_pending {
+            if running_digest(c, &w) == Some(desired.as_str()) && !restore_pending {
                 if !c.running {
                     inner.rt.start(&cname).await?;
                 }
@@ -62,7 +63,7 @@ impl<R: ContainerRuntime> Reconciler<R> {
         }
         let from = existing
             .as_ref()
-            .and_then(|c| c.digest_label())
+            .and_then(|c| running_digest(c, &w))
             .and_then(|d| Digest::parse(d).ok())
             .or_else(|| w.actual_digest.clone());
         if inner.stopping() {
@@ -89,12 +90,12 @@ impl<R: ContainerRuntime> Reconciler<R> {
             let Some(_guard) = self.try_lock(w.id) else {
                 continue;
             };
-            let cname = w.name.container_name();
+            let cname = w.container_name();
             let c = inner.rt.inspect(&cname).await?;
             let now = inner.clock.now();
             let (reason, observed) = match &c {
                 None => ("container missing", None),
-                Some(c) if c.digest_label() != Some(actual.as_str()) => (
+                Some(c) if running_digest(c, &w) != Some(actual.as_str()) => (
                     "container changed",
                     c.digest_label().and_then(|d| Digest::parse(d).ok()),
                 ),

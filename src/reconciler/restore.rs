@@ -155,8 +155,7 @@ impl<R: ContainerRuntime> Inner<R> {
             .await
             .map_err(|e| format!("restore_data from update {source}: {e}"))?;
         // Nothing to restore (no volumes) still means the old digest's container.
-        self.ensure_container(&ctx.name, &ctx.to, ctx.w.name.as_str())
-            .await?;
+        self.ensure_container(&ctx.name, &ctx.to, ctx.w).await?;
         tracing::info!(workspace = %ctx.w.name, update = ctx.row.id, source = %source, "data restored");
         Ok(())
     }

@@ -81,7 +81,7 @@ impl<R: ContainerRuntime> Reconciler<R> {
         let target = r
             .container_id
             .clone()
-            .unwrap_or_else(|| r.name.container_name());
+            .unwrap_or_else(|| r.spec.container_name_for(&r.name));
         match self.remove_container(r, &target).await {
             Ok(removed) => done.container_removed |= removed,
             Err(e) if e.is_transient() => return Ok(Attempt::Interrupted(e)),
@@ -123,9 +123,10 @@ impl<R: ContainerRuntime> Reconciler<R> {
         };
         let named_for = c.labels.get(LABEL_WORKSPACE).map(String::as_str);
         let id_label = c.labels.get(LABEL_WORKSPACE_ID);
-        let ours = c.is_managed()
+        let ours = (c.is_managed()
             && named_for == Some(r.name.as_str())
-            && id_label.is_none_or(|id| *id == r.id.to_string());
+            && id_label.is_none_or(|id| *id == r.id.to_string()))
+            || crate::reconciler::container::is_adopted(&c, r.container_id.as_deref());
         if !ours {
             tracing::warn!(workspace = %r.name, workspace_id = r.id, container = target, "the container is not this workspace's; not touching it");
             return Ok(false);

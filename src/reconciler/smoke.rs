@@ -51,7 +51,7 @@ impl<R: ContainerRuntime> HttpSmokeProbe<R> {
             .ok_or_else(|| {
                 format!("workspace {workspace} has no HTTP health probe or port to reach")
             })?;
-        let cname = name.container_name();
+        let cname = w.container_name();
         let c = self
             .rt
             .inspect(&cname)

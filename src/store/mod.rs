@@ -50,8 +50,8 @@ pub use updates::{
 };
 pub use wake_bus::WakeListener;
 pub use workspaces::{
-    AdoptedVolume, KeptVolume, NewWorkspace, Observed, RetireResult, Retirement, Workspace,
-    WorkspaceIdentity, WorkspacePatch,
+    AdoptedVolume, Adoption, KeptVolume, NewWorkspace, Observed, RetireResult, Retirement,
+    Workspace, WorkspaceIdentity, WorkspacePatch,
 };
 
 pub use copy::{COPY_PLAN, Carry, CopyError, TableCopy};

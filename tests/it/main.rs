@@ -4,6 +4,7 @@
 
 mod support;
 
+mod adopt;
 mod api;
 mod architecture;
 mod cli;

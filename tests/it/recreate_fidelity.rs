@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use crate::api::TestApi;
 use crate::support::{DockerCleanup, build_fixture, registry, run, unique};
 
-fn inspect(container: &str) -> Value {
+pub(crate) fn inspect(container: &str) -> Value {
     let out = run(Command::new("docker").args(["inspect", container]));
     let all: Value = serde_json::from_str(&out).expect("docker inspect prints JSON");
     all[0].clone()
@@ -22,7 +22,7 @@ fn inspect(container: &str) -> Value {
 /// What must be equal between a container and its replacement: its configuration less
 /// what its image supplies (a new image may bring new labels, env or defaults; that is
 /// the image's to change, not the recreate's).
-fn configuration(c: &Value) -> Value {
+pub(crate) fn configuration(c: &Value) -> Value {
     let image = {
         let id = c["Image"].as_str().unwrap();
         let out = run(Command::new("docker").args(["image", "inspect", id]));
@@ -101,7 +101,7 @@ fn configuration(c: &Value) -> Value {
 }
 
 /// Every differing field, as `path: old != new`.
-fn differences(path: &str, a: &Value, b: &Value, out: &mut Vec<String>) {
+pub(crate) fn differences(path: &str, a: &Value, b: &Value, out: &mut Vec<String>) {
     match (a, b) {
         (Value::Object(x), Value::Object(y)) => {
             let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
@@ -119,7 +119,7 @@ fn differences(path: &str, a: &Value, b: &Value, out: &mut Vec<String>) {
     }
 }
 
-async fn wait_for_digest(api: &TestApi, name: &str, digest: &str, state: &str) -> Value {
+pub(crate) async fn wait_for_digest(api: &TestApi, name: &str, digest: &str, state: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let (s, w) = api
@@ -322,7 +322,7 @@ async fn an_update_and_a_rollback_recreate_the_container_exactly() {
 }
 
 /// Removes the test's network last, after the containers on it.
-struct NetworkGuard(String);
+pub(crate) struct NetworkGuard(pub(crate) String);
 
 impl Drop for NetworkGuard {
     fn drop(&mut self) {

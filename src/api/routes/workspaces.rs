@@ -3,7 +3,7 @@
 use axum::routing::{delete, get, patch, post};
 
 use super::{Access, Kind, Operation, Param, Reply, Verb};
-use crate::api::{rollouts, workspaces};
+use crate::api::{adopt, rollouts, workspaces};
 
 const NAME: &[Param] = &[Param::path("name", Kind::WorkspaceName)];
 
@@ -43,6 +43,31 @@ pub const OPERATIONS: &[Operation] = &[
             (503, "docker_error"),
         ],
         handler: || post(workspaces::create),
+    },
+    Operation {
+        verb: Verb::Post,
+        path: "/api/v1/workspaces/adopt",
+        summary: "Adopt a running container as a workspace, without restarting it",
+        access: Access::Token,
+        params: &[],
+        request: Some("AdoptWorkspace"),
+        reply: Reply::Json(201, "Adoption"),
+        also: &[(200, "Adoption")],
+        errors: &[
+            (400, "image_has_no_tag"),
+            (400, "image_not_in_registry"),
+            (400, "image_not_allowed"),
+            (400, "unrepresentable"),
+            (404, "not_found"),
+            (409, "already_exists"),
+            (409, "already_managed"),
+            (409, "container_not_running"),
+            (409, "adopt_needs_local_engine"),
+            (409, "volume_in_use"),
+            (503, "docker_unavailable"),
+            (503, "docker_error"),
+        ],
+        handler: || post(adopt::adopt),
     },
     Operation {
         verb: Verb::Get,

@@ -10,6 +10,45 @@ use crate::cli::table::{cell, fields, render};
 use super::snapshot::{queued, snapshot_id};
 use super::*;
 
+/// An adoption (or its dry run) for people: what it follows, the spec, what it cannot
+/// carry.
+fn adoption(v: &Value) -> String {
+    let mut s = if v["dry_run"] == json!(true) {
+        format!(
+            "dry run: container {} would become workspace {}\n",
+            cell(&v["container"]),
+            cell(&v["name"])
+        )
+    } else {
+        format!(
+            "container {} adopted as workspace {} (left running)\n",
+            cell(&v["container"]),
+            cell(&v["name"])
+        )
+    };
+    s.push_str(&format!(
+        "image:  {}\ndigest: {}\nspec:\n{}\n",
+        cell(&v["image"]),
+        cell(&v["digest"]),
+        serde_json::to_string_pretty(&v["spec"]).unwrap_or_default()
+    ));
+    let odd = arr(&v["unrepresentable"]);
+    if odd.is_empty() {
+        s.push_str("every setting is represented\n");
+    } else {
+        let verb = if v["dry_run"] == json!(true) {
+            "cannot be represented (adopt refuses without --force)"
+        } else {
+            "were not represented (forced)"
+        };
+        s.push_str(&format!("{} setting(s) {verb}:\n", odd.len()));
+        for o in odd {
+            s.push_str(&format!("  - {}\n", cell(o)));
+        }
+    }
+    s
+}
+
 pub(super) fn add_body(a: &WorkspaceAdd) -> Result<Value, ClientError> {
     let mut body = json!({ "name": a.name, "image": a.image });
     if let Some(t) = &a.tier {
@@ -161,6 +200,27 @@ pub(super) async fn workspace(
                     cell(&w["update_tier"])
                 )
             });
+        }
+        WorkspaceCommand::Adopt(a) => {
+            let mut body = json!({
+                "container": a.container,
+                "name": a.name.as_deref().unwrap_or(a.container.trim_start_matches('/')),
+                "dry_run": a.dry_run,
+                "force": a.force,
+            });
+            for (k, v) in [
+                ("update_tier", &a.tier),
+                ("update_mode", &a.mode),
+                ("image", &a.image),
+            ] {
+                if let Some(v) = v {
+                    body[k] = json!(v);
+                }
+            }
+            let v = c
+                .call(Method::POST, "/api/v1/workspaces/adopt", Some(body))
+                .await?;
+            out.show(&v, adoption);
         }
         WorkspaceCommand::List => out.show(&c.get("/api/v1/workspaces").await?, workspace_table),
         WorkspaceCommand::Show { name } => out.show(&c.get(&path(&name)).await?, workspace_detail),

@@ -139,8 +139,8 @@ impl<R: ContainerRuntime> Inner<R> {
         tracing::warn!(workspace = %ctx.w.name, update = ctx.row.id, error = %reason, "snapshot failed; starting the old container again");
         let from = ctx.row.from_digest.as_ref().map(ToString::to_string);
         if let Ok(Some(c)) = self.rt.inspect(&ctx.name).await
-            && c.is_managed()
-            && c.digest_label().map(str::to_owned) == from
+            && crate::reconciler::container::belongs_to(&c, ctx.w)
+            && crate::reconciler::container::running_digest(&c, ctx.w).map(str::to_owned) == from
             && let Err(e) = self.rt.start(&ctx.name).await
         {
             tracing::error!(workspace = %ctx.w.name, error = %e, "starting the old container again failed");

@@ -92,7 +92,7 @@ impl<R: ContainerRuntime> Inner<R> {
         };
         let ctx = Ctx {
             restore,
-            name: w.name.container_name(),
+            name: w.container_name(),
             to: container_spec(&w, &row.to_digest),
             from: row.from_digest.as_ref().map(|d| container_spec(&w, d)),
             row: &row.clone(),

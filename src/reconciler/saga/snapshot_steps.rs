@@ -35,8 +35,7 @@ impl<R: ContainerRuntime> Inner<R> {
             .map_err(StepError::from)?
             .is_none()
         {
-            self.ensure_container(&ctx.name, &ctx.to, ctx.w.name.as_str())
-                .await?;
+            self.ensure_container(&ctx.name, &ctx.to, ctx.w).await?;
         }
         let mut ids: Vec<_> = done
             .iter()
@@ -167,8 +166,7 @@ impl<R: ContainerRuntime> Inner<R> {
                 return Err(not_ours(&s.volume, reason).into());
             }
         }
-        self.ensure_container(&ctx.name, target, ctx.w.name.as_str())
-            .await?;
+        self.ensure_container(&ctx.name, target, ctx.w).await?;
         for s in &through_archive {
             let mount = target
                 .volumes

@@ -7,7 +7,7 @@ use tokio::time::Instant;
 use super::{Ctx, Timing};
 use crate::domain::UpdatePhase;
 use crate::reconciler::Inner;
-use crate::reconciler::container::volume_labels_for;
+use crate::reconciler::container::{belongs_to, running_digest, volume_labels_for};
 use crate::reconciler::health::{GateConfig, Probe, gate};
 use crate::reconciler::step_error::StepError;
 use crate::runtime::{ContainerRuntime, ContainerSpec};
@@ -105,8 +105,7 @@ impl<R: ContainerRuntime> Inner<R> {
                 // rolls back to them.
                 Some(source) => self.restore_data(ctx, source).await?,
                 None => {
-                    self.ensure_container(&ctx.name, &ctx.to, ctx.w.name.as_str())
-                        .await?;
+                    self.ensure_container(&ctx.name, &ctx.to, ctx.w).await?;
                 }
             },
             UpdatePhase::Starting => self.rt.start(&ctx.name).await.map_err(StepError::from)?,
@@ -123,8 +122,7 @@ impl<R: ContainerRuntime> Inner<R> {
                     .ensure_image(&from.image)
                     .await
                     .map_err(StepError::from)?;
-                self.ensure_container(&ctx.name, from, ctx.w.name.as_str())
-                    .await?;
+                self.ensure_container(&ctx.name, from, ctx.w).await?;
             }
             terminal => {
                 return Err(StepError::Permanent(format!(
@@ -193,10 +191,11 @@ impl<R: ContainerRuntime> Inner<R> {
         &self,
         name: &str,
         spec: &ContainerSpec,
-        workspace: &str,
+        w: &crate::store::Workspace,
     ) -> Result<(), StepError> {
+        let workspace = w.name.as_str();
         if let Some(c) = self.rt.inspect(name).await.map_err(StepError::from)? {
-            if c.digest_label()
+            if running_digest(&c, w)
                 == spec
                     .labels
                     .get(crate::runtime::LABEL_DIGEST)
@@ -204,7 +203,7 @@ impl<R: ContainerRuntime> Inner<R> {
             {
                 return Ok(());
             }
-            if !c.is_managed() {
+            if !belongs_to(&c, w) {
                 return Err(format!("container {name} is not managed by sluice").into());
             }
             self.rt.remove(name).await.map_err(StepError::from)?;

@@ -28,7 +28,7 @@ pub struct WorkspacePatch {
     pub adopted: Vec<AdoptedVolume>,
 }
 
-fn ws_event(
+pub(super) fn ws_event(
     actor: &str,
     name: &WorkspaceName,
     action: &str,

@@ -5,6 +5,7 @@
 //! volume, inside the API's writing transactions.
 
 mod admin;
+mod adopt;
 mod observed;
 mod retirements;
 mod volumes;
@@ -15,6 +16,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 pub use admin::WorkspacePatch;
+pub use adopt::Adoption;
 pub use observed::Observed;
 pub(crate) use observed::write_observed_in;
 pub use retirements::{KeptVolume, RetireResult, Retirement};
@@ -55,6 +57,14 @@ pub struct Workspace {
     pub version: i64,
 }
 
+impl Workspace {
+    /// The name of its container: the spec's `container_name` (an adopted container
+    /// keeps its own), else `sluice-<name>`.
+    pub fn container_name(&self) -> String {
+        self.spec.container_name_for(&self.name)
+    }
+}
+
 /// What creating a workspace needs; everything else starts at its default.
 #[derive(Clone, Debug)]
 pub struct NewWorkspace {
@@ -67,7 +77,7 @@ pub struct NewWorkspace {
     pub host: HostName,
 }
 
-const COLUMNS: &str = "id, name, image, update_tier, update_mode, maintenance_window, spec, \
+pub(super) const COLUMNS: &str = "id, name, image, update_tier, update_mode, maintenance_window, spec, \
     host, pinned_digest, desired_digest, actual_digest, container_id, state, health, created_at, \
     updated_at, version";
 
@@ -82,7 +92,7 @@ fn opt_digest(v: Option<String>) -> Result<Option<Digest>, StoreError> {
     v.map(|s| Digest::parse(&s)).transpose().map_err(corrupt)
 }
 
-fn from_row(row: &AnyRow) -> Result<Workspace, StoreError> {
+pub(super) fn from_row(row: &AnyRow) -> Result<Workspace, StoreError> {
     let get_s = |c: &str| row.try_get::<String, _>(c).map_err(corrupt);
     let get_os = |c: &str| row.try_get::<Option<String>, _>(c).map_err(corrupt);
     Ok(Workspace {
