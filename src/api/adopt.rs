@@ -24,7 +24,7 @@ use crate::runtime::{ContainerRuntime as _, DockerRuntime, RunningConfig};
 use crate::store::{Adoption, NewWorkspace};
 
 /// The request: which container, and the workspace to make of it.
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdoptRequest {
     /// The container's name or id.
@@ -142,16 +142,36 @@ pub async fn adopt(
     Extension(actor): Extension<Arc<Actor>>,
     ApiJson(body): ApiJson<AdoptRequest>,
 ) -> Result<(StatusCode, Json<AdoptView>), ApiError> {
-    let Some(host) = state.api.local_host.clone() else {
-        return Err(ApiError::conflict(
+    let view = adopt_one(&state, &actor, &body).await?;
+    let status = if body.dry_run {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((status, Json(view)))
+}
+
+/// The container's engine is this instance's own: the host its in-process loops run.
+pub(super) fn local_host(state: &AppState) -> Result<crate::domain::HostName, ApiError> {
+    state.api.local_host.clone().ok_or_else(|| {
+        ApiError::conflict(
             "adopt_needs_local_engine",
             "container: this instance runs no host loops ([agent] in_process = false), so \
              the engine holding the container is not its own; adopt through an instance \
              that runs them",
-        ));
-    };
-    let c = read(&state, &body.container).await?;
-    let p = check(&state, &body, &c).await?;
+        )
+    })
+}
+
+/// Adopts (or, with `dry_run`, plans) one container; nothing is written on a refusal.
+pub(super) async fn adopt_one(
+    state: &AppState,
+    actor: &Actor,
+    body: &AdoptRequest,
+) -> Result<AdoptView, ApiError> {
+    let host = local_host(state)?;
+    let c = read(state, &body.container).await?;
+    let p = check(state, body, &c).await?;
     let mut view = AdoptView {
         dry_run: body.dry_run,
         container: c.spec.name.clone(),
@@ -164,7 +184,7 @@ pub async fn adopt(
         workspace: None,
     };
     if body.dry_run {
-        return Ok((StatusCode::OK, Json(view)));
+        return Ok(view);
     }
     if let Some(first) = p.unrepresentable.first().filter(|_| !body.force) {
         return Err(ApiError::bad_request(
@@ -183,7 +203,7 @@ pub async fn adopt(
         ));
     }
     let entries: Vec<(usize, &VolumeMount)> = p.spec.volumes.iter().enumerate().collect();
-    let volumes = volume_claims::check(&state, body.name.as_str(), None, &entries).await?;
+    let volumes = volume_claims::check(state, body.name.as_str(), None, &entries).await?;
     let new = NewWorkspace {
         host,
         name: body.name.clone(),
@@ -222,5 +242,5 @@ pub async fn adopt(
     state.wakers.controller.notify_one();
     state.wakers.reconciler.notify_one();
     view.workspace = Some(WorkspaceView::new(w, None));
-    Ok((StatusCode::CREATED, Json(view)))
+    Ok(view)
 }

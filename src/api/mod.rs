@@ -4,6 +4,7 @@
 //! the loops; they hold no business rules of their own.
 
 mod adopt;
+mod adopt_all;
 pub mod auth;
 pub mod error;
 pub mod extract;

@@ -123,7 +123,18 @@ pub enum SnapshotCommand {
 #[derive(Debug, Args)]
 pub struct WorkspaceAdopt {
     /// The container's name or id.
-    pub container: String,
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    pub container: Option<String>,
+    /// Adopt every running container with `--label`, or of `--compose-project`, each
+    /// as the workspace named after it; prints what was adopted and what was refused.
+    #[arg(long, conflicts_with_all = ["name", "image"])]
+    pub all: bool,
+    /// With `--all`: `KEY=VALUE` (or `KEY`).
+    #[arg(long, requires = "all", conflicts_with = "compose_project")]
+    pub label: Option<String>,
+    /// With `--all`: the containers of this Compose project.
+    #[arg(long, requires = "all")]
+    pub compose_project: Option<String>,
     /// The workspace's name (default: the container's name).
     #[arg(long)]
     pub name: Option<String>,

@@ -50,7 +50,7 @@ pub struct WorkspaceName(String);
 
 impl WorkspaceName {
     /// What [`Self::parse`] accepts, as an ECMA-262 regular expression (OpenAPI).
-    pub const PATTERN: &'static str = r"^(?!adopt$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$";
+    pub const PATTERN: &'static str = r"^(?!adopt$|adopt-all$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$";
 
     pub fn parse(input: &str) -> Result<Self, ParseError> {
         let err = |r: &str| ParseError::new("workspace name", input, r);
@@ -66,9 +66,9 @@ impl WorkspaceName {
         if input.starts_with('-') || input.ends_with('-') {
             return Err(err("must not start or end with `-`"));
         }
-        if input == "adopt" {
+        if input == "adopt" || input == "adopt-all" {
             return Err(err(
-                "is reserved: `/api/v1/workspaces/adopt` adopts running containers",
+                "is reserved: `/api/v1/workspaces/adopt` and `adopt-all` adopt running containers",
             ));
         }
         Ok(Self(input.to_owned()))

@@ -3,13 +3,14 @@
 //! supplies, with every setting sluice's spec cannot carry named. Also attaching a
 //! created container to its further networks.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use bollard::Docker;
 use bollard::models::{
     ContainerConfig, ContainerInspectResponse, EndpointSettings, HostConfig, ImageInspect,
     NetworkConnectRequest,
 };
+use bollard::query_parameters::ListContainersOptionsBuilder;
 
 use super::docker_convert::{err, is_status};
 use super::docker_unrepresentable::{config_oddities, host_oddities};
@@ -32,6 +33,31 @@ pub(super) async fn inspect_config(
         Err(e) => return Err(err("inspect image", &image_id)(e)),
     };
     Ok(Some(running_config(c, image)))
+}
+
+impl super::DockerRuntime {
+    /// Names of the running containers carrying `label` (`KEY` or `KEY=VALUE`), sorted:
+    /// what a bulk adoption selects.
+    pub async fn running_with_label(&self, label: &str) -> Result<Vec<String>, RuntimeError> {
+        running_with_label(self.docker(), label).await
+    }
+}
+
+async fn running_with_label(docker: &Docker, label: &str) -> Result<Vec<String>, RuntimeError> {
+    let filters = HashMap::from([("label".to_owned(), vec![label.to_owned()])]);
+    let opts = ListContainersOptionsBuilder::default()
+        .filters(&filters)
+        .build();
+    let mut names: Vec<String> = docker
+        .list_containers(Some(opts))
+        .await
+        .map_err(err("list containers", label))?
+        .into_iter()
+        .filter_map(|c| c.names?.into_iter().next())
+        .map(|n| n.trim_start_matches('/').to_owned())
+        .collect();
+    names.sort();
+    Ok(names)
 }
 
 /// Attaches the created (not yet started) container to every network after the first,
@@ -260,12 +286,6 @@ fn networks(
     odd: &mut Vec<String>,
 ) -> Vec<Attachment> {
     let id = c.id.clone().unwrap_or_default();
-    let name = c
-        .name
-        .clone()
-        .unwrap_or_default()
-        .trim_start_matches('/')
-        .to_owned();
     let mode = host.network_mode.clone().unwrap_or_default();
     let all = c
         .network_settings
@@ -293,10 +313,8 @@ fn networks(
             .and_then(|e| e.aliases.clone())
             .unwrap_or_default()
             .into_iter()
-            // Docker adds the short id, the hostname and the name by itself.
-            .filter(|a| {
-                !id.starts_with(a.as_str()) && Some(a) != cfg.hostname.as_ref() && *a != name
-            })
+            // Docker adds the short id and the hostname by itself.
+            .filter(|a| !id.starts_with(a.as_str()) && Some(a) != cfg.hostname.as_ref())
             .collect();
         aliases.dedup();
         Attachment {

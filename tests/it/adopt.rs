@@ -428,3 +428,142 @@ async fn what_adoption_cannot_carry_or_find_is_refused() {
         "{e}"
     );
 }
+
+/// Runs `docker-compose` for project `project` with `file`.
+fn compose(file: &std::path::Path, project: &str, args: &[&str]) -> String {
+    run(Command::new("docker-compose")
+        .args(["-f", &file.to_string_lossy(), "-p", project])
+        .args(args))
+}
+
+/// Takes the project down (containers, its network, its volumes) on drop.
+struct ComposeGuard(std::path::PathBuf, String);
+
+impl Drop for ComposeGuard {
+    fn drop(&mut self) {
+        let _ = Command::new("docker-compose")
+            .args(["-f", &self.0.to_string_lossy(), "-p", &self.1, "down", "-v"])
+            .output();
+    }
+}
+
+// Multi-threaded: the CLI child is waited for while the in-process API answers it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compose_project_is_adopted_whole_and_compose_still_sees_it() {
+    let repo = format!("{}/{}/app", registry(), unique("fx-adopt-compose"));
+    build_fixture("good", "v1", &format!("{repo}:v1"));
+    let v2 = build_fixture("good", "v2", &format!("{repo}:v2")).to_string();
+    let project = unique("adoptshop");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("docker-compose.yml");
+    std::fs::write(
+        &file,
+        format!(
+            "version: '3'\nservices:\n  web:\n    image: {repo}:v1\n    labels: {{sluice.test: '1'}}\n    \
+             environment: {{GREETING: shop}}\n    volumes: ['data:/data']\n  \
+             worker:\n    image: {repo}:v1\n    labels: {{sluice.test: '1'}}\nvolumes:\n  data: {{}}\n"
+        ),
+    )
+    .unwrap();
+    let _down = ComposeGuard(file.clone(), project.clone());
+    let mut cleanup = DockerCleanup::default();
+    for v in ["v1", "v2"] {
+        cleanup.images.push(format!("{repo}:{v}"));
+    }
+    compose(&file, &project, &["up", "-d"]);
+    let web = format!("{project}_web_1");
+    let api = TestApi::start().await;
+
+    let out = Command::new(sluice_bin())
+        .args([
+            "--server",
+            &api.url(""),
+            "workspace",
+            "adopt",
+            "--all",
+            "--compose-project",
+            &project,
+            "--mode",
+            "manual",
+        ])
+        .env("SLUICE_TOKEN", ADMIN_TOKEN)
+        .env_remove("SLUICE_CONFIG")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let web_ws = format!("{project}-web-1");
+    for (container, ws) in [
+        (&web, &web_ws),
+        (
+            &format!("{project}_worker_1"),
+            &format!("{project}-worker-1"),
+        ),
+    ] {
+        let row = text.lines().find(|l| l.starts_with(container.as_str()));
+        assert!(
+            row.is_some_and(|r| r.contains(ws.as_str()) && r.contains("adopted")),
+            "{container} as {ws}:\n{text}"
+        );
+        api.track_workspace(ws);
+    }
+    let (_, events) = api
+        .admin(Method::GET, "/api/v1/events?limit=1000", None)
+        .await;
+    let bulk: Vec<&Value> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "workspaces.adopted_all")
+        .collect();
+    assert_eq!(bulk.len(), 1, "one audited operation: {events}");
+    assert_eq!(
+        bulk[0]["detail"]["adopted"].as_array().map(Vec::len),
+        Some(2),
+        "{}",
+        bulk[0]
+    );
+
+    // Updated by sluice, the container is still the project's: Compose lists it, its
+    // labels and its service alias kept.
+    let before = inspect(&web);
+    let (s, u) = api
+        .admin(
+            Method::POST,
+            &format!("/api/v1/workspaces/{web_ws}/update"),
+            Some(json!({"digest": v2})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{u}");
+    wait_for_digest(&api, &web_ws, &v2, "running").await;
+    let after = inspect(&web);
+    assert_ne!(after["Id"], before["Id"]);
+    for label in [
+        "com.docker.compose.project",
+        "com.docker.compose.service",
+        "com.docker.compose.config-hash",
+    ] {
+        assert_eq!(
+            after["Config"]["Labels"][label], before["Config"]["Labels"][label],
+            "{label}"
+        );
+    }
+    let net = format!("{project}_default");
+    assert!(
+        after["NetworkSettings"]["Networks"][&net]["Aliases"]
+            .as_array()
+            .is_some_and(|a| a.contains(&json!("web"))),
+        "{}",
+        after["NetworkSettings"]
+    );
+    let ps = compose(&file, &project, &["ps"]);
+    let line = ps.lines().find(|l| l.starts_with(web.as_str()));
+    assert!(
+        line.is_some_and(|l| l.contains("Up")),
+        "compose ps lost {web}:\n{ps}"
+    );
+}

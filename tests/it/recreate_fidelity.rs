@@ -145,8 +145,11 @@ async fn an_update_and_a_rollback_recreate_the_container_exactly() {
     let bad = build_fixture("bad-health", "v3", &format!("{repo}:v3")).to_string();
     let name = unique("fidelity");
     let network = unique("sluice-fid-net");
-    run(Command::new("docker").args(["network", "create", "--label", "sluice.test=1", &network]));
-    let _network = NetworkGuard(network.clone());
+    let back = unique("sluice-fid-back");
+    for n in [&network, &back] {
+        run(Command::new("docker").args(["network", "create", "--label", "sluice.test=1", n]));
+    }
+    let _networks = (NetworkGuard(network.clone()), NetworkGuard(back.clone()));
     let mut cleanup = DockerCleanup::default();
     cleanup.containers.push(format!("sluice-{name}"));
     cleanup.volumes.push(format!("{name}-data"));
@@ -184,7 +187,8 @@ async fn an_update_and_a_rollback_recreate_the_container_exactly() {
         "cap_add": ["NET_ADMIN"],
         "cap_drop": ["CAP_MKNOD"],
         "security_opt": ["no-new-privileges"],
-        "network": network,
+        "networks": [{"name": network, "aliases": ["web", "tenant-web"]},
+                     {"name": back, "aliases": ["api"]}],
         "labels": {"team": "fidelity", "tier-note": "a b"},
         "health": {"http": {"port": 8080, "path": "/health"}},
         "entrypoint": ["/bin/sh"],
@@ -215,6 +219,16 @@ async fn an_update_and_a_rollback_recreate_the_container_exactly() {
     assert_eq!(config["StopSignal"], "SIGINT");
     assert_eq!(config["StopTimeout"], 4);
     assert_eq!(host["ReadonlyRootfs"], true);
+    assert_eq!(host["NetworkMode"], network.as_str());
+    let nets = &first["NetworkSettings"]["Networks"];
+    for (net, alias) in [(&network, "web"), (&network, "tenant-web"), (&back, "api")] {
+        assert!(
+            nets[net.as_str()]["Aliases"]
+                .as_array()
+                .is_some_and(|a| a.contains(&json!(alias))),
+            "{alias} on {net}: {nets}"
+        );
+    }
     assert_eq!(host["Memory"], 67_108_864);
     assert_eq!(host["CpuQuota"], 50_000);
     assert_eq!(host["CpuPeriod"], 100_000);

@@ -97,6 +97,7 @@ const CLOSED: &[(&str, &[&str])] = &[
     ("Rollout", &["no_op", "warning"]),
     ("RolloutHost", &[]),
     ("Adoption", &[]),
+    ("AdoptionTable", &[]),
 ];
 
 fn close(schema: &mut Value, optional: &[&str]) {

@@ -154,6 +154,25 @@ pub(super) fn system_schemas() -> Value {
                 "dry_run": { "type": "boolean", "default": false, "description": "answer the plan; store nothing" },
                 "force": { "type": "boolean", "default": false,
                     "description": "adopt although `unrepresentable` is not empty; they are named in the workspace.adopted event and lost at the next recreate" } } },
+        "AdoptAllWorkspaces": { "type": "object", "additionalProperties": false,
+            "description": "name `label` or `compose_project`; each container becomes the workspace named after it (lowercased, `_` and `.` as `-`)",
+            "properties": {
+                "label": { "type": "string", "example": "tenant=yes", "description": "KEY=VALUE or KEY" },
+                "compose_project": { "type": "string", "description": "the containers of this Compose project" },
+                "update_tier": { "enum": ["canary", "production"], "default": "production" },
+                "update_mode": { "enum": ["auto", "manual"], "default": "auto" },
+                "maintenance_window": { "type": ["string", "null"] },
+                "health": { "$ref": "#/components/schemas/Workspace/properties/spec/properties/health" },
+                "dry_run": { "type": "boolean", "default": false },
+                "force": { "type": "boolean", "default": false } } },
+        "AdoptionTable": { "type": "object", "properties": {
+            "dry_run": { "type": "boolean" },
+            "selector": { "type": "string", "description": "the label filter the containers were chosen by" },
+            "adopted": { "type": "array", "items": { "$ref": "#/components/schemas/Adoption" } },
+            "refused": { "type": "array", "items": { "type": "object", "required": ["container", "name", "code", "message"],
+                "additionalProperties": false, "properties": {
+                    "container": { "type": "string" }, "name": { "type": ["string", "null"] },
+                    "code": { "type": "string" }, "message": { "type": "string" } } } } } },
         "Adoption": { "type": "object", "properties": {
             "dry_run": { "type": "boolean" },
             "container": { "type": "string" }, "container_id": { "type": "string" },

@@ -3,7 +3,7 @@
 use axum::routing::{delete, get, patch, post};
 
 use super::{Access, Kind, Operation, Param, Reply, Verb};
-use crate::api::{adopt, rollouts, workspaces};
+use crate::api::{adopt, adopt_all, rollouts, workspaces};
 
 const NAME: &[Param] = &[Param::path("name", Kind::WorkspaceName)];
 
@@ -68,6 +68,23 @@ pub const OPERATIONS: &[Operation] = &[
             (503, "docker_error"),
         ],
         handler: || post(adopt::adopt),
+    },
+    Operation {
+        verb: Verb::Post,
+        path: "/api/v1/workspaces/adopt-all",
+        summary: "Adopt every running container with a label, or of a Compose project",
+        access: Access::Token,
+        params: &[],
+        request: Some("AdoptAllWorkspaces"),
+        reply: Reply::Json(200, "AdoptionTable"),
+        also: &[],
+        errors: &[
+            (400, "invalid_selector"),
+            (409, "adopt_needs_local_engine"),
+            (503, "docker_unavailable"),
+            (503, "docker_error"),
+        ],
+        handler: || post(adopt_all::adopt_all),
     },
     Operation {
         verb: Verb::Get,

@@ -49,6 +49,40 @@ fn adoption(v: &Value) -> String {
     s
 }
 
+/// A bulk adoption: one row per container, adopted or refused with the reason.
+fn adoption_table(v: &Value) -> String {
+    let dry = v["dry_run"] == json!(true);
+    let mut rows: Vec<Vec<String>> = arr(&v["adopted"])
+        .iter()
+        .map(|a| {
+            let odd = arr(&a["unrepresentable"]).len();
+            vec![
+                cell(&a["container"]),
+                cell(&a["name"]),
+                if dry { "would adopt" } else { "adopted" }.to_owned(),
+                if odd == 0 {
+                    String::new()
+                } else {
+                    format!("{odd} setting(s) not represented")
+                },
+            ]
+        })
+        .collect();
+    rows.extend(arr(&v["refused"]).iter().map(|r| {
+        vec![
+            cell(&r["container"]),
+            cell(&r["name"]),
+            format!("refused ({})", cell(&r["code"])),
+            cell(&r["message"]),
+        ]
+    }));
+    format!(
+        "containers with {}:\n{}",
+        cell(&v["selector"]),
+        render(&["CONTAINER", "WORKSPACE", "RESULT", "DETAIL"], &rows)
+    )
+}
+
 pub(super) fn add_body(a: &WorkspaceAdd) -> Result<Value, ClientError> {
     let mut body = json!({ "name": a.name, "image": a.image });
     if let Some(t) = &a.tier {
@@ -202,12 +236,21 @@ pub(super) async fn workspace(
             });
         }
         WorkspaceCommand::Adopt(a) => {
-            let mut body = json!({
-                "container": a.container,
-                "name": a.name.as_deref().unwrap_or(a.container.trim_start_matches('/')),
-                "dry_run": a.dry_run,
-                "force": a.force,
-            });
+            let (path, mut body) = match &a.container {
+                Some(container) => (
+                    "/api/v1/workspaces/adopt",
+                    json!({
+                        "container": container,
+                        "name": a.name.as_deref().unwrap_or(container.trim_start_matches('/')),
+                    }),
+                ),
+                None => (
+                    "/api/v1/workspaces/adopt-all",
+                    json!({ "label": a.label, "compose_project": a.compose_project }),
+                ),
+            };
+            body["dry_run"] = json!(a.dry_run);
+            body["force"] = json!(a.force);
             for (k, v) in [
                 ("update_tier", &a.tier),
                 ("update_mode", &a.mode),
@@ -217,10 +260,15 @@ pub(super) async fn workspace(
                     body[k] = json!(v);
                 }
             }
-            let v = c
-                .call(Method::POST, "/api/v1/workspaces/adopt", Some(body))
-                .await?;
-            out.show(&v, adoption);
+            if let Some(o) = body.as_object_mut() {
+                o.retain(|_, v| !v.is_null());
+            }
+            let v = c.call(Method::POST, path, Some(body)).await?;
+            if a.container.is_some() {
+                out.show(&v, adoption);
+            } else {
+                out.show(&v, adoption_table);
+            }
         }
         WorkspaceCommand::List => out.show(&c.get("/api/v1/workspaces").await?, workspace_table),
         WorkspaceCommand::Show { name } => out.show(&c.get(&path(&name)).await?, workspace_detail),
