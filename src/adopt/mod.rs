@@ -158,6 +158,7 @@ pub fn spec_of(c: &ContainerSpec, name: &WorkspaceName) -> WorkspaceSpec {
         network,
         networks,
         container_name: (c.name != format!("sluice-{name}")).then(|| c.name.clone()),
+        drift: crate::domain::spec::DriftAction::Correct,
         labels: c
             .labels
             .iter()
@@ -230,6 +231,8 @@ pub fn managed_by(labels: &BTreeMap<String, String>) -> Option<&str> {
                 == Some("true")
         })
 }
+
+pub mod drift;
 
 #[cfg(test)]
 mod tests;

@@ -61,6 +61,7 @@ fn workspace(spec: WorkspaceSpec) -> Workspace {
         created_at: now,
         updated_at: now,
         version: 1,
+        drift: Vec::new(),
     }
 }
 
@@ -70,6 +71,7 @@ fn running(spec: ContainerSpec) -> RunningConfig {
         running: true,
         repo_digests: vec![format!("127.0.0.1:5000/shop/app@{DIGEST}")],
         spec,
+        image_defaults: crate::runtime::ImageDefaults::default(),
         unrepresentable: Vec::new(),
     }
 }

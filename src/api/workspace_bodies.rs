@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Deserializer};
 
 use crate::domain::spec::{
-    BindMount, HealthProbe, LogConfig, NetworkSpec, PortMapping, Resources, Ulimit, VolumeMount,
-    WorkspaceSpec,
+    BindMount, DriftAction, HealthProbe, LogConfig, NetworkSpec, PortMapping, Resources, Ulimit,
+    VolumeMount, WorkspaceSpec,
 };
 use crate::domain::{Digest, HostName, MaintenanceWindow, Tier, UpdateMode, WorkspaceName};
 
@@ -50,6 +50,8 @@ pub struct CreateWorkspace {
     pub network: Option<String>,
     #[serde(default)]
     pub networks: Vec<NetworkSpec>,
+    #[serde(default)]
+    pub drift: DriftAction,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
     #[serde(default)]
@@ -123,6 +125,8 @@ pub struct PatchWorkspace {
     #[serde(default)]
     pub networks: Option<Vec<NetworkSpec>>,
     #[serde(default)]
+    pub drift: Option<DriftAction>,
+    #[serde(default)]
     pub labels: Option<BTreeMap<String, String>>,
     #[serde(default, deserialize_with = "nullable")]
     pub entrypoint: Option<Option<Vec<String>>>,
@@ -173,6 +177,7 @@ impl PatchWorkspace {
             || self.restart.is_some()
             || self.network.is_some()
             || self.networks.is_some()
+            || self.drift.is_some()
             || self.labels.is_some()
             || self.entrypoint.is_some()
             || self.user.is_some()
@@ -215,6 +220,9 @@ impl PatchWorkspace {
         }
         if let Some(v) = self.networks {
             spec.networks = v;
+        }
+        if let Some(v) = self.drift {
+            spec.drift = v;
         }
         if let Some(v) = self.network {
             spec.network = v;

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::ParseError;
 pub use super::spec_host::{LOG_DRIVERS, LogConfig, ULIMITS, Ulimit, parse_restart};
-pub use super::spec_network::NetworkSpec;
+pub use super::spec_network::{DriftAction, NetworkSpec};
 pub use super::spec_policy::{BindMount, PRIVILEGED_CAPS, Policy};
 pub use super::spec_process::{MIN_MEMORY, Resources};
 
@@ -42,6 +42,10 @@ pub struct WorkspaceSpec {
     /// keeps its own).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container_name: Option<String>,
+    /// `correct` (the default): a container changed behind sluice's back is put back to
+    /// the spec; `report`: the drift is only reported.
+    #[serde(default, skip_serializing_if = "DriftAction::is_default")]
+    pub drift: DriftAction,
     /// Extra labels; `sluice.*` labels are reserved and refused.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,

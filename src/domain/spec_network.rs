@@ -1,12 +1,31 @@
-//! The parts of a workspace's container spec about naming and networks: the container's
-//! own name (kept from an adopted container, so scripts and DNS that use it keep
-//! working), and the networks it joins with the aliases it answers to there. Each value
-//! is checked here, at the edge, so a refusal names the field.
+//! The parts of a workspace's container spec about the container's identity: its own
+//! name (kept from an adopted container, so scripts and DNS that use it keep working),
+//! the networks it joins with the aliases it answers to there, and what sluice does when
+//! the container is changed behind its back (`drift`). Each value is checked here, at
+//! the edge, so a refusal names the field.
 
 use serde::{Deserialize, Serialize};
 
 use super::spec::WorkspaceSpec;
 use super::spec_process::{Refusal, refuse};
+
+/// What the reconciler does when the running container's configuration differs from
+/// the spec (someone recreated it with other flags): it always reports the drift (event,
+/// metric, `workspace show`); `correct` also puts the container back to the spec.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DriftAction {
+    #[default]
+    Correct,
+    Report,
+}
+
+impl DriftAction {
+    #[allow(clippy::trivially_copy_pass_by_ref)] // reason: serde's skip_serializing_if passes a reference
+    pub(super) fn is_default(&self) -> bool {
+        *self == Self::Correct
+    }
+}
 
 /// One network the container joins (`docker run --network N --network-alias A`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

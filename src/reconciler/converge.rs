@@ -1,5 +1,5 @@
-//! Converging one workspace (adopting a matching container, or opening an update and
-//! driving its saga) and detecting drift between what runs and what the store says.
+//! Converging one workspace: taking a matching container as it is, or opening an update
+//! and driving its saga.
 
 use super::*;
 use crate::domain::{Digest, Health, WorkspaceName, WorkspaceState};
@@ -76,57 +76,5 @@ impl<R: ContainerRuntime> Reconciler<R> {
             .await?;
         tracing::info!(workspace = name, update = row.id, digest = %desired, "update started");
         inner.drive(row, w).await
-    }
-
-    pub(super) async fn detect_drift(&self) -> Result<(), ReconcileError> {
-        let inner = &self.inner;
-        for w in inner.store.workspaces_on(&inner.cfg.host).await? {
-            let (Some(actual), Some(desired)) = (&w.actual_digest, &w.desired_digest) else {
-                continue;
-            };
-            if actual != desired || w.state != WorkspaceState::Running {
-                continue;
-            }
-            let Some(_guard) = self.try_lock(w.id) else {
-                continue;
-            };
-            let cname = w.container_name();
-            let c = inner.rt.inspect(&cname).await?;
-            let now = inner.clock.now();
-            let (reason, observed) = match &c {
-                None => ("container missing", None),
-                Some(c) if running_digest(c, &w) != Some(actual.as_str()) => (
-                    "container changed",
-                    c.digest_label().and_then(|d| Digest::parse(d).ok()),
-                ),
-                Some(c) if !c.running => {
-                    let ev = event(
-                        w.name.as_str(),
-                        "drift_detected",
-                        serde_json::json!({"reason": "container stopped", "action": "started"}),
-                        None,
-                    );
-                    inner.store.append_event(&ev, now).await?;
-                    inner.rt.start(&cname).await?;
-                    continue;
-                }
-                Some(_) => continue,
-            };
-            tracing::warn!(workspace = %w.name, reason, "drift detected");
-            let ev = event(
-                w.name.as_str(),
-                "drift_detected",
-                serde_json::json!({"reason": reason, "expected": actual, "found": observed}),
-                None,
-            );
-            let obs = Observed {
-                actual_digest: observed,
-                container_id: c.map(|c| c.id),
-                state: WorkspaceState::Missing,
-                health: Health::Unknown,
-            };
-            inner.store.set_observed(w.id, &obs, Some(&ev), now).await?;
-        }
-        Ok(())
     }
 }

@@ -13,6 +13,7 @@ pub struct ReconcilerMetrics {
     pub duration: Histogram,
     pub downtime: Histogram,
     pub snapshot_bytes: IntCounter,
+    pub drift: IntCounterVec,
 }
 
 const BUCKETS: &[f64] = &[0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0];
@@ -62,6 +63,14 @@ impl ReconcilerMetrics {
                 "Bytes written to volume snapshots.",
             ))
             .expect("valid metric"),
+            drift: IntCounterVec::new(
+                opts(
+                    "sluice_drift_total",
+                    "Drift found between what runs and the store or spec, by kind (container: missing or another digest; stopped; configuration: settings differ from the spec).",
+                ),
+                &["kind"],
+            )
+            .expect("valid metric"),
         };
         for c in [
             Box::new(m.updates.clone()) as Box<dyn prometheus::core::Collector>,
@@ -69,6 +78,7 @@ impl ReconcilerMetrics {
             Box::new(m.duration.clone()),
             Box::new(m.downtime.clone()),
             Box::new(m.snapshot_bytes.clone()),
+            Box::new(m.drift.clone()),
         ] {
             let _ = registry.register(c);
         }

@@ -30,12 +30,13 @@
 //! test can SIGKILL the daemon exactly there. A production build never reads it.
 //!
 //! Where things live: this file holds the loop (`run`) and `spawn`; `state` what the
-//! tasks share, `pass` one pass and crash resume, `converge` one workspace and drift,
+//! tasks share, `pass` one pass and crash resume, `converge` one workspace, `drift` what runs against the store and the spec,
 //! `retire` deleted workspaces, `serve` the loop's passes and drain, `saga` the update
 //! saga, `tunables` the settings, `error` the error type.
 
 pub mod container;
 mod converge;
+mod drift;
 mod error;
 pub mod health;
 mod metrics;

@@ -234,6 +234,78 @@ pub async fn unmanaged_not_listed<R: ContainerRuntime>(rt: &R, image: &str, pref
     rt.remove(&s.name).await.expect("remove");
 }
 
+/// A container created with many settings reads back as created: no drift, nothing
+/// unrepresentable, and (the network aside) the very spec. `network` must exist.
+pub async fn config_reads_back<R: ContainerRuntime>(
+    rt: &R,
+    image: &str,
+    prefix: &str,
+    network: &str,
+) {
+    let mut s = spec(prefix, image);
+    s.name = format!("{prefix}-c");
+    s.volumes.clear();
+    s.env = vec!["A=1".to_owned(), "B=two words".to_owned()];
+    s.cmd = Some(vec!["/fixture/entrypoint.sh".to_owned()]);
+    s.entrypoint = Some(vec!["/bin/sh".to_owned()]);
+    s.user = Some("0:0".to_owned());
+    s.working_dir = Some("/fixture".to_owned());
+    s.hostname = Some("contract".to_owned());
+    s.stop_signal = Some("SIGINT".to_owned());
+    s.stop_timeout = Some(3);
+    s.restart = Some("on-failure".to_owned());
+    s.restart_retries = Some(2);
+    s.networks = vec![super::Attachment {
+        network: network.to_owned(),
+        aliases: vec!["contract-web".to_owned()],
+    }];
+    s.ports = vec![super::PortSpec {
+        container: 8080,
+        protocol: "tcp".to_owned(),
+        host: None,
+        host_ip: "127.0.0.1".to_owned(),
+    }];
+    s.limits.memory = Some(64 << 20);
+    s.limits.nano_cpus = Some(500_000_000);
+    s.limits.pids_limit = Some(64);
+    s.tmpfs = BTreeMap::from([("/run".to_owned(), "size=8m".to_owned())]);
+    s.extra_hosts = vec!["db:10.0.0.5".to_owned()];
+    s.dns = vec!["10.0.0.53".to_owned()];
+    s.ulimits = vec![("nofile".to_owned(), 1024, 2048)];
+    s.log = Some((
+        "json-file".to_owned(),
+        BTreeMap::from([("max-size".to_owned(), "1m".to_owned())]),
+    ));
+    s.cap_add = vec!["NET_ADMIN".to_owned()];
+    s.cap_drop = vec!["MKNOD".to_owned()];
+    s.security_opt = vec!["no-new-privileges".to_owned()];
+    s.read_only_rootfs = true;
+    rt.ensure_image(image).await.expect("ensure image");
+    rt.create(&s).await.expect("create");
+    let got = rt
+        .inspect_config(&s.name)
+        .await
+        .expect("inspect config")
+        .expect("exists");
+    assert!(got.unrepresentable.is_empty(), "{:?}", got.unrepresentable);
+    assert_eq!(
+        crate::adopt::drift::differences(&got, &s),
+        Vec::<&str>::new(),
+        "a container as created has no drift: {got:?}"
+    );
+    assert_eq!(got.spec.networks, s.networks);
+    assert_eq!(got.spec.env, s.env.clone());
+    let mut other = s.clone();
+    other.env.push("C=3".to_owned());
+    other.limits.memory = Some(128 << 20);
+    assert_eq!(
+        crate::adopt::drift::differences(&got, &other),
+        vec!["env", "resources"]
+    );
+    rt.remove(&s.name).await.expect("remove");
+    assert!(rt.inspect_config(&s.name).await.expect("inspect").is_none());
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -266,6 +338,10 @@ mod tests {
     #[tokio::test]
     async fn fake_stop_is_an_event() {
         stop_is_an_event(&fake(), IMAGE, "t5").await;
+    }
+    #[tokio::test]
+    async fn fake_config_reads_back() {
+        config_reads_back(&fake(), IMAGE, "t6", "net").await;
     }
     #[tokio::test]
     async fn fake_unmanaged_not_listed() {

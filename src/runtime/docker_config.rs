@@ -3,7 +3,7 @@
 //! supplies, with every setting sluice's spec cannot carry named. Also attaching a
 //! created container to its further networks.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use bollard::Docker;
 use bollard::models::{
@@ -14,7 +14,9 @@ use bollard::query_parameters::ListContainersOptionsBuilder;
 
 use super::docker_convert::{err, is_status};
 use super::docker_unrepresentable::{config_oddities, host_oddities};
-use super::{Attachment, ContainerSpec, Limits, PortSpec, RunningConfig, RuntimeError};
+use super::{
+    Attachment, ContainerSpec, ImageDefaults, Limits, PortSpec, RunningConfig, RuntimeError,
+};
 
 /// Reads `name` and its image; `None` when no container has that name or id.
 pub(super) async fn inspect_config(
@@ -108,32 +110,18 @@ pub(super) fn running_config(
         .and_then(|i| i.config.clone())
         .unwrap_or_default();
     let mut odd = Vec::new();
-    let labels: BTreeMap<String, String> = cfg
-        .labels
-        .clone()
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|(k, v)| img.labels.as_ref().and_then(|l| l.get(k)) != Some(v))
-        .collect();
-    let image_env = img.env.clone().unwrap_or_default();
-    let mut env: Vec<String> = (cfg.env.clone().unwrap_or_default())
-        .into_iter()
-        .filter(|e| !image_env.contains(e))
-        .collect();
-    env.sort();
-    let entrypoint = if cfg.entrypoint == img.entrypoint {
-        None
-    } else {
-        if cfg.entrypoint.is_none() {
-            odd.push("Config.Entrypoint: the image's entrypoint was cleared".to_owned());
-        }
-        cfg.entrypoint.clone()
+    let defaults = ImageDefaults {
+        env: img.env.clone().unwrap_or_default(),
+        labels: img.labels.clone().unwrap_or_default().into_iter().collect(),
+        cmd: img.cmd.clone(),
+        entrypoint: img.entrypoint.clone(),
+        user: img.user.clone(),
+        working_dir: img.working_dir.clone(),
+        stop_signal: img.stop_signal.clone(),
     };
-    let cmd = if entrypoint.is_none() && cfg.cmd == img.cmd {
-        None
-    } else {
-        cfg.cmd.clone()
-    };
+    if cfg.entrypoint.is_none() && img.entrypoint.is_some() {
+        odd.push("Config.Entrypoint: the image's entrypoint was cleared".to_owned());
+    }
     config_oddities(&cfg, &img, &host, &mut odd);
     host_oddities(&host, &mut odd);
     let (volumes, read_only_mounts, binds) = mounts(&c, &mut odd);
@@ -159,20 +147,18 @@ pub(super) fn running_config(
             .trim_start_matches('/')
             .to_owned(),
         image: cfg.image.clone().unwrap_or_default(),
-        labels,
-        env,
-        cmd,
+        labels: cfg.labels.clone().unwrap_or_default().into_iter().collect(),
+        env: cfg.env.clone().unwrap_or_default(),
+        cmd: cfg.cmd.clone(),
         volumes,
         ports,
         restart,
         networks,
-        entrypoint,
-        user: nonempty(cfg.user.clone()).filter(|u| Some(u) != img.user.as_ref()),
-        working_dir: nonempty(cfg.working_dir.clone())
-            .filter(|w| Some(w) != img.working_dir.as_ref()),
+        entrypoint: cfg.entrypoint.clone(),
+        user: cfg.user.clone(),
+        working_dir: cfg.working_dir.clone(),
         hostname,
-        stop_signal: nonempty(cfg.stop_signal.clone())
-            .filter(|s| Some(s) != img.stop_signal.as_ref()),
+        stop_signal: cfg.stop_signal.clone(),
         stop_timeout: cfg.stop_timeout.and_then(|t| u32::try_from(t).ok()),
         read_only_rootfs: host.readonly_rootfs.unwrap_or(false),
         limits: Limits {
@@ -223,7 +209,8 @@ pub(super) fn running_config(
     RunningConfig {
         id,
         running: c.state.and_then(|s| s.running).unwrap_or(false),
-        spec,
+        spec: spec.less_image(&defaults),
+        image_defaults: defaults,
         repo_digests: image.and_then(|i| i.repo_digests).unwrap_or_default(),
         unrepresentable: odd,
     }

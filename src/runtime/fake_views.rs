@@ -29,6 +29,7 @@ pub(super) fn config_of(c: &FakeContainer) -> RunningConfig {
         id: c.id.clone(),
         running: c.running,
         spec: c.spec.clone(),
+        image_defaults: super::ImageDefaults::default(),
         repo_digests: c
             .spec
             .image

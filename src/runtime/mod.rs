@@ -20,6 +20,7 @@ mod docker_unrepresentable;
 mod fake;
 #[cfg(any(test, feature = "test-support"))]
 mod fake_views;
+mod image_defaults;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -34,6 +35,7 @@ pub use docker::DockerRuntime;
 pub use docker_events::{DockerEvents, EventsError};
 #[cfg(any(test, feature = "test-support"))]
 pub use fake::FakeRuntime;
+pub use image_defaults::ImageDefaults;
 
 /// Label present on everything sluice creates; nothing without it is ever touched.
 pub const LABEL_MANAGED: &str = "sluice.managed";
@@ -187,6 +189,8 @@ pub struct RunningConfig {
     pub running: bool,
     /// `spec.image` is the reference the container was started from, as given.
     pub spec: ContainerSpec,
+    /// What its image supplies (taken out of `spec`).
+    pub image_defaults: ImageDefaults,
     /// `repo@sha256:…` references its image is known by in registries.
     pub repo_digests: Vec<String>,
     /// Settings a [`ContainerSpec`] cannot carry, each `Docker field: value`.

@@ -118,3 +118,18 @@ async fn docker_publishes_a_port_the_image_does_not_expose() {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
 }
+
+#[tokio::test]
+async fn docker_config_reads_back() {
+    let s = setup("fx-contract-config").await;
+    let network = unique("sluice-contract-net");
+    crate::support::run(std::process::Command::new("docker").args([
+        "network",
+        "create",
+        "--label",
+        "sluice.test=1",
+        &network,
+    ]));
+    let _net = crate::recreate_fidelity::NetworkGuard(network.clone());
+    contract::config_reads_back(&s.rt, &s.image, &s.prefix, &network).await;
+}

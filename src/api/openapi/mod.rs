@@ -52,6 +52,7 @@ fn components() -> Value {
             "network",
             "networks",
             "container_name",
+            "drift",
             "entrypoint",
             "user",
             "working_dir",

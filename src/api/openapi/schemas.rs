@@ -53,7 +53,9 @@ pub(super) fn core() -> Value {
             "items": { "type": "object", "required": ["name"], "additionalProperties": false,
                 "properties": { "name": { "type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]*$" },
                     "aliases": { "type": "array", "items": { "type": "string" } } } } },
-        "labels": { "type": "object", "additionalProperties": { "type": "string" } }
+        "labels": { "type": "object", "additionalProperties": { "type": "string" } },
+        "drift": { "enum": ["correct", "report"], "default": "correct",
+            "description": "a container recreated behind sluice's back with other settings is reported (event drift_detected, sluice_drift_total, workspace drift); correct also puts it back to the spec" }
     });
     let mut spec_props = spec_props;
     for more in [process_props(), host_props()] {
@@ -112,6 +114,8 @@ pub(super) fn core() -> Value {
             "state": one_of!(WorkspaceState),
             "health": one_of!(Health),
             "container_id": { "type": ["string", "null"] },
+            "drift": { "type": "array", "items": { "type": "string" },
+                "description": "spec fields the running container differs in (it was recreated behind sluice's back); empty when none" },
             "last_update": { "type": ["object", "null"], "properties": {
                 "id": { "type": "integer" }, "result": { "type": "string" },
                 "from_digest": digest, "to_digest": { "type": "string" },

@@ -199,6 +199,17 @@ pub(super) fn workspace_detail(w: &Value) -> String {
             "updated_at",
         ],
     );
+    let drift = arr(&w["drift"]);
+    if !drift.is_empty() {
+        let names: Vec<String> = drift.iter().map(cell).collect();
+        s.push_str(&format!(
+            "drift           the running container differs in: {}\n",
+            names.join(", ")
+        ));
+    }
+    if let Some(c) = w["spec"]["container_name"].as_str() {
+        s.push_str(&format!("container       {c}\n"));
+    }
     let l = &w["last_update"];
     if !l.is_null() {
         s.push_str(&format!(

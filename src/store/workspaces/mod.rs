@@ -55,6 +55,9 @@ pub struct Workspace {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub version: i64,
+    /// Spec fields in which the running container differs from the spec (the drift
+    /// detector's last finding); empty when it runs as asked.
+    pub drift: Vec<String>,
 }
 
 impl Workspace {
@@ -79,7 +82,7 @@ pub struct NewWorkspace {
 
 pub(super) const COLUMNS: &str = "id, name, image, update_tier, update_mode, maintenance_window, spec, \
     host, pinned_digest, desired_digest, actual_digest, container_id, state, health, created_at, \
-    updated_at, version";
+    updated_at, version, drift";
 
 fn corrupt(e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt {
@@ -116,6 +119,11 @@ pub(super) fn from_row(row: &AnyRow) -> Result<Workspace, StoreError> {
         created_at: from_millis(row.try_get("created_at").map_err(corrupt)?),
         updated_at: from_millis(row.try_get("updated_at").map_err(corrupt)?),
         version: row.try_get("version").map_err(corrupt)?,
+        drift: get_os("drift")?
+            .map(|d| serde_json::from_str(&d))
+            .transpose()
+            .map_err(corrupt)?
+            .unwrap_or_default(),
     })
 }
 

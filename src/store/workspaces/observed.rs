@@ -1,5 +1,5 @@
 //! Table `workspaces`, observed state (`actual_digest`, `container_id`, `state`,
-//! `health`): written by the reconciler alone, from what Docker shows. Plus a plain
+//! `health`, `drift`): written by the reconciler alone, from what Docker shows. Plus a plain
 //! desired-digest setter for tests and benches (the controller writes `desired_digest`
 //! with its rollout writes, the API with a patch).
 //!
@@ -132,6 +132,45 @@ impl Store {
         .execute(&self.pool)
         .await
         .ctx("set workspace state")?;
+        Ok(())
+    }
+}
+
+impl Store {
+    /// Records the drift detector's finding: the spec fields the running container
+    /// differs in (empty: none), and, when given, the id of the container it now accepts
+    /// as the workspace's; with an audit event in the same transaction when given.
+    pub async fn set_drift(
+        &self,
+        workspace_id: i64,
+        fields: &[&str],
+        container_id: Option<&str>,
+        event: Option<&NewEvent>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let drift = (!fields.is_empty())
+            .then(|| serde_json::to_string(fields))
+            .transpose()
+            .map_err(|e| StoreError::Corrupt {
+                what: "drift",
+                message: e.to_string(),
+            })?;
+        let mut tx = self.pool.begin().await.ctx("begin drift")?;
+        sqlx::query(
+            "UPDATE workspaces SET drift = $1, container_id = COALESCE($2, container_id), \
+             updated_at = $3, version = version + 1 WHERE id = $4",
+        )
+        .bind(drift)
+        .bind(container_id)
+        .bind(to_millis(now))
+        .bind(workspace_id)
+        .execute(&mut *tx)
+        .await
+        .ctx("set drift")?;
+        if let Some(ev) = event {
+            append_event_in(&mut tx, ev, now).await?;
+        }
+        tx.commit().await.ctx("commit drift")?;
         Ok(())
     }
 }
