@@ -125,7 +125,8 @@ pub fn field_code(top: &str) -> Option<&'static str> {
         "env" | "volumes" | "ports" | "command" | "health" | "restart" | "network" | "labels"
         | "entrypoint" | "user" | "working_dir" | "hostname" | "stop_signal" | "stop_timeout"
         | "read_only_rootfs" | "resources" | "tmpfs" | "extra_hosts" | "dns" | "ulimits"
-        | "sysctls" | "log" | "binds" | "cap_add" | "cap_drop" | "security_opt" => "invalid_spec",
+        | "sysctls" | "log" | "binds" | "cap_add" | "cap_drop" | "security_opt" | "networks"
+        | "drift" => "invalid_spec",
         _ => return None,
     })
 }

@@ -1041,6 +1041,23 @@ async fn process_and_limit_fields_are_checked_at_the_edge_and_patched() {
         ),
         ("resources", json!({"gpus": 1}), "resources"),
         ("restart", json!("on-failure:0"), "restart"),
+        (
+            "resources",
+            json!({"nano_cpus": 500_000_000, "cpu_quota": 50_000}),
+            "resources.nano_cpus",
+        ),
+        ("networks", json!([{"name": "host"}]), "networks[0].name"),
+        (
+            "networks",
+            json!([{"name": "front", "aliases": ["not an alias"]}]),
+            "networks[0].aliases[0]",
+        ),
+        (
+            "networks",
+            json!([{"name": "a"}, {"name": "a"}]),
+            "networks[1].name",
+        ),
+        ("drift", json!("ignore"), "drift"),
         ("tmpfs", json!({"run": ""}), "tmpfs.run"),
         ("tmpfs", json!({"/data": ""}), "tmpfs./data"),
         ("extra_hosts", json!(["db"]), "extra_hosts[0]"),
@@ -1083,6 +1100,17 @@ async fn process_and_limit_fields_are_checked_at_the_edge_and_patched() {
         let message = v["error"]["message"].as_str().unwrap();
         assert!(message.starts_with(named), "{field}: {message}");
     }
+    // A container's own name comes with adoption only.
+    let mut body = ws_body(&name);
+    body["container_name"] = json!("mine");
+    let (s, v) = api
+        .admin(Method::POST, "/api/v1/workspaces", Some(body))
+        .await;
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::BAD_REQUEST, "unknown_field"),
+        "{v}"
+    );
     let (_, list) = api.admin(Method::GET, "/api/v1/workspaces", None).await;
     assert_eq!(list, json!([]), "a refused create leaves nothing behind");
 

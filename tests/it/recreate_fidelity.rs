@@ -91,10 +91,15 @@ pub(crate) fn configuration(c: &Value) -> Value {
         })
         .collect::<serde_json::Map<_, _>>()
         .into();
+    // Binds are a set to Docker; the docker CLI writes them in no stable order.
+    let mut host = c["HostConfig"].clone();
+    if let Some(binds) = host["Binds"].as_array_mut() {
+        binds.sort_by_key(Value::to_string);
+    }
     json!({
         "Name": c["Name"],
         "Config": config,
-        "HostConfig": c["HostConfig"],
+        "HostConfig": host,
         "Mounts": mounts,
         "Networks": networks,
     })
