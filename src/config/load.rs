@@ -236,6 +236,7 @@ fn validate(s: &Settings) -> Result<(), ConfigError> {
             ));
         }
     }
+    super::analysis_types::validate(&s.rollout.prometheus, &s.rollout.analysis)?;
     if s.update.max_parallel == 0 {
         return Err(value("update.max_parallel", "must be at least 1"));
     }

@@ -312,3 +312,62 @@ fn host_keys_default_and_refuse_bad_values_naming_the_key() {
     );
     assert!(load_from_str("[hosts]\ndown_after = \"1h\"\n", env(&[])).is_ok());
 }
+
+#[test]
+fn analysis_checks_load_and_bad_ones_name_their_key() {
+    let good = r#"
+[rollout.prometheus]
+url = "http://127.0.0.1:9090"
+[[rollout.analysis]]
+name = "errors"
+query = 'sum(rate(http_errors_total{workspace=~"{{ canary_workspaces }}"}[1m]))'
+comparison = "<"
+threshold = 0.05
+interval = "15s"
+failure_limit = 3
+inconclusive = "fail"
+after_waves = true
+"#;
+    // Valid, and refused: a gate the controller does not enforce yet is not accepted.
+    let e = load_from_str(good, env(&[])).unwrap_err().to_string();
+    assert!(
+        e.contains("rollout.analysis") && e.contains("not enforced"),
+        "{e}"
+    );
+    let check =
+        "\n[[rollout.analysis]]\nname = \"e\"\nquery = \"up\"\ncomparison = \"<\"\nthreshold = 1\n";
+    let url = "[rollout.prometheus]\nurl = \"http://127.0.0.1:9090\"\n";
+    for (toml, key) in [
+        (
+            format!(
+                "{url}{}",
+                check.replace("threshold = 1", "threshold = \"high\"")
+            ),
+            "threshold",
+        ),
+        (
+            format!("{url}{}", check.replace("\"<\"", "\"less\"")),
+            "comparison",
+        ),
+        (
+            format!(
+                "{url}{}",
+                check.replace("\"up\"", "\"up{x=\\\"{{ tenant }}\\\"}\"")
+            ),
+            "rollout.analysis[0].query",
+        ),
+        (
+            format!("{url}{check}failure_limit = 0\n"),
+            "rollout.analysis[0].failure_limit",
+        ),
+        (check.to_owned(), "rollout.prometheus.url"),
+        (
+            "[rollout.prometheus]\nurl = \"http://u:p@127.0.0.1:9090\"\n".to_owned(),
+            "rollout.prometheus.url",
+        ),
+    ] {
+        let e = load_from_str(&toml, env(&[])).unwrap_err().to_string();
+        assert!(e.contains(key), "{key}: {e}");
+        assert!(!e.contains("u:p@"), "credentials never in a message: {e}");
+    }
+}

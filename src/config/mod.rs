@@ -4,6 +4,7 @@
 
 mod access_types;
 mod agent_types;
+mod analysis_types;
 mod docker;
 mod hosts_types;
 mod leader_types;

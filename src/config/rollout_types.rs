@@ -62,6 +62,10 @@ pub struct RolloutSettings {
     pub images: Vec<RolloutImage>,
     /// Per-image canary smoke checks run during the soak: `[[rollout.smoke]]`.
     pub smoke: Vec<SmokeCheck>,
+    /// The Prometheus that `analysis` checks ask.
+    pub prometheus: super::analysis_types::PrometheusSettings,
+    /// Metric checks gating the soak (and, per check, each production wave).
+    pub analysis: Vec<super::analysis_types::AnalysisCheck>,
     /// How often the controller re-reads every rollout without a wake-up.
     #[serde(with = "humantime_serde")]
     pub tick_interval: Duration,
@@ -122,6 +126,8 @@ impl Default for RolloutSettings {
             retries: 0,
             images: Vec::new(),
             smoke: Vec::new(),
+            prometheus: super::analysis_types::PrometheusSettings::default(),
+            analysis: Vec::new(),
             tick_interval: Duration::from_secs(5),
         }
     }

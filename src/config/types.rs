@@ -12,6 +12,9 @@ use super::Secret;
 
 pub use super::access_types::*;
 pub use super::agent_types::*;
+pub use super::analysis_types::{
+    AnalysisCheck, Comparison, Inconclusive, PrometheusSettings, QUERY_VARIABLES,
+};
 pub use super::hosts_types::*;
 pub use super::leader_types::*;
 pub use super::rollout_types::*;

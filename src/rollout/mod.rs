@@ -10,6 +10,7 @@
 //!   decide, commit; run by the task driver through [`controller_task`]. It writes desired
 //!   digests and wakes the reconciler; it never talks to Docker and never calls [`ops`].
 
+pub mod analysis;
 pub mod controller;
 pub mod controller_task;
 pub mod decide;
@@ -19,6 +20,7 @@ pub mod machine;
 pub mod metrics;
 pub mod ops;
 pub mod plan;
+pub mod prometheus;
 pub mod record;
 pub mod smoke;
 pub mod strategy;

@@ -108,6 +108,7 @@ const PURE_CORE: &[&str] = &[
     "src/rollout/decide/",
     "src/rollout/targets.rs",
     "src/rollout/strategy.rs",
+    "src/rollout/analysis.rs",
     "src/reconciler/phases.rs",
     "src/watcher/schedule.rs",
     "src/snapshot/retention.rs",

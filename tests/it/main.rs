@@ -24,6 +24,7 @@ mod multi_host;
 mod notify;
 mod notify_secrets;
 mod openapi_contract;
+mod prometheus_analysis;
 mod quickstart;
 mod reconciler;
 mod recreate_fidelity;
