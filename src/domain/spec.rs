@@ -332,7 +332,7 @@ fn check_volume_name(name: &str) -> Result<(), &'static str> {
 /// A mount point inside the container: absolute, not `/` itself, no `.` or `..`
 /// component (the snapshot is taken of exactly this directory), and none of the bytes
 /// Docker's bind syntax gives a meaning (`:` separates options, `,` lists them).
-fn check_mount_path(mount: &str) -> Result<(), &'static str> {
+pub(super) fn check_mount_path(mount: &str) -> Result<(), &'static str> {
     if !mount.starts_with('/') {
         return Err("must be an absolute path (start with `/`)");
     }

@@ -99,13 +99,8 @@ pub fn check(spec: &WorkspaceSpec) -> Result<(), Refusal> {
     }
     for (path, options) in &spec.tmpfs {
         let field = format!("tmpfs.{path}");
-        if !path.starts_with('/') || path == "/" || path.contains([':', ',', '\0']) {
-            return Err(refuse(
-                &field,
-                path,
-                "must be an absolute path other than `/`, without `:` or `,`",
-            ));
-        }
+        // The same rule as a volume's mount: absolute, not `/`, no `.`/`..`, `:` or `,`.
+        super::spec::check_mount_path(path).map_err(|r| refuse(&field, path, r))?;
         if spec
             .volumes
             .iter()

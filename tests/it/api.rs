@@ -1060,6 +1060,7 @@ async fn process_and_limit_fields_are_checked_at_the_edge_and_patched() {
         ("drift", json!("ignore"), "drift"),
         ("tmpfs", json!({"run": ""}), "tmpfs.run"),
         ("tmpfs", json!({"/data": ""}), "tmpfs./data"),
+        ("tmpfs", json!({"/tmp/../etc": ""}), "tmpfs./tmp/../etc"),
         ("extra_hosts", json!(["db"]), "extra_hosts[0]"),
         ("extra_hosts", json!(["db:not-an-ip"]), "extra_hosts[0]"),
         ("dns", json!(["8.8.8"]), "dns[0]"),
