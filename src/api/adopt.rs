@@ -202,6 +202,12 @@ pub(super) async fn adopt_one(
             format!("name: workspace `{}` already exists", body.name),
         ));
     }
+    // The host's capacity counts adopted workspaces as it counts created ones.
+    if let Some(row) = state.store.hosts().await?.iter().find(|h| h.name == host) {
+        let placed = state.store.host_workspace_counts().await?;
+        let n = placed.get(host.as_str()).map_or(0, |c| c.0);
+        super::placement::check_capacity(row, n)?;
+    }
     let entries: Vec<(usize, &VolumeMount)> = p.spec.volumes.iter().enumerate().collect();
     let volumes = volume_claims::check(state, body.name.as_str(), None, &entries).await?;
     let new = NewWorkspace {

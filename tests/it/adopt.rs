@@ -311,7 +311,8 @@ async fn what_adoption_cannot_carry_or_find_is_refused() {
     let mut cleanup = DockerCleanup::default();
     cleanup.containers.extend([tty.clone(), by_id.clone()]);
     cleanup.images.push(format!("{repo}:v1"));
-    let api = TestApi::start().await;
+    // This host runs at most one workspace: the second adoption finds it full.
+    let api = TestApi::start_with(|s| s.agent.capacity = 1).await;
     run(Command::new("docker").args([
         "run",
         "-d",
@@ -407,10 +408,30 @@ async fn what_adoption_cannot_carry_or_find_is_refused() {
     named["image"] = json!(format!("{repo}:v1"));
     named["dry_run"] = json!(true);
     let (s, p) = api
-        .admin(Method::POST, "/api/v1/workspaces/adopt", Some(named))
+        .admin(
+            Method::POST,
+            "/api/v1/workspaces/adopt",
+            Some(named.clone()),
+        )
         .await;
     assert_eq!(s, StatusCode::OK, "{p}");
     assert_eq!(p["digest"], v1);
+    named["dry_run"] = json!(false);
+    let (s, e) = api
+        .admin(Method::POST, "/api/v1/workspaces/adopt", Some(named))
+        .await;
+    assert_eq!(
+        (s, e["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("host_full")),
+        "{e}"
+    );
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("host: "),
+        "{e}"
+    );
 
     let (s, e) = api
         .admin(

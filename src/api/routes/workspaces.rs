@@ -62,6 +62,7 @@ pub const OPERATIONS: &[Operation] = &[
             (409, "already_exists"),
             (409, "already_managed"),
             (409, "container_not_running"),
+            (409, "host_full"),
             (409, "adopt_needs_local_engine"),
             (409, "volume_in_use"),
             (503, "docker_unavailable"),
