@@ -89,11 +89,11 @@ fn some_if<T>(v: Option<T>, keep: impl Fn(&T) -> bool) -> Option<T> {
     v.filter(|x| keep(x))
 }
 
-fn nonzero(v: Option<i64>) -> Option<i64> {
+pub(super) fn nonzero(v: Option<i64>) -> Option<i64> {
     some_if(v, |x| *x != 0)
 }
 
-fn nonempty(v: Option<String>) -> Option<String> {
+pub(super) fn nonempty(v: Option<String>) -> Option<String> {
     some_if(v, |x| !x.is_empty())
 }
 

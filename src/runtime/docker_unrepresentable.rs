@@ -7,13 +7,7 @@ use std::collections::HashMap;
 
 use bollard::models::{ContainerConfig, HostConfig, ImageConfig};
 
-fn nonzero(v: Option<i64>) -> Option<i64> {
-    v.filter(|x| *x != 0)
-}
-
-fn nonempty(v: Option<String>) -> Option<String> {
-    v.filter(|x| !x.is_empty())
-}
+use super::docker_config::{nonempty, nonzero};
 
 pub(super) fn config_oddities(
     cfg: &ContainerConfig,

@@ -20,6 +20,41 @@ fn adopt_body(container: &str, name: &str) -> Value {
             "health": {"http": {"port": 8080, "path": "/health"}} })
 }
 
+/// Asks to adopt with `body` and asserts the refusal: its status, its code and the field
+/// its message leads with; returns the error body for further checks.
+async fn refused(api: &TestApi, body: Value, status: StatusCode, code: &str, field: &str) -> Value {
+    let (s, e) = api
+        .admin(Method::POST, "/api/v1/workspaces/adopt", Some(body))
+        .await;
+    assert_eq!(
+        (s, e["error"]["code"].as_str()),
+        (status, Some(code)),
+        "{e}"
+    );
+    let message = e["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.starts_with(field), "{e}");
+    e
+}
+
+/// Runs the CLI against the test daemon with the admin token; its stdout, after
+/// asserting it succeeded.
+fn cli(api: &TestApi, args: &[&str]) -> String {
+    let out = Command::new(sluice_bin())
+        .args(["--server", &api.url("")])
+        .args(args)
+        .env("SLUICE_TOKEN", ADMIN_TOKEN)
+        .env_remove("SLUICE_CONFIG")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
 /// What `configuration` compares, less the labels sluice adds to every container it
 /// creates (the documented difference between an adopted container and its successor).
 fn without_ownership(mut c: Value) -> Value {
@@ -143,26 +178,16 @@ async fn a_docker_run_container_is_adopted_in_place_and_updated_exactly() {
     let before = inspect(&container);
 
     // The dry run, through the CLI: the spec and nothing it could not represent.
-    let out = Command::new(sluice_bin())
-        .args([
-            "--server",
-            &api.url(""),
+    let text = cli(
+        &api,
+        &[
             "workspace",
             "adopt",
             &container,
             "--name",
             &name,
             "--dry-run",
-        ])
-        .env("SLUICE_TOKEN", ADMIN_TOKEN)
-        .env_remove("SLUICE_CONFIG")
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
+        ],
     );
     assert!(
         text.contains(&format!("would become workspace {name}")),
@@ -228,18 +253,14 @@ async fn a_docker_run_container_is_adopted_in_place_and_updated_exactly() {
     );
 
     // Adopting it again, or a second container using its volume, is refused.
-    let (s, e) = api
-        .admin(
-            Method::POST,
-            "/api/v1/workspaces/adopt",
-            Some(adopt_body(&container, "adopt-again")),
-        )
-        .await;
-    assert_eq!(
-        (s, e["error"]["code"].as_str()),
-        (StatusCode::CONFLICT, Some("already_managed")),
-        "{e}"
-    );
+    refused(
+        &api,
+        adopt_body(&container, "adopt-again"),
+        StatusCode::CONFLICT,
+        "already_managed",
+        "container: ",
+    )
+    .await;
     let thief = format!("{name}-thief");
     cleanup.containers.push(thief.clone());
     run(Command::new("docker").args([
@@ -253,25 +274,14 @@ async fn a_docker_run_container_is_adopted_in_place_and_updated_exactly() {
         "sluice.test=1",
         &format!("{repo}:v1"),
     ]));
-    let (s, e) = api
-        .admin(
-            Method::POST,
-            "/api/v1/workspaces/adopt",
-            Some(adopt_body(&thief, &format!("{name}-t"))),
-        )
-        .await;
-    assert_eq!(
-        (s, e["error"]["code"].as_str()),
-        (StatusCode::CONFLICT, Some("volume_in_use")),
-        "{e}"
-    );
-    assert!(
-        e["error"]["message"]
-            .as_str()
-            .unwrap()
-            .starts_with("volumes[0].name"),
-        "{e}"
-    );
+    refused(
+        &api,
+        adopt_body(&thief, &format!("{name}-t")),
+        StatusCode::CONFLICT,
+        "volume_in_use",
+        "volumes[0].name",
+    )
+    .await;
 
     // An update to v2 recreates it exactly as it was, under the same name.
     let (s, u) = api
@@ -323,18 +333,14 @@ async fn what_adoption_cannot_carry_or_find_is_refused() {
         "sluice.test=1",
         &format!("{repo}:v1"),
     ]));
-    let (s, e) = api
-        .admin(
-            Method::POST,
-            "/api/v1/workspaces/adopt",
-            Some(adopt_body(&tty, &name)),
-        )
-        .await;
-    assert_eq!(
-        (s, e["error"]["code"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("unrepresentable")),
-        "{e}"
-    );
+    let e = refused(
+        &api,
+        adopt_body(&tty, &name),
+        StatusCode::BAD_REQUEST,
+        "unrepresentable",
+        "container: ",
+    )
+    .await;
     assert!(
         e["error"]["message"]
             .as_str()
@@ -385,25 +391,14 @@ async fn what_adoption_cannot_carry_or_find_is_refused() {
         "sluice.test=1",
         id.trim(),
     ]));
-    let (s, e) = api
-        .admin(
-            Method::POST,
-            "/api/v1/workspaces/adopt",
-            Some(adopt_body(&by_id, &format!("{name}-b"))),
-        )
-        .await;
-    assert_eq!(
-        (s, e["error"]["code"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("image_has_no_tag")),
-        "{e}"
-    );
-    assert!(
-        e["error"]["message"]
-            .as_str()
-            .unwrap()
-            .starts_with("image: "),
-        "{e}"
-    );
+    refused(
+        &api,
+        adopt_body(&by_id, &format!("{name}-b")),
+        StatusCode::BAD_REQUEST,
+        "image_has_no_tag",
+        "image: ",
+    )
+    .await;
     let mut named = adopt_body(&by_id, &format!("{name}-b"));
     named["image"] = json!(format!("{repo}:v1"));
     named["dry_run"] = json!(true);
@@ -417,37 +412,16 @@ async fn what_adoption_cannot_carry_or_find_is_refused() {
     assert_eq!(s, StatusCode::OK, "{p}");
     assert_eq!(p["digest"], v1);
     named["dry_run"] = json!(false);
-    let (s, e) = api
-        .admin(Method::POST, "/api/v1/workspaces/adopt", Some(named))
-        .await;
-    assert_eq!(
-        (s, e["error"]["code"].as_str()),
-        (StatusCode::CONFLICT, Some("host_full")),
-        "{e}"
-    );
-    assert!(
-        e["error"]["message"]
-            .as_str()
-            .unwrap()
-            .starts_with("host: "),
-        "{e}"
-    );
+    refused(&api, named, StatusCode::CONFLICT, "host_full", "host: ").await;
 
-    let (s, e) = api
-        .admin(
-            Method::POST,
-            "/api/v1/workspaces/adopt",
-            Some(adopt_body(&format!("{name}-nothing"), &format!("{name}-n"))),
-        )
-        .await;
-    assert_eq!(s, StatusCode::NOT_FOUND, "{e}");
-    assert!(
-        e["error"]["message"]
-            .as_str()
-            .unwrap()
-            .starts_with("container: "),
-        "{e}"
-    );
+    refused(
+        &api,
+        adopt_body(&format!("{name}-nothing"), &format!("{name}-n")),
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "container: ",
+    )
+    .await;
 }
 
 /// Runs `docker-compose` for project `project` with `file`.
@@ -495,10 +469,9 @@ async fn a_compose_project_is_adopted_whole_and_compose_still_sees_it() {
     let web = format!("{project}_web_1");
     let api = TestApi::start().await;
 
-    let out = Command::new(sluice_bin())
-        .args([
-            "--server",
-            &api.url(""),
+    let text = cli(
+        &api,
+        &[
             "workspace",
             "adopt",
             "--all",
@@ -506,16 +479,7 @@ async fn a_compose_project_is_adopted_whole_and_compose_still_sees_it() {
             &project,
             "--mode",
             "manual",
-        ])
-        .env("SLUICE_TOKEN", ADMIN_TOKEN)
-        .env_remove("SLUICE_CONFIG")
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
+        ],
     );
     let web_ws = format!("{project}-web-1");
     for (container, ws) in [
