@@ -773,10 +773,14 @@ async fn a_host_that_goes_away_waits_and_its_agent_resumes_the_update_when_it_re
     .await;
     let mut view = rollout_view(&control, rollout).await;
     let start = Instant::now();
-    while statuses_on(&view, "b") != ["waiting_for_host", "waiting_for_host"] {
+    // The actual digest moves before the controller records the target as
+    // updated, so wait for both views to agree rather than racing them.
+    while statuses_on(&view, "b") != ["waiting_for_host", "waiting_for_host"]
+        || statuses_on(&view, "a") != ["updated", "updated", "updated"]
+    {
         assert!(
             start.elapsed() < Duration::from_secs(30),
-            "b's targets wait for their host: {view}"
+            "a's targets are updated and b's wait for their host: {view}"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
         view = rollout_view(&control, rollout).await;
