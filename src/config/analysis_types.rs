@@ -3,8 +3,9 @@
 //! filled in), compared with a threshold every `interval`; `failure_limit` consecutive
 //! failures abort the rollout, and a query that returns nothing (or a Prometheus that
 //! does not answer) is `inconclusive`: the rollout pauses for an operator, or it counts
-//! as a failure — never as a success. The verdicts are `rollout::analysis`. This version
-//! checks them and then refuses them: the controller does not evaluate them yet.
+//! as a failure — never as a success. The verdicts are `rollout::analysis`; the rollout
+//! controller evaluates the checks during the canary soak (and between production waves
+//! for those with `after_waves`).
 
 use std::time::Duration;
 
@@ -152,16 +153,6 @@ pub(super) fn validate(
         if c.failure_limit == 0 {
             return Err(value(&key("failure_limit"), "must be at least 1"));
         }
-    }
-    // The checks, the Prometheus adapter and the verdicts exist; the controller does not
-    // evaluate them during a soak yet. A gate that is configured but not enforced would
-    // let a bad release through while the operator believes it guarded: refuse it.
-    if !checks.is_empty() {
-        return Err(value(
-            "rollout.analysis",
-            "metric-gated rollouts are not enforced by this version yet; remove \
-             [[rollout.analysis]] (the checks above are valid)",
-        ));
     }
     Ok(())
 }

@@ -328,12 +328,14 @@ failure_limit = 3
 inconclusive = "fail"
 after_waves = true
 "#;
-    // Valid, and refused: a gate the controller does not enforce yet is not accepted.
-    let e = load_from_str(good, env(&[])).unwrap_err().to_string();
-    assert!(
-        e.contains("rollout.analysis") && e.contains("not enforced"),
-        "{e}"
+    let s = load_from_str(good, env(&[])).unwrap();
+    let c = &s.rollout.analysis[0];
+    assert_eq!(
+        (c.name.as_str(), c.threshold, c.failure_limit, c.after_waves),
+        ("errors", 0.05, 3, true)
     );
+    assert_eq!(c.interval, std::time::Duration::from_secs(15));
+    assert_eq!(c.inconclusive, crate::config::Inconclusive::Fail);
     let check =
         "\n[[rollout.analysis]]\nname = \"e\"\nquery = \"up\"\ncomparison = \"<\"\nthreshold = 1\n";
     let url = "[rollout.prometheus]\nurl = \"http://127.0.0.1:9090\"\n";

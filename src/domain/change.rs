@@ -6,7 +6,10 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{Digest, ReleaseStatus, RolloutState, TargetStatus, Tier};
+use super::{
+    AnalysisOutcome, AnalysisStage, AnalysisVerdict, Digest, ReleaseStatus, RolloutState,
+    TargetStatus, Tier,
+};
 
 /// Which rollout row a change list writes.
 #[derive(Clone, Debug, PartialEq)]
@@ -90,6 +93,25 @@ pub struct AuditEvent {
     pub detail: serde_json::Value,
 }
 
+/// One evaluation of a metric check (`rollout_analysis`), stored with the decision it
+/// led to.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AnalysisRecord {
+    pub check: String,
+    pub stage: AnalysisStage,
+    pub evaluated_at: DateTime<Utc>,
+    /// The query as sent, variables filled in.
+    pub query: String,
+    /// The number the query returned; none when it returned nothing usable.
+    pub value: Option<f64>,
+    pub outcome: AnalysisOutcome,
+    /// Why: the comparison, or what made it inconclusive.
+    pub detail: String,
+    /// Consecutive failed evaluations of this check, this one included.
+    pub failures: u32,
+    pub verdict: AnalysisVerdict,
+}
+
 /// One change of a rollout decision.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Change {
@@ -99,4 +121,5 @@ pub enum Change {
     Desired(DesiredChange),
     Release(ReleaseChange),
     Audit(AuditEvent),
+    Analysis(AnalysisRecord),
 }

@@ -108,6 +108,27 @@ word_enum!(
     }
 );
 
+word_enum!(
+    /// When a metric check of a rollout is evaluated: during the canary soak, or between
+    /// production waves (`after_waves`).
+    AnalysisStage, "analysis stage" { Soak => "soak", Production => "production" }
+);
+
+word_enum!(
+    /// What one evaluation of a metric check found.
+    AnalysisOutcome, "analysis outcome" {
+        Pass => "pass",
+        Fail => "fail",
+        /// No data, or Prometheus refused or did not answer: never a pass.
+        Inconclusive => "inconclusive",
+    }
+);
+
+word_enum!(
+    /// What one evaluation decided for the rollout.
+    AnalysisVerdict, "analysis verdict" { Continue => "continue", Abort => "abort", Pause => "pause" }
+);
+
 impl TargetStatus {
     /// Counts against the failure thresholds.
     pub fn is_failure(self) -> bool {

@@ -18,13 +18,14 @@ mod spec_policy;
 mod spec_process;
 
 pub use change::{
-    AuditEvent, Change, DesiredChange, NewTarget, ReleaseChange, RolloutChange, RolloutRowKey,
-    TargetChange,
+    AnalysisRecord, AuditEvent, Change, DesiredChange, NewTarget, ReleaseChange, RolloutChange,
+    RolloutRowKey, TargetChange,
 };
 pub use digest::Digest;
 pub use enums::{
-    ApplyTier, FleetMode, Health, HostSchedule, HostState, ReleaseStatus, Role, RolloutState,
-    SnapshotState, TargetStatus, Tier, UpdateKind, UpdateMode, UpdatePhase, WorkspaceState,
+    AnalysisOutcome, AnalysisStage, AnalysisVerdict, ApplyTier, FleetMode, Health, HostSchedule,
+    HostState, ReleaseStatus, Role, RolloutState, SnapshotState, TargetStatus, Tier, UpdateKind,
+    UpdateMode, UpdatePhase, WorkspaceState,
 };
 pub use host::host_state;
 pub use image::{DEFAULT_REGISTRY, ImageRef};

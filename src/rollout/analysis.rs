@@ -4,8 +4,17 @@
 //! inconclusive result, unless the check says to count it as a failure). An
 //! inconclusive result — no data, an unreachable Prometheus, a refused query — is never
 //! a success. The Prometheus HTTP call is the adapter `rollout::prometheus`.
+//!
+//! Which checks apply to a rollout now ([`stage`], [`applicable`], [`due`]), the stored
+//! result of one evaluation ([`evaluate`]) and what the results mean for the controller's
+//! pass ([`gate`]) are here too; the controller only runs the queries.
+
+use chrono::{DateTime, Utc};
 
 use crate::config::{AnalysisCheck, Comparison, Inconclusive, QUERY_VARIABLES};
+use crate::domain::{
+    AnalysisOutcome, AnalysisRecord, AnalysisStage, AnalysisVerdict, ImageRef, RolloutState,
+};
 
 /// What one query returned.
 #[derive(Clone, Debug, PartialEq)]
@@ -152,106 +161,135 @@ pub fn decide(check: &AnalysisCheck, failures: u32, outcome: &Outcome) -> (u32, 
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use std::time::Duration;
-
-    use super::*;
-
-    fn check(limit: u32, inconclusive: Inconclusive) -> AnalysisCheck {
-        AnalysisCheck {
-            name: "errors".into(),
-            image: None,
-            query: "sum(rate(errors_total[1m]))".into(),
-            comparison: Comparison::Below,
-            threshold: 0.05,
-            interval: Duration::from_secs(30),
-            failure_limit: limit,
-            inconclusive,
-            after_waves: false,
-        }
-    }
-
-    #[test]
-    fn templates_fill_the_canaries_and_the_digest() {
-        let q = r#"sum(rate(http_errors_total{workspace=~"{{ canary_workspaces }}",digest="{{digest}}"}[1m]))"#;
-        assert_eq!(
-            render(q, &["acme", "globex"], "sha256:ab").unwrap(),
-            r#"sum(rate(http_errors_total{workspace=~"acme|globex",digest="sha256:ab"}[1m]))"#
-        );
-        assert!(
-            check_template("up{job=\"{{ tenant }}\"}")
-                .unwrap_err()
-                .contains("unknown variable")
-        );
-        assert!(check_template("up{{").unwrap_err().contains("never closed"));
-        assert!(check_template("  ").is_err());
-    }
-
-    #[test]
-    fn a_value_passes_only_on_the_right_side_of_the_threshold() {
-        assert_eq!(
-            judge(Comparison::Below, 0.05, &Sample::Value(0.01)),
-            Outcome::Pass(0.01)
-        );
-        assert_eq!(
-            judge(Comparison::Below, 0.05, &Sample::Value(0.05)),
-            Outcome::Fail(0.05)
-        );
-        assert_eq!(
-            judge(Comparison::AtMost, 0.05, &Sample::Value(0.05)),
-            Outcome::Pass(0.05)
-        );
-        assert_eq!(
-            judge(Comparison::Above, 1.0, &Sample::Value(1.0)),
-            Outcome::Fail(1.0)
-        );
-        assert_eq!(
-            judge(Comparison::AtLeast, 1.0, &Sample::Value(1.0)),
-            Outcome::Pass(1.0)
-        );
-        for s in [
-            Sample::NoData,
-            Sample::Error("down".into()),
-            Sample::Value(f64::NAN),
-        ] {
-            assert!(
-                matches!(judge(Comparison::Below, 1.0, &s), Outcome::Inconclusive(_)),
-                "{s:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn consecutive_failures_abort_and_a_pass_resets_them() {
-        let c = check(2, Inconclusive::Pause);
-        let (n, v) = decide(&c, 0, &Outcome::Fail(0.2));
-        assert_eq!((n, v), (1, Verdict::Continue));
-        let (n, v) = decide(&c, n, &Outcome::Pass(0.0));
-        assert_eq!((n, v), (0, Verdict::Continue));
-        let (n, _) = decide(&c, n, &Outcome::Fail(0.2));
-        let (n, v) = decide(&c, n, &Outcome::Fail(0.3));
-        assert_eq!(n, 2);
-        let Verdict::Abort(why) = v else {
-            panic!("two failures abort")
-        };
-        assert!(
-            why.contains("analysis `errors`: 0.3 is not < 0.05"),
-            "{why}"
-        );
-    }
-
-    #[test]
-    fn inconclusive_pauses_or_fails_but_never_passes() {
-        let no = Outcome::Inconclusive("the query returned no data".into());
-        let (n, v) = decide(&check(1, Inconclusive::Pause), 0, &no);
-        assert_eq!(n, 0);
-        assert!(
-            matches!(v, Verdict::Pause(ref why) if why.contains("no data")),
-            "{v:?}"
-        );
-        let (n, v) = decide(&check(1, Inconclusive::Fail), 0, &no);
-        assert_eq!(n, 1);
-        assert!(matches!(v, Verdict::Abort(_)), "{v:?}");
+/// When the checks of a rollout in `state` are evaluated: during the soak, and in
+/// production (for checks with `after_waves`). A paused rollout evaluates nothing.
+pub fn stage(state: RolloutState) -> Option<AnalysisStage> {
+    match state {
+        RolloutState::Soaking => Some(AnalysisStage::Soak),
+        RolloutState::Production => Some(AnalysisStage::Production),
+        _ => None,
     }
 }
+
+/// The checks that gate a rollout of `image` at `stage`.
+pub fn applicable<'a>(
+    checks: &'a [AnalysisCheck],
+    image: &str,
+    stage: AnalysisStage,
+) -> Vec<&'a AnalysisCheck> {
+    let rolled = ImageRef::parse(image).ok();
+    checks
+        .iter()
+        .filter(|c| stage == AnalysisStage::Soak || c.after_waves)
+        .filter(|c| match &c.image {
+            None => true,
+            Some(i) => rolled.is_some() && ImageRef::parse(i).ok() == rolled,
+        })
+        .collect()
+}
+
+/// Whether `check` is due: never evaluated at this stage, or `interval` since the last.
+pub fn due(check: &AnalysisCheck, last: Option<&AnalysisRecord>, now: DateTime<Utc>) -> bool {
+    last.is_none_or(|l| {
+        chrono::Duration::from_std(check.interval)
+            .map_or(true, |every| now >= l.evaluated_at + every)
+    })
+}
+
+/// The stored result of one evaluation (`last`: this check's previous one at this
+/// stage), and what it decides.
+pub fn evaluate(
+    check: &AnalysisCheck,
+    stage: AnalysisStage,
+    query: String,
+    sample: &Sample,
+    last: Option<&AnalysisRecord>,
+    now: DateTime<Utc>,
+) -> (AnalysisRecord, Verdict) {
+    let outcome = judge(check.comparison, check.threshold, sample);
+    let (failures, verdict) = decide(check, last.map_or(0, |l| l.failures), &outcome);
+    let want = format!("{} {}", symbol(check.comparison), check.threshold);
+    let (value, word, detail) = match &outcome {
+        Outcome::Pass(v) => (Some(*v), AnalysisOutcome::Pass, format!("{v} is {want}")),
+        Outcome::Fail(v) => (
+            Some(*v),
+            AnalysisOutcome::Fail,
+            format!("{v} is not {want}"),
+        ),
+        Outcome::Inconclusive(why) => (None, AnalysisOutcome::Inconclusive, why.clone()),
+    };
+    let record = AnalysisRecord {
+        check: check.name.clone(),
+        stage,
+        evaluated_at: now,
+        query,
+        value,
+        outcome: word,
+        detail,
+        failures,
+        verdict: match verdict {
+            Verdict::Continue => AnalysisVerdict::Continue,
+            Verdict::Abort(_) => AnalysisVerdict::Abort,
+            Verdict::Pause(_) => AnalysisVerdict::Pause,
+        },
+    };
+    (record, verdict)
+}
+
+/// What the metric checks mean for one controller pass.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Gate {
+    /// An evaluation of this pass aborts or pauses the rollout (an abort wins).
+    pub decided: Option<Verdict>,
+    /// Some check applies at the rollout's stage.
+    pub gated: bool,
+    /// Every applicable check passed its newest evaluation: the oldest of those times.
+    pub passed_since: Option<DateTime<Utc>>,
+}
+
+impl Gate {
+    /// No check applies: nothing is held.
+    pub fn open() -> Self {
+        Self::default()
+    }
+
+    /// The soak may end in a promotion: every check's newest evaluation passed.
+    pub fn allows_promotion(&self) -> bool {
+        !self.gated || self.passed_since.is_some()
+    }
+
+    /// A production wave may start after the previous one finished at `finished`: every
+    /// check passed an evaluation made since.
+    pub fn allows_wave_after(&self, finished: DateTime<Utc>) -> bool {
+        !self.gated || self.passed_since.is_some_and(|p| p >= finished)
+    }
+}
+
+/// The gate of a pass: `checks` apply at the stage, `latest` holds the newest result of
+/// each at that stage (this pass's included), `new` this pass's verdicts.
+pub fn gate(checks: &[&AnalysisCheck], latest: &[AnalysisRecord], new: &[Verdict]) -> Gate {
+    let decided = new
+        .iter()
+        .find(|v| matches!(v, Verdict::Abort(_)))
+        .or_else(|| new.iter().find(|v| matches!(v, Verdict::Pause(_))))
+        .cloned();
+    let mut passed_since: Option<DateTime<Utc>> = None;
+    let mut all_passed = true;
+    for c in checks {
+        match latest.iter().find(|r| r.check == c.name) {
+            Some(r) if r.outcome == AnalysisOutcome::Pass => {
+                passed_since = Some(passed_since.map_or(r.evaluated_at, |p| p.min(r.evaluated_at)));
+            }
+            _ => all_passed = false,
+        }
+    }
+    Gate {
+        decided,
+        gated: !checks.is_empty(),
+        passed_since: passed_since.filter(|_| all_passed),
+    }
+}
+
+#[cfg(test)]
+#[path = "analysis_tests.rs"]
+mod tests;

@@ -27,6 +27,10 @@ use super::decide::operator::{self, Start};
 use super::decide::{DecideError, Decision, PassView, Promotion, decide, wants_promotion};
 use super::deps::RolloutDeps;
 use super::hosts::HostStates;
+use super::prometheus::MetricSource;
+
+#[path = "controller_analysis.rs"]
+mod analysis_pass;
 use super::record::Rollout;
 use super::smoke::{SmokeProbe, run_checks};
 use crate::config::HostsSettings;
@@ -54,6 +58,8 @@ pub struct Controller {
     deps: RolloutDeps,
     interval: Duration,
     smoke: Option<Arc<dyn SmokeProbe>>,
+    /// Where `[[rollout.analysis]]` queries go (`[rollout.prometheus]`).
+    metrics_source: Option<Arc<dyn MetricSource>>,
     /// `[hosts]`: when a host counts as down.
     hosts: HostsSettings,
 }
@@ -64,6 +70,7 @@ impl Controller {
             deps,
             interval,
             smoke: None,
+            metrics_source: None,
             hosts: HostsSettings::default(),
         }
     }
@@ -79,6 +86,13 @@ impl Controller {
     #[must_use]
     pub fn with_smoke(mut self, probe: Arc<dyn SmokeProbe>) -> Self {
         self.smoke = Some(probe);
+        self
+    }
+
+    /// Adds the Prometheus that `[[rollout.analysis]]` checks ask.
+    #[must_use]
+    pub fn with_analysis(mut self, source: Arc<dyn MetricSource>) -> Self {
+        self.metrics_source = Some(source);
         self
     }
 
@@ -158,6 +172,7 @@ impl Controller {
         } else {
             (Vec::new(), Vec::new())
         };
+        let (gate, results) = self.analyse(r, now).await?;
         let view = PassView {
             rollout: r,
             targets: &rows,
@@ -169,6 +184,8 @@ impl Controller {
                 existing: &existing,
                 candidates: &candidates,
             }),
+            gate: &gate,
+            analysis: &results,
         };
         let d = decide(&view, now)?;
         self.log(r, &d);

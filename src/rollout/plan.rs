@@ -5,9 +5,10 @@
 //! writes the returned [`Plan`] in one transaction. Decisions are made from the whole
 //! snapshot (waves, parallelism, failure thresholds), never per workspace in isolation.
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 
-use super::hosts::{HostSlots, skip_for_host, waits_for_host};
+use super::analysis::{Gate, Verdict};
+use super::hosts::skip_for_host;
 use super::machine::{Event, RolloutStatus};
 use super::strategy::Strategy;
 use crate::domain::{
@@ -15,6 +16,10 @@ use crate::domain::{
 };
 
 pub use crate::domain::TargetStatus;
+
+#[path = "plan_waves.rs"]
+mod waves;
+use waves::{Pace, progress};
 
 /// One target with what was observed about its workspace.
 #[derive(Clone, Debug)]
@@ -94,14 +99,28 @@ pub struct Plan {
     pub block_release: bool,
 }
 
-/// Plans one pass. `status` is the stored rollout status; `hold` (fleet mode `paused`)
-/// starts nothing new while outcomes and health are still recorded.
+/// Plans one pass with no metric checks (see [`plan_gated`]).
 pub fn plan(
     status: &RolloutStatus,
     strategy: &Strategy,
     targets: &[TargetView],
     now: DateTime<Utc>,
     hold: bool,
+) -> Plan {
+    plan_gated(status, strategy, targets, now, hold, &Gate::open())
+}
+
+/// Plans one pass. `status` is the stored rollout status; `hold` (fleet mode `paused`)
+/// starts nothing new while outcomes and health are still recorded; `gate` is what the
+/// metric checks say (an abort or a pause they decided; a promotion or a production
+/// wave waits until every check passed).
+pub fn plan_gated(
+    status: &RolloutStatus,
+    strategy: &Strategy,
+    targets: &[TargetView],
+    now: DateTime<Utc>,
+    hold: bool,
+    gate: &Gate,
 ) -> Plan {
     let mut out = Plan::default();
     let state = status.state;
@@ -207,20 +226,40 @@ pub fn plan(
             }
         }
     }
+    // The metric checks: an abort stops the rollout, a pause waits for an operator.
+    if watching {
+        match &gate.decided {
+            Some(Verdict::Abort(reason)) => {
+                out.block_release =
+                    matches!(effective, RolloutState::Canary | RolloutState::Soaking);
+                out.event = Some((Event::Abort, reason.clone()));
+                return out;
+            }
+            Some(Verdict::Pause(reason)) if state != RolloutState::Paused => {
+                out.event = Some((Event::Pause, reason.clone()));
+                return out;
+            }
+            _ => {}
+        }
+    }
     if !may_start {
         return out;
     }
+    let pace = Pace {
+        strategy,
+        now,
+        gate,
+    };
 
     // 3. Progress of the current tier.
     match state {
         RolloutState::Canary => {
             let done = progress(
                 Tier::Canary,
-                strategy,
+                &pace,
                 targets,
                 &now_status,
                 updating,
-                now,
                 &mut out,
             );
             if done {
@@ -236,11 +275,10 @@ pub fn plan(
             // Production covers every target still to do (canaries too after `apply all`).
             let done = progress(
                 Tier::Production,
-                strategy,
+                &pace,
                 targets,
                 &now_status,
                 updating,
-                now,
                 &mut out,
             );
             if done {
@@ -250,8 +288,15 @@ pub fn plan(
                 ));
             }
         }
-        RolloutState::Soaking if strategy.auto_promote && status.soak_passed(now) => {
-            out.event = Some((Event::Promote, "soak passed; auto_promote".to_owned()));
+        RolloutState::Soaking
+            if strategy.auto_promote && status.soak_passed(now) && gate.allows_promotion() =>
+        {
+            let why = if gate.gated {
+                "soak passed and every metric check passed; auto_promote"
+            } else {
+                "soak passed; auto_promote"
+            };
+            out.event = Some((Event::Promote, why.to_owned()));
         }
         _ => {}
     }
@@ -282,85 +327,6 @@ fn unhealthy_reason(t: &TargetView) -> Option<String> {
         Some(a) if *a != t.to_digest => Some(format!("workspace left the digest (runs {a})")),
         _ => None,
     }
-}
-
-/// Starts what the waves allow in `scope`; true when the scope is finished and healthy.
-/// `Tier::Production` means every target (after `apply all` canaries are in it too).
-fn progress(
-    scope: Tier,
-    strategy: &Strategy,
-    targets: &[TargetView],
-    status: &[TargetStatus],
-    mut updating: usize,
-    now: DateTime<Utc>,
-    out: &mut Plan,
-) -> bool {
-    let in_scope: Vec<usize> = (0..targets.len())
-        .filter(|&i| scope == Tier::Production || targets[i].tier == scope)
-        .filter(|&i| status[i] != TargetStatus::Skipped)
-        .collect();
-    let healthy =
-        |i: usize| status[i] != TargetStatus::Updated || targets[i].health == Health::Healthy;
-    // A target waiting for its host holds back neither its wave nor later ones, but the
-    // scope is not finished while any waits.
-    let waiting = |i: usize| waits_for_host(&targets[i], status[i]);
-    // `immediate` (and `apply all`) is one wave whatever was numbered before.
-    let one_wave = !strategy.aborts_on_failure();
-    let wave_of = |i: usize| if one_wave { 0 } else { targets[i].wave };
-    let Some(wave) = in_scope
-        .iter()
-        .filter(|&&i| !status[i].is_done() && !waiting(i))
-        .map(|&i| wave_of(i))
-        .min()
-    else {
-        return !in_scope.iter().any(|&i| waiting(i)) && in_scope.iter().all(|&i| healthy(i));
-    };
-    // Earlier waves must be finished and healthy before this one goes on.
-    let earlier: Vec<usize> = in_scope
-        .iter()
-        .copied()
-        .filter(|&i| wave_of(i) < wave)
-        .collect();
-    if !earlier.iter().all(|&i| healthy(i)) {
-        return false;
-    }
-    let current: Vec<usize> = in_scope
-        .iter()
-        .copied()
-        .filter(|&i| wave_of(i) == wave)
-        .collect();
-    let wave_started = current.iter().any(|&i| status[i] != TargetStatus::Pending);
-    if !wave_started && let Some(last) = earlier.iter().map(|&i| targets[i].updated_at).max() {
-        let pause = Duration::milliseconds(strategy.pause_between_waves_ms);
-        if now < last + pause {
-            return false;
-        }
-    }
-    let mut slots = HostSlots::new(targets, status, &in_scope);
-    for &i in &current {
-        let t = &targets[i];
-        if status[i] != TargetStatus::Pending || t.outside_window || t.stand_in || waiting(i) {
-            continue;
-        }
-        if t.actual_digest.as_ref() == Some(&t.to_digest) {
-            out.actions.push(TargetAction::AlreadyThere {
-                workspace_id: t.workspace_id,
-            });
-            continue;
-        }
-        if updating >= strategy.parallel() {
-            break;
-        }
-        if !slots.has_room(strategy, &t.host) {
-            continue;
-        }
-        out.actions.push(TargetAction::Start {
-            workspace_id: t.workspace_id,
-        });
-        slots.take(&t.host);
-        updating += 1;
-    }
-    false
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
-use chrono::TimeZone;
+use chrono::{Duration, TimeZone};
 
 use super::*;
 use crate::config::{RolloutSettings, StrategyKind};
+use crate::rollout::analysis::{Gate, Verdict};
 
 fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap()
@@ -531,4 +532,83 @@ fn targets_of_a_host_down_past_host_timeout_are_skipped_only_with_policy_skip() 
         ..status(RolloutState::Paused)
     };
     assert!(skips(&plan(&paused, &s, &ts, t0() + Duration::days(3), false)).is_empty());
+}
+
+fn gate(passed_since: Option<DateTime<Utc>>) -> Gate {
+    Gate {
+        decided: None,
+        gated: true,
+        passed_since,
+    }
+}
+
+#[test]
+fn metric_checks_hold_the_promotion_until_every_one_passed() {
+    let mut s = strategy("1", 1);
+    s.auto_promote = true;
+    let soaking = RolloutStatus {
+        state: RolloutState::Soaking,
+        soak_started_at: Some(t0()),
+        soak_ends_at: Some(t0() + Duration::minutes(10)),
+        ..RolloutStatus::pending()
+    };
+    let mut ts = vec![target(0, Tier::Canary, 0)];
+    updated(&mut ts[0], t0());
+    let later = t0() + Duration::minutes(10);
+    // A check that has not passed (failed below its limit, or never evaluated) holds it.
+    assert_eq!(
+        plan_gated(&soaking, &s, &ts, later, false, &gate(None)).event,
+        None
+    );
+    let p = plan_gated(&soaking, &s, &ts, later, false, &gate(Some(later)));
+    assert_eq!(p.event.map(|e| e.0), Some(Event::Promote));
+    // An abort decided by a check ends the soak, and the release is blocked.
+    let abort = Gate {
+        decided: Some(Verdict::Abort("analysis `e`: 0.4 is not < 0.05".into())),
+        ..gate(None)
+    };
+    let p = plan_gated(&soaking, &s, &ts, t0(), false, &abort);
+    assert_eq!(
+        p.event,
+        Some((Event::Abort, "analysis `e`: 0.4 is not < 0.05".to_owned()))
+    );
+    assert!(p.block_release);
+    // An inconclusive check pauses it, once.
+    let pause = Gate {
+        decided: Some(Verdict::Pause("no data".into())),
+        ..gate(None)
+    };
+    let p = plan_gated(&soaking, &s, &ts, later, false, &pause);
+    assert_eq!(p.event.map(|e| e.0), Some(Event::Pause));
+    let paused = RolloutStatus {
+        state: RolloutState::Paused,
+        paused_from: Some(RolloutState::Soaking),
+        ..soaking
+    };
+    assert_eq!(
+        plan_gated(&paused, &s, &ts, later, false, &pause).event,
+        None
+    );
+}
+
+#[test]
+fn a_production_wave_waits_for_a_pass_made_after_the_previous_wave() {
+    let s = strategy("2", 4);
+    let mut ts: Vec<_> = (0..4).map(|i| target(i, Tier::Production, i / 2)).collect();
+    let done = t0();
+    updated(&mut ts[0], done);
+    updated(&mut ts[1], done);
+    let later = done + Duration::minutes(5);
+    let prod = status(RolloutState::Production);
+    // Without checks the pause alone paces it.
+    assert_eq!(starts(&plan(&prod, &s, &ts, later, false)), vec![2, 3]);
+    // A pass from before the wave finished does not count.
+    let stale = gate(Some(done - Duration::seconds(1)));
+    assert!(starts(&plan_gated(&prod, &s, &ts, later, false, &stale)).is_empty());
+    assert!(starts(&plan_gated(&prod, &s, &ts, later, false, &gate(None))).is_empty());
+    let fresh = gate(Some(done + Duration::seconds(40)));
+    assert_eq!(
+        starts(&plan_gated(&prod, &s, &ts, later, false, &fresh)),
+        vec![2, 3]
+    );
 }

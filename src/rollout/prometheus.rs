@@ -3,11 +3,25 @@
 //! Failures are samples too (`Sample::Error`), so an unreachable Prometheus is
 //! inconclusive, never a pass. The URL is not logged (it may name an internal host).
 
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
 use serde::Deserialize;
 
 use super::analysis::Sample;
+
+/// Where the controller's metric checks get their numbers: [`Prometheus`].
+pub trait MetricSource: Send + Sync + 'static {
+    /// Runs `query` now; one number, or why there is none.
+    fn sample<'a>(&'a self, query: &'a str) -> Pin<Box<dyn Future<Output = Sample> + Send + 'a>>;
+}
+
+impl MetricSource for Prometheus {
+    fn sample<'a>(&'a self, query: &'a str) -> Pin<Box<dyn Future<Output = Sample> + Send + 'a>> {
+        Box::pin(self.query(query))
+    }
+}
 
 /// A Prometheus server's query API.
 #[derive(Clone, Debug)]

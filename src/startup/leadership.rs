@@ -69,6 +69,23 @@ impl Loops {
                 store,
                 crate::reconciler::smoke::SMOKE_TIMEOUT,
             )));
+        // Metric checks ask `[rollout.prometheus]`; without a client every evaluation is
+        // inconclusive (the rollout pauses or fails), never a pass.
+        let controller = match &settings.rollout.prometheus.url {
+            Some(url) if !settings.rollout.analysis.is_empty() => {
+                match crate::rollout::prometheus::Prometheus::new(
+                    url,
+                    settings.rollout.prometheus.timeout,
+                ) {
+                    Ok(p) => controller.with_analysis(Arc::new(p)),
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot build the Prometheus client; metric checks will be inconclusive");
+                        controller
+                    }
+                }
+            }
+            _ => controller,
+        };
         let controller =
             crate::rollout::controller_task::ControllerTask::driver(controller, metrics.clone());
         spawn_task(&tasks, controller, &shutdown);

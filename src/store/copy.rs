@@ -43,6 +43,7 @@ pub const COPY_PLAN: &[(&str, Carry)] = &[
     ("releases", Carry::Rows),
     ("rollouts", Carry::Rows),
     ("rollout_targets", Carry::Rows),
+    ("rollout_analysis", Carry::Rows),
     ("workspace_updates", Carry::Rows),
     ("snapshots", Carry::Rows),
     ("events", Carry::Rows),

@@ -4,7 +4,10 @@ use chrono::TimeZone;
 
 use super::*;
 use crate::config::RolloutSettings;
-use crate::domain::{Health, HostName, Tier, UpdatePhase, WorkspaceState};
+use crate::domain::{
+    AnalysisOutcome, AnalysisStage, Health, HostName, Tier, UpdatePhase, WorkspaceState,
+};
+use crate::rollout::analysis::Verdict;
 use crate::rollout::hosts::HostStates;
 use crate::rollout::machine::RolloutStatus;
 use crate::rollout::record::RolloutData;
@@ -77,6 +80,8 @@ fn an_illegal_transition_is_reported_and_the_target_changes_still_apply() {
         hold: false,
         hosts: &HostStates::default(),
         promotion: None,
+        gate: &Gate::open(),
+        analysis: &[],
     };
     let out = decide(&view, now).unwrap();
     assert!(out.illegal.is_some(), "{out:?}");
@@ -111,10 +116,104 @@ fn nothing_to_do_is_no_change() {
         hold: false,
         hosts: &HostStates::default(),
         promotion: None,
+        gate: &Gate::open(),
+        analysis: &[],
     };
     let now = chrono::Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
     let out = decide(&view, now).unwrap();
     assert!(out.changes.is_empty() && out.transition.is_none());
+}
+
+fn record(verdict: AnalysisVerdict, at: chrono::DateTime<chrono::Utc>) -> AnalysisRecord {
+    AnalysisRecord {
+        check: "errors".into(),
+        stage: AnalysisStage::Soak,
+        evaluated_at: at,
+        query: "sum(errors)".into(),
+        value: Some(0.4),
+        outcome: AnalysisOutcome::Fail,
+        detail: "0.4 is not < 0.05".into(),
+        failures: 2,
+        verdict,
+    }
+}
+
+#[test]
+fn a_metric_check_that_aborts_stores_its_result_audits_it_and_blocks_the_release() {
+    let mut s = Strategy::for_image(&RolloutSettings::default(), "img");
+    s.auto_promote = true;
+    let r = rollout(RolloutState::Soaking, s);
+    let smoke = HashMap::new();
+    let now = chrono::Utc.with_ymd_and_hms(2026, 1, 1, 0, 1, 0).unwrap();
+    let results = [record(AnalysisVerdict::Abort, now)];
+    let gate = Gate {
+        decided: Some(Verdict::Abort(
+            "analysis `errors`: 0.4 is not < 0.05".into(),
+        )),
+        gated: true,
+        passed_since: None,
+    };
+    let view = PassView {
+        rollout: &r,
+        targets: &[],
+        settled: &[],
+        smoke: &smoke,
+        hold: false,
+        hosts: &HostStates::default(),
+        promotion: None,
+        gate: &gate,
+        analysis: &results,
+    };
+    let out = decide(&view, now).unwrap();
+    assert_eq!(
+        out.transition,
+        Some((RolloutState::Soaking, RolloutState::Aborted))
+    );
+    assert!(out.changes.contains(&Change::Analysis(results[0].clone())));
+    assert!(out.changes.iter().any(|c| matches!(
+        c,
+        Change::Audit(e) if e.action == "rollout.analysis" && e.detail["verdict"] == "abort"
+    )));
+    assert!(out.changes.iter().any(|c| matches!(
+        c,
+        Change::Release(r) if r.status == crate::domain::ReleaseStatus::Blocked
+            && r.reason.contains("0.4 is not < 0.05")
+    )));
+}
+
+#[test]
+fn a_result_that_decides_nothing_is_still_stored() {
+    let r = rollout(
+        RolloutState::Soaking,
+        Strategy::for_image(&RolloutSettings::default(), "img"),
+    );
+    let smoke = HashMap::new();
+    let now = chrono::Utc.with_ymd_and_hms(2026, 1, 1, 0, 1, 0).unwrap();
+    let results = [record(AnalysisVerdict::Continue, now)];
+    let gate = Gate {
+        gated: true,
+        ..Gate::open()
+    };
+    let view = PassView {
+        rollout: &r,
+        targets: &[],
+        settled: &[],
+        smoke: &smoke,
+        hold: false,
+        hosts: &HostStates::default(),
+        promotion: None,
+        gate: &gate,
+        analysis: &results,
+    };
+    let out = decide(&view, now).unwrap();
+    assert_eq!(out.transition, None);
+    assert!(out.changes.contains(&Change::Analysis(results[0].clone())));
+    assert!(
+        !out.changes
+            .iter()
+            .any(|c| matches!(c, Change::Audit(e) if e.action == "rollout.analysis")),
+        "only a deciding result is audited"
+    );
 }
 
 #[test]

@@ -20,13 +20,14 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 
+use super::analysis::Gate;
 use super::hosts::HostStates;
 use super::machine::{Event, IllegalTransition, next};
-use super::plan::{Plan, TargetAction, TargetView, plan};
+use super::plan::{Plan, TargetAction, TargetView, plan_gated};
 use super::record::{Draft, Rollout, event};
 use crate::domain::{
-    Change, DesiredChange, Digest, ReleaseChange, ReleaseStatus, RolloutState, TargetChange,
-    TargetStatus,
+    AnalysisRecord, AnalysisVerdict, Change, DesiredChange, Digest, ReleaseChange, ReleaseStatus,
+    RolloutState, TargetChange, TargetStatus,
 };
 use crate::store::{CandidateRow, SettledTargets, TargetRow};
 
@@ -90,6 +91,10 @@ pub struct PassView<'a> {
     pub hosts: &'a HostStates,
     /// Read only when [`wants_promotion`] says so.
     pub promotion: Option<Promotion<'a>>,
+    /// What the metric checks say for this pass ([`Gate::open`] without checks).
+    pub gate: &'a Gate,
+    /// The metric checks evaluated this pass: stored with the decision.
+    pub analysis: &'a [AnalysisRecord],
 }
 
 /// What promoting to production needs besides the rollout.
@@ -121,8 +126,8 @@ pub fn decide(v: &PassView<'_>, now: DateTime<Utc>) -> Result<Decision, DecideEr
         })
         .collect();
     views.extend(settled_views(v.settled, &r.digest, v.hosts));
-    let p = plan(&r.status, &r.strategy, &views, now, v.hold);
-    if p.actions.is_empty() && p.event.is_none() {
+    let p = plan_gated(&r.status, &r.strategy, &views, now, v.hold, v.gate);
+    if p.actions.is_empty() && p.event.is_none() && v.analysis.is_empty() {
         return Ok(Decision::default());
     }
     if matches!(p.event, Some((Event::Promote, _))) && p.actions.is_empty() {
@@ -130,7 +135,10 @@ pub fn decide(v: &PassView<'_>, now: DateTime<Utc>) -> Result<Decision, DecideEr
             DecideError::Conflict(format!("rollout {}: promotion inputs not read", r.id))
         })?;
         if operator::check_promote(r, false, now)? {
-            return Ok(Decision::default());
+            if v.analysis.is_empty() {
+                return Ok(Decision::default());
+            }
+            return Ok(act(r, v.targets, &Plan::default(), v.analysis, now));
         }
         let (mut d, _) = operator::to_production(
             r,
@@ -141,13 +149,54 @@ pub fn decide(v: &PassView<'_>, now: DateTime<Utc>) -> Result<Decision, DecideEr
             now,
         )?;
         d.promoted = true;
+        d.changes
+            .extend(v.analysis.iter().cloned().map(Change::Analysis));
+        if v.gate.gated {
+            d.changes.push(event(
+                "system",
+                "rollout.analysis_passed",
+                None,
+                serde_json::json!({ "stage": "soak", "checks": v.analysis.iter().map(|a| &a.check).collect::<Vec<_>>() }),
+            ));
+        }
         return Ok(d);
     }
-    Ok(act(r, v.targets, &p, now))
+    Ok(act(r, v.targets, &p, v.analysis, now))
+}
+
+/// The stored results of this pass's evaluations, and an audit event for each that
+/// decided something (an abort or a pause).
+fn analysis_changes(w: &mut super::record::Draft, results: &[AnalysisRecord]) {
+    for a in results {
+        w.push(Change::Analysis(a.clone()));
+        if a.verdict != AnalysisVerdict::Continue {
+            w.push(event(
+                "system",
+                "rollout.analysis",
+                None,
+                serde_json::json!({
+                    "check": a.check,
+                    "stage": a.stage.as_str(),
+                    "query": a.query,
+                    "value": a.value,
+                    "outcome": a.outcome.as_str(),
+                    "detail": a.detail,
+                    "failures": a.failures,
+                    "verdict": a.verdict.as_str(),
+                }),
+            ));
+        }
+    }
 }
 
 /// The target actions and the transition of a plan.
-fn act(r: &Rollout, rows: &[TargetRow], p: &Plan, now: DateTime<Utc>) -> Decision {
+fn act(
+    r: &Rollout,
+    rows: &[TargetRow],
+    p: &Plan,
+    analysis: &[AnalysisRecord],
+    now: DateTime<Utc>,
+) -> Decision {
     let names: HashMap<i64, (&str, &str)> = rows
         .iter()
         .map(|t| (t.workspace_id, (t.name.as_str(), t.host.as_str())))
@@ -158,6 +207,7 @@ fn act(r: &Rollout, rows: &[TargetRow], p: &Plan, now: DateTime<Utc>) -> Decisio
     let mut r = r.clone();
     let mut w = r.draft();
     let mut out = Decision::default();
+    analysis_changes(&mut w, analysis);
     for a in &p.actions {
         match a {
             TargetAction::Start { workspace_id } => {

@@ -2,7 +2,7 @@
 //! [`Change`]s one decision made (by the controller or an operator operation) in one
 //! transaction guarded by the rollout row's version. Writes `rollouts`,
 //! `rollout_targets`, `workspaces.desired_digest` (+ `failed_digests` on a retry),
-//! `releases.status` and `events`.
+//! `releases.status`, `rollout_analysis` and `events`.
 
 use chrono::{DateTime, Utc};
 
@@ -10,8 +10,8 @@ use super::batch;
 use super::map_insert_err;
 use crate::clock::to_millis;
 use crate::domain::{
-    AuditEvent, Change, DesiredChange, Digest, NewTarget, ReleaseChange, RolloutChange,
-    RolloutRowKey, TargetChange,
+    AnalysisRecord, AuditEvent, Change, DesiredChange, Digest, NewTarget, ReleaseChange,
+    RolloutChange, RolloutRowKey, TargetChange,
 };
 use crate::store::dialect;
 use crate::store::events::append_event_in;
@@ -25,11 +25,13 @@ struct Grouped<'a> {
     desired: Vec<&'a DesiredChange>,
     releases: Vec<&'a ReleaseChange>,
     events: Vec<&'a AuditEvent>,
+    analysis: Vec<&'a AnalysisRecord>,
 }
 
 fn group(changes: &[Change]) -> Result<Grouped<'_>, StoreError> {
     let mut row = None;
     let mut g = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut analysis = Vec::new();
     for c in changes {
         match c {
             Change::Rollout(r) if row.is_none() => row = Some(r),
@@ -44,6 +46,7 @@ fn group(changes: &[Change]) -> Result<Grouped<'_>, StoreError> {
             Change::Desired(d) => g.2.push(d),
             Change::Release(r) => g.3.push(r),
             Change::Audit(e) => g.4.push(e),
+            Change::Analysis(a) => analysis.push(a),
         }
     }
     let row = row.ok_or_else(|| StoreError::Corrupt {
@@ -57,6 +60,7 @@ fn group(changes: &[Change]) -> Result<Grouped<'_>, StoreError> {
         desired: g.2,
         releases: g.3,
         events: g.4,
+        analysis,
     })
 }
 
@@ -147,6 +151,7 @@ impl Store {
             .ctx("insert rollout target")?;
         }
         batch::update_targets(&mut tx, id, at, &g.targets).await?;
+        super::analysis::insert(&mut tx, id, &g.analysis).await?;
         batch::set_desired(&mut tx, id, at, &g.desired).await?;
         for r in &g.releases {
             sqlx::query(

@@ -1,4 +1,4 @@
-//! Tables `rollouts` and `rollout_targets`. Writers: the rollout controller (each pass)
+//! Tables `rollouts`, `rollout_targets` and `rollout_analysis` ([`analysis`]). Writers: the rollout controller (each pass)
 //! and the operator operations (`rollout::ops`), both only through
 //! [`Store::apply_rollout_changes`] ([`apply`]).
 //!
@@ -26,6 +26,7 @@ macro_rules! target_select {
     };
 }
 
+mod analysis;
 mod apply;
 mod batch;
 mod pass;
