@@ -16,6 +16,7 @@ pub mod openapi;
 mod placement;
 pub mod registry_events;
 pub mod releases;
+pub mod rollout_view;
 pub mod rollouts;
 pub mod routes;
 pub mod snapshots;

@@ -1,13 +1,11 @@
 //! `/api/v1/rollouts` and `POST /api/v1/releases/{id}/apply` and
 //! `POST /api/v1/workspaces/{name}/update`: thin wrappers over `rollout::ops`.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::AppState;
@@ -15,13 +13,13 @@ use super::auth::Actor;
 use super::error::ApiError;
 use super::extract::ApiJson;
 use super::releases::parse_id;
-use crate::domain::{
-    ApplyTier, Digest, HostName, HostState, RolloutState, TargetStatus, WorkspaceName,
+pub use super::rollout_view::{
+    AnalysisView, HostSummary, RolloutView, TargetView, WAITING_FOR_HOST, rollout_view,
 };
-use crate::rollout::hosts::HostStates;
+use crate::domain::{ApplyTier, Digest, WorkspaceName};
 use crate::rollout::ops::{OpError, OpOutcome};
 use crate::rollout::record::Rollout;
-use crate::store::{StoreError, TargetRow};
+use crate::store::StoreError;
 
 /// Operator operation errors as HTTP (status and `error.code`): 400 bad input, 404
 /// unknown release, rollout or workspace, 409 a state that does not allow the operation
@@ -45,163 +43,19 @@ impl From<OpError> for ApiError {
     }
 }
 
-/// The status shown for a `pending` or `updating` target whose host is not ready. Derived
-/// when the view is built, never stored.
-pub const WAITING_FOR_HOST: &str = "waiting_for_host";
-
-#[derive(Debug, Serialize)]
-pub struct TargetView {
-    pub name: String,
-    pub tier: String,
-    /// The stored status, or `waiting_for_host` (derived) while the host is not ready.
-    pub status: String,
-    pub host: HostName,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub status_reason: Option<String>,
-    pub wave: i64,
-    pub attempts: i64,
-    pub from_digest: Option<Digest>,
-    pub to_digest: Digest,
-    pub updated_at: DateTime<Utc>,
-}
-
-/// A rollout as the API returns it.
-#[derive(Debug, Serialize)]
-pub struct RolloutView {
-    pub id: i64,
-    pub release_id: i64,
-    pub image: String,
-    pub digest: Digest,
-    pub state: RolloutState,
-    pub paused_from: Option<RolloutState>,
-    pub applied: Vec<ApplyTier>,
-    pub soak_started_at: Option<DateTime<Utc>>,
-    pub soak_ends_at: Option<DateTime<Utc>>,
-    pub finished_at: Option<DateTime<Utc>>,
-    pub started_by: String,
-    pub strategy: serde_json::Value,
-    pub workspaces: Vec<TargetView>,
-    pub counts: BTreeMap<String, usize>,
-    /// Per host of the rollout's targets, by host name.
-    pub hosts: Vec<HostSummary>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub no_op: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub warning: Option<String>,
-}
-
-/// One host's share of a rollout. `pending` and `updating` leave out the targets
-/// counted in `waiting_for_host`; `failed` includes `rolled_back`.
-#[derive(Debug, Serialize)]
-pub struct HostSummary {
-    pub host: HostName,
-    pub state: HostState,
-    pub total: usize,
-    pub updated: usize,
-    pub updating: usize,
-    pub pending: usize,
-    pub waiting_for_host: usize,
-    pub failed: usize,
-    pub skipped: usize,
-}
-
-/// The status a target is shown with (see [`WAITING_FOR_HOST`]).
-fn shown_status(t: &TargetRow, hosts: &HostStates) -> &'static str {
-    let waiting = matches!(t.status, TargetStatus::Pending | TargetStatus::Updating)
-        && hosts.of(&t.host).state != HostState::Ready;
-    if waiting {
-        WAITING_FOR_HOST
-    } else {
-        t.status.as_str()
-    }
-}
-
-fn host_summaries(targets: &[TargetRow], hosts: &HostStates) -> Vec<HostSummary> {
-    let mut out: BTreeMap<&HostName, HostSummary> = BTreeMap::new();
-    for t in targets {
-        let h = out.entry(&t.host).or_insert_with(|| HostSummary {
-            host: t.host.clone(),
-            state: hosts.of(&t.host).state,
-            total: 0,
-            updated: 0,
-            updating: 0,
-            pending: 0,
-            waiting_for_host: 0,
-            failed: 0,
-            skipped: 0,
-        });
-        h.total += 1;
-        match shown_status(t, hosts) {
-            WAITING_FOR_HOST => h.waiting_for_host += 1,
-            _ => match t.status {
-                TargetStatus::Pending => h.pending += 1,
-                TargetStatus::Updating => h.updating += 1,
-                TargetStatus::Updated => h.updated += 1,
-                TargetStatus::Failed | TargetStatus::RolledBack => h.failed += 1,
-                TargetStatus::Skipped => h.skipped += 1,
-            },
-        }
-    }
-    out.into_values().collect()
-}
-
-/// A rollout and its targets as the API shows them, with host states at read time.
-pub fn rollout_view(r: Rollout, targets: Vec<TargetRow>, hosts: &HostStates) -> RolloutView {
-    let mut counts: BTreeMap<String, usize> = TargetStatus::ALL
-        .iter()
-        .map(|s| (s.as_str().to_owned(), 0))
-        .chain([(WAITING_FOR_HOST.to_owned(), 0)])
-        .collect();
-    for t in &targets {
-        *counts.entry(shown_status(t, hosts).to_owned()).or_insert(0) += 1;
-    }
-    let summaries = host_summaries(&targets, hosts);
-    RolloutView {
-        id: r.id,
-        release_id: r.release_id,
-        image: r.image,
-        digest: r.digest,
-        state: r.status.state,
-        paused_from: r.status.paused_from,
-        applied: r.data.applied,
-        soak_started_at: r.status.soak_started_at,
-        soak_ends_at: r.status.soak_ends_at,
-        finished_at: r.status.finished_at,
-        started_by: r.started_by,
-        strategy: serde_json::to_value(&r.strategy).unwrap_or_default(),
-        workspaces: targets
-            .into_iter()
-            .map(|t| TargetView {
-                status: shown_status(&t, hosts).to_owned(),
-                name: t.name,
-                tier: t.tier.as_str().to_owned(),
-                host: t.host,
-                status_reason: t.status_reason,
-                wave: t.wave,
-                attempts: t.attempts,
-                from_digest: t.from_digest,
-                to_digest: t.to_digest,
-                updated_at: t.updated_at,
-            })
-            .collect(),
-        counts,
-        hosts: summaries,
-        no_op: None,
-        warning: None,
-    }
-}
-
 async fn load(state: &AppState, id: i64) -> Result<RolloutView, ApiError> {
     let r = state.rollout_ops.rollout(id).await?;
     let targets = state.store.rollout_targets(id).await?;
     let hosts = state.rollout_ops.host_states().await?;
-    Ok(rollout_view(r, targets, &hosts))
+    let analysis = state.store.latest_analysis(id).await?;
+    Ok(rollout_view(r, targets, &hosts, analysis))
 }
 
 async fn outcome(state: &AppState, o: OpOutcome) -> Result<Json<RolloutView>, ApiError> {
     let targets = state.store.rollout_targets(o.rollout.id).await?;
     let hosts = state.rollout_ops.host_states().await?;
-    let mut v = rollout_view(o.rollout, targets, &hosts);
+    let analysis = state.store.latest_analysis(o.rollout.id).await?;
+    let mut v = rollout_view(o.rollout, targets, &hosts, analysis);
     v.no_op = Some(o.no_op);
     v.warning = o.warning;
     Ok(Json(v))
@@ -217,6 +71,7 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<RolloutView>
             r,
             state.store.rollout_targets(id).await?,
             &hosts,
+            state.store.latest_analysis(id).await?,
         ));
     }
     Ok(Json(out))
@@ -227,6 +82,32 @@ pub async fn show(
     Path(id): Path<String>,
 ) -> Result<Json<RolloutView>, ApiError> {
     Ok(Json(load(&state, parse_id("rollout", &id)?).await?))
+}
+
+/// The newest results first, at most this many.
+const HISTORY: i64 = 500;
+
+/// Every evaluation of a rollout's metric checks, newest first.
+#[derive(Debug, Serialize)]
+pub struct AnalysisHistory {
+    pub rollout: i64,
+    /// How many the rollout has in all (`results` holds at most 500).
+    pub total: i64,
+    pub results: Vec<AnalysisView>,
+}
+
+pub async fn analysis(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<AnalysisHistory>, ApiError> {
+    let id = parse_id("rollout", &id)?;
+    state.rollout_ops.rollout(id).await?;
+    let (results, total) = state.store.analysis_history(id, HISTORY).await?;
+    Ok(Json(AnalysisHistory {
+        rollout: id,
+        total,
+        results: results.into_iter().map(AnalysisView::from).collect(),
+    }))
 }
 
 #[derive(Debug, Deserialize)]

@@ -75,6 +75,30 @@ pub fn render_progress(r: &Value, now: DateTime<Utc>) -> String {
         ));
     }
     s.push_str(&host_progress(r));
+    s.push_str(&analysis_lines(r));
+    s
+}
+
+/// One line per metric check and stage: its newest evaluation.
+pub fn analysis_lines(r: &Value) -> String {
+    let mut s = String::new();
+    for a in r["analysis"].as_array().into_iter().flatten() {
+        let word = |k: &str| a[k].as_str().unwrap_or("?").to_owned();
+        let failures = a["failures"].as_u64().unwrap_or(0);
+        s.push_str(&format!(
+            "  check {:<20} {:<10} {:<12} {}{}  ({})\n",
+            word("check"),
+            word("stage"),
+            word("outcome"),
+            word("detail"),
+            if failures > 0 {
+                format!("; {failures} failed in a row")
+            } else {
+                String::new()
+            },
+            word("evaluated_at"),
+        ));
+    }
     s
 }
 
@@ -124,7 +148,15 @@ fn signature(r: &Value) -> String {
                 .collect()
         })
         .unwrap_or_default();
-    format!("{}|{}", r["state"], statuses.join(","))
+    let checks: Vec<String> = r["analysis"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|c| format!("{}={}@{}", c["check"], c["outcome"], c["evaluated_at"]))
+                .collect()
+        })
+        .unwrap_or_default();
+    format!("{}|{}|{}", r["state"], statuses.join(","), checks.join(","))
 }
 
 pub async fn watch(c: &Client, id: i64, interval: f64, json: bool) -> Result<(), ClientError> {
@@ -209,6 +241,26 @@ mod tests {
         );
         assert!(f.contains("sha256:cccccccccccc "), "{f}");
         assert!(!f.contains("host "), "one host: no host lines\n{f}");
+    }
+
+    #[test]
+    fn metric_checks_show_their_newest_evaluation_and_a_new_one_redraws() {
+        let now: DateTime<Utc> = "2026-01-01T00:00:00Z".parse().unwrap();
+        let mut r = json!({
+            "id": 5, "image": "reg/app:stable", "digest": format!("sha256:{}", "c".repeat(64)),
+            "state": "soaking", "workspaces": [],
+            "analysis": [{"check": "errors", "stage": "soak", "outcome": "fail",
+                          "detail": "0.4 is not < 0.05", "failures": 1,
+                          "evaluated_at": "2026-01-01T00:00:00Z"}]
+        });
+        let f = render_progress(&r, now);
+        assert!(
+            f.contains("check errors               soak       fail         0.4 is not < 0.05; 1 failed in a row"),
+            "{f}"
+        );
+        let before = signature(&r);
+        r["analysis"][0]["evaluated_at"] = json!("2026-01-01T00:00:30Z");
+        assert_ne!(signature(&r), before);
     }
 
     #[test]

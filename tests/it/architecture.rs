@@ -104,6 +104,7 @@ const PURE_CORE: &[&str] = &[
     "src/domain/",
     "src/rollout/machine.rs",
     "src/rollout/plan.rs",
+    "src/rollout/plan_waves.rs",
     "src/rollout/hosts.rs",
     "src/rollout/decide/",
     "src/rollout/targets.rs",

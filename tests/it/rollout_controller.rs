@@ -596,7 +596,11 @@ async fn rollout_json(env: &Env, id: i64) -> serde_json::Value {
     let r = env.ops().rollout(id).await.unwrap();
     let targets = env.store.rollout_targets(id).await.unwrap();
     let hosts = env.ops().host_states().await.unwrap();
-    serde_json::to_value(sluice::api::rollouts::rollout_view(r, targets, &hosts)).unwrap()
+    let analysis = env.store.latest_analysis(id).await.unwrap();
+    serde_json::to_value(sluice::api::rollouts::rollout_view(
+        r, targets, &hosts, analysis,
+    ))
+    .unwrap()
 }
 
 fn shown(v: &serde_json::Value) -> Vec<(String, String, String)> {

@@ -3,7 +3,8 @@
 use serde_json::{Value, json};
 
 use crate::domain::{
-    ApplyTier, HostState, RolloutState, SnapshotState, TargetStatus, Tier, UpdateKind,
+    AnalysisOutcome, AnalysisStage, AnalysisVerdict, ApplyTier, HostState, RolloutState,
+    SnapshotState, TargetStatus, Tier, UpdateKind,
 };
 
 pub(super) fn snapshot_schemas() -> Value {
@@ -87,7 +88,23 @@ pub(super) fn rollout_schemas() -> Value {
             "counts": { "type": "object", "additionalProperties": { "type": "integer" } },
             "hosts": { "type": "array", "description": "per host of the rollout's targets; pending and updating leave out waiting_for_host, failed includes rolled_back",
                 "items": { "$ref": "#/components/schemas/RolloutHost" } },
+            "analysis": { "type": "array", "description": "the newest evaluation of each metric check ([[rollout.analysis]]) and stage",
+                "items": { "$ref": "#/components/schemas/AnalysisResult" } },
             "no_op": { "type": "boolean" }, "warning": { "type": "string" } } },
+        "AnalysisResult": { "type": "object", "properties": {
+            "check": { "type": "string" },
+            "stage": one_of!(AnalysisStage),
+            "evaluated_at": { "type": "string", "format": "date-time" },
+            "query": { "type": "string", "description": "the PromQL sent, variables filled in" },
+            "value": { "type": ["number", "null"], "description": "null when the query returned nothing usable" },
+            "outcome": one_of!(AnalysisOutcome),
+            "detail": { "type": "string" },
+            "failures": { "type": "integer", "minimum": 0, "description": "consecutive failed evaluations, this one included" },
+            "verdict": one_of!(AnalysisVerdict) } },
+        "AnalysisHistory": { "type": "object", "properties": {
+            "rollout": { "type": "integer" },
+            "total": { "type": "integer" },
+            "results": { "type": "array", "items": { "$ref": "#/components/schemas/AnalysisResult" } } } },
         "RolloutHost": { "type": "object", "properties": {
             "host": { "type": "string" },
             "state": one_of!(HostState),

@@ -106,6 +106,18 @@ pub const OPERATIONS: &[Operation] = &[
         errors: &[],
         handler: || get(rollouts::show),
     },
+    Operation {
+        verb: Verb::Get,
+        path: "/api/v1/rollouts/{id}/analysis",
+        summary: "Every evaluation of the rollout's metric checks, newest first (at most 500)",
+        access: Access::Token,
+        params: ID,
+        request: None,
+        reply: Reply::Json(200, "AnalysisHistory"),
+        also: &[],
+        errors: &[],
+        handler: || get(rollouts::analysis),
+    },
     rollout_op!(
         "/api/v1/rollouts/{id}/promote",
         "Promote a soaking rollout to production (force: before the soak ends)",

@@ -115,6 +115,11 @@ pub(super) fn rollout_detail(r: &Value) -> String {
         s.push('\n');
         s.push_str(&hosts);
     }
+    let checks = watch::analysis_lines(r);
+    if !checks.is_empty() {
+        s.push_str("\nmetric checks (newest evaluation; all: GET /api/v1/rollouts/ID/analysis)\n");
+        s.push_str(&checks);
+    }
     s
 }
 
