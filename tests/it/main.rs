@@ -5,6 +5,7 @@
 mod support;
 
 mod adopt;
+mod analysis_controller;
 mod api;
 mod architecture;
 mod cli;

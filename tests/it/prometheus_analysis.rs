@@ -14,7 +14,7 @@ use sluice::rollout::analysis::{Outcome, Sample, Verdict, decide, judge, render}
 use sluice::rollout::prometheus::Prometheus;
 
 /// A Prometheus process, killed on drop (its data directory goes with it).
-struct PromProcess {
+pub struct PromProcess {
     child: Child,
     _dir: tempfile::TempDir,
 }
@@ -36,7 +36,7 @@ fn free_port() -> u16 {
 
 /// Serves `tenant_errors_total{workspace="acme"}` (the counter) and a steady one for
 /// `globex` on a loopback port; returns the port.
-async fn metrics_endpoint(errors: Arc<AtomicU64>) -> u16 {
+pub async fn metrics_endpoint(errors: Arc<AtomicU64>) -> u16 {
     let app = axum::Router::new().route(
         "/metrics",
         axum::routing::get(move || {
@@ -56,7 +56,7 @@ async fn metrics_endpoint(errors: Arc<AtomicU64>) -> u16 {
     port
 }
 
-async fn start_prometheus(target: u16) -> (PromProcess, String) {
+pub async fn start_prometheus(target: u16) -> (PromProcess, String) {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("prometheus.yml");
     std::fs::write(
