@@ -6,6 +6,7 @@ mod support;
 
 mod adopt;
 mod analysis_controller;
+mod analysis_e2e;
 mod api;
 mod architecture;
 mod cli;

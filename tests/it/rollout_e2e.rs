@@ -25,25 +25,25 @@ use sluice::wake::Wakers;
 
 use crate::support::{DockerCleanup, build_fixture, fixture_workspace, registry, run, unique};
 
-struct Fleet {
-    store: Store,
-    rec: Reconciler<DockerRuntime>,
-    ctl: Controller,
-    ops: Ops,
-    clock: ManualClock,
-    image: String,
-    names: Vec<String>,
+pub struct Fleet {
+    pub store: Store,
+    pub rec: Reconciler<DockerRuntime>,
+    pub ctl: Controller,
+    pub ops: Ops,
+    pub clock: ManualClock,
+    pub image: String,
+    pub names: Vec<String>,
 }
 
 impl Fleet {
-    async fn actual(&self, name: &str) -> Option<Digest> {
+    pub async fn actual(&self, name: &str) -> Option<Digest> {
         self.store
             .workspace(&WorkspaceName::parse(name).unwrap())
             .await
             .unwrap()
             .actual_digest
     }
-    async fn in_flight(&self) -> Vec<String> {
+    pub async fn in_flight(&self) -> Vec<String> {
         let mut out = Vec::new();
         for n in &self.names {
             let w = self
@@ -57,7 +57,7 @@ impl Fleet {
         }
         out
     }
-    async fn release(&self, d: &Digest) -> i64 {
+    pub async fn release(&self, d: &Digest) -> i64 {
         sqlx::query_scalar(
             "INSERT INTO releases (image, digest, detected_at, updated_at) VALUES ($1, $2, $3, $3) RETURNING id",
         )
@@ -68,18 +68,18 @@ impl Fleet {
         .await
         .unwrap()
     }
-    async fn release_status(&self, id: i64) -> String {
+    pub async fn release_status(&self, id: i64) -> String {
         sqlx::query_scalar("SELECT status FROM releases WHERE id = $1")
             .bind(id)
             .fetch_one(self.store.raw_pool())
             .await
             .unwrap()
     }
-    async fn state(&self, id: i64) -> RolloutState {
+    pub async fn state(&self, id: i64) -> RolloutState {
         self.ops.rollout(id).await.unwrap().status.state
     }
     /// One controller pass, then the reconciler runs what it asked for to the end.
-    async fn step(&self) -> Vec<String> {
+    pub async fn step(&self) -> Vec<String> {
         self.ctl.tick().await.expect("tick");
         let moving = self.in_flight().await;
         self.rec.converge_all().await.expect("converge");
@@ -87,7 +87,21 @@ impl Fleet {
     }
 }
 
-fn exec(container: &str, script: &str) -> String {
+/// The real reconciler on the local engine, with `s`'s update settings.
+pub async fn reconciler(s: &Settings, store: &Store) -> Reconciler<DockerRuntime> {
+    let docker = connect(&s.docker).await.expect("docker");
+    Reconciler::new(
+        DockerRuntime::new(docker),
+        store.clone(),
+        Snapshots::new(s.snapshot_dir(), s.snapshots.clone(), store.clone()),
+        ReconcilerConfig::from_settings(s),
+        Arc::new(SystemClock),
+        ReconcilerMetrics::register(&prometheus::Registry::new()),
+        Wakers::new(),
+    )
+}
+
+pub fn exec(container: &str, script: &str) -> String {
     run(Command::new("docker").args(["exec", container, "sh", "-c", script]))
 }
 
@@ -133,16 +147,7 @@ async fn canary_soak_waves_then_a_bad_release_aborts_at_the_canary() {
             .await
             .unwrap();
     }
-    let docker = connect(&s.docker).await.expect("docker");
-    let rec = Reconciler::new(
-        DockerRuntime::new(docker),
-        store.clone(),
-        Snapshots::new(s.snapshot_dir(), s.snapshots.clone(), store.clone()),
-        ReconcilerConfig::from_settings(&s),
-        Arc::new(SystemClock),
-        ReconcilerMetrics::register(&prometheus::Registry::new()),
-        Wakers::new(),
-    );
+    let rec = reconciler(&s, &store).await;
     rec.converge_all().await.unwrap();
     let clock = ManualClock::new(chrono::Utc.with_ymd_and_hms(2026, 3, 1, 12, 0, 0).unwrap());
     let rollout = RolloutSettings {
