@@ -612,3 +612,20 @@ fn a_production_wave_waits_for_a_pass_made_after_the_previous_wave() {
         vec![2, 3]
     );
 }
+
+#[test]
+fn the_pause_between_waves_counts_from_an_outcome_recorded_in_this_pass() {
+    let s = strategy("1", 4);
+    let mut ts: Vec<_> = (0..2).map(|i| target(i, Tier::Production, i)).collect();
+    // Started ten minutes ago; its success is observed now.
+    ts[0].status = TargetStatus::Updating;
+    ts[0].updated_at = t0() - Duration::minutes(10);
+    ts[0].latest_update = Some((5, UpdatePhase::Succeeded));
+    ts[0].actual_digest = Some(d(2));
+    let p = plan(&status(RolloutState::Production), &s, &ts, t0(), false);
+    assert!(p.actions.contains(&TargetAction::Succeeded {
+        workspace_id: 0,
+        update_id: 5
+    }));
+    assert!(starts(&p).is_empty(), "the 30 s pause starts now: {p:?}");
+}

@@ -68,7 +68,15 @@ pub(super) fn progress(
         .filter(|&i| wave_of(i) == wave)
         .collect();
     let wave_started = current.iter().any(|&i| status[i] != TargetStatus::Pending);
-    if !wave_started && let Some(last) = earlier.iter().map(|&i| targets[i].updated_at).max() {
+    // A target whose outcome this pass records finishes now, not when its row last changed.
+    let finished = |i: usize| {
+        if status[i] == targets[i].status {
+            targets[i].updated_at
+        } else {
+            now
+        }
+    };
+    if !wave_started && let Some(last) = earlier.iter().map(|&i| finished(i)).max() {
         let pause = Duration::milliseconds(strategy.pause_between_waves_ms);
         if now < last + pause || !gate.allows_wave_after(last) {
             return false;

@@ -254,3 +254,60 @@ async fn no_data_pauses_for_an_operator_and_a_silent_prometheus_is_never_a_pass(
     assert!(last[0].detail.contains("does not answer"), "{last:?}");
     assert!(!last[0].detail.contains(&url), "no URL in what is stored");
 }
+
+#[tokio::test]
+async fn with_after_waves_each_production_wave_waits_for_a_pass_made_after_the_last() {
+    let (_prom, url) = start_prometheus(metrics_endpoint(Arc::new(AtomicU64::new(0))).await).await;
+    let mut c = check(ERRORS, Inconclusive::Pause);
+    c.after_waves = true;
+    c.interval = Duration::from_secs(60);
+    let mut s = gated(vec![c]);
+    s.batch = "1".into();
+    s.pause_between_waves = Duration::ZERO;
+    let mut env = Env::new(s).await;
+    ask(&mut env, &url);
+    env.workspace("acme", Tier::Canary, &d(1)).await;
+    env.workspace("p1", Tier::Production, &d(1)).await;
+    env.workspace("p2", Tier::Production, &d(1)).await;
+    let rendered = ERRORS.replace("{{ canary_workspaces }}", "acme");
+    until(&url, &rendered, |s| matches!(s, Sample::Value(_))).await;
+    let id = to_soak(&env, env.release(&d(2)).await).await;
+    env.advance(600);
+    env.tick().await;
+    assert_eq!(env.state(id).await, RolloutState::Production);
+    // The first production wave needs no pass after an earlier one; the check runs at once.
+    env.tick().await;
+    assert_eq!(env.in_flight().await, ["p1"]);
+    env.advance(10);
+    env.reconcile(&[]).await;
+    env.tick().await;
+    assert_eq!(env.target_status(id, "p1").await, "updated");
+    env.advance(20);
+    env.tick().await;
+    assert!(
+        env.in_flight().await.is_empty(),
+        "the last pass predates p1's wave: p2 waits for the next evaluation"
+    );
+    env.advance(30);
+    env.tick().await;
+    assert_eq!(
+        env.in_flight().await,
+        ["p2"],
+        "a pass after p1's wave lets p2 go"
+    );
+    let production: Vec<_> = env
+        .store
+        .analysis_history(id, 50)
+        .await
+        .unwrap()
+        .0
+        .into_iter()
+        .filter(|a| a.stage == sluice::domain::AnalysisStage::Production)
+        .collect();
+    assert_eq!(production.len(), 2, "{production:?}");
+    assert!(
+        production
+            .iter()
+            .all(|a| a.outcome == AnalysisOutcome::Pass)
+    );
+}
