@@ -77,7 +77,10 @@ impl Loops {
                     url,
                     settings.rollout.prometheus.timeout,
                 ) {
-                    Ok(p) => controller.with_analysis(Arc::new(p)),
+                    Ok(p) => {
+                        tasks.spawn(check_queries(p.clone(), settings.rollout.analysis.clone()));
+                        controller.with_analysis(Arc::new(p))
+                    }
                     Err(e) => {
                         tracing::error!(error = %e, "cannot build the Prometheus client; metric checks will be inconclusive");
                         controller
@@ -172,6 +175,34 @@ impl Leadership {
             keeper_tasks.close();
             keeper_tasks.wait().await;
             crate::leader::release(&released, &self.instance, self.clock.as_ref()).await;
+        }
+    }
+}
+
+/// Asks Prometheus to parse every metric check's query once at start: a query it refuses
+/// would make each evaluation inconclusive, so say so now, naming the check.
+async fn check_queries(
+    p: crate::rollout::prometheus::Prometheus,
+    checks: Vec<crate::config::AnalysisCheck>,
+) {
+    let digest = format!("sha256:{}", "0".repeat(64));
+    for c in checks {
+        let q = match crate::rollout::analysis::render(&c.query, &["canary"], &digest) {
+            Ok(q) => q,
+            Err(e) => {
+                tracing::error!(check = %c.name, error = %e, "a metric check's query cannot be filled in");
+                continue;
+            }
+        };
+        match p.check_syntax(&q).await {
+            Ok(()) => {
+                tracing::debug!(check = %c.name, "Prometheus parses the metric check's query")
+            }
+            Err(e) => tracing::error!(
+                check = %c.name,
+                error = %e,
+                "Prometheus does not accept a metric check's query; its evaluations will be inconclusive until it does"
+            ),
         }
     }
 }

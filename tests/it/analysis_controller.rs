@@ -311,3 +311,51 @@ async fn with_after_waves_each_production_wave_waits_for_a_pass_made_after_the_l
             .all(|a| a.outcome == AnalysisOutcome::Pass)
     );
 }
+
+#[tokio::test]
+async fn the_daemon_takes_the_checks_and_names_a_query_prometheus_refuses() {
+    let (_prom, url) = start_prometheus(metrics_endpoint(Arc::new(AtomicU64::new(0))).await).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("sluice.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[rollout.prometheus]\nurl = \"{url}\"\n\n\
+             [[rollout.analysis]]\nname = \"unbalanced\"\n\
+             query = 'sum(rate(tenant_errors_total{{workspace=~\"{{{{ canary_workspaces }}}}\"}}[1m])'\n\
+             comparison = \"<\"\nthreshold = 1\n\n\
+             [[rollout.analysis]]\nname = \"fine\"\nquery = 'sum(up)'\ncomparison = \">\"\nthreshold = 0\n"
+        ),
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let daemon =
+        crate::support::Daemon::start(&data, &[("SLUICE_CONFIG", config.to_str().unwrap())]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let refused = loop {
+        let logs = daemon.logs.lock().unwrap().clone();
+        if let Some(line) = logs
+            .iter()
+            .find(|l| l.contains("does not accept a metric check's query"))
+        {
+            break (line.clone(), logs);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no log about the refused query: {logs:?}"
+        );
+        drop(logs);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let (line, logs) = refused;
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["check"], "unbalanced", "{line}");
+    assert!(line.contains("parse error"), "{line}");
+    assert!(!line.contains(&url), "the URL is not logged: {line}");
+    assert!(
+        !logs
+            .iter()
+            .any(|l| l.contains("\"check\":\"fine\"") && l.contains("ERROR")),
+        "{logs:?}"
+    );
+}
