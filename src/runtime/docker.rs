@@ -141,6 +141,9 @@ impl ContainerRuntime for DockerRuntime {
                 .create_container(Some(opts), body(spec))
                 .await
                 .map_err(err("create", &spec.name))?;
+            if spec.networks.len() > 1 {
+                crate::fault::point("create.networks").await;
+            }
             // A container missing one of its networks must not look created: remove it,
             // so the step is retried whole.
             if let Err(e) = super::docker_config::connect_networks(&self.docker, spec).await {

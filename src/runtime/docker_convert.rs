@@ -166,9 +166,9 @@ pub(super) fn info_from_inspect(c: bollard::models::ContainerInspectResponse) ->
         .into_iter()
         .collect();
     let net = c.network_settings.unwrap_or_default();
-    let ip = net
-        .networks
-        .unwrap_or_default()
+    let attached = net.networks.unwrap_or_default();
+    let networks = attached.keys().cloned().collect();
+    let ip = attached
         .into_values()
         .filter_map(|n| n.ip_address)
         .find(|ip| !ip.is_empty());
@@ -187,6 +187,7 @@ pub(super) fn info_from_inspect(c: bollard::models::ContainerInspectResponse) ->
         }
     }
     ContainerInfo {
+        networks,
         restart_count: c.restart_count.unwrap_or(0),
         id: c.id.unwrap_or_default(),
         name: c

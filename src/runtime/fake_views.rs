@@ -15,6 +15,7 @@ pub(super) fn info(c: &FakeContainer) -> ContainerInfo {
         health: None,
         ip: Some("127.0.0.1".to_owned()),
         restart_count: 0,
+        networks: c.spec.networks.iter().map(|a| a.network.clone()).collect(),
         host_ports: c
             .spec
             .ports

@@ -213,6 +213,8 @@ pub struct ContainerInfo {
     pub host_ports: BTreeMap<u16, u16>,
     /// How often Docker restarted it (restart policy); a rise means it crashed.
     pub restart_count: i64,
+    /// The networks it is attached to, by name.
+    pub networks: std::collections::BTreeSet<String>,
 }
 
 impl ContainerInfo {

@@ -303,3 +303,80 @@ async fn every_fault_point_survives_sigkill_and_sigterm() {
         failures.join("\n")
     );
 }
+
+/// A daemon killed after it created a container and before it attached the second of its
+/// networks: the resumed update must not start that container short of a network.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_between_create_and_the_next_network_leaves_no_network_out() {
+    use crate::recreate_fidelity::NetworkGuard;
+    use sluice::domain::spec::NetworkSpec;
+    let front = unique("sluice-cm-front");
+    let back = unique("sluice-cm-back");
+    for n in [&front, &back] {
+        crate::support::run(Command::new("docker").args([
+            "network",
+            "create",
+            "--label",
+            "sluice.test=1",
+            n,
+        ]));
+    }
+    let _guards = (NetworkGuard(front.clone()), NetworkGuard(back.clone()));
+    let nets = vec![
+        NetworkSpec {
+            name: front.clone(),
+            aliases: vec![],
+        },
+        NetworkSpec {
+            name: back.clone(),
+            aliases: vec!["api".into()],
+        },
+    ];
+    let mut e = env_in_repo("cm-net", None, |s, _| s.networks = nets, |_| {}).await;
+    let v1 = e.fixture("good", "v1");
+    let v2 = e.fixture("good", "v2");
+    e.desire(&v1).await;
+    e.rec.converge_all().await.expect("converge v1");
+    e.desire(&v2).await;
+    let mut envs = TEST_ENV.to_vec();
+    envs.push(("SLUICE_FAULT_AT", "recreating/create.networks"));
+    let mut d = tokio::task::block_in_place(|| Daemon::start(e.dir.path(), &envs));
+    let reached = tokio::task::block_in_place(|| {
+        wait_for_log(&d, "fault point paused", Duration::from_secs(90))
+    });
+    assert!(
+        reached,
+        "the point between create and connect was never reached"
+    );
+    d.signal("KILL");
+    tokio::task::block_in_place(|| d.wait_timeout(Duration::from_secs(30)))
+        .expect("the daemon exits");
+    drop(d);
+    let d2 = tokio::task::block_in_place(|| Daemon::start(e.dir.path(), TEST_ENV));
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let u = e.store.latest_update(e.ws.id).await.unwrap().unwrap();
+        if u.to_digest == v2 && u.phase.is_terminal() {
+            assert_eq!(u.phase, UpdatePhase::Succeeded, "{:?}", u.error);
+            break;
+        }
+        assert!(Instant::now() < deadline, "did not converge: {:?}", u.phase);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    drop(d2);
+    let inspect = crate::support::run(Command::new("docker").args([
+        "inspect",
+        "--format",
+        "{{json .NetworkSettings.Networks}}",
+        &e.container(),
+    ]));
+    let networks: serde_json::Value = serde_json::from_str(inspect.trim()).unwrap();
+    assert!(networks.get(&front).is_some(), "{networks}");
+    let aliases = &networks[&back]["Aliases"];
+    assert!(
+        aliases
+            .as_array()
+            .is_some_and(|a| a.iter().any(|x| x == "api")),
+        "on {back} with its alias: {networks}"
+    );
+}

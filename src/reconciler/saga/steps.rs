@@ -195,12 +195,18 @@ impl<R: ContainerRuntime> Inner<R> {
     ) -> Result<(), StepError> {
         let workspace = w.name.as_str();
         if let Some(c) = self.rt.inspect(name).await.map_err(StepError::from)? {
-            if running_digest(&c, w)
-                == spec
-                    .labels
-                    .get(crate::runtime::LABEL_DIGEST)
-                    .map(String::as_str)
-            {
+            let wanted = spec
+                .labels
+                .get(crate::runtime::LABEL_DIGEST)
+                .map(String::as_str);
+            // Created by a step that stopped before it attached every network (a crash
+            // between the two): not finished, so it is made again rather than started.
+            let short_of_a_network = !c.running
+                && spec
+                    .networks
+                    .iter()
+                    .any(|a| !c.networks.contains(&a.network));
+            if running_digest(&c, w) == wanted && !short_of_a_network {
                 return Ok(());
             }
             if !belongs_to(&c, w) {
