@@ -137,6 +137,7 @@ pub fn spec_of(c: &ContainerSpec, name: &WorkspaceName) -> WorkspaceSpec {
                 mount: m.clone(),
                 adopt: true,
                 read_only: c.read_only_mounts.contains(m),
+                shared: false,
             })
             .collect(),
         ports: c
@@ -159,6 +160,8 @@ pub fn spec_of(c: &ContainerSpec, name: &WorkspaceName) -> WorkspaceSpec {
         networks,
         container_name: (c.name != format!("sluice-{name}")).then(|| c.name.clone()),
         drift: crate::domain::spec::DriftAction::Correct,
+        update_order: crate::domain::spec::UpdateOrder::StopFirst,
+        snapshot_on_start_first: false,
         labels: c
             .labels
             .iter()

@@ -122,11 +122,36 @@ pub fn field_code(top: &str) -> Option<&'static str> {
         "name" => "invalid_name",
         "image" => "invalid_image",
         "maintenance_window" => "invalid_window",
-        "env" | "volumes" | "ports" | "command" | "health" | "restart" | "network" | "labels"
-        | "entrypoint" | "user" | "working_dir" | "hostname" | "stop_signal" | "stop_timeout"
-        | "read_only_rootfs" | "resources" | "tmpfs" | "extra_hosts" | "dns" | "ulimits"
-        | "sysctls" | "log" | "binds" | "cap_add" | "cap_drop" | "security_opt" | "networks"
-        | "drift" => "invalid_spec",
+        "env"
+        | "volumes"
+        | "ports"
+        | "command"
+        | "health"
+        | "restart"
+        | "network"
+        | "labels"
+        | "entrypoint"
+        | "user"
+        | "working_dir"
+        | "hostname"
+        | "stop_signal"
+        | "stop_timeout"
+        | "read_only_rootfs"
+        | "resources"
+        | "tmpfs"
+        | "extra_hosts"
+        | "dns"
+        | "ulimits"
+        | "sysctls"
+        | "log"
+        | "binds"
+        | "cap_add"
+        | "cap_drop"
+        | "security_opt"
+        | "networks"
+        | "drift"
+        | "update_order"
+        | "snapshot_on_start_first" => "invalid_spec",
         _ => return None,
     })
 }

@@ -7,7 +7,7 @@ use serde::{Deserialize, Deserializer};
 
 use crate::domain::spec::{
     BindMount, DriftAction, HealthProbe, LogConfig, NetworkSpec, PortMapping, Resources, Ulimit,
-    VolumeMount, WorkspaceSpec,
+    UpdateOrder, VolumeMount, WorkspaceSpec,
 };
 use crate::domain::{Digest, HostName, MaintenanceWindow, Tier, UpdateMode, WorkspaceName};
 
@@ -52,6 +52,10 @@ pub struct CreateWorkspace {
     pub networks: Vec<NetworkSpec>,
     #[serde(default)]
     pub drift: DriftAction,
+    #[serde(default)]
+    pub update_order: UpdateOrder,
+    #[serde(default)]
+    pub snapshot_on_start_first: bool,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
     #[serde(default)]
@@ -127,6 +131,10 @@ pub struct PatchWorkspace {
     #[serde(default)]
     pub drift: Option<DriftAction>,
     #[serde(default)]
+    pub update_order: Option<UpdateOrder>,
+    #[serde(default)]
+    pub snapshot_on_start_first: Option<bool>,
+    #[serde(default)]
     pub labels: Option<BTreeMap<String, String>>,
     #[serde(default, deserialize_with = "nullable")]
     pub entrypoint: Option<Option<Vec<String>>>,
@@ -178,6 +186,8 @@ impl PatchWorkspace {
             || self.network.is_some()
             || self.networks.is_some()
             || self.drift.is_some()
+            || self.update_order.is_some()
+            || self.snapshot_on_start_first.is_some()
             || self.labels.is_some()
             || self.entrypoint.is_some()
             || self.user.is_some()
@@ -223,6 +233,12 @@ impl PatchWorkspace {
         }
         if let Some(v) = self.drift {
             spec.drift = v;
+        }
+        if let Some(v) = self.update_order {
+            spec.update_order = v;
+        }
+        if let Some(v) = self.snapshot_on_start_first {
+            spec.snapshot_on_start_first = v;
         }
         if let Some(v) = self.network {
             spec.network = v;

@@ -168,6 +168,8 @@ pub async fn create(
         networks: body.networks,
         container_name: None,
         drift: body.drift,
+        update_order: body.update_order,
+        snapshot_on_start_first: body.snapshot_on_start_first,
         labels: body.labels,
         entrypoint: body.entrypoint,
         user: body.user,

@@ -10,6 +10,7 @@ mod hosts_types;
 mod leader_types;
 mod load;
 mod rollout_types;
+mod router_types;
 mod secret;
 mod types;
 mod webhook_url;

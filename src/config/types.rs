@@ -18,6 +18,7 @@ pub use super::analysis_types::{
 pub use super::hosts_types::*;
 pub use super::leader_types::*;
 pub use super::rollout_types::*;
+pub use super::router_types::{NGINX_UPSTREAM, RouterKind, RouterSettings};
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -39,6 +40,7 @@ pub struct Settings {
     pub agent: AgentSettings,
     pub hosts: HostsSettings,
     pub workspaces: WorkspaceSettings,
+    pub router: RouterSettings,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

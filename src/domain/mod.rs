@@ -14,6 +14,7 @@ mod schedule;
 pub mod spec;
 mod spec_host;
 mod spec_network;
+mod spec_order;
 mod spec_policy;
 mod spec_process;
 

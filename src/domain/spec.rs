@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::ParseError;
 pub use super::spec_host::{LOG_DRIVERS, LogConfig, ULIMITS, Ulimit, parse_restart};
 pub use super::spec_network::{DriftAction, NetworkSpec};
+pub use super::spec_order::UpdateOrder;
 pub use super::spec_policy::{BindMount, PRIVILEGED_CAPS, Policy};
 pub use super::spec_process::{MIN_MEMORY, Resources};
 
@@ -46,6 +47,14 @@ pub struct WorkspaceSpec {
     /// the spec; `report`: the drift is only reported.
     #[serde(default, skip_serializing_if = "DriftAction::is_default")]
     pub drift: DriftAction,
+    /// How an update replaces the container: `stop-first` (the default) or
+    /// `start-first` (`spec_order.rs`: what it asks of volumes, ports and binds).
+    #[serde(default, skip_serializing_if = "UpdateOrder::is_default")]
+    pub update_order: UpdateOrder,
+    /// Start-first only: snapshot the (shared) volumes before the new container starts,
+    /// while the old one keeps running.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub snapshot_on_start_first: bool,
     /// Extra labels; `sluice.*` labels are reserved and refused.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
@@ -116,6 +125,9 @@ pub struct VolumeMount {
     /// Mounted read-only in the container (still snapshotted and restored).
     #[serde(default, skip_serializing_if = "is_false")]
     pub read_only: bool,
+    /// The application may run twice on this volume at once (required by start-first).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub shared: bool,
 }
 
 impl VolumeMount {
@@ -126,6 +138,7 @@ impl VolumeMount {
             mount: mount.into(),
             adopt: false,
             read_only: false,
+            shared: false,
         }
     }
 }
@@ -302,6 +315,7 @@ impl WorkspaceSpec {
             .and_then(|()| super::spec_host::check(self))
             .and_then(|()| super::spec_network::check(self))
             .and_then(|()| super::spec_policy::check_shape(self))
+            .and_then(|()| super::spec_order::check(self))
             .map_err(|(field, value, reason)| err(&field, &value, reason))
     }
 

@@ -2,6 +2,7 @@
 //! and driving its saga.
 
 use super::*;
+use crate::domain::spec::UpdateOrder;
 use crate::domain::{Digest, Health, WorkspaceName, WorkspaceState};
 use crate::reconciler::container::{belongs_to, running_digest};
 use crate::runtime::ContainerRuntime;
@@ -70,9 +71,27 @@ impl<R: ContainerRuntime> Reconciler<R> {
             // Stopping: no new journal row, no new saga.
             return Ok(());
         }
+        // Start-first needs an old container that runs (else there is nothing to keep
+        // serving) and no data to restore (a restore needs the container stopped).
+        let restore_pending = match rollout {
+            Some(r) => inner
+                .store
+                .pending_restore(r, w.id, &desired)
+                .await?
+                .is_some(),
+            None => false,
+        };
+        let order = match (&existing, w.spec.update_order) {
+            (Some(c), UpdateOrder::StartFirst)
+                if c.running && from.is_some() && !restore_pending =>
+            {
+                UpdateOrder::StartFirst
+            }
+            _ => UpdateOrder::StopFirst,
+        };
         let row = inner
             .store
-            .open_update(w.id, rollout, from.as_ref(), &desired, now)
+            .open_update_ordered(w.id, rollout, from.as_ref(), &desired, order, now)
             .await?;
         tracing::info!(workspace = name, update = row.id, digest = %desired, "update started");
         inner.drive(row, w).await

@@ -44,6 +44,7 @@ mod pass;
 pub mod phases;
 mod restore;
 mod retire;
+pub mod router;
 mod saga;
 mod serve;
 pub mod smoke;

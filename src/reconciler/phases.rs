@@ -19,8 +19,28 @@
 //! ```
 //! (*) a snapshot that cannot be taken has changed nothing yet: the stopped container
 //! starts again and nothing is restored.
+//!
+//! A start-first update (`update_order = "start-first"`) has its own table: the new
+//! container is created and started beside the old one under a staging name, health
+//! gated, and only then does `stopping` switch traffic to it, stop and remove the old
+//! container and give the new one the workspace's name. Its rollback removes the new
+//! container and makes sure the old one runs and receives traffic: nothing to restore.
+//!
+//! ```text
+//! start-first      Done              Failed
+//! pulling          snapshotting      failed
+//! snapshotting     recreating        failed      (a snapshot only if asked; nothing stops)
+//! recreating       starting          rolling_back   (create the new one beside the old)
+//! starting         health_checking   rolling_back
+//! health_checking  stopping          rolling_back   (the new one's gate)
+//! stopping         succeeded         rolling_back   (switch traffic, retire the old, rename)
+//! rolling_back     verifying         quarantined    (remove the new one, old one serves)
+//! verifying        rolled_back       quarantined    (the old one's gate)
+//! restoring, reverting: not part of a start-first update
+//! ```
 
 use crate::domain::UpdatePhase;
+use crate::domain::spec::UpdateOrder;
 
 /// How a step ended, as far as the table cares.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,6 +84,33 @@ pub fn next(
         (P::Reverting, NothingToRevert) => P::Failed,
         (P::Verifying, Done) => P::RolledBack,
         (P::RollingBack | P::Restoring | P::Reverting | P::Verifying, Failed) => P::Quarantined,
+        (phase, outcome) => return Err(IllegalPhaseTransition { phase, outcome }),
+    })
+}
+
+/// The phase that follows `phase` in an update of `order` (see the tables above).
+pub fn next_in(
+    order: UpdateOrder,
+    phase: UpdatePhase,
+    outcome: StepOutcome,
+) -> Result<UpdatePhase, IllegalPhaseTransition> {
+    use StepOutcome::{Done, Failed};
+    use UpdatePhase as P;
+    if order == UpdateOrder::StopFirst {
+        return next(phase, outcome);
+    }
+    Ok(match (phase, outcome) {
+        (P::Pulling, Done) => P::Snapshotting,
+        (P::Pulling | P::Snapshotting, Failed) => P::Failed,
+        (P::Snapshotting, Done) => P::Recreating,
+        (P::Recreating, Done) => P::Starting,
+        (P::Starting, Done) => P::HealthChecking,
+        (P::HealthChecking, Done) => P::Stopping,
+        (P::Stopping, Done) => P::Succeeded,
+        (P::Recreating | P::Starting | P::HealthChecking | P::Stopping, Failed) => P::RollingBack,
+        (P::RollingBack, Done) => P::Verifying,
+        (P::Verifying, Done) => P::RolledBack,
+        (P::RollingBack | P::Verifying, Failed) => P::Quarantined,
         (phase, outcome) => return Err(IllegalPhaseTransition { phase, outcome }),
     })
 }
@@ -121,6 +168,56 @@ mod tests {
                         "{phase} {outcome:?}"
                     ),
                 }
+            }
+        }
+    }
+
+    /// The start-first table, written out once more.
+    fn expected_start_first(phase: UpdatePhase, outcome: StepOutcome) -> Option<UpdatePhase> {
+        let row: [Option<UpdatePhase>; 3] = match phase {
+            P::Pulling => [Some(P::Snapshotting), Some(P::Failed), None],
+            P::Snapshotting => [Some(P::Recreating), Some(P::Failed), None],
+            P::Recreating => [Some(P::Starting), Some(P::RollingBack), None],
+            P::Starting => [Some(P::HealthChecking), Some(P::RollingBack), None],
+            P::HealthChecking => [Some(P::Stopping), Some(P::RollingBack), None],
+            P::Stopping => [Some(P::Succeeded), Some(P::RollingBack), None],
+            P::RollingBack => [Some(P::Verifying), Some(P::Quarantined), None],
+            P::Verifying => [Some(P::RolledBack), Some(P::Quarantined), None],
+            P::Restoring | P::Reverting => [None, None, None],
+            P::Succeeded | P::RolledBack | P::Failed | P::Quarantined => [None, None, None],
+        };
+        let i = OUTCOMES.iter().position(|o| *o == outcome).unwrap();
+        row[i]
+    }
+
+    #[test]
+    fn every_phase_and_outcome_of_a_start_first_update_is_in_its_table() {
+        for phase in UpdatePhase::ALL {
+            for outcome in OUTCOMES {
+                let got = next_in(UpdateOrder::StartFirst, *phase, outcome);
+                match expected_start_first(*phase, outcome) {
+                    Some(to) => assert_eq!(got, Ok(to), "{phase} {outcome:?}"),
+                    None => assert!(got.is_err(), "{phase} {outcome:?}: {got:?}"),
+                }
+                assert_eq!(
+                    next_in(UpdateOrder::StopFirst, *phase, outcome),
+                    next(*phase, outcome)
+                );
+            }
+        }
+        // Walks end, and only rollback phases quarantine, in this table too.
+        fn walk(phase: UpdatePhase, depth: usize) {
+            assert!(depth <= 10, "no end from {phase}");
+            for outcome in OUTCOMES {
+                if let Ok(to) = next_in(UpdateOrder::StartFirst, phase, outcome) {
+                    walk(to, depth + 1);
+                }
+            }
+        }
+        walk(P::Pulling, 0);
+        for phase in UpdatePhase::ALL {
+            if next_in(UpdateOrder::StartFirst, *phase, Failed) == Ok(P::Quarantined) {
+                assert!(is_rollback(*phase), "{phase}");
             }
         }
     }

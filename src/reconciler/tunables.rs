@@ -32,6 +32,8 @@ pub struct ReconcilerConfig {
     /// After a stop is requested, how long running sagas may go on to their next journal
     /// point before they are aborted (`[update] shutdown_grace`).
     pub shutdown_grace: Duration,
+    /// Where a start-first update switches traffic (`[router]`).
+    pub router: super::router::Router,
 }
 
 impl ReconcilerConfig {
@@ -51,6 +53,7 @@ impl ReconcilerConfig {
             #[cfg(feature = "fault-injection")]
             repeat_steps: false,
             shutdown_grace: s.update.shutdown_grace,
+            router: super::router::Router::new(s.router.clone()),
         }
     }
 }

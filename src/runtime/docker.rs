@@ -10,8 +10,8 @@ use bollard::Docker;
 use bollard::models::VolumeCreateRequest;
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, CreateImageOptionsBuilder, DownloadFromContainerOptionsBuilder,
-    EventsOptionsBuilder, ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
-    StopContainerOptionsBuilder, UploadToContainerOptionsBuilder,
+    ListContainersOptionsBuilder, RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
+    UploadToContainerOptionsBuilder,
 };
 use futures_util::StreamExt;
 use sha2::{Digest as _, Sha256};
@@ -19,12 +19,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::clock::{Clock, SystemClock};
 
-use super::docker_convert::{
-    body, err, info_from_inspect, io_err, is_status, managed_exit_filters,
-};
+use super::docker_convert::{body, err, info_from_inspect, io_err, is_status};
 
 use super::{
-    ContainerInfo, ContainerRuntime, ContainerSpec, LABEL_MANAGED, RunningConfig, RuntimeError,
+    Attachment, ContainerInfo, ContainerRuntime, ContainerSpec, LABEL_MANAGED, RunningConfig,
+    RuntimeError,
 };
 
 /// The Docker engine behind the seam.
@@ -374,27 +373,15 @@ impl ContainerRuntime for DockerRuntime {
     }
 
     async fn events_since(&self, since_secs: i64) -> Result<Vec<String>, RuntimeError> {
-        // `until` is whole seconds: one past now so events of this very second count.
-        let now = self.clock.now().timestamp() + 1;
-        let filters = managed_exit_filters();
-        let opts = EventsOptionsBuilder::default()
-            .since(&since_secs.to_string())
-            .until(&now.to_string())
-            .filters(&filters)
-            .build();
-        let mut stream = self.docker.events(Some(opts));
-        let mut names = Vec::new();
-        while let Some(ev) = stream.next().await {
-            let ev = ev.map_err(err("events", "managed containers"))?;
-            if let Some(name) = ev
-                .actor
-                .and_then(|a| a.attributes)
-                .and_then(|a| a.get("name").cloned())
-                && !names.contains(&name)
-            {
-                names.push(name);
-            }
-        }
-        Ok(names)
+        let until = self.clock.now().timestamp() + 1;
+        super::docker_events::exited_since(&self.docker, since_secs, until).await
+    }
+
+    async fn rename(&self, from: &str, to: &str) -> Result<(), RuntimeError> {
+        super::docker_swap::rename(&self.docker, from, to).await
+    }
+
+    async fn attach(&self, name: &str, network: &Attachment) -> Result<(), RuntimeError> {
+        super::docker_swap::attach(&self.docker, name, network).await
     }
 }

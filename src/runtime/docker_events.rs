@@ -101,3 +101,32 @@ impl Task for DockerEvents {
         Err(failure)
     }
 }
+
+/// Names of managed containers that died, were stopped or destroyed from `since` to
+/// `until` (Unix seconds; `until` is exclusive, so pass one past now).
+pub(super) async fn exited_since(
+    docker: &bollard::Docker,
+    since: i64,
+    until: i64,
+) -> Result<Vec<String>, super::RuntimeError> {
+    let filters = managed_exit_filters();
+    let opts = EventsOptionsBuilder::default()
+        .since(&since.to_string())
+        .until(&until.to_string())
+        .filters(&filters)
+        .build();
+    let mut stream = docker.events(Some(opts));
+    let mut names = Vec::new();
+    while let Some(ev) = stream.next().await {
+        let ev = ev.map_err(super::docker_convert::err("events", "managed containers"))?;
+        if let Some(name) = ev
+            .actor
+            .and_then(|a| a.attributes)
+            .and_then(|a| a.get("name").cloned())
+            && !names.contains(&name)
+        {
+            names.push(name);
+        }
+    }
+    Ok(names)
+}

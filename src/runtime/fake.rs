@@ -11,9 +11,11 @@ use std::time::Duration;
 
 use sha2::{Digest as _, Sha256};
 
+use super::docker_convert::io_err;
 use super::fake_views::{config_of, info};
 use super::{
-    ContainerInfo, ContainerRuntime, ContainerSpec, LABEL_MANAGED, RunningConfig, RuntimeError,
+    Attachment, ContainerInfo, ContainerRuntime, ContainerSpec, LABEL_MANAGED, RunningConfig,
+    RuntimeError,
 };
 
 #[derive(Debug)]
@@ -49,7 +51,7 @@ pub struct FakeRuntime {
     state: Arc<Mutex<State>>,
 }
 
-fn refused(op: &'static str, target: &str, message: &str) -> RuntimeError {
+pub(super) fn refused(op: &'static str, target: &str, message: &str) -> RuntimeError {
     RuntimeError::Refused {
         op,
         target: target.to_owned(),
@@ -144,11 +146,6 @@ impl FakeRuntime {
         }
         s.containers.values_mut().find(|c| c.id == name)
     }
-}
-
-fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> RuntimeError {
-    let path = path.display().to_string();
-    move |source| RuntimeError::Io { path, source }
 }
 
 impl ContainerRuntime for FakeRuntime {
@@ -374,6 +371,21 @@ impl ContainerRuntime for FakeRuntime {
 
     async fn ping(&self) -> bool {
         self.answer("ping", "engine").is_ok()
+    }
+
+    async fn rename(&self, from: &str, to: &str) -> Result<(), RuntimeError> {
+        self.answer("rename", from)?;
+        super::fake_views::rename(&mut self.lock().containers, from, to)
+    }
+
+    async fn attach(&self, name: &str, network: &Attachment) -> Result<(), RuntimeError> {
+        self.answer("attach", name)?;
+        super::fake_views::attach(
+            &mut self.lock().containers,
+            name,
+            Some(network),
+            &network.network,
+        )
     }
 
     async fn events_since(&self, _since_secs: i64) -> Result<Vec<String>, RuntimeError> {

@@ -1,8 +1,12 @@
 //! What the in-memory runtime shows of a container: its [`ContainerInfo`] and its
 //! [`RunningConfig`] (the fake's images supply no defaults, so that is the spec it was
-//! created from).
+//! created from), and the start-first calls (rename, moving a network attachment) on its
+//! containers.
 
-use super::fake::FakeContainer;
+use std::collections::HashMap;
+
+use super::fake::{FakeContainer, refused};
+use super::{Attachment, RuntimeError};
 use super::{ContainerInfo, RunningConfig};
 
 pub(super) fn info(c: &FakeContainer) -> ContainerInfo {
@@ -40,4 +44,44 @@ pub(super) fn config_of(c: &FakeContainer) -> RunningConfig {
             .collect(),
         unrepresentable: Vec::new(),
     }
+}
+
+pub(super) fn rename(
+    containers: &mut HashMap<String, FakeContainer>,
+    from: &str,
+    to: &str,
+) -> Result<(), RuntimeError> {
+    if !containers.contains_key(from) {
+        return if containers.contains_key(to) {
+            Ok(())
+        } else {
+            Err(refused("rename", from, "no such container"))
+        };
+    }
+    if containers.contains_key(to) {
+        return Err(refused("rename", from, "name already in use"));
+    }
+    if let Some(mut c) = containers.remove(from) {
+        c.spec.name = to.to_owned();
+        containers.insert(to.to_owned(), c);
+    }
+    Ok(())
+}
+
+/// Attaches `name` to `network` with `with`'s aliases (`with` none: detaches it).
+pub(super) fn attach(
+    containers: &mut HashMap<String, FakeContainer>,
+    name: &str,
+    with: Option<&Attachment>,
+    network: &str,
+) -> Result<(), RuntimeError> {
+    let Some(c) = containers.get_mut(name) else {
+        return match with {
+            Some(_) => Err(refused("attach", name, "no such container")),
+            None => Ok(()),
+        };
+    };
+    c.spec.networks.retain(|a| a.network != network);
+    c.spec.networks.extend(with.cloned());
+    Ok(())
 }

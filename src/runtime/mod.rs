@@ -15,6 +15,7 @@ mod docker_config;
 mod docker_convert;
 mod docker_events;
 mod docker_exec;
+mod docker_swap;
 mod docker_unrepresentable;
 #[cfg(any(test, feature = "test-support"))]
 mod fake;
@@ -312,6 +313,17 @@ pub trait ContainerRuntime: Send + Sync + 'static {
         &self,
         since_secs: i64,
     ) -> impl Future<Output = Result<Vec<String>, RuntimeError>> + Send;
+    /// Gives container `from` the name `to` (a start-first update's new container takes
+    /// the workspace's name). Done already (`from` gone, `to` present) is not an error.
+    fn rename(&self, from: &str, to: &str)
+    -> impl Future<Output = Result<(), RuntimeError>> + Send;
+    /// Attaches container `name` to `network.network` with exactly `network.aliases`
+    /// (re-attaching it when it is there without them); already so is not an error.
+    fn attach(
+        &self,
+        name: &str,
+        network: &Attachment,
+    ) -> impl Future<Output = Result<(), RuntimeError>> + Send;
 }
 
 /// A connection to one Docker engine. Only `runtime/` and `reconciler/` call its API;

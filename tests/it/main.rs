@@ -49,6 +49,7 @@ mod snapshot_cli;
 mod snapshot_fidelity;
 mod snapshot_fixture;
 mod snapshot_store;
+mod start_first;
 mod store;
 mod systemd;
 mod testenv;

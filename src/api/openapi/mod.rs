@@ -53,6 +53,8 @@ fn components() -> Value {
             "networks",
             "container_name",
             "drift",
+            "update_order",
+            "snapshot_on_start_first",
             "entrypoint",
             "user",
             "working_dir",

@@ -23,7 +23,9 @@ pub(super) fn core() -> Value {
                 "adopt": { "type": "boolean", "default": false,
                     "description": "Take over a volume that already exists without a sluice owner label (or left by a deleted workspace). Without it such a volume is refused: 409 volume_exists (unlabelled) or volume_in_use (a deleted workspace's). Audited as volume_adopted; never takes another live workspace's volume." },
                 "read_only": { "type": "boolean", "default": false,
-                    "description": "mounted read-only; still snapshotted and restored" } } } },
+                    "description": "mounted read-only; still snapshotted and restored" },
+                "shared": { "type": "boolean", "default": false,
+                    "description": "the application may run twice on this volume at once; required on every volume by update_order start-first" } } } },
         "ports": { "type": "array", "items": { "type": "object", "required": ["container"],
             "additionalProperties": false,
             "properties": { "container": { "type": "integer", "minimum": 1, "maximum": 65535 },
@@ -55,7 +57,11 @@ pub(super) fn core() -> Value {
                     "aliases": { "type": "array", "items": { "type": "string" } } } } },
         "labels": { "type": "object", "additionalProperties": { "type": "string" } },
         "drift": { "enum": ["correct", "report"], "default": "correct",
-            "description": "a container recreated behind sluice's back with other settings is reported (event drift_detected, sluice_drift_total, workspace drift); correct also puts it back to the spec" }
+            "description": "a container recreated behind sluice's back with other settings is reported (event drift_detected, sluice_drift_total, workspace drift); correct also puts it back to the spec" },
+        "update_order": { "enum": ["stop-first", "start-first"], "default": "stop-first",
+            "description": "start-first starts the new container beside the old, switches traffic when it is healthy, then stops the old one (no outage); refused unless every volume is shared, no host port is published and every bind is read-only" },
+        "snapshot_on_start_first": { "type": "boolean", "default": false,
+            "description": "start-first only: snapshot the volumes (while the old container runs) before the new one starts" }
     });
     let mut spec_props = spec_props;
     for more in [process_props(), host_props()] {

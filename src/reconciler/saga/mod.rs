@@ -30,6 +30,7 @@ use super::phases::{self, StepOutcome};
 use super::restore::RestoreSource;
 use super::step_error::StepError;
 use super::{Inner, ReconcileError, event};
+use crate::domain::spec::UpdateOrder;
 use crate::domain::{Health, UpdatePhase, WorkspaceName, WorkspaceState};
 use crate::runtime::{ContainerRuntime, ContainerSpec};
 use crate::store::{UpdateKind, UpdateRow, Workspace};
@@ -49,6 +50,10 @@ pub(super) struct Ctx<'a> {
     /// Rollback with `restore_data`: the update whose pre-update snapshots this attempt
     /// restores (re-read from `rollout_targets` on every drive, so resume knows it too).
     pub(super) restore: Option<RestoreSource>,
+    /// How this attempt replaces the container (stop-first whenever data is restored).
+    pub(super) order: UpdateOrder,
+    /// Start-first: the new container's name until it takes the workspace's.
+    pub(super) staged: String,
 }
 
 impl<R: ContainerRuntime> Inner<R> {
@@ -90,7 +95,14 @@ impl<R: ContainerRuntime> Inner<R> {
                 .map(RestoreSource::Update),
             (UpdateKind::Update, None) => None,
         };
+        let order = if restore.is_none() && row.kind == UpdateKind::Update {
+            row.order
+        } else {
+            UpdateOrder::StopFirst
+        };
         let ctx = Ctx {
+            order,
+            staged: start_first::staged_name(&w.container_name()),
             restore,
             name: w.container_name(),
             to: container_spec(&w, &row.to_digest),
@@ -137,7 +149,7 @@ impl<R: ContainerRuntime> Inner<R> {
                 ),
                 Err(e) => (StepOutcome::Failed, Some(e.to_string())),
             };
-            let to = match phases::next(phase, outcome) {
+            let to = match phases::next_in(ctx.order, phase, outcome) {
                 Ok(to) => to,
                 Err(illegal) => {
                     return self
@@ -236,4 +248,5 @@ impl<R: ContainerRuntime> Inner<R> {
 
 mod finish;
 mod snapshot_steps;
+mod start_first;
 mod steps;

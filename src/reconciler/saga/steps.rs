@@ -84,6 +84,9 @@ impl<R: ContainerRuntime> Inner<R> {
         row: &mut UpdateRow,
         clock: &mut Timing,
     ) -> Result<(), StepError> {
+        if ctx.order == crate::domain::spec::UpdateOrder::StartFirst {
+            return self.step_start_first(phase, ctx, row).await;
+        }
         match phase {
             UpdatePhase::Pulling => {
                 self.rt
@@ -168,7 +171,7 @@ impl<R: ContainerRuntime> Inner<R> {
 
     /// How long a stop waits before Docker kills: the workspace's `stop_timeout`, else
     /// `[update] stop_timeout`.
-    fn stop_grace(&self, ctx: &Ctx) -> std::time::Duration {
+    pub(super) fn stop_grace(&self, ctx: &Ctx) -> std::time::Duration {
         ctx.to.stop_timeout.map_or(self.cfg.stop_timeout, |s| {
             std::time::Duration::from_secs(s.into())
         })
@@ -224,14 +227,19 @@ impl<R: ContainerRuntime> Inner<R> {
         Ok(())
     }
     pub(super) async fn health(&self, ctx: &Ctx<'_>) -> Result<(), StepError> {
-        self.rt.start(&ctx.name).await.map_err(StepError::from)?;
+        self.gate_on(ctx, &ctx.name).await
+    }
+
+    /// Starts container `name` (if it is not running) and waits for its health gate.
+    pub(super) async fn gate_on(&self, ctx: &Ctx<'_>, name: &str) -> Result<(), StepError> {
+        self.rt.start(name).await.map_err(StepError::from)?;
         let probe = Probe::of(ctx.w.spec.health.as_ref());
         let cfg = GateConfig {
             min_healthy: self.cfg.min_healthy_time,
             deadline: self.cfg.healthy_deadline,
             poll: self.cfg.health_poll,
         };
-        gate(&self.rt, &self.http, &ctx.name, probe, cfg)
+        gate(&self.rt, &self.http, name, probe, cfg)
             .await
             .map_err(StepError::Permanent)
     }

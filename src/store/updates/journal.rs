@@ -15,6 +15,7 @@ use chrono::{DateTime, Utc};
 
 use super::{COLS, UnreadableRow, UpdateRow, corrupt, from_row, stale_unless_one};
 use crate::clock::to_millis;
+use crate::domain::spec::UpdateOrder;
 use crate::domain::{Digest, Health, SnapshotId, UpdatePhase, WorkspaceState};
 use crate::store::events::append_event_in;
 use crate::store::workspaces::write_observed_in;
@@ -43,7 +44,7 @@ pub struct Outcome {
 }
 
 impl Store {
-    /// Opens a journal row in phase `pulling` and marks the workspace `updating`.
+    /// Opens a stop-first journal row (see [`Store::open_update_ordered`]).
     pub async fn open_update(
         &self,
         workspace_id: i64,
@@ -52,11 +53,33 @@ impl Store {
         to: &Digest,
         now: DateTime<Utc>,
     ) -> Result<UpdateRow, StoreError> {
+        self.open_update_ordered(
+            workspace_id,
+            rollout_id,
+            from,
+            to,
+            UpdateOrder::StopFirst,
+            now,
+        )
+        .await
+    }
+
+    /// Opens a journal row in phase `pulling`, replacing the container in `order`, and
+    /// marks the workspace `updating`.
+    pub async fn open_update_ordered(
+        &self,
+        workspace_id: i64,
+        rollout_id: Option<i64>,
+        from: Option<&Digest>,
+        to: &Digest,
+        order: UpdateOrder,
+        now: DateTime<Utc>,
+    ) -> Result<UpdateRow, StoreError> {
         let mut tx = self.pool.begin().await.ctx("begin open update")?;
         let sql = format!(
             "INSERT INTO workspace_updates (workspace_id, rollout_id, from_digest, to_digest, \
-             phase, started_at, updated_at) VALUES ($1, $2, $3, $4, 'pulling', $5, $5) \
-             RETURNING {COLS}"
+             phase, started_at, updated_at, update_order) \
+             VALUES ($1, $2, $3, $4, 'pulling', $5, $5, $6) RETURNING {COLS}"
         );
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(workspace_id)
@@ -64,6 +87,7 @@ impl Store {
             .bind(from.map(Digest::as_str))
             .bind(to.as_str())
             .bind(to_millis(now))
+            .bind(order.as_str())
             .fetch_one(&mut *tx)
             .await
             .ctx("open update")?;

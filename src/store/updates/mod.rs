@@ -23,6 +23,7 @@ use sqlx::any::AnyRow;
 
 use super::{FINISHED_PHASES, QueryContext, Store, StoreError};
 use crate::clock::from_millis;
+use crate::domain::spec::UpdateOrder;
 use crate::domain::{Digest, HostName, SnapshotId, UpdatePhase};
 
 /// One journal row.
@@ -41,6 +42,8 @@ pub struct UpdateRow {
     pub kind: UpdateKind,
     /// Restore and recover rows: exactly the snapshots this attempt restores.
     pub restore_snapshot_ids: Vec<SnapshotId>,
+    /// How this attempt replaces the container, fixed when it opened.
+    pub order: UpdateOrder,
 }
 
 /// An open journal row that this version cannot read.
@@ -74,7 +77,7 @@ pub struct ConvergeTarget {
 }
 
 pub(super) const COLS: &str = "id, workspace_id, rollout_id, from_digest, to_digest, phase, snapshot_ids, \
-                    error, kind, restore_snapshot_ids";
+                    error, kind, restore_snapshot_ids, update_order";
 
 pub(super) fn corrupt(e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt {
@@ -128,6 +131,8 @@ pub(super) fn from_row(r: &AnyRow) -> Result<UpdateRow, StoreError> {
             .map(|j| snapshot_ids(&j))
             .transpose()?
             .unwrap_or_default(),
+        order: UpdateOrder::parse(&r.try_get::<String, _>("update_order").map_err(corrupt)?)
+            .map_err(corrupt)?,
     })
 }
 

@@ -1,0 +1,103 @@
+//! How an update replaces a workspace's container (`update_order`), and what
+//! `start-first` asks of the spec. Stop-first (the default) stops the old container,
+//! snapshots its volumes and starts the new one: a short outage, and the data is copied
+//! while nothing writes. Start-first starts the new container beside the old, switches
+//! traffic once it is healthy and only then stops the old one: no outage, but for a
+//! moment two containers run on the same data, so it is refused unless every named
+//! volume says it may be shared, no host port is published (two containers cannot bind
+//! one) and every bind is read-only.
+
+use serde::{Deserialize, Serialize};
+
+use super::spec::WorkspaceSpec;
+use super::spec_process::{Refusal, refuse};
+
+/// The order in which an update replaces the container.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum UpdateOrder {
+    /// Stop the old container, snapshot, start the new one (rollback restores the data).
+    #[default]
+    #[serde(rename = "stop-first")]
+    StopFirst,
+    /// Start the new container beside the old, switch traffic, then stop the old one
+    /// (rollback removes the new one; the old never stopped).
+    #[serde(rename = "start-first")]
+    StartFirst,
+}
+
+impl UpdateOrder {
+    pub const ALL: &'static [UpdateOrder] = &[UpdateOrder::StopFirst, UpdateOrder::StartFirst];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UpdateOrder::StopFirst => "stop-first",
+            UpdateOrder::StartFirst => "start-first",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Self, super::ParseError> {
+        Self::ALL
+            .iter()
+            .copied()
+            .find(|o| o.as_str() == s)
+            .ok_or_else(|| {
+                super::ParseError::new("update order", s, "expected stop-first or start-first")
+            })
+    }
+
+    #[allow(clippy::trivially_copy_pass_by_ref)] // reason: serde's skip_serializing_if passes a reference
+    pub(super) fn is_default(&self) -> bool {
+        *self == Self::StopFirst
+    }
+}
+
+impl std::fmt::Display for UpdateOrder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Checks `update_order` against the rest of the spec, and `snapshot_on_start_first`.
+pub fn check(spec: &WorkspaceSpec) -> Result<(), Refusal> {
+    if spec.update_order == UpdateOrder::StopFirst {
+        if spec.snapshot_on_start_first {
+            return Err(refuse(
+                "snapshot_on_start_first",
+                "true",
+                "applies only with update_order start-first (stop-first always snapshots)",
+            ));
+        }
+        return Ok(());
+    }
+    for (i, v) in spec.volumes.iter().enumerate() {
+        if !v.shared {
+            return Err(refuse(
+                &format!("volumes[{i}].shared"),
+                &v.name,
+                "start-first runs the old and the new container on this volume at once; \
+                 set shared: true only if the application allows two writers, or use stop-first",
+            ));
+        }
+    }
+    for (i, p) in spec.ports.iter().enumerate() {
+        if let Some(host) = p.host {
+            return Err(refuse(
+                &format!("ports[{i}].host"),
+                host,
+                "start-first cannot publish a host port: the old and the new container \
+                 cannot both bind it; reach the workspace through a router instead",
+            ));
+        }
+    }
+    for (i, b) in spec.binds.iter().enumerate() {
+        if !b.read_only {
+            return Err(refuse(
+                &format!("binds[{i}].read_only"),
+                &b.source,
+                "start-first would give the old and the new container this host path to \
+                 write at once; mount it read_only, or use stop-first",
+            ));
+        }
+    }
+    Ok(())
+}

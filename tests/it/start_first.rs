@@ -1,0 +1,135 @@
+//! Start-first updates on the real Docker engine: the new container starts beside the
+//! old one, takes over only once healthy, and a new version that fails its gate is
+//! removed while the old container — never stopped, never recreated — keeps serving.
+
+use std::process::Command;
+
+use sluice::domain::UpdatePhase;
+use sluice::domain::spec::{NetworkSpec, UpdateOrder};
+
+use crate::reconciler::env_in_repo;
+use crate::recreate_fidelity::NetworkGuard;
+use crate::support::{run, unique};
+
+/// `docker inspect` fields of `container`: id and when it last started.
+fn identity(container: &str) -> (String, String) {
+    let out = run(Command::new("docker").args([
+        "inspect",
+        "--format",
+        "{{.Id}} {{.State.StartedAt}}",
+        container,
+    ]));
+    let (id, started) = out.trim().split_once(' ').unwrap();
+    (id.to_owned(), started.to_owned())
+}
+
+fn exists(container: &str) -> bool {
+    Command::new("docker")
+        .args(["inspect", container])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+#[tokio::test]
+async fn the_new_container_takes_over_only_when_healthy_and_a_bad_one_never_stops_the_old() {
+    let net = unique("sluice-sf-net");
+    run(Command::new("docker").args(["network", "create", "--label", "sluice.test=1", &net]));
+    let _net = NetworkGuard(net.clone());
+    let network = net.clone();
+    let mut e = env_in_repo(
+        "sf",
+        None,
+        move |s, _| {
+            s.update_order = UpdateOrder::StartFirst;
+            for v in &mut s.volumes {
+                v.shared = true;
+            }
+            s.networks = vec![NetworkSpec {
+                name: network,
+                aliases: vec!["app".into()],
+            }];
+        },
+        |_| {},
+    )
+    .await;
+    let staged = format!("{}.next", e.container());
+    e.cleanup.containers.push(staged.clone());
+    let v1 = e.fixture("good", "v1");
+    let v2 = e.fixture("good", "v2");
+    let bad = e.fixture("bad-health", "v3");
+    e.desire(&v1).await;
+    e.rec.converge_all().await.unwrap();
+    let (v1_id, _) = identity(&e.container());
+
+    // A good version: journaled start-first, the name ends on the new container, with the
+    // network alias, and the data volume is the same one.
+    e.desire(&v2).await;
+    e.rec.converge_all().await.unwrap();
+    let u = e.store.latest_update(e.ws.id).await.unwrap().unwrap();
+    assert_eq!(
+        (u.phase, u.order),
+        (UpdatePhase::Succeeded, UpdateOrder::StartFirst)
+    );
+    assert_eq!(e.workspace().await.actual_digest, Some(v2.clone()));
+    let (v2_id, v2_started) = identity(&e.container());
+    assert_ne!(v2_id, v1_id, "a new container");
+    assert!(!exists(&staged), "no staging container is left");
+    let aliases = run(Command::new("docker").args([
+        "inspect",
+        "--format",
+        &format!("{{{{json (index .NetworkSettings.Networks \"{net}\").Aliases}}}}"),
+        &e.container(),
+    ]));
+    assert!(aliases.contains("\"app\""), "{aliases}");
+    let boots =
+        run(Command::new("docker").args(["exec", &e.container(), "cat", "/data/boots.log"]));
+    assert!(
+        boots.contains("version=v1") && boots.contains("version=v2"),
+        "one volume, both versions booted on it: {boots}"
+    );
+
+    // A version that fails its gate: removed; the running container was never stopped.
+    e.desire(&bad).await;
+    e.rec.converge_all().await.unwrap();
+    let u = e.store.latest_update(e.ws.id).await.unwrap().unwrap();
+    assert_eq!(u.phase, UpdatePhase::RolledBack, "{:?}", u.error);
+    assert_eq!(
+        identity(&e.container()),
+        (v2_id, v2_started),
+        "the same container, started once: never stopped"
+    );
+    assert!(!exists(&staged), "the failed new container is removed");
+    let w = e.workspace().await;
+    assert_eq!(w.actual_digest, Some(v2.clone()));
+    assert!(
+        u.snapshot_ids.is_empty(),
+        "nothing to restore, nothing taken"
+    );
+}
+
+#[tokio::test]
+async fn start_first_is_refused_for_data_two_containers_cannot_share() {
+    use sluice::domain::spec::{PortMapping, VolumeMount, WorkspaceSpec};
+    let mut spec = WorkspaceSpec {
+        update_order: UpdateOrder::StartFirst,
+        volumes: vec![VolumeMount::new("data", "/data")],
+        ..Default::default()
+    };
+    let e = spec.validate().unwrap_err().to_string();
+    assert!(e.contains("volumes[0].shared"), "{e}");
+    spec.volumes[0].shared = true;
+    spec.ports = vec![PortMapping {
+        container: 8080,
+        host: Some(18080),
+        host_ip: None,
+        protocol: None,
+    }];
+    let e = spec.validate().unwrap_err().to_string();
+    assert!(e.contains("ports[0].host"), "{e}");
+    spec.ports[0].host = None;
+    assert!(spec.validate().is_ok());
+    spec.update_order = UpdateOrder::StopFirst;
+    spec.snapshot_on_start_first = true;
+    let e = spec.validate().unwrap_err().to_string();
+    assert!(e.contains("snapshot_on_start_first"), "{e}");
+}
