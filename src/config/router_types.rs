@@ -41,6 +41,10 @@ pub struct RouterSettings {
     /// How long a reload or a webhook may take.
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
+    /// After the switch, how long the old container keeps running before it is stopped:
+    /// the proxy finishes what it sent there (and a reloaded proxy's old workers drain).
+    #[serde(with = "humantime_serde")]
+    pub drain: Duration,
 }
 
 impl Default for RouterSettings {
@@ -52,6 +56,7 @@ impl Default for RouterSettings {
             reload: vec!["nginx".into(), "-s".into(), "reload".into()],
             url: None,
             timeout: Duration::from_secs(10),
+            drain: Duration::from_secs(2),
         }
     }
 }
@@ -60,6 +65,9 @@ impl RouterSettings {
     pub(super) fn validate(&self) -> Result<(), (&'static str, String)> {
         if self.timeout.is_zero() {
             return Err(("router.timeout", "must be longer than 0s".into()));
+        }
+        if self.drain > Duration::from_secs(600) {
+            return Err(("router.drain", "must be at most 10m".into()));
         }
         match self.kind {
             RouterKind::None => Ok(()),

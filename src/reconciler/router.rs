@@ -36,6 +36,11 @@ impl Router {
         Self { settings, http }
     }
 
+    /// How long the old container keeps running after the switch.
+    pub fn drain(&self) -> std::time::Duration {
+        self.settings.drain
+    }
+
     /// True when a route has somewhere to go besides the network aliases.
     pub fn is_configured(&self) -> bool {
         self.settings.kind != RouterKind::None

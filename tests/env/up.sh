@@ -4,7 +4,8 @@
 #  2. Debian's busybox-static and docker-registry (the CNCF distribution registry),
 #     openssl and iproute2 for the tests' second Docker engine, Python's
 #     openapi-spec-validator and jsonschema for the API contract test, docker-compose
-#     for the adoption of a Compose project, Debian's prometheus for metric analysis;
+#     for the adoption of a Compose project, Debian's prometheus for metric analysis,
+#     Debian's nginx for the start-first router and load tests;
 #  3. a registry on 127.0.0.1:${SLUICE_TEST_REGISTRY_PORT:-5000} (filesystem storage,
 #     request log at $SLUICE_TESTENV_DIR/registry.log);
 #  4. the fixture images pushed under 127.0.0.1:PORT/sluice-fixtures/<mode>:v1..v3.
@@ -46,6 +47,9 @@ need_pkg openssl openssl
 need_pkg ip iproute2
 # Prometheus: the metric-analysis tests query a real one on loopback.
 need_pkg prometheus prometheus
+# nginx: the start-first tests put a real reverse proxy in front of a workspace (their
+# own instance on loopback, with its own configuration; the package's service is not used).
+need_pkg nginx nginx
 # Compose: the adoption tests take over a Compose project and check `ps` still sees it.
 need_pkg docker-compose docker-compose
 # The API contract test validates the served OpenAPI document and live responses with

@@ -50,6 +50,7 @@ mod snapshot_fidelity;
 mod snapshot_fixture;
 mod snapshot_store;
 mod start_first;
+mod start_first_load;
 mod store;
 mod systemd;
 mod testenv;

@@ -29,6 +29,8 @@ impl<R: ContainerRuntime> Inner<R> {
                 self.finish_ok(ctx, from).await
             }
             (_, UpdatePhase::RolledBack) => {
+                let back = ctx.row.from_digest.as_ref().map_or("", |d| d.as_str());
+                self.reroute(ctx, back).await;
                 self.metrics
                     .duration
                     .observe(clock.started.elapsed().as_secs_f64());
@@ -84,6 +86,7 @@ impl<R: ContainerRuntime> Inner<R> {
         ctx: &Ctx<'_>,
         from: UpdatePhase,
     ) -> Result<(), ReconcileError> {
+        self.reroute(ctx, ctx.row.to_digest.as_str()).await;
         self.finish(
             ctx,
             from,

@@ -104,8 +104,12 @@ impl<R: ContainerRuntime> Inner<R> {
                 _ => Err(format!("the new container {} is gone", ctx.staged).into()),
             };
         };
-        self.route_to(ctx, &ctx.staged, new.ip.as_deref()).await?;
+        self.route_to(ctx, &ctx.staged, new.ip.as_deref(), to)
+            .await?;
         if let Some(old) = self.rt.inspect(&ctx.name).await.map_err(StepError::from)? {
+            if old.running {
+                tokio::time::sleep(self.cfg.router.drain()).await;
+            }
             if !belongs_to(&old, ctx.w) {
                 return Err(format!("container {} is not managed by sluice", ctx.name).into());
             }
@@ -136,8 +140,27 @@ impl<R: ContainerRuntime> Inner<R> {
             .await
             .map_err(StepError::from)?
             .and_then(|c| c.ip);
-        self.route_to(ctx, &ctx.name, ip.as_deref()).await?;
+        let back = ctx.row.from_digest.as_ref().map_or("", |d| d.as_str());
+        self.route_to(ctx, &ctx.name, ip.as_deref(), back).await?;
         self.rt.remove(&ctx.staged).await.map_err(StepError::from)
+    }
+
+    /// After a stop-first update (or its rollback) the workspace's container is a new one
+    /// with a new address: the `[router]` route follows it. The update has already ended
+    /// (the container is healthy), so a route that fails is logged, not rolled back.
+    pub(super) async fn reroute(&self, ctx: &Ctx<'_>, digest: &str) {
+        if ctx.order == crate::domain::spec::UpdateOrder::StartFirst
+            || !self.cfg.router.is_configured()
+        {
+            return;
+        }
+        let ip = match self.rt.inspect(&ctx.name).await {
+            Ok(Some(c)) => c.ip,
+            _ => None,
+        };
+        if let Err(e) = self.route_to(ctx, &ctx.name, ip.as_deref(), digest).await {
+            tracing::error!(workspace = %ctx.w.name, update = ctx.row.id, error = %e, "the router was not told of the workspace's new container");
+        }
     }
 
     /// Gives `container` the workspace's network aliases and the `[router]` route.
@@ -146,6 +169,7 @@ impl<R: ContainerRuntime> Inner<R> {
         ctx: &Ctx<'_>,
         container: &str,
         ip: Option<&str>,
+        digest: &str,
     ) -> Result<(), StepError> {
         for a in ctx.to.networks.iter().filter(|a| !a.aliases.is_empty()) {
             self.rt
@@ -164,31 +188,17 @@ impl<R: ContainerRuntime> Inner<R> {
             )));
         };
         crate::fault::point("route.before").await;
-        let digest = running_digest_label(ctx, container);
         let result = router
             .switch(&Route {
                 workspace: ctx.w.name.as_str(),
                 container,
                 address,
                 port,
-                digest: &digest,
+                digest,
             })
             .await
             .map_err(|e| StepError::Permanent(format!("router: {e}")));
         crate::fault::point("route.after").await;
         result
-    }
-}
-
-/// The digest the routed container runs: the new one when it is the staged container.
-fn running_digest_label(ctx: &Ctx<'_>, container: &str) -> String {
-    if container == ctx.staged {
-        ctx.row.to_digest.to_string()
-    } else {
-        ctx.row
-            .from_digest
-            .as_ref()
-            .map(ToString::to_string)
-            .unwrap_or_default()
     }
 }
