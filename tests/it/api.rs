@@ -487,6 +487,36 @@ async fn invalid_bodies_get_400_naming_the_field() {
             "unknown_field",
             "tierr",
         ),
+        // Start-first would put two writers on a volume not marked shared.
+        (
+            Method::PATCH,
+            path.as_str(),
+            json!({"update_order": "start-first"}),
+            "invalid_spec",
+            "volumes[0].shared",
+        ),
+        (
+            Method::PATCH,
+            path.as_str(),
+            json!({"update_order": "sideways"}),
+            "invalid_spec",
+            "update_order",
+        ),
+        (
+            Method::POST,
+            "/api/v1/workspaces",
+            json!({"name": unique("m"), "image": "127.0.0.1:5000/app:1", "update_order": "start-first",
+                   "ports": [{"container": 8080, "host": 18080}]}),
+            "invalid_spec",
+            "ports[0].host",
+        ),
+        (
+            Method::PATCH,
+            path.as_str(),
+            json!({"snapshot_on_start_first": true}),
+            "invalid_spec",
+            "snapshot_on_start_first",
+        ),
         (
             Method::POST,
             "/api/v1/workspaces",

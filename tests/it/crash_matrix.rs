@@ -6,6 +6,11 @@
 //! snapshots the outcome may still need present, and exactly one terminal outcome
 //! audited for the attempt.
 //!
+//! Start-first updates (`update_order = "start-first"`, a shared volume, a network alias
+//! the new container takes over) go through the same matrix with their own lists: the
+//! failing one there is a new version that fails its health gate (a start-first update
+//! shares the volume with the new version, so its data is the application's to keep).
+//!
 //! A first run of each update with `SLUICE_FAULT_TRACE=1` lists the points it reaches;
 //! the list must equal [`GOOD`] / [`FAILING`] below, so a fault point added to the code
 //! and not to the matrix fails this test. Each volume holds 64 MiB, so the kills inside
@@ -78,13 +83,83 @@ const FAILING: &[&str] = &[
     "verifying/start.after",
 ];
 
+/// Every fault point a successful start-first update reaches.
+const START_FIRST_GOOD: &[&str] = &[
+    "pulling/pull.before",
+    "pulling/pull.after",
+    "recreating/volume_create.before",
+    "recreating/volume_create.after",
+    "recreating/create.before",
+    "recreating/create.after",
+    "starting/start.before",
+    "starting/start.after",
+    "health_checking/start.before",
+    "health_checking/start.after",
+    "stopping/attach.before",
+    "stopping/attach.after",
+    "stopping/stop.before",
+    "stopping/stop.after",
+    "stopping/remove.before",
+    "stopping/remove.after",
+    "stopping/rename.before",
+    "stopping/rename.after",
+];
+
+/// Every fault point a start-first update whose new version fails its gate reaches.
+const START_FIRST_FAILING: &[&str] = &[
+    "pulling/pull.before",
+    "pulling/pull.after",
+    "recreating/volume_create.before",
+    "recreating/volume_create.after",
+    "recreating/create.before",
+    "recreating/create.after",
+    "starting/start.before",
+    "starting/start.after",
+    "health_checking/start.before",
+    "health_checking/start.after",
+    "rolling_back/pull.before",
+    "rolling_back/pull.after",
+    "rolling_back/start.before",
+    "rolling_back/start.after",
+    "rolling_back/remove.before",
+    "rolling_back/remove.after",
+    "verifying/start.before",
+    "verifying/start.after",
+];
+
 /// Cases running at once (each runs a daemon and a container).
-const PARALLEL: usize = 4;
+const PARALLEL: usize = 6;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Scenario {
     Good,
     Failing,
+    StartFirstGood,
+    StartFirstFailing,
+}
+
+impl Scenario {
+    fn start_first(self) -> bool {
+        matches!(self, Scenario::StartFirstGood | Scenario::StartFirstFailing)
+    }
+
+    fn tag(self) -> &'static str {
+        match self {
+            Scenario::Good => "cm-g",
+            Scenario::Failing => "cm-f",
+            Scenario::StartFirstGood => "cm-sg",
+            Scenario::StartFirstFailing => "cm-sf",
+        }
+    }
+
+    /// The digest the update goes to, the one it must end on, and its last phase.
+    fn outcome(self, i: &Images) -> (&Digest, &Digest, UpdatePhase) {
+        match self {
+            Scenario::Good | Scenario::StartFirstGood => (&i.good, &i.good, UpdatePhase::Succeeded),
+            Scenario::Failing => (&i.failing, &i.v1, UpdatePhase::RolledBack),
+            Scenario::StartFirstFailing => (&i.unhealthy, &i.v1, UpdatePhase::RolledBack),
+        }
+    }
 }
 
 struct Images {
@@ -92,6 +167,52 @@ struct Images {
     v1: Digest,
     good: Digest,
     failing: Digest,
+    /// Fails its health gate without touching the data.
+    unhealthy: Digest,
+}
+
+/// The workspace of one case: start-first ones share their volume and answer to the
+/// alias `app` on a network of their own (removed on drop).
+async fn workspace(
+    images: &Images,
+    scenario: Scenario,
+    tag: &str,
+) -> (
+    Option<crate::recreate_fidelity::NetworkGuard>,
+    crate::reconciler::Env,
+) {
+    let network = scenario.start_first().then(|| unique("sluice-cm-net"));
+    if let Some(n) = &network {
+        crate::support::run(Command::new("docker").args([
+            "network",
+            "create",
+            "--label",
+            "sluice.test=1",
+            n,
+        ]));
+    }
+    let net = network.clone();
+    let mut e = env_in_repo(
+        tag,
+        Some(images.repo.clone()),
+        move |s, _| {
+            if let Some(n) = net {
+                s.update_order = sluice::domain::spec::UpdateOrder::StartFirst;
+                for v in &mut s.volumes {
+                    v.shared = true;
+                }
+                s.networks = vec![sluice::domain::spec::NetworkSpec {
+                    name: n,
+                    aliases: vec!["app".into()],
+                }];
+            }
+        },
+        |_| {},
+    )
+    .await;
+    e.cleanup.images.clear();
+    e.cleanup.containers.push(format!("{}.next", e.container()));
+    (network.map(crate::recreate_fidelity::NetworkGuard), e)
 }
 
 /// A workspace's volume as the tenant left it: 64 MiB of data and one of each kind.
@@ -122,15 +243,12 @@ fn wait_for_log(d: &Daemon, needle: &str, limit: Duration) -> bool {
 
 /// The fault points an update reaches, in order, from a traced daemon's log.
 async fn trace(images: &Images, scenario: Scenario) -> Vec<String> {
-    let mut e = env_in_repo("cm-trace", Some(images.repo.clone()), |_, _| {}, |_| {}).await;
-    e.cleanup.images.clear();
+    // Bound first, dropped last: the network goes after the container on it.
+    let (_network, e) = workspace(images, scenario, "cm-trace").await;
     e.desire(&images.v1).await;
     e.rec.converge_all().await.expect("converge v1");
     fill(&mountpoint(&e.volume));
-    let target = match scenario {
-        Scenario::Good => &images.good,
-        Scenario::Failing => &images.failing,
-    };
+    let (target, _, _) = scenario.outcome(images);
     e.desire(target).await;
     let mut envs = TEST_ENV.to_vec();
     envs.push(("SLUICE_FAULT_TRACE", "1"));
@@ -165,18 +283,13 @@ async fn trace(images: &Images, scenario: Scenario) -> Vec<String> {
 /// check everything the tenant relies on.
 async fn case(images: Arc<Images>, scenario: Scenario, point: String, signal: &'static str) {
     let started = Instant::now();
-    let tag = format!("cm-{}", if scenario == Scenario::Good { "g" } else { "f" });
-    let mut e = env_in_repo(&tag, Some(images.repo.clone()), |_, _| {}, |_| {}).await;
-    e.cleanup.images.clear();
+    let (_network, e) = workspace(&images, scenario, scenario.tag()).await;
     e.desire(&images.v1).await;
     e.rec.converge_all().await.expect("converge v1");
     let data = mountpoint(&e.volume);
     fill(&data);
     let before = manifest(&data, &["boots.log"]);
-    let (target, expected_digest, expected_phase) = match scenario {
-        Scenario::Good => (&images.good, &images.good, UpdatePhase::Succeeded),
-        Scenario::Failing => (&images.failing, &images.v1, UpdatePhase::RolledBack),
-    };
+    let (target, expected_digest, expected_phase) = scenario.outcome(&images);
     e.desire(target).await;
     let mut envs = TEST_ENV.to_vec();
     envs.push(("SLUICE_FAULT_AT", point.as_str()));
@@ -244,6 +357,24 @@ async fn case(images: Arc<Images>, scenario: Scenario, point: String, signal: &'
         }
     }
     drop(d2);
+    if scenario.start_first() {
+        let staged = format!("{}.next", e.container());
+        let left = Command::new("docker")
+            .args(["inspect", &staged])
+            .output()
+            .unwrap();
+        assert!(!left.status.success(), "{at}: {staged} was left behind");
+        let aliases = crate::support::run(Command::new("docker").args([
+            "inspect",
+            "--format",
+            "{{range .NetworkSettings.Networks}}{{json .Aliases}}{{end}}",
+            &e.container(),
+        ]));
+        assert!(
+            aliases.contains("\"app\""),
+            "{at}: the alias is lost: {aliases}"
+        );
+    }
     eprintln!("crash matrix: {at}: converged in {:.1?}", started.elapsed());
 }
 
@@ -254,10 +385,16 @@ async fn every_fault_point_survives_sigkill_and_sigterm() {
         v1: build_fixture("good", "v1", &format!("{repo}:v1")),
         good: build_fixture("good", "v2", &format!("{repo}:v2")),
         failing: build_fixture("migrates-then-fails", "v3", &format!("{repo}:v3")),
+        unhealthy: build_fixture("bad-health", "v4", &format!("{repo}:v4")),
         repo,
     });
     let mut cells = Vec::new();
-    for (scenario, expected) in [(Scenario::Good, GOOD), (Scenario::Failing, FAILING)] {
+    for (scenario, expected) in [
+        (Scenario::Good, GOOD),
+        (Scenario::Failing, FAILING),
+        (Scenario::StartFirstGood, START_FIRST_GOOD),
+        (Scenario::StartFirstFailing, START_FIRST_FAILING),
+    ] {
         let found = trace(&images, scenario).await;
         assert_eq!(
             found, expected,
@@ -286,15 +423,18 @@ async fn every_fault_point_survives_sigkill_and_sigterm() {
             failures.push(e.to_string());
         }
     }
-    for tag in ["v1", "v2", "v3"] {
+    for tag in ["v1", "v2", "v3", "v4"] {
         let _ = Command::new("docker")
             .args(["rmi", "-f", &format!("{}:{tag}", images.repo)])
             .output();
     }
     println!(
-        "crash matrix: {} good + {} failing fault points, each by SIGKILL and SIGTERM: {total} cells",
+        "crash matrix: stop-first {} good + {} failing, start-first {} good + {} failing fault \
+         points, each by SIGKILL and SIGTERM: {total} cells",
         GOOD.len(),
-        FAILING.len()
+        FAILING.len(),
+        START_FIRST_GOOD.len(),
+        START_FIRST_FAILING.len()
     );
     assert!(
         failures.is_empty(),
