@@ -82,12 +82,17 @@ impl<R: ContainerRuntime> Reconciler<R> {
             .container_id
             .clone()
             .unwrap_or_else(|| r.spec.container_name_for(&r.name));
-        match self.remove_container(r, &target).await {
-            Ok(removed) => done.container_removed |= removed,
-            Err(e) if e.is_transient() => return Ok(Attempt::Interrupted(e)),
-            Err(e) => {
-                done.error = Some(format!("cannot remove container `{target}`: {e}"));
-                return Ok(Attempt::Finished(done.clone()));
+        // A start-first update cut short by the deletion leaves its new container under
+        // the staging name: it goes too (before the volumes it mounts).
+        let staged = super::saga::staged_name(&r.spec.container_name_for(&r.name));
+        for target in [target, staged] {
+            match self.remove_container(r, &target).await {
+                Ok(removed) => done.container_removed |= removed,
+                Err(e) if e.is_transient() => return Ok(Attempt::Interrupted(e)),
+                Err(e) => {
+                    done.error = Some(format!("cannot remove container `{target}`: {e}"));
+                    return Ok(Attempt::Finished(done.clone()));
+                }
             }
         }
         if !r.purge {

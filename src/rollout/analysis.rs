@@ -22,8 +22,11 @@ pub enum Sample {
     Value(f64),
     /// The query matched nothing.
     NoData,
-    /// Prometheus refused the query or did not answer.
+    /// Prometheus did not answer, or answered something unusable.
     Error(String),
+    /// Prometheus answered that the query itself is wrong (it cannot parse it): a
+    /// mistake in the configuration, not in the release.
+    Refused(String),
 }
 
 /// One evaluation's result.
@@ -32,6 +35,8 @@ pub enum Outcome {
     Pass(f64),
     Fail(f64),
     Inconclusive(String),
+    /// The query is wrong: the rollout pauses whatever `inconclusive` says.
+    Refused(String),
 }
 
 /// What the rollout does after an evaluation.
@@ -100,6 +105,7 @@ pub fn judge(comparison: Comparison, threshold: f64, sample: &Sample) -> Outcome
     match sample {
         Sample::NoData => Outcome::Inconclusive("the query returned no data".to_owned()),
         Sample::Error(e) => Outcome::Inconclusive(e.clone()),
+        Sample::Refused(e) => Outcome::Refused(e.clone()),
         Sample::Value(v) if !v.is_finite() => {
             Outcome::Inconclusive(format!("the query returned {v}, not a number"))
         }
@@ -147,6 +153,13 @@ pub fn decide(check: &AnalysisCheck, failures: u32, outcome: &Outcome) -> (u32, 
     };
     match outcome {
         Outcome::Pass(_) => (0, Verdict::Continue),
+        Outcome::Refused(why) => (
+            failures,
+            Verdict::Pause(format!(
+                "analysis `{}`: Prometheus refused the query ({why}); fix it and resume the rollout",
+                check.name
+            )),
+        ),
         Outcome::Fail(v) => failed(failures + 1, format!("{v} is not {want}")),
         Outcome::Inconclusive(why) => match check.inconclusive {
             Inconclusive::Fail => failed(failures + 1, format!("inconclusive ({why})")),
@@ -216,7 +229,9 @@ pub fn evaluate(
             AnalysisOutcome::Fail,
             format!("{v} is not {want}"),
         ),
-        Outcome::Inconclusive(why) => (None, AnalysisOutcome::Inconclusive, why.clone()),
+        Outcome::Inconclusive(why) | Outcome::Refused(why) => {
+            (None, AnalysisOutcome::Inconclusive, why.clone())
+        }
     };
     let record = AnalysisRecord {
         check: check.name.clone(),

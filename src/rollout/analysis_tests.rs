@@ -225,3 +225,19 @@ fn evaluations_carry_their_failures_and_the_gate_needs_every_check_passing() {
     );
     assert!(matches!(v, Verdict::Pause(_)));
 }
+
+#[test]
+fn a_refused_query_pauses_even_where_no_data_would_count_as_a_failure() {
+    let c = check(1, Inconclusive::Fail);
+    let o = judge(
+        c.comparison,
+        c.threshold,
+        &Sample::Refused("parse error".into()),
+    );
+    let (n, v) = decide(&c, 0, &o);
+    assert_eq!(n, 0);
+    assert!(
+        matches!(v, Verdict::Pause(ref why) if why.contains("refused the query (parse error)")),
+        "{v:?}"
+    );
+}

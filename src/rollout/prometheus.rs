@@ -70,7 +70,9 @@ impl Prometheus {
         Ok(Self { base, http })
     }
 
-    async fn get(&self, path: &str, query: &str) -> Result<Reply, String> {
+    /// The API's reply; `Err((refused, message))`, `refused` when Prometheus answered that
+    /// the query is wrong.
+    async fn get(&self, path: &str, query: &str) -> Result<Reply, (bool, String)> {
         let mut url = self.base.clone();
         url.set_path(path);
         let r = self
@@ -79,18 +81,31 @@ impl Prometheus {
             .query(&[("query", query)])
             .send()
             .await
-            .map_err(|e| format!("Prometheus does not answer: {}", e.without_url()))?;
+            .map_err(|e| {
+                (
+                    false,
+                    format!("Prometheus does not answer: {}", e.without_url()),
+                )
+            })?;
         let status = r.status();
         let reply: Reply = r.json().await.map_err(|e| {
-            format!(
-                "Prometheus answered {status} with no API reply: {}",
-                e.without_url()
+            (
+                false,
+                format!(
+                    "Prometheus answered {status} with no API reply: {}",
+                    e.without_url()
+                ),
             )
         })?;
         if reply.status != "success" {
-            return Err(format!(
-                "Prometheus refused the query: {}",
-                reply.error.unwrap_or_else(|| status.to_string())
+            // 400 (bad_data) and 422 (execution): the query; anything else: the server.
+            let query_wrong = status.as_u16() == 400 || status.as_u16() == 422;
+            return Err((
+                query_wrong,
+                format!(
+                    "Prometheus refused the query: {}",
+                    reply.error.unwrap_or_else(|| status.to_string())
+                ),
             ));
         }
         Ok(reply)
@@ -101,7 +116,8 @@ impl Prometheus {
         let data = match self.get("/api/v1/query", query).await {
             Ok(Reply { data: Some(d), .. }) => d,
             Ok(_) => return Sample::Error("Prometheus answered without data".to_owned()),
-            Err(e) => return Sample::Error(e),
+            Err((true, e)) => return Sample::Refused(e),
+            Err((false, e)) => return Sample::Error(e),
         };
         let Ok(data) = serde_json::from_value::<Data>(data) else {
             return Sample::Error("Prometheus answered an unreadable result".to_owned());
@@ -131,6 +147,9 @@ impl Prometheus {
 
     /// Whether Prometheus can parse `query` (an `Err` carries its message).
     pub async fn check_syntax(&self, query: &str) -> Result<(), String> {
-        self.get("/api/v1/format_query", query).await.map(|_| ())
+        self.get("/api/v1/format_query", query)
+            .await
+            .map(|_| ())
+            .map_err(|(_, e)| e)
     }
 }

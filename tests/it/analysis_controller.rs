@@ -359,3 +359,31 @@ async fn the_daemon_takes_the_checks_and_names_a_query_prometheus_refuses() {
         "{logs:?}"
     );
 }
+
+#[tokio::test]
+async fn a_query_prometheus_cannot_parse_pauses_the_rollout_with_the_reason() {
+    let (_prom, url) = start_prometheus(metrics_endpoint(Arc::new(AtomicU64::new(0))).await).await;
+    // Counted as a failure when inconclusive, a broken query still only pauses: it is
+    // the configuration that is wrong, not the release.
+    let broken = r#"sum(rate(tenant_errors_total{workspace=~"{{ canary_workspaces }}"}[5s])"#;
+    let mut c = check(broken, Inconclusive::Fail);
+    c.failure_limit = 1;
+    let mut env = Env::new(gated(vec![c])).await;
+    ask(&mut env, &url);
+    env.workspace("acme", Tier::Canary, &d(1)).await;
+    env.workspace("p1", Tier::Production, &d(1)).await;
+    until(&url, "up", |s| matches!(s, Sample::Value(_))).await;
+    let id = to_soak(&env, env.release(&d(2)).await).await;
+    env.tick().await;
+    let r = env.ops().rollout(id).await.unwrap().status;
+    assert_eq!(
+        (r.state, r.paused_from),
+        (RolloutState::Paused, Some(RolloutState::Soaking))
+    );
+    let last = env.store.latest_analysis(id).await.unwrap();
+    assert!(last[0].detail.contains("parse error"), "{last:?}");
+    let paused = events(&env, id, "rollout.paused").await;
+    let audit = events(&env, id, "rollout.analysis").await;
+    assert_eq!(audit.len(), 1, "{audit:?} {paused:?}");
+    assert_eq!(audit[0]["verdict"], "pause");
+}

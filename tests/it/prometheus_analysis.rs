@@ -201,7 +201,7 @@ async fn no_data_a_bad_query_and_a_silent_prometheus_are_never_a_pass() {
             .await
             .is_ok()
     );
-    assert!(matches!(p.query(bad).await, Sample::Error(ref e) if e.contains("parse error")));
+    assert!(matches!(p.query(bad).await, Sample::Refused(ref e) if e.contains("parse error")));
 
     drop(prom);
     let s = p.query("up").await;

@@ -100,7 +100,7 @@ async fn a_deletion_marked_while_the_daemon_is_down_is_retired_at_the_next_start
     let container = format!("sluice-{name}");
     let volume = format!("{name}-data");
     let _cleanup = DockerCleanup {
-        containers: vec![container.clone()],
+        containers: vec![container.clone(), format!("{container}.next")],
         volumes: vec![volume.clone()],
         images: Vec::new(),
     };
@@ -121,6 +121,30 @@ async fn a_deletion_marked_while_the_daemon_is_down_is_retired_at_the_next_start
     assert_eq!(r.status(), StatusCode::CREATED);
     let id = wait_converged(&first.store, &wname).await;
     assert!(container_exists(&container) && volume_exists(&volume));
+    // A start-first update's new container, left under its staging name on the volume.
+    let staged = format!("{container}.next");
+    let image = crate::support::run(Command::new("docker").args([
+        "inspect",
+        "--format",
+        "{{.Image}}",
+        &container,
+    ]));
+    crate::support::run(Command::new("docker").args([
+        "create",
+        "--name",
+        &staged,
+        "--label",
+        "sluice.managed=true",
+        "--label",
+        &format!("sluice.workspace={name}"),
+        "--label",
+        &format!("sluice.workspace_id={id}"),
+        "--label",
+        "sluice.test=1",
+        "-v",
+        &format!("{volume}:/data"),
+        image.trim(),
+    ]));
     first.stop().await;
 
     // What DELETE ?purge=true writes, with no reconciler to retire it.
@@ -160,6 +184,7 @@ async fn a_deletion_marked_while_the_daemon_is_down_is_retired_at_the_next_start
         }
     );
     assert!(!container_exists(&container));
+    assert!(!container_exists(&staged), "the staging container goes too");
     assert!(!volume_exists(&volume));
     // Marked means gone for every loop: a few more passes create nothing again.
     tokio::time::sleep(Duration::from_secs(2)).await;

@@ -250,3 +250,5 @@ mod finish;
 mod snapshot_steps;
 mod start_first;
 mod steps;
+
+pub(crate) use start_first::staged_name;
