@@ -84,7 +84,7 @@ async fn managed(dir: &Path, name: &str, repo: &str, order: UpdateOrder) -> Mana
                 maintenance_window: None,
                 spec: WorkspaceSpec {
                     volumes: vec![volume],
-                    update_order: order,
+                    update_order: Some(order),
                     health: Some(HealthProbe {
                         http: Some(HttpProbe {
                             port: 8080,

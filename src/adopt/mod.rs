@@ -160,7 +160,7 @@ pub fn spec_of(c: &ContainerSpec, name: &WorkspaceName) -> WorkspaceSpec {
         networks,
         container_name: (c.name != format!("sluice-{name}")).then(|| c.name.clone()),
         drift: crate::domain::spec::DriftAction::Correct,
-        update_order: crate::domain::spec::UpdateOrder::StopFirst,
+        update_order: None,
         snapshot_on_start_first: false,
         labels: c
             .labels

@@ -53,7 +53,7 @@ pub struct CreateWorkspace {
     #[serde(default)]
     pub drift: DriftAction,
     #[serde(default)]
-    pub update_order: UpdateOrder,
+    pub update_order: Option<UpdateOrder>,
     #[serde(default)]
     pub snapshot_on_start_first: bool,
     #[serde(default)]
@@ -235,7 +235,7 @@ impl PatchWorkspace {
             spec.drift = v;
         }
         if let Some(v) = self.update_order {
-            spec.update_order = v;
+            spec.update_order = Some(v);
         }
         if let Some(v) = self.snapshot_on_start_first {
             spec.snapshot_on_start_first = v;

@@ -87,6 +87,9 @@ pub struct RolloutImage {
     pub max_parallel_per_host: Option<u32>,
     #[serde(default, with = "humantime_serde")]
     pub soak: Option<Duration>,
+    /// The update order of this image's workspaces that name none (see `[update] order`).
+    #[serde(default)]
+    pub update_order: Option<crate::domain::spec::UpdateOrder>,
 }
 
 /// An HTTP GET run against every canary of `image` during the soak.

@@ -249,6 +249,10 @@ pub struct UpdateSettings {
     /// process when it runs out.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// The update order of workspaces whose spec names none (an image's
+    /// `[[rollout.images]] update_order` wins): `start-first` applies only to workspaces
+    /// whose volumes are all shared and that publish no host port; others stop first.
+    pub order: crate::domain::spec::UpdateOrder,
 }
 
 impl Default for UpdateSettings {
@@ -261,6 +265,7 @@ impl Default for UpdateSettings {
             reconcile_interval: Duration::from_secs(30),
             docker_outage_grace: Duration::from_secs(300),
             shutdown_grace: Duration::from_secs(60),
+            order: crate::domain::spec::UpdateOrder::StopFirst,
         }
     }
 }

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::ParseError;
 pub use super::spec_host::{LOG_DRIVERS, LogConfig, ULIMITS, Ulimit, parse_restart};
 pub use super::spec_network::{DriftAction, NetworkSpec};
-pub use super::spec_order::UpdateOrder;
+pub use super::spec_order::{UpdateOrder, effective as effective_order};
 pub use super::spec_policy::{BindMount, PRIVILEGED_CAPS, Policy};
 pub use super::spec_process::{MIN_MEMORY, Resources};
 
@@ -47,10 +47,11 @@ pub struct WorkspaceSpec {
     /// the spec; `report`: the drift is only reported.
     #[serde(default, skip_serializing_if = "DriftAction::is_default")]
     pub drift: DriftAction,
-    /// How an update replaces the container: `stop-first` (the default) or
-    /// `start-first` (`spec_order.rs`: what it asks of volumes, ports and binds).
-    #[serde(default, skip_serializing_if = "UpdateOrder::is_default")]
-    pub update_order: UpdateOrder,
+    /// How an update replaces the container: `stop-first` or `start-first`
+    /// (`spec_order.rs`: what it asks of volumes, ports and binds); when absent, the
+    /// image's `[[rollout.images]] update_order`, else `[update] order`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update_order: Option<UpdateOrder>,
     /// Start-first only: snapshot the (shared) volumes before the new container starts,
     /// while the old one keeps running.
     #[serde(default, skip_serializing_if = "is_false")]

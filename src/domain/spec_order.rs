@@ -44,11 +44,6 @@ impl UpdateOrder {
                 super::ParseError::new("update order", s, "expected stop-first or start-first")
             })
     }
-
-    #[allow(clippy::trivially_copy_pass_by_ref)] // reason: serde's skip_serializing_if passes a reference
-    pub(super) fn is_default(&self) -> bool {
-        *self == Self::StopFirst
-    }
 }
 
 impl std::fmt::Display for UpdateOrder {
@@ -59,16 +54,30 @@ impl std::fmt::Display for UpdateOrder {
 
 /// Checks `update_order` against the rest of the spec, and `snapshot_on_start_first`.
 pub fn check(spec: &WorkspaceSpec) -> Result<(), Refusal> {
-    if spec.update_order == UpdateOrder::StopFirst {
-        if spec.snapshot_on_start_first {
-            return Err(refuse(
-                "snapshot_on_start_first",
-                "true",
-                "applies only with update_order start-first (stop-first always snapshots)",
-            ));
-        }
-        return Ok(());
+    match spec.update_order {
+        Some(UpdateOrder::StartFirst) => shareable(spec),
+        Some(UpdateOrder::StopFirst) if spec.snapshot_on_start_first => Err(refuse(
+            "snapshot_on_start_first",
+            "true",
+            "applies only with update_order start-first (stop-first always snapshots)",
+        )),
+        _ => Ok(()),
     }
+}
+
+/// The order an update of a workspace with `spec` runs in: its own `update_order`, else
+/// `default` (the image's or the fleet's). A default of start-first applies only where
+/// the spec allows it; elsewhere the update runs stop-first.
+pub fn effective(spec: &WorkspaceSpec, default: UpdateOrder) -> UpdateOrder {
+    match spec.update_order {
+        Some(o) => o,
+        None if default == UpdateOrder::StartFirst && shareable(spec).is_ok() => default,
+        None => UpdateOrder::StopFirst,
+    }
+}
+
+/// Whether two containers can run on what `spec` mounts and publishes at once.
+fn shareable(spec: &WorkspaceSpec) -> Result<(), Refusal> {
     for (i, v) in spec.volumes.iter().enumerate() {
         if !v.shared {
             return Err(refuse(
@@ -100,4 +109,47 @@ pub fn check(spec: &WorkspaceSpec) -> Result<(), Refusal> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::spec::{PortMapping, VolumeMount};
+
+    #[test]
+    fn a_default_of_start_first_applies_only_where_the_spec_allows_it() {
+        let mut shared = VolumeMount::new("data", "/data");
+        shared.shared = true;
+        let ok = WorkspaceSpec {
+            volumes: vec![shared],
+            ..Default::default()
+        };
+        let not_shared = WorkspaceSpec {
+            volumes: vec![VolumeMount::new("db", "/db")],
+            ..Default::default()
+        };
+        let published = WorkspaceSpec {
+            ports: vec![PortMapping {
+                container: 80,
+                host: Some(8080),
+                host_ip: None,
+                protocol: None,
+            }],
+            ..Default::default()
+        };
+        use UpdateOrder::{StartFirst, StopFirst};
+        assert_eq!(effective(&ok, StartFirst), StartFirst);
+        assert_eq!(effective(&not_shared, StartFirst), StopFirst);
+        assert_eq!(effective(&published, StartFirst), StopFirst);
+        assert_eq!(effective(&ok, StopFirst), StopFirst);
+        let own = WorkspaceSpec {
+            update_order: Some(StopFirst),
+            ..ok.clone()
+        };
+        assert_eq!(effective(&own, StartFirst), StopFirst, "its own order wins");
+        assert!(
+            check(&not_shared).is_ok(),
+            "no order of its own: nothing refused"
+        );
+    }
 }

@@ -81,7 +81,9 @@ impl<R: ContainerRuntime> Reconciler<R> {
                 .is_some(),
             None => false,
         };
-        let order = match (&existing, w.spec.update_order) {
+        let wanted =
+            crate::domain::spec::effective_order(&w.spec, inner.cfg.default_order(&w.image));
+        let order = match (&existing, wanted) {
             (Some(c), UpdateOrder::StartFirst)
                 if c.running && from.is_some() && !restore_pending =>
             {

@@ -34,6 +34,9 @@ pub struct ReconcilerConfig {
     pub shutdown_grace: Duration,
     /// Where a start-first update switches traffic (`[router]`).
     pub router: super::router::Router,
+    /// `[update] order`, and `[[rollout.images]] update_order` by image.
+    pub order: crate::domain::spec::UpdateOrder,
+    pub image_orders: Vec<(crate::domain::ImageRef, crate::domain::spec::UpdateOrder)>,
 }
 
 impl ReconcilerConfig {
@@ -54,6 +57,29 @@ impl ReconcilerConfig {
             repeat_steps: false,
             shutdown_grace: s.update.shutdown_grace,
             router: super::router::Router::new(s.router.clone()),
+            order: s.update.order,
+            image_orders: s
+                .rollout
+                .images
+                .iter()
+                .filter_map(|i| {
+                    Some((
+                        crate::domain::ImageRef::parse(&i.image).ok()?,
+                        i.update_order?,
+                    ))
+                })
+                .collect(),
         }
+    }
+
+    /// The update order for a workspace of `image` whose spec names none.
+    pub fn default_order(
+        &self,
+        image: &crate::domain::ImageRef,
+    ) -> crate::domain::spec::UpdateOrder {
+        self.image_orders
+            .iter()
+            .find(|(i, _)| i == image)
+            .map_or(self.order, |(_, o)| *o)
     }
 }

@@ -178,6 +178,7 @@ mod tests {
             max_parallel: None,
             max_parallel_per_host: Some(2),
             soak: None,
+            update_order: None,
         });
         assert_eq!(
             Strategy::for_image(&settings, "reg/app:1").max_parallel_per_host,

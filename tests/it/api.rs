@@ -513,7 +513,7 @@ async fn invalid_bodies_get_400_naming_the_field() {
         (
             Method::PATCH,
             path.as_str(),
-            json!({"snapshot_on_start_first": true}),
+            json!({"update_order": "stop-first", "snapshot_on_start_first": true}),
             "invalid_spec",
             "snapshot_on_start_first",
         ),

@@ -197,7 +197,7 @@ async fn workspace(
         Some(images.repo.clone()),
         move |s, _| {
             if let Some(n) = net {
-                s.update_order = sluice::domain::spec::UpdateOrder::StartFirst;
+                s.update_order = Some(sluice::domain::spec::UpdateOrder::StartFirst);
                 for v in &mut s.volumes {
                     v.shared = true;
                 }

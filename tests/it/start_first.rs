@@ -40,7 +40,7 @@ async fn the_new_container_takes_over_only_when_healthy_and_a_bad_one_never_stop
         "sf",
         None,
         move |s, _| {
-            s.update_order = UpdateOrder::StartFirst;
+            s.update_order = Some(UpdateOrder::StartFirst);
             for v in &mut s.volumes {
                 v.shared = true;
             }
@@ -111,7 +111,7 @@ async fn the_new_container_takes_over_only_when_healthy_and_a_bad_one_never_stop
 async fn start_first_is_refused_for_data_two_containers_cannot_share() {
     use sluice::domain::spec::{PortMapping, VolumeMount, WorkspaceSpec};
     let mut spec = WorkspaceSpec {
-        update_order: UpdateOrder::StartFirst,
+        update_order: Some(UpdateOrder::StartFirst),
         volumes: vec![VolumeMount::new("data", "/data")],
         ..Default::default()
     };
@@ -128,8 +128,41 @@ async fn start_first_is_refused_for_data_two_containers_cannot_share() {
     assert!(e.contains("ports[0].host"), "{e}");
     spec.ports[0].host = None;
     assert!(spec.validate().is_ok());
-    spec.update_order = UpdateOrder::StopFirst;
+    spec.update_order = Some(UpdateOrder::StopFirst);
     spec.snapshot_on_start_first = true;
     let e = spec.validate().unwrap_err().to_string();
     assert!(e.contains("snapshot_on_start_first"), "{e}");
+}
+
+#[tokio::test]
+async fn the_fleet_default_order_applies_to_a_workspace_that_names_none() {
+    let mut e = env_in_repo(
+        "sfd",
+        None,
+        |s, _| {
+            for v in &mut s.volumes {
+                v.shared = true;
+            }
+        },
+        |s| s.update.order = UpdateOrder::StartFirst,
+    )
+    .await;
+    e.cleanup.containers.push(format!("{}.next", e.container()));
+    let v1 = e.fixture("good", "v1");
+    let v2 = e.fixture("good", "v2");
+    e.desire(&v1).await;
+    e.rec.converge_all().await.unwrap();
+    let first = e.store.latest_update(e.ws.id).await.unwrap().unwrap();
+    assert_eq!(
+        first.order,
+        UpdateOrder::StopFirst,
+        "a first creation has no old container to keep serving"
+    );
+    e.desire(&v2).await;
+    e.rec.converge_all().await.unwrap();
+    let u = e.store.latest_update(e.ws.id).await.unwrap().unwrap();
+    assert_eq!(
+        (u.phase, u.order),
+        (UpdatePhase::Succeeded, UpdateOrder::StartFirst)
+    );
 }

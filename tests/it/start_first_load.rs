@@ -39,7 +39,7 @@ async fn update_under_load(order: UpdateOrder) -> nginx::Traffic {
         tag,
         None,
         move |s, _| {
-            s.update_order = order;
+            s.update_order = Some(order);
             for v in &mut s.volumes {
                 v.shared = true;
             }
