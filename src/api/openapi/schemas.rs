@@ -58,8 +58,8 @@ pub(super) fn core() -> Value {
         "labels": { "type": "object", "additionalProperties": { "type": "string" } },
         "drift": { "enum": ["correct", "report"], "default": "correct",
             "description": "a container recreated behind sluice's back with other settings is reported (event drift_detected, sluice_drift_total, workspace drift); correct also puts it back to the spec" },
-        "update_order": { "enum": ["stop-first", "start-first"], "default": "stop-first",
-            "description": "start-first starts the new container beside the old, switches traffic when it is healthy, then stops the old one (no outage); refused unless every volume is shared, no host port is published and every bind is read-only" },
+        "update_order": { "enum": ["stop-first", "start-first"],
+            "description": "absent: the image's [[rollout.images]] update_order, else [update] order (applied only where the spec allows start-first). start-first starts the new container beside the old, switches traffic when it is healthy, then stops the old one (no outage); refused unless every volume is shared, no host port is published and every bind is read-only" },
         "snapshot_on_start_first": { "type": "boolean", "default": false,
             "description": "start-first only: snapshot the volumes (while the old container runs) before the new one starts" }
     });
