@@ -26,21 +26,22 @@ impl<R: ContainerRuntime> Reconciler<R> {
         let cname = w.container_name();
         let existing = inner.rt.inspect(&cname).await?;
         let now = inner.clock.now();
+        // A pending restore_data must go through the saga even when the digest already
+        // runs (its data is what has to change), and stop-first (a restore needs the
+        // container stopped).
+        let restore_pending = match rollout {
+            Some(r) => inner
+                .store
+                .pending_restore(r, w.id, &desired)
+                .await?
+                .is_some(),
+            None => false,
+        };
         if let Some(c) = &existing {
             if !belongs_to(c, &w) {
                 tracing::warn!(workspace = name, container = %cname, "a container sluice does not manage holds the name; not touching it");
                 return Ok(());
             }
-            // A pending restore_data must go through the saga even when the digest
-            // already runs: its data is what has to change.
-            let restore_pending = match rollout {
-                Some(r) => inner
-                    .store
-                    .pending_restore(r, w.id, &desired)
-                    .await?
-                    .is_some(),
-                None => false,
-            };
             if running_digest(c, &w) == Some(desired.as_str()) && !restore_pending {
                 if !c.running {
                     inner.rt.start(&cname).await?;
@@ -72,15 +73,7 @@ impl<R: ContainerRuntime> Reconciler<R> {
             return Ok(());
         }
         // Start-first needs an old container that runs (else there is nothing to keep
-        // serving) and no data to restore (a restore needs the container stopped).
-        let restore_pending = match rollout {
-            Some(r) => inner
-                .store
-                .pending_restore(r, w.id, &desired)
-                .await?
-                .is_some(),
-            None => false,
-        };
+        // serving) and no data to restore.
         let wanted =
             crate::domain::spec::effective_order(&w.spec, inner.cfg.default_order(&w.image));
         let order = match (&existing, wanted) {

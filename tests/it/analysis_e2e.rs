@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use chrono::TimeZone;
 use sluice::clock::{Clock, ManualClock, SystemClock};
-use sluice::config::{AnalysisCheck, Comparison, Inconclusive, RolloutSettings, Settings};
+use sluice::config::{AnalysisCheck, Comparison, Inconclusive, RolloutSettings};
 use sluice::domain::spec::PortMapping;
 use sluice::domain::{AnalysisOutcome, AnalysisVerdict, ApplyTier, RolloutState, Tier};
 use sluice::rollout::analysis::Sample;
@@ -21,7 +21,7 @@ use sluice::wake::Wakers;
 use std::sync::Arc;
 
 use crate::prometheus_analysis::start_prometheus;
-use crate::rollout_e2e::{Fleet, exec, reconciler};
+use crate::rollout_e2e::{Fleet, e2e_store, exec, reconciler};
 use crate::support::{DockerCleanup, build_fixture, fixture_workspace, registry, unique};
 
 const QUERY: &str = r#"max(fixture_error_ratio{workspace=~"{{ canary_workspaces }}"})"#;
@@ -61,13 +61,7 @@ async fn scraped(p: &Prometheus, q: &str, want: f64) {
 #[tokio::test]
 async fn prometheus_scraping_the_canary_gates_its_promotion() {
     let dir = tempfile::tempdir().unwrap();
-    let mut s = Settings::default();
-    s.data.dir = dir.path().to_path_buf();
-    s.update.min_healthy_time = Duration::from_secs(1);
-    s.update.healthy_deadline = Duration::from_secs(8);
-    s.update.stop_timeout = Duration::from_secs(5);
-    s.snapshots.min_free_bytes = 0;
-    let store = sluice::startup::open_store(&s).await.unwrap();
+    let (s, store) = e2e_store(dir.path()).await;
     let repo = format!("{}/{}/app", registry(), unique("gate"));
     let image = format!("{repo}:stable");
     let mut cleanup = DockerCleanup::default();

@@ -87,6 +87,19 @@ impl Fleet {
     }
 }
 
+/// Settings for a whole rollout on Docker in `dir` (short health gate and stop), and
+/// its store.
+pub async fn e2e_store(dir: &std::path::Path) -> (Settings, Store) {
+    let mut s = Settings::default();
+    s.data.dir = dir.to_path_buf();
+    s.update.min_healthy_time = Duration::from_secs(1);
+    s.update.healthy_deadline = Duration::from_secs(8);
+    s.update.stop_timeout = Duration::from_secs(5);
+    s.snapshots.min_free_bytes = 0;
+    let store = sluice::startup::open_store(&s).await.unwrap();
+    (s, store)
+}
+
 /// The real reconciler on the local engine, with `s`'s update settings.
 pub async fn reconciler(s: &Settings, store: &Store) -> Reconciler<DockerRuntime> {
     let docker = connect(&s.docker).await.expect("docker");
@@ -108,13 +121,7 @@ pub fn exec(container: &str, script: &str) -> String {
 #[tokio::test]
 async fn canary_soak_waves_then_a_bad_release_aborts_at_the_canary() {
     let dir = tempfile::tempdir().unwrap();
-    let mut s = Settings::default();
-    s.data.dir = dir.path().to_path_buf();
-    s.update.min_healthy_time = Duration::from_secs(1);
-    s.update.healthy_deadline = Duration::from_secs(8);
-    s.update.stop_timeout = Duration::from_secs(5);
-    s.snapshots.min_free_bytes = 0;
-    let store = sluice::startup::open_store(&s).await.unwrap();
+    let (s, store) = e2e_store(dir.path()).await;
     let repo = format!("{}/{}/app", registry(), unique("e2e"));
     let image = format!("{repo}:stable");
     let mut cleanup = DockerCleanup::default();
