@@ -166,3 +166,61 @@ async fn the_fleet_default_order_applies_to_a_workspace_that_names_none() {
         (UpdatePhase::Succeeded, UpdateOrder::StartFirst)
     );
 }
+
+/// Every start-first step that succeeded runs a second time and must change nothing the
+/// tenant can see (the reconciler's `repeat_steps`, test build only).
+#[tokio::test]
+async fn every_start_first_step_run_twice_changes_nothing() {
+    use std::sync::Arc;
+
+    use sluice::clock::SystemClock;
+    use sluice::reconciler::{Reconciler, ReconcilerConfig, ReconcilerMetrics};
+    use sluice::runtime::{DockerRuntime, connect};
+    use sluice::snapshot::Snapshots;
+
+    let mut e = env_in_repo(
+        "sf-twice",
+        None,
+        |s, _| {
+            s.update_order = Some(UpdateOrder::StartFirst);
+            for v in &mut s.volumes {
+                v.shared = true;
+            }
+        },
+        |_| {},
+    )
+    .await;
+    e.cleanup.containers.push(format!("{}.next", e.container()));
+    let v1 = e.fixture("good", "v1");
+    let v2 = e.fixture("good", "v2");
+    let bad = e.fixture("bad-health", "v3");
+    let s = crate::reconciler::settings(e.dir.path());
+    let mut cfg = ReconcilerConfig::from_settings(&s);
+    cfg.repeat_steps = true;
+    let rec = Reconciler::new(
+        DockerRuntime::new(connect(&s.docker).await.expect("docker")),
+        e.store.clone(),
+        Snapshots::new(s.snapshot_dir(), s.snapshots.clone(), e.store.clone()),
+        cfg,
+        Arc::new(SystemClock),
+        ReconcilerMetrics::register(&prometheus::Registry::new()),
+        sluice::wake::Wakers::new(),
+    );
+    for (d, want) in [
+        (&v1, UpdatePhase::Succeeded),
+        (&v2, UpdatePhase::Succeeded),
+        (&bad, UpdatePhase::RolledBack),
+    ] {
+        e.desire(d).await;
+        rec.converge_all().await.expect("converge");
+        let u = e.store.latest_update(e.ws.id).await.unwrap().unwrap();
+        assert_eq!(u.phase, want, "{:?}", u.error);
+        assert!(
+            !u.error.unwrap_or_default().contains("not idempotent"),
+            "a step changed something when run again"
+        );
+    }
+    let u = e.store.latest_update(e.ws.id).await.unwrap().unwrap();
+    assert_eq!(u.order, UpdateOrder::StartFirst);
+    assert_eq!(e.workspace().await.actual_digest, Some(v2));
+}
