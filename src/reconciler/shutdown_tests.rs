@@ -55,6 +55,16 @@ async fn a_saga_running_past_shutdown_grace_is_aborted_and_resumed_at_the_next_s
     let stop = CancellationToken::new();
     let run = tokio::spawn(t.rec.clone().run(stop.clone()));
     wait_phase(&t.store, t.ws.id, UpdatePhase::HealthChecking).await;
+    // The row says health_checking a moment before the saga reaches the pause: a stop in
+    // between would end it at that journal point, with no grace needed.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !t.rec.inner.parked.load(std::sync::atomic::Ordering::SeqCst) {
+        assert!(
+            Instant::now() < deadline,
+            "the saga never reached its pause"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 
     let asked = Instant::now();
     stop.cancel();

@@ -30,6 +30,9 @@ pub(crate) struct Inner<R> {
     pub(super) sem: Arc<Semaphore>,
     pub(super) http: reqwest::Client,
     pub(super) pause_at: Option<String>,
+    /// Set when a saga has stopped at `pause_at` (tests wait for it: the phase is
+    /// journaled a moment before the saga reaches the pause).
+    pub(super) parked: std::sync::atomic::AtomicBool,
     /// Cancelled once the daemon is stopping: sagas read it between steps (see the module
     /// docs, "Stopping") so a graceful stop ends them at a journal point, never mid-step.
     pub(super) stop: CancellationToken,
@@ -128,6 +131,7 @@ impl<R: ContainerRuntime> Reconciler<R> {
                 busy: Mutex::new(HashSet::new()),
                 http,
                 pause_at,
+                parked: std::sync::atomic::AtomicBool::new(false),
                 stop: CancellationToken::new(),
             }),
         }

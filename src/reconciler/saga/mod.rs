@@ -71,6 +71,7 @@ impl<R: ContainerRuntime> Inner<R> {
     async fn pause_hook(&self, phase: UpdatePhase, workspace: &str) {
         if self.pause_at.as_deref() == Some(phase.as_str()) {
             tracing::warn!(phase = phase.as_str(), workspace, "test_pause");
+            self.parked.store(true, std::sync::atomic::Ordering::SeqCst);
             loop {
                 tokio::time::sleep(Duration::from_secs(3600)).await;
             }
