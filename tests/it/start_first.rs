@@ -224,3 +224,119 @@ async fn every_start_first_step_run_twice_changes_nothing() {
     assert_eq!(u.order, UpdateOrder::StartFirst);
     assert_eq!(e.workspace().await.actual_digest, Some(v2));
 }
+
+/// The webhook router: the hand-over POSTs the new container's route and wants a 2xx; a
+/// hook that refuses it rolls the update back to the old container, which never stopped.
+#[tokio::test]
+async fn the_route_webhook_hears_of_the_new_container_and_a_refusal_rolls_back() {
+    use std::sync::{Arc, Mutex};
+
+    use sluice::config::{RouterKind, RouterSettings};
+
+    let heard: Arc<Mutex<Vec<serde_json::Value>>> = Arc::default();
+    let refuse = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let app = {
+        let (heard, refuse) = (heard.clone(), refuse.clone());
+        axum::Router::new().route(
+            "/routes/secret-path",
+            axum::routing::post(move |axum::Json(v): axum::Json<serde_json::Value>| {
+                let (heard, refuse) = (heard.clone(), refuse.clone());
+                async move {
+                    heard.lock().unwrap().push(v);
+                    if refuse.load(std::sync::atomic::Ordering::SeqCst) {
+                        axum::http::StatusCode::INTERNAL_SERVER_ERROR
+                    } else {
+                        axum::http::StatusCode::NO_CONTENT
+                    }
+                }
+            }),
+        )
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!(
+        "http://{}/routes/secret-path",
+        listener.local_addr().unwrap()
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let hook = url.clone();
+    let mut e = env_in_repo(
+        "sfw",
+        None,
+        |s, _| {
+            s.update_order = Some(UpdateOrder::StartFirst);
+            for v in &mut s.volumes {
+                v.shared = true;
+            }
+        },
+        move |s| {
+            s.router = RouterSettings {
+                kind: RouterKind::Webhook,
+                url: Some(sluice::config::WebhookUrl::parse(&hook).unwrap()),
+                ..RouterSettings::default()
+            };
+        },
+    )
+    .await;
+    e.cleanup.containers.push(format!("{}.next", e.container()));
+    let v1 = e.fixture("good", "v1");
+    let v2 = e.fixture("good", "v2");
+    let v3 = e.fixture("good", "v3");
+    e.desire(&v1).await;
+    e.rec.converge_all().await.unwrap();
+    heard.lock().unwrap().clear();
+
+    e.desire(&v2).await;
+    e.rec.converge_all().await.unwrap();
+    let u = e.store.latest_update(e.ws.id).await.unwrap().unwrap();
+    assert_eq!(u.phase, UpdatePhase::Succeeded, "{:?}", u.error);
+    let route = heard
+        .lock()
+        .unwrap()
+        .first()
+        .cloned()
+        .expect("the hook heard the hand-over");
+    assert_eq!(route["workspace"], e.ws.name.as_str());
+    assert_eq!(route["container"], format!("{}.next", e.container()));
+    assert_eq!(route["digest"], v2.as_str());
+    assert_eq!(route["port"], 8080);
+    let ip = run(Command::new("docker").args([
+        "inspect",
+        "--format",
+        "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+        &e.container(),
+    ]));
+    assert_eq!(
+        route["address"],
+        ip.trim(),
+        "the address of the container now serving"
+    );
+
+    // A hook that refuses: rolled back, the running container untouched, routed back.
+    let before = identity(&e.container());
+    refuse.store(true, std::sync::atomic::Ordering::SeqCst);
+    heard.lock().unwrap().clear();
+    e.desire(&v3).await;
+    e.rec.converge_all().await.unwrap();
+    let u = e.store.latest_update(e.ws.id).await.unwrap().unwrap();
+    assert_eq!(u.phase, UpdatePhase::RolledBack, "{:?}", u.error);
+    assert!(
+        u.error
+            .as_deref()
+            .is_some_and(|m| m.contains("router") && !m.contains("secret-path")),
+        "the reason names the router, never the hook's URL: {:?}",
+        u.error
+    );
+    assert_eq!(identity(&e.container()), before, "never stopped");
+    assert_eq!(e.workspace().await.actual_digest, Some(v2.clone()));
+    let tried: Vec<String> = heard
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|r| r["digest"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(
+        tried,
+        [v3.to_string(), v2.to_string()],
+        "to the new one, then back"
+    );
+}

@@ -141,7 +141,16 @@ impl<R: ContainerRuntime> Inner<R> {
             .map_err(StepError::from)?
             .and_then(|c| c.ip);
         let back = ctx.row.from_digest.as_ref().map_or("", |d| d.as_str());
-        self.route_to(ctx, &ctx.name, ip.as_deref(), back).await?;
+        // The old container runs and is healthy: a proxy that cannot be told so (the
+        // router failing again, often the very failure being undone) is an operator's
+        // to fix, loudly, not a reason to quarantine a workspace that serves.
+        if let Err(e) = self.route_to(ctx, &ctx.name, ip.as_deref(), back).await {
+            if matches!(e, StepError::Permanent(ref m) if m.starts_with("router:")) {
+                tracing::error!(workspace = %ctx.w.name, update = ctx.row.id, error = %e, "the router was not told of the rollback; the proxy may still point at the new container");
+            } else {
+                return Err(e);
+            }
+        }
         self.rt.remove(&ctx.staged).await.map_err(StepError::from)
     }
 
