@@ -132,8 +132,12 @@ pub struct Traffic {
 
 /// Requests `url` 100 times a second until `stop` (at most 60 s).
 pub async fn load(url: String, stop: Arc<AtomicBool>) -> Traffic {
+    // A new connection for every request: a reloaded nginx closes its old workers'
+    // keep-alive connections, and a request racing that close fails in the client
+    // whatever the backend does — a property of the proxy, not of the update.
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
+        .pool_max_idle_per_host(0)
         .build()
         .expect("client");
     let mut t = Traffic::default();

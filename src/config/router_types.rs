@@ -42,7 +42,9 @@ pub struct RouterSettings {
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
     /// After the switch, how long the old container keeps running before it is stopped:
-    /// the proxy finishes what it sent there (and a reloaded proxy's old workers drain).
+    /// the proxy finishes what it sent there, and a reloaded proxy (`nginx -s reload`
+    /// returns before the new workers serve) has its old workers drained, on a busy
+    /// machine too.
     #[serde(with = "humantime_serde")]
     pub drain: Duration,
 }
@@ -56,7 +58,7 @@ impl Default for RouterSettings {
             reload: vec!["nginx".into(), "-s".into(), "reload".into()],
             url: None,
             timeout: Duration::from_secs(10),
-            drain: Duration::from_secs(2),
+            drain: Duration::from_secs(5),
         }
     }
 }
