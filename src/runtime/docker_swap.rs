@@ -40,14 +40,14 @@ pub(super) async fn rename(docker: &Docker, from: &str, to: &str) -> Result<(), 
     {
         Ok(()) => Ok(()),
         // Done before (a repeated step): `from` is gone and `to` exists.
-        Err(e) if is_status(&e, &[404]) && aliases_exists(docker, to).await => Ok(()),
+        Err(e) if is_status(&e, &[404]) && exists(docker, to).await => Ok(()),
         Err(e) => Err(err("rename", from)(e)),
     };
     crate::fault::point("rename.after").await;
     result
 }
 
-async fn aliases_exists(docker: &Docker, name: &str) -> bool {
+async fn exists(docker: &Docker, name: &str) -> bool {
     docker.inspect_container(name, None).await.is_ok()
 }
 

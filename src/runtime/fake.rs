@@ -380,12 +380,7 @@ impl ContainerRuntime for FakeRuntime {
 
     async fn attach(&self, name: &str, network: &Attachment) -> Result<(), RuntimeError> {
         self.answer("attach", name)?;
-        super::fake_views::attach(
-            &mut self.lock().containers,
-            name,
-            Some(network),
-            &network.network,
-        )
+        super::fake_views::attach(&mut self.lock().containers, name, network)
     }
 
     async fn events_since(&self, _since_secs: i64) -> Result<Vec<String>, RuntimeError> {

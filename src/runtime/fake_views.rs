@@ -68,20 +68,16 @@ pub(super) fn rename(
     Ok(())
 }
 
-/// Attaches `name` to `network` with `with`'s aliases (`with` none: detaches it).
+/// Attaches `name` to `a.network` with exactly `a.aliases`.
 pub(super) fn attach(
     containers: &mut HashMap<String, FakeContainer>,
     name: &str,
-    with: Option<&Attachment>,
-    network: &str,
+    a: &Attachment,
 ) -> Result<(), RuntimeError> {
-    let Some(c) = containers.get_mut(name) else {
-        return match with {
-            Some(_) => Err(refused("attach", name, "no such container")),
-            None => Ok(()),
-        };
-    };
-    c.spec.networks.retain(|a| a.network != network);
-    c.spec.networks.extend(with.cloned());
+    let c = containers
+        .get_mut(name)
+        .ok_or_else(|| refused("attach", name, "no such container"))?;
+    c.spec.networks.retain(|x| x.network != a.network);
+    c.spec.networks.push(a.clone());
     Ok(())
 }
