@@ -36,6 +36,9 @@ use crate::task::{Backoff, Driver};
 #[cfg(test)]
 use deliver::transport_error;
 
+/// The `outcome` label's values of `sluice_notifications_total`.
+const OUTCOMES: [&str; 3] = ["delivered", "failed", "dropped"];
+
 #[derive(Clone)]
 struct Counters(Option<IntCounterVec>);
 
@@ -51,6 +54,15 @@ impl Counters {
         .ok()
         .filter(|c| metrics.registry().register(Box::new(c.clone())).is_ok());
         Self(c)
+    }
+    /// Exports every outcome of `sink` at zero, so `increase()` and alerts see the first
+    /// failure or drop (a series that appears already at 1 shows no increase).
+    fn init(&self, sink: &str) {
+        if let Some(c) = &self.0 {
+            for outcome in OUTCOMES {
+                c.with_label_values(&[sink, outcome]);
+            }
+        }
     }
     fn inc(&self, sink: &str, outcome: &str) {
         if let Some(c) = &self.0 {
@@ -88,6 +100,7 @@ pub fn spawn(
     for (i, w) in settings.webhooks.iter().enumerate() {
         let (tx, rx) = mpsc::channel(settings.queue_capacity);
         let label = sink_label(i, &w.url);
+        counters.init(&label);
         let progress = Arc::new(feed::Progress::default());
         let delivery = deliver::Delivery {
             rx,

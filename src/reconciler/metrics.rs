@@ -2,7 +2,7 @@
 
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry};
 
-use crate::domain::HostName;
+use crate::domain::{HostName, UpdatePhase};
 
 #[derive(Clone)]
 /// `sluice_workspaces{tier,state}` is not here: the API refreshes it from the store on
@@ -15,6 +15,9 @@ pub struct ReconcilerMetrics {
     pub snapshot_bytes: IntCounter,
     pub drift: IntCounterVec,
 }
+
+/// The `kind` label's values of `sluice_drift_total` (`drift.rs`).
+const DRIFT_KINDS: [&str; 3] = ["container", "stopped", "configuration"];
 
 const BUCKETS: &[f64] = &[0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0];
 
@@ -72,6 +75,14 @@ impl ReconcilerMetrics {
             )
             .expect("valid metric"),
         };
+        // Every fixed label value exported at zero, so `increase()` and alerts see the
+        // first update of each result and the first drift of each kind.
+        for phase in UpdatePhase::ALL.iter().filter(|p| p.is_terminal()) {
+            m.updates.with_label_values(&[phase.as_str()]);
+        }
+        for kind in DRIFT_KINDS {
+            m.drift.with_label_values(&[kind]);
+        }
         for c in [
             Box::new(m.updates.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(m.rollbacks.clone()),

@@ -23,8 +23,10 @@ pub struct Driver<T> {
 }
 
 impl<T: Task> Driver<T> {
-    /// A driver with the default [`Backoff`] and no notifier.
+    /// A driver with the default [`Backoff`] and no notifier. The task's error counter
+    /// is exported at zero from now on, so `rate()` and alerts see it before a failure.
     pub fn new(task: T, metrics: TaskMetrics) -> Self {
+        metrics.errors.with_label_values(&[T::NAME]);
         Self {
             task,
             wake: None,

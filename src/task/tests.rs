@@ -265,3 +265,17 @@ fn backoff_doubles_from_initial_to_the_cap() {
     assert_eq!(b.delay(u32::MAX), secs(1));
     assert_eq!(Backoff::new(secs(5), secs(1)).delay(1), secs(5));
 }
+
+#[test]
+fn a_new_driver_exports_its_error_counter_at_zero() {
+    let metrics = TaskMetrics::unregistered();
+    let _driver = Driver::new(
+        Scripted::new(Vec::new(), &CancellationToken::new()),
+        metrics.clone(),
+    );
+    let families = prometheus::core::Collector::collect(&metrics.errors);
+    let samples: Vec<_> = families.iter().flat_map(|f| f.get_metric()).collect();
+    assert_eq!(samples.len(), 1, "one series, before any pass");
+    assert_eq!(samples[0].get_label()[0].value(), "scripted");
+    assert_eq!(samples[0].get_counter().get_value(), 0.0);
+}
