@@ -182,8 +182,8 @@ async fn measured<F: std::future::Future<Output = ()>>(port: u16, update: F) -> 
     traffic.await.expect("client")
 }
 
-async fn ready(port: u16) {
-    let url = format!("http://127.0.0.1:{port}/version");
+async fn ready(proxy: &nginx::Nginx) {
+    let url = format!("http://127.0.0.1:{}/version", proxy.port);
     let deadline = Instant::now() + Duration::from_secs(30);
     while reqwest::get(&url)
         .await
@@ -194,6 +194,7 @@ async fn ready(port: u16) {
         assert!(Instant::now() < deadline, "the proxy never answered");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    proxy.settle();
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -224,7 +225,7 @@ async fn main() {
     docker(&["volume", "create", "--label", "sluice.test=1", &raw_volume]);
     raw_cycle(dirs[2].path(), &names[2], &raw_volume, &images[0]);
     for p in &proxies {
-        ready(p.port).await;
+        ready(p).await;
     }
     let mut results: [Vec<nginx::Traffic>; 3] = Default::default();
     for round in 0..UPDATES {

@@ -23,6 +23,26 @@ pub struct Nginx {
     pub upstreams: PathBuf,
 }
 
+impl Nginx {
+    /// Waits until the master has one worker left: after a reload the old worker goes on
+    /// accepting connections, with the old upstream, until it has been told to stop, so
+    /// a proxy that answered once through its new worker may still answer through the
+    /// old one for a moment.
+    pub fn settle(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while workers(self.child.id()) != 1 {
+            assert!(Instant::now() < deadline, "nginx kept more than one worker");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// What nginx logged (reloads, and every upstream it could not reach).
+    pub fn error_log(&self) -> String {
+        let log = self.conf.with_file_name("error.log");
+        std::fs::read_to_string(log).unwrap_or_default()
+    }
+}
+
 impl Drop for Nginx {
     /// SIGTERM, so the master takes its workers along (a SIGKILLed master leaves them
     /// running); SIGKILL only if it has not exited within 5 s.
@@ -40,6 +60,21 @@ impl Drop for Nginx {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// How many processes have `parent` as their parent (from `/proc/*/stat`).
+fn workers(parent: u32) -> usize {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    dir.filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("stat")).ok())
+        .filter(|stat| {
+            // pid (comm) state ppid ...: the name may hold spaces, so read after ')'.
+            stat.rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok())
+                == Some(parent)
+        })
+        .count()
 }
 
 fn free_port() -> u16 {
@@ -89,7 +124,7 @@ pub fn start(dir: &Path, workspace: &str) -> Nginx {
     std::fs::write(
         &conf,
         format!(
-            "pid {d}/nginx.pid;\nerror_log {d}/error.log;\ndaemon off;\nworker_processes 1;\n\
+            "pid {d}/nginx.pid;\nerror_log {d}/error.log notice;\ndaemon off;\nworker_processes 1;\n\
              events {{ worker_connections 512; }}\n\
              http {{\n  access_log off;\n  client_body_temp_path {d}/tmp; proxy_temp_path {d}/tmp;\n  \
              fastcgi_temp_path {d}/tmp; uwsgi_temp_path {d}/tmp; scgi_temp_path {d}/tmp;\n  \
@@ -128,6 +163,8 @@ pub struct Traffic {
     pub longest_gap: Duration,
     /// The bodies answered, each once, in the order they first came.
     pub seen: Vec<String>,
+    /// Each failed request: milliseconds after the load began, and what the client got.
+    pub failures: Vec<(u128, String)>,
 }
 
 /// Requests `url` 100 times a second until `stop` (at most 60 s).
@@ -143,6 +180,7 @@ pub async fn load(url: String, stop: Arc<AtomicBool>) -> Traffic {
     let mut t = Traffic::default();
     let mut tick = tokio::time::interval(Duration::from_millis(10));
     let deadline = Instant::now() + Duration::from_secs(60);
+    let began = Instant::now();
     let mut last_ok = Instant::now();
     while !stop.load(Ordering::SeqCst) && Instant::now() < deadline {
         tick.tick().await;
@@ -156,8 +194,23 @@ pub async fn load(url: String, stop: Arc<AtomicBool>) -> Traffic {
                 t.longest_gap = t.longest_gap.max(last_ok.elapsed());
                 last_ok = Instant::now();
             }
-            _ => t.failed += 1,
+            Ok(r) => {
+                t.failed += 1;
+                let status = r.status();
+                let body = r.text().await.unwrap_or_default();
+                t.failures.push((
+                    began.elapsed().as_millis(),
+                    format!("{status}: {}", body.trim()),
+                ));
+            }
+            Err(e) => {
+                t.failed += 1;
+                t.failures
+                    .push((began.elapsed().as_millis(), format!("{e:?}")));
+            }
         }
     }
+    // Failures at the end are a gap too.
+    t.longest_gap = t.longest_gap.max(last_ok.elapsed());
     t
 }
