@@ -64,6 +64,7 @@ pub fn load_from_str(
                 .with_list_parse_key("images.allow")
                 .with_list_parse_key("workspaces.allowed_bind_prefixes")
                 .with_list_parse_key("registries.insecure")
+                .with_list_parse_key("router.reload")
                 .source(Some(env)),
         )
         .build()

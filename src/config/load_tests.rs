@@ -373,3 +373,27 @@ after_waves = true
         assert!(!e.contains("u:p@"), "credentials never in a message: {e}");
     }
 }
+
+/// The router's reload command is a list; from the environment it is written with commas,
+/// and a one-word command is still a command, not a boolean.
+#[test]
+fn the_router_reload_command_comes_from_the_environment_as_a_list() {
+    let s = load_from_str(
+        "",
+        env(&[(
+            "SLUICE__ROUTER__RELOAD",
+            "nginx,-c,/etc/nginx/nginx.conf,-s,reload",
+        )]),
+    )
+    .unwrap();
+    assert_eq!(
+        s.router.reload,
+        ["nginx", "-c", "/etc/nginx/nginx.conf", "-s", "reload"]
+    );
+    let s = load_from_str("", env(&[("SLUICE__ROUTER__RELOAD", "/bin/true")])).unwrap();
+    assert_eq!(s.router.reload, ["/bin/true"]);
+    let s = load_from_str("", env(&[("SLUICE__ROUTER__RELOAD", "true")])).unwrap();
+    assert_eq!(s.router.reload, ["true"]);
+    let e = load_from_str("[router]\nreload = \"nginx -s reload\"\n", env(&[])).unwrap_err();
+    assert!(e.to_string().contains("router.reload"), "{e}");
+}

@@ -35,6 +35,7 @@ pub struct RouterSettings {
     pub template: String,
     /// `file`: the command run after each write (program and arguments), e.g.
     /// `["nginx", "-s", "reload"]`; empty: none.
+    #[serde(deserialize_with = "command")]
     pub reload: Vec<String>,
     /// `webhook`: where the route is POSTed (a secret: never printed whole).
     pub url: Option<WebhookUrl>,
@@ -100,4 +101,29 @@ impl RouterSettings {
             RouterKind::Webhook => Ok(()),
         }
     }
+}
+
+/// A command as a list of words; from the environment (`SLUICE__ROUTER__RELOAD`, words
+/// separated by commas) a one-word command such as `true` arrives as a boolean, which is
+/// still that word.
+fn command<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Words {
+        List(Vec<String>),
+        Word(String),
+        Flag(bool),
+        Number(i64),
+    }
+    Ok(match Words::deserialize(d)? {
+        Words::List(w) => w,
+        Words::Word(w) if w.contains(char::is_whitespace) => {
+            return Err(serde::de::Error::custom(format!(
+                "a command is a list of words, e.g. [\"nginx\", \"-s\", \"reload\"], not {w:?}"
+            )));
+        }
+        Words::Word(w) => vec![w],
+        Words::Flag(b) => vec![b.to_string()],
+        Words::Number(n) => vec![n.to_string()],
+    })
 }

@@ -7,7 +7,8 @@
 //! audited for the attempt.
 //!
 //! Start-first updates (`update_order = "start-first"`, a shared volume, a network alias
-//! the new container takes over) go through the same matrix with their own lists: the
+//! the new container takes over, a `file` router whose upstream file must end up naming
+//! the container that serves) go through the same matrix with their own lists: the
 //! failing one there is a new version that fails its health gate (a start-first update
 //! shares the volume with the new version, so its data is the application's to keep).
 //!
@@ -97,6 +98,8 @@ const START_FIRST_GOOD: &[&str] = &[
     "health_checking/start.after",
     "stopping/attach.before",
     "stopping/attach.after",
+    "stopping/route.before",
+    "stopping/route.after",
     "stopping/stop.before",
     "stopping/stop.after",
     "stopping/remove.before",
@@ -121,6 +124,8 @@ const START_FIRST_FAILING: &[&str] = &[
     "rolling_back/pull.after",
     "rolling_back/start.before",
     "rolling_back/start.after",
+    "rolling_back/route.before",
+    "rolling_back/route.after",
     "rolling_back/remove.before",
     "rolling_back/remove.after",
     "verifying/start.before",
@@ -207,12 +212,40 @@ async fn workspace(
                 }];
             }
         },
-        |_| {},
+        |s| {
+            if scenario.start_first() {
+                s.router = router_settings(&s.data.dir);
+            }
+        },
     )
     .await;
     e.cleanup.images.clear();
     e.cleanup.containers.push(format!("{}.next", e.container()));
     (network.map(crate::recreate_fidelity::NetworkGuard), e)
+}
+
+/// The `[router]` of a start-first case: an upstream file per workspace in its data
+/// dir, and a reload that does nothing (what is checked is the file).
+fn router_settings(dir: &Path) -> sluice::config::RouterSettings {
+    sluice::config::RouterSettings {
+        kind: sluice::config::RouterKind::File,
+        file: Some(dir.join("{workspace}.upstream")),
+        reload: vec!["true".into()],
+        ..Default::default()
+    }
+}
+
+/// The same `[router]` for a `sluice run` of a start-first case, as its environment.
+fn router_env(scenario: Scenario, dir: &Path) -> Vec<(&'static str, String)> {
+    if !scenario.start_first() {
+        return Vec::new();
+    }
+    let file = dir.join("{workspace}.upstream").display().to_string();
+    vec![
+        ("SLUICE__ROUTER__KIND", "file".into()),
+        ("SLUICE__ROUTER__FILE", file),
+        ("SLUICE__ROUTER__RELOAD", "true".into()),
+    ]
 }
 
 /// A workspace's volume as the tenant left it: 64 MiB of data and one of each kind.
@@ -250,7 +283,9 @@ async fn trace(images: &Images, scenario: Scenario) -> Vec<String> {
     fill(&mountpoint(&e.volume));
     let (target, _, _) = scenario.outcome(images);
     e.desire(target).await;
+    let routes = router_env(scenario, e.dir.path());
     let mut envs = TEST_ENV.to_vec();
+    envs.extend(routes.iter().map(|(k, v)| (*k, v.as_str())));
     envs.push(("SLUICE_FAULT_TRACE", "1"));
     let d = tokio::task::block_in_place(|| Daemon::start(e.dir.path(), &envs));
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -291,7 +326,10 @@ async fn case(images: Arc<Images>, scenario: Scenario, point: String, signal: &'
     let before = manifest(&data, &["boots.log"]);
     let (target, expected_digest, expected_phase) = scenario.outcome(&images);
     e.desire(target).await;
-    let mut envs = TEST_ENV.to_vec();
+    let routes = router_env(scenario, e.dir.path());
+    let mut resumed = TEST_ENV.to_vec();
+    resumed.extend(routes.iter().map(|(k, v)| (*k, v.as_str())));
+    let mut envs = resumed.clone();
     envs.push(("SLUICE_FAULT_AT", point.as_str()));
     envs.push(("SLUICE__UPDATE__SHUTDOWN_GRACE", "30s"));
     let at = format!("{point} by SIG{signal}");
@@ -307,7 +345,7 @@ async fn case(images: Arc<Images>, scenario: Scenario, point: String, signal: &'
         assert!(status.success(), "{at}: exit status {status}");
     }
     drop(d);
-    let d2 = tokio::task::block_in_place(|| Daemon::start(e.dir.path(), TEST_ENV));
+    let d2 = tokio::task::block_in_place(|| Daemon::start(e.dir.path(), &resumed));
     let deadline = Instant::now() + Duration::from_secs(120);
     let u = loop {
         let u = e.store.latest_update(e.ws.id).await.unwrap().unwrap();
@@ -373,6 +411,18 @@ async fn case(images: Arc<Images>, scenario: Scenario, point: String, signal: &'
         assert!(
             aliases.contains("\"app\""),
             "{at}: the alias is lost: {aliases}"
+        );
+        let address = crate::support::run(Command::new("docker").args([
+            "inspect",
+            "--format",
+            "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+            &e.container(),
+        ]));
+        let upstream = e.dir.path().join(format!("{}.upstream", e.ws.name));
+        let route = std::fs::read_to_string(&upstream).unwrap_or_default();
+        assert!(
+            route.contains(&format!("server {}:8080;", address.trim())),
+            "{at}: the route names another container than {address}: {route}"
         );
     }
     eprintln!("crash matrix: {at}: converged in {:.1?}", started.elapsed());
