@@ -12,38 +12,22 @@ use std::time::{Duration, Instant};
 
 use sluice::clock::{Clock, SystemClock};
 use sluice::config::{RolloutSettings, Settings, StrategyKind};
-use sluice::domain::spec::{HealthProbe, HttpProbe, VolumeMount, WorkspaceSpec};
-use sluice::domain::{ApplyTier, Digest, ImageRef, RolloutState, Tier, UpdateMode, WorkspaceName};
+use sluice::domain::{ApplyTier, Digest, RolloutState, WorkspaceName};
 use sluice::reconciler::{Reconciler, ReconcilerConfig, ReconcilerMetrics};
 use sluice::rollout::controller::Controller;
 use sluice::rollout::metrics::RolloutMetrics;
 use sluice::rollout::ops::Ops;
 use sluice::runtime::{DockerRuntime, connect};
 use sluice::snapshot::Snapshots;
-use sluice::store::{NewWorkspace, Store};
+use sluice::store::Store;
 use sluice::wake::Wakers;
 use tokio_util::sync::CancellationToken;
 
+#[path = "support/fixture.rs"]
+mod fixture;
+use fixture::{fixture, fixture_spec, insert_workspace};
+
 const WORKSPACES: usize = 20;
-
-fn sh(cmd: &mut Command) -> String {
-    let out = cmd.output().expect("run");
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
-fn fixture(version: &str, repo: &str) -> Digest {
-    let out = sh(Command::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/env/build-fixture.sh"
-    ))
-    .args(["good", version, &format!("{repo}:{version}")]));
-    Digest::parse(&out).expect("digest")
-}
 
 async fn release(store: &Store, image: &str, d: &Digest) -> i64 {
     sqlx::query_scalar(
@@ -148,33 +132,8 @@ async fn main() {
     let mut names = Vec::new();
     for i in 0..WORKSPACES {
         let name = format!("bro-{pid}-{i:02}");
-        let w = store
-            .insert_workspace(
-                &NewWorkspace {
-                    host: sluice::domain::HostName::local(),
-                    name: WorkspaceName::parse(&name).expect("name"),
-                    image: ImageRef::parse(&image).expect("image"),
-                    update_tier: Tier::Production,
-                    update_mode: UpdateMode::Auto,
-                    maintenance_window: None,
-                    spec: WorkspaceSpec {
-                        volumes: vec![VolumeMount::new(format!("{name}-data"), "/data")],
-                        health: Some(HealthProbe {
-                            http: Some(HttpProbe {
-                                port: 8080,
-                                path: "/health".into(),
-                                status: Some(200),
-                            }),
-                            ..Default::default()
-                        }),
-                        labels: [("sluice.test".to_owned(), "1".to_owned())].into(),
-                        ..Default::default()
-                    },
-                },
-                SystemClock.now(),
-            )
-            .await
-            .expect("workspace");
+        let w =
+            insert_workspace(&store, &name, &image, fixture_spec(&format!("{name}-data"))).await;
         ids.push(w.id);
         names.push(name);
     }

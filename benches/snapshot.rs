@@ -22,23 +22,14 @@ use std::time::Instant;
 
 use sluice::clock::{Clock, SystemClock};
 use sluice::config::Settings;
-use sluice::domain::spec::{VolumeMount, WorkspaceSpec};
-use sluice::domain::{Digest, ImageRef, Tier, UpdateMode, WorkspaceName};
 use sluice::runtime::{ContainerRuntime, DockerRuntime, connect};
 use sluice::snapshot::Snapshots;
-use sluice::store::NewWorkspace;
+
+#[path = "support/fixture.rs"]
+mod fixture;
+use fixture::{fixture, fixture_spec, insert_workspace, sh};
 
 const ROUNDS: usize = 5;
-
-fn sh(cmd: &mut Command) -> String {
-    let out = cmd.output().expect("run");
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
 
 fn random_file(p: &Path, len: usize, seed: u64) {
     use std::io::Write;
@@ -119,12 +110,7 @@ async fn main() {
         std::env::var("SLUICE_TEST_REGISTRY").unwrap_or_else(|_| "127.0.0.1:5000".into());
     let pid = std::process::id();
     let repo = format!("{registry}/bench-snap-{pid}/app");
-    let out = sh(Command::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/env/build-fixture.sh"
-    ))
-    .args(["good", "v1", &format!("{repo}:v1")]));
-    let digest = Digest::parse(&out).expect("digest");
+    let digest = fixture("v1", &repo);
     let image = format!("{repo}@{digest}");
     sh(Command::new("docker").args(["pull", "-q", &image]));
 
@@ -153,25 +139,9 @@ async fn main() {
     for (n, case) in cases.iter().enumerate() {
         let name = format!("benchsnap-{pid}-{n}");
         let volume = format!("{name}-data");
-        let w = store
-            .insert_workspace(
-                &NewWorkspace {
-                    host: sluice::domain::HostName::local(),
-                    name: WorkspaceName::parse(&name).expect("name"),
-                    image: ImageRef::parse(&format!("{repo}:v1")).expect("image"),
-                    update_tier: Tier::Production,
-                    update_mode: UpdateMode::Auto,
-                    maintenance_window: None,
-                    spec: WorkspaceSpec {
-                        volumes: vec![VolumeMount::new(volume.clone(), "/data")],
-                        labels: [("sluice.test".to_owned(), "1".to_owned())].into(),
-                        ..Default::default()
-                    },
-                },
-                SystemClock.now(),
-            )
-            .await
-            .expect("workspace");
+        let mut spec = fixture_spec(&volume);
+        spec.health = None;
+        let w = insert_workspace(&store, &name, &format!("{repo}:v1"), spec).await;
         let spec = sluice::reconciler::container::container_spec(&w, &digest);
         rt.volume_create(&volume, &spec.labels)
             .await

@@ -15,38 +15,20 @@ use std::time::{Duration, Instant};
 
 use sluice::clock::{Clock, SystemClock};
 use sluice::config::{RouterKind, RouterSettings, Settings};
-use sluice::domain::spec::{HealthProbe, HttpProbe, UpdateOrder, VolumeMount, WorkspaceSpec};
-use sluice::domain::{Digest, ImageRef, Tier, UpdateMode, WorkspaceName};
+use sluice::domain::spec::UpdateOrder;
+use sluice::domain::{Digest, WorkspaceName};
 use sluice::reconciler::{Reconciler, ReconcilerConfig, ReconcilerMetrics};
 use sluice::runtime::{DockerRuntime, connect};
 use sluice::snapshot::Snapshots;
-use sluice::store::{NewWorkspace, Store};
+use sluice::store::Store;
 
+#[path = "support/fixture.rs"]
+mod fixture;
 #[path = "support/nginx.rs"]
 mod nginx;
+use fixture::{docker, fixture, fixture_spec, insert_workspace};
 
 const UPDATES: usize = 10;
-
-fn docker(args: &[&str]) -> String {
-    let out = Command::new("docker").args(args).output().expect("docker");
-    assert!(
-        out.status.success(),
-        "docker {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
-fn fixture(version: &str, repo: &str) -> Digest {
-    let out = Command::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/env/build-fixture.sh"
-    ))
-    .args(["good", version, &format!("{repo}:{version}")])
-    .output()
-    .expect("build fixture");
-    Digest::parse(String::from_utf8_lossy(&out.stdout).trim()).expect("digest")
-}
 
 /// A sluice-managed workspace behind the nginx of `dir`.
 struct Managed {
@@ -71,36 +53,10 @@ async fn managed(dir: &Path, name: &str, repo: &str, order: UpdateOrder) -> Mana
         ..RouterSettings::default()
     };
     let store = sluice::startup::open_store(&s).await.expect("store");
-    let mut volume = VolumeMount::new(format!("{name}-data"), "/data");
-    volume.shared = true;
-    let w = store
-        .insert_workspace(
-            &NewWorkspace {
-                host: sluice::domain::HostName::local(),
-                name: WorkspaceName::parse(name).expect("name"),
-                image: ImageRef::parse(&format!("{repo}:v1")).expect("image"),
-                update_tier: Tier::Production,
-                update_mode: UpdateMode::Auto,
-                maintenance_window: None,
-                spec: WorkspaceSpec {
-                    volumes: vec![volume],
-                    update_order: Some(order),
-                    health: Some(HealthProbe {
-                        http: Some(HttpProbe {
-                            port: 8080,
-                            path: "/health".into(),
-                            status: Some(200),
-                        }),
-                        ..Default::default()
-                    }),
-                    labels: [("sluice.test".to_owned(), "1".to_owned())].into(),
-                    ..Default::default()
-                },
-            },
-            SystemClock.now(),
-        )
-        .await
-        .expect("workspace");
+    let mut spec = fixture_spec(&format!("{name}-data"));
+    spec.volumes[0].shared = true;
+    spec.update_order = Some(order);
+    let w = insert_workspace(&store, name, &format!("{repo}:v1"), spec).await;
     let rec = Reconciler::new(
         DockerRuntime::new(connect(&s.docker).await.expect("docker")),
         store.clone(),

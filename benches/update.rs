@@ -13,38 +13,17 @@ use std::time::{Duration, Instant};
 
 use sluice::clock::{Clock, SystemClock};
 use sluice::config::Settings;
-use sluice::domain::spec::{HealthProbe, HttpProbe, VolumeMount, WorkspaceSpec};
-use sluice::domain::{Digest, ImageRef, Tier, UpdateMode, WorkspaceName};
 use sluice::reconciler::{Reconciler, ReconcilerConfig, ReconcilerMetrics};
 use sluice::runtime::{DockerRuntime, connect};
 use sluice::snapshot::Snapshots;
-use sluice::store::{NewWorkspace, Store};
+use sluice::store::Store;
+
+#[path = "support/fixture.rs"]
+mod fixture;
+use fixture::{docker, fixture, fixture_spec, insert_workspace};
 
 const ROUNDS: usize = 5;
 const POLL: Duration = Duration::from_millis(50);
-
-fn sh(cmd: &mut Command) -> String {
-    let out = cmd.output().expect("run");
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
-fn docker(args: &[&str]) -> String {
-    sh(Command::new("docker").args(args))
-}
-
-fn fixture(version: &str, repo: &str) -> Digest {
-    let out = sh(Command::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/env/build-fixture.sh"
-    ))
-    .args(["good", version, &format!("{repo}:{version}")]));
-    Digest::parse(&out).expect("digest")
-}
 
 fn healthy(name: &str) -> bool {
     let ip = docker(&[
@@ -80,33 +59,7 @@ async fn store_and_workspace(
     s.update.stop_timeout = Duration::from_secs(10);
     s.snapshots.min_free_bytes = 0;
     let store = sluice::startup::open_store(&s).await.expect("store");
-    let ws = store
-        .insert_workspace(
-            &NewWorkspace {
-                host: sluice::domain::HostName::local(),
-                name: WorkspaceName::parse(name).expect("name"),
-                image: ImageRef::parse(&format!("{repo}:v1")).expect("image"),
-                update_tier: Tier::Production,
-                update_mode: UpdateMode::Auto,
-                maintenance_window: None,
-                spec: WorkspaceSpec {
-                    volumes: vec![VolumeMount::new(volume.to_owned(), "/data")],
-                    health: Some(HealthProbe {
-                        http: Some(HttpProbe {
-                            port: 8080,
-                            path: "/health".into(),
-                            status: Some(200),
-                        }),
-                        ..Default::default()
-                    }),
-                    labels: [("sluice.test".to_owned(), "1".to_owned())].into(),
-                    ..Default::default()
-                },
-            },
-            SystemClock.now(),
-        )
-        .await
-        .expect("workspace");
+    let ws = insert_workspace(&store, name, &format!("{repo}:v1"), fixture_spec(volume)).await;
     (s, store, ws.id)
 }
 
