@@ -26,14 +26,6 @@ use crate::support::{DockerCleanup, build_fixture, fixture_workspace, registry, 
 
 const QUERY: &str = r#"max(fixture_error_ratio{workspace=~"{{ canary_workspaces }}"})"#;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Writes the canary's metrics file (served at `/metrics` by the fixture).
 fn error_ratio(container: &str, workspace: &str, ratio: f64) {
     exec(
@@ -75,7 +67,7 @@ async fn prometheus_scraping_the_canary_gates_its_promotion() {
     }
     let base = unique("ga").replace('_', "-");
     let names = vec![format!("{base}-c"), format!("{base}-p")];
-    let port = free_port();
+    let port = crate::support::free_port();
     for (name, tier) in names.iter().zip([Tier::Canary, Tier::Production]) {
         let mut w = fixture_workspace(name, &image, tier, &mut cleanup);
         if tier == Tier::Canary {

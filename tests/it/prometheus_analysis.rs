@@ -26,14 +26,6 @@ impl Drop for PromProcess {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Serves `tenant_errors_total{workspace="acme"}` (the counter) and a steady one for
 /// `globex` on a loopback port; returns the port.
 pub async fn metrics_endpoint(errors: Arc<AtomicU64>) -> u16 {
@@ -67,7 +59,7 @@ pub async fn start_prometheus(target: u16) -> (PromProcess, String) {
         ),
     )
     .unwrap();
-    let port = free_port();
+    let port = crate::support::free_port();
     let child = Command::new("prometheus")
         .arg(format!("--config.file={}", config.display()))
         .arg(format!(

@@ -29,17 +29,10 @@ pub struct RegistryOpts {
     pub port: Option<u16>,
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
 impl RegistryProc {
     pub fn start(opts: RegistryOpts) -> RegistryProc {
         let dir = tempfile::tempdir().expect("temp dir");
-        let port = opts.port.unwrap_or_else(free_port);
+        let port = opts.port.unwrap_or_else(crate::support::free_port);
         let root = opts.root.clone().unwrap_or_else(|| dir.path().join("root"));
         std::fs::create_dir_all(&root).expect("registry root");
         let mut yml = format!(
