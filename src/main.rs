@@ -6,7 +6,9 @@ use anyhow::Context;
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
-use sluice::cli::{Cli, ClientArgs, Command, ConfigCommand, LogFormatArg, MigrateArgs, run_client};
+use sluice::cli::{
+    Cli, ClientArgs, Command, ConfigCommand, LogFormatArg, MigrateArgs, client_token, run_client,
+};
 use sluice::config::{self, LogFormat, Settings};
 use sluice::startup::{self, Application};
 use sluice::telemetry;
@@ -103,9 +105,15 @@ fn client_main(cli: Cli, settings: &Settings) -> anyhow::Result<()> {
         }
         format!("http://{addr}")
     });
+    let token = client_token(
+        settings,
+        std::env::var("SLUICE_TOKEN").ok(),
+        &server,
+        cli.server.is_some(),
+    )?;
     let args = ClientArgs {
         server,
-        token: std::env::var("SLUICE_TOKEN").ok(),
+        token,
         json: cli.json,
     };
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;

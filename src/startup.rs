@@ -136,7 +136,7 @@ impl Application {
             .map_err(|source| StartupError::Bind { addr, source })?;
         let metrics = Metrics::new();
         let api_context = crate::api::ApiContext {
-            tokens: crate::api::Tokens::load(&settings.auth)?,
+            tokens: crate::api::first_token::daemon_tokens(&settings)?,
             images_allow: settings.images.allow.clone(),
             workspace_policy: settings.workspaces.policy(),
             metrics_require_token: settings.api.metrics_require_token,
@@ -152,9 +152,7 @@ impl Application {
                 .then(|| settings.agent.host.clone()),
         };
         if api_context.tokens.is_empty() {
-            tracing::warn!(
-                "no API tokens configured ([auth] tokens): /api/v1 refuses every request"
-            );
+            tracing::warn!("[auth] token_file holds no token: /api/v1 refuses every request");
         }
         let wakers = crate::wake::Wakers::new();
         let hints = crate::watcher::Hints::new(wakers.watcher.clone());

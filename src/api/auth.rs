@@ -1,7 +1,8 @@
 //! Bearer-token authentication for `/api/v1`: tokens from `[auth] tokens` and
-//! `[auth] token_file`, each with a name (the audit actor) and a role. `read` tokens may
-//! only GET. Tokens are compared in constant time (over their SHA-256, so neither the
-//! content nor the length of a configured token leaks through timing).
+//! `[auth] token_file`, each with a name (the audit actor) and a role; with neither, the
+//! generated first-start admin token (`first_token.rs`). `read` tokens may only GET.
+//! Tokens are compared in constant time (over their SHA-256, so neither the content nor
+//! the length of a configured token leaks through timing).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -28,6 +29,13 @@ pub enum AuthError {
     WorldReadable { path: PathBuf },
     #[error("token file {path}: {message}")]
     Parse { path: PathBuf, message: String },
+    #[error("admin token file {path} is readable by other users; run `chmod 600 {path}`")]
+    NotPrivate { path: PathBuf },
+    #[error("cannot create the admin token file {path}: {source}")]
+    Create {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// Who made a request: the token's name and role. Handlers take it as an extension.

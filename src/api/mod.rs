@@ -8,6 +8,7 @@ mod adopt_all;
 pub mod auth;
 pub mod error;
 pub mod extract;
+pub mod first_token;
 mod fleet;
 mod gauges;
 mod health;

@@ -12,8 +12,16 @@ pub enum ClientError {
         server: String,
         source: reqwest::Error,
     },
-    #[error("not authenticated: {message} (set SLUICE_TOKEN to a token from `[auth] tokens`)")]
+    #[error(
+        "not authenticated: {message} (set SLUICE_TOKEN to a token from `[auth] tokens`; \
+         with none configured, the daemon's first-start token is `<data dir>/admin.token`)"
+    )]
     Unauthorized { message: String },
+    #[error(
+        "{source} (run the command as the user sluice runs as, e.g. with sudo, or set \
+         SLUICE_TOKEN)"
+    )]
+    LocalToken { source: crate::api::AuthError },
     #[error("not allowed: {message} (use a token with role `admin`)")]
     Forbidden { message: String },
     #[error("not found: {message}")]

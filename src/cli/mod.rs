@@ -5,6 +5,7 @@
 mod args;
 mod client;
 mod commands;
+mod local_token;
 mod table;
 mod watch;
 
@@ -16,6 +17,7 @@ pub use args::{
 };
 pub use client::{Client, ClientError};
 pub use commands::{ClientArgs, run_client};
+pub use local_token::client_token;
 pub use watch::render_progress;
 
 use clap::{Parser, Subcommand, ValueEnum};
