@@ -22,20 +22,32 @@ pub struct MigrateArgs {
 #[derive(Debug, Subcommand)]
 pub enum WorkspaceCommand {
     /// Create a workspace (the reconciler then creates its container).
+    #[command(after_help = "Example:
+  sluice workspace add acme --image registry.example/acme/app:stable \\
+      --volume acme-data:/data --port 8080:18080 --health-port 8080")]
     Add(WorkspaceAdd),
     /// Adopt a running container as a workspace, without restarting it.
     ///
     /// Reads the container, builds the spec that reproduces it (what `docker run` set;
     /// the image's own defaults stay the image's) and records the digest it runs as both
     /// desired and actual. Refused while any setting cannot be carried, unless `--force`.
+    #[command(after_help = "Examples:
+  sluice workspace adopt acme-web --image registry.example/acme/app:stable --dry-run
+  sluice workspace adopt --all --compose-project shop")]
     Adopt(WorkspaceAdopt),
     /// List workspaces.
+    #[command(after_help = "Example:\n  sluice workspace list")]
     List,
     /// Show one workspace.
+    #[command(after_help = "Example:\n  sluice workspace show acme")]
     Show { name: String },
     /// Set a workspace's update tier (`canary` or `production`).
+    #[command(after_help = "Example:\n  sluice workspace set-tier acme canary")]
     SetTier { name: String, tier: String },
     /// Hold a workspace on a digest (`sha256:…`), or release the hold with `--unpin`.
+    #[command(after_help = "Examples:
+  sluice workspace pin acme sha256:<64 hex digits>
+  sluice workspace pin acme --unpin")]
     Pin {
         name: String,
         #[arg(required_unless_present = "unpin")]
@@ -44,12 +56,14 @@ pub enum WorkspaceCommand {
         unpin: bool,
     },
     /// Update one workspace now: to the newest usable release of its image, or `--digest`.
+    #[command(after_help = "Example:\n  sluice workspace update acme")]
     Update {
         name: String,
         #[arg(long)]
         digest: Option<String>,
     },
     /// Remove a workspace's container; `--purge` removes its volumes too.
+    #[command(after_help = "Example:\n  sluice workspace remove acme --purge")]
     Remove {
         name: String,
         #[arg(long)]
@@ -62,6 +76,9 @@ pub enum WorkspaceCommand {
     /// like any update. Writes made since those snapshots were taken are lost. Refused
     /// unless the workspace is quarantined, while an update of it is unfinished, and when
     /// a volume has no usable snapshot (the error names it).
+    #[command(after_help = "Examples:
+  sluice workspace recover acme
+  sluice workspace recover acme --snapshot acme-u12-v0-1764770000000")]
     Recover {
         /// The quarantined workspace.
         name: String,
@@ -75,6 +92,7 @@ pub enum WorkspaceCommand {
 #[derive(Debug, Subcommand)]
 pub enum SnapshotCommand {
     /// List snapshots not yet deleted, with whether retention protects them.
+    #[command(after_help = "Example:\n  sluice snapshot list --workspace acme")]
     List {
         /// Only this workspace's snapshots.
         #[arg(long, value_name = "NAME")]
@@ -85,6 +103,7 @@ pub enum SnapshotCommand {
     /// Prints the volume, mount path, size, sha256 and manifest sha256, method, state,
     /// the update it belongs to, whether retention protects it and why, whether an
     /// unfinished update needs it, and when and by whom it was released.
+    #[command(after_help = "Example:\n  sluice snapshot show acme-u12-v0-1764770000000")]
     Show {
         /// Snapshot id (`sluice snapshot list`).
         id: String,
@@ -97,6 +116,7 @@ pub enum SnapshotCommand {
     /// rolls back. Writes made since the snapshot was taken are lost. Refused while an
     /// update of the workspace is unfinished and for a snapshot that is not complete;
     /// for a quarantined workspace use `sluice workspace recover NAME --snapshot ID`.
+    #[command(after_help = "Example:\n  sluice snapshot restore acme-u12-v0-1764770000000")]
     Restore {
         /// Snapshot id (`sluice snapshot list`).
         id: String,
@@ -106,6 +126,7 @@ pub enum SnapshotCommand {
     /// A protected snapshot (of a quarantined workspace, or the newest copy of a volume
     /// after a failed update) is kept whatever `keep_last` and `max_age` say. Once
     /// released, they apply to it again and `snapshot delete` is allowed.
+    #[command(after_help = "Example:\n  sluice snapshot release acme-u12-v0-1764770000000")]
     Release {
         /// Snapshot id (`sluice snapshot list`).
         id: String,
@@ -114,6 +135,7 @@ pub enum SnapshotCommand {
     ///
     /// Refused while the snapshot is protected (release it first) and while an unfinished
     /// update or a pending restore needs it.
+    #[command(after_help = "Example:\n  sluice snapshot delete acme-u12-v0-1764770000000")]
     Delete {
         /// Snapshot id (`sluice snapshot list`).
         id: String,
@@ -193,14 +215,16 @@ pub struct WorkspaceAdd {
 #[derive(Debug, Subcommand)]
 pub enum ReleaseCommand {
     /// List releases (optionally `--status queued`).
+    #[command(after_help = "Example:\n  sluice release list --status queued")]
     List {
         #[arg(long)]
         status: Option<String>,
     },
-    Show {
-        id: i64,
-    },
+    /// Show one release: image, digest, status, when it was found, changelog.
+    #[command(after_help = "Example:\n  sluice release show 7")]
+    Show { id: i64 },
     /// Start or extend the release's rollout to a tier (`canary`, `production`, `all`).
+    #[command(after_help = "Example:\n  sluice release apply 7 --tier canary")]
     Apply {
         id: i64,
         #[arg(long, default_value = "canary")]
@@ -210,6 +234,7 @@ pub enum ReleaseCommand {
         force: bool,
     },
     /// Never roll this release out.
+    #[command(after_help = "Example:\n  sluice release reject 7 --reason \"breaks logins\"")]
     Reject {
         id: i64,
         #[arg(long)]
@@ -219,11 +244,14 @@ pub enum ReleaseCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum RolloutCommand {
+    /// List rollouts with their release, digest, state and soak end.
+    #[command(after_help = "Example:\n  sluice rollout list")]
     List,
-    Show {
-        id: i64,
-    },
+    /// Show one rollout: its state and its targets per tier.
+    #[command(after_help = "Example:\n  sluice rollout show 3")]
+    Show { id: i64 },
     /// Live progress per tier until the rollout ends; exits 1 if it was aborted or rolled back.
+    #[command(after_help = "Example:\n  sluice rollout watch 3")]
     Watch {
         id: i64,
         /// Seconds between refreshes.
@@ -231,22 +259,25 @@ pub enum RolloutCommand {
         interval: f64,
     },
     /// soaking → production.
-    Promote {
-        id: i64,
-    },
-    Pause {
-        id: i64,
-    },
-    Resume {
-        id: i64,
-    },
+    #[command(after_help = "Example:\n  sluice rollout promote 3")]
+    Promote { id: i64 },
+    /// Pause a rollout: no further update starts until it is resumed.
+    #[command(after_help = "Example:\n  sluice rollout pause 3")]
+    Pause { id: i64 },
+    /// Resume a paused rollout where it stopped.
+    #[command(after_help = "Example:\n  sluice rollout resume 3")]
+    Resume { id: i64 },
     /// Stop starting updates.
+    #[command(after_help = "Example:\n  sluice rollout abort 3 --reason \"error rate up\"")]
     Abort {
         id: i64,
         #[arg(long)]
         reason: Option<String>,
     },
     /// Put every workspace this rollout updated back on its previous digest.
+    #[command(
+        after_help = "Examples:\n  sluice rollout rollback 3\n  sluice rollout rollback 3 --restore-data"
+    )]
     Rollback {
         id: i64,
         /// Also restore pre-update volume snapshots (loses writes made since).
@@ -257,20 +288,24 @@ pub enum RolloutCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum FleetCommand {
+    /// Show the fleet mode and how many workspaces are in each state.
+    #[command(after_help = "Example:\n  sluice fleet show")]
     Show,
     /// Set the fleet mode: `auto`, `manual` or `paused`.
-    Mode {
-        mode: String,
-    },
+    #[command(after_help = "Example:\n  sluice fleet mode paused")]
+    Mode { mode: String },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum HostCommand {
     /// Hosts with their state, heartbeat age, workspaces and agent version.
+    #[command(after_help = "Example:\n  sluice host list")]
     List,
-    /// One host.
+    /// Show one host: its state, labels, heartbeat and workspaces.
+    #[command(after_help = "Example:\n  sluice host show web-2")]
     Show { name: String },
     /// Register a host for an agent; prints the agent's token once.
+    #[command(after_help = "Example:\n  sluice host add web-2 --label zone=b")]
     Add {
         name: String,
         /// `KEY=VALUE`, repeatable.
@@ -278,8 +313,10 @@ pub enum HostCommand {
         labels: Vec<String>,
     },
     /// No new update starts on the host; running ones finish.
+    #[command(after_help = "Example:\n  sluice host cordon web-2")]
     Cordon { name: String },
     /// Cordon the host and wait until no update runs there.
+    #[command(after_help = "Example:\n  sluice host drain web-2 --timeout 10m")]
     Drain {
         name: String,
         /// Return at once instead of waiting.
@@ -290,6 +327,7 @@ pub enum HostCommand {
         timeout: std::time::Duration,
     },
     /// Let updates start on the host again.
+    #[command(after_help = "Example:\n  sluice host uncordon web-2")]
     Uncordon { name: String },
 }
 

@@ -26,7 +26,10 @@ use clap::{Parser, Subcommand, ValueEnum};
 #[command(
     name = "sluice",
     version,
-    about = "Tiered, health-gated container image rollouts with data rollback"
+    about = "Tiered, health-gated container image rollouts with data rollback",
+    after_help = "Examples:\n  sluice --config /etc/sluice/sluice.toml run\n  sluice workspace list\n\n\
+                  Client commands send SLUICE_TOKEN, or else, on the daemon's host with no \
+                  [auth] tokens configured, its first-start token <data dir>/admin.token."
 )]
 pub struct Cli {
     /// Configuration file (TOML). Environment variables `SLUICE__SECTION__KEY` override it.
@@ -54,38 +57,52 @@ pub enum LogFormatArg {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the daemon: API, registry watcher, rollout controller, reconciler.
+    #[command(after_help = "Example:\n  sluice --config /etc/sluice/sluice.toml run")]
     Run,
     /// Run the agent of one Docker host (`[agent] host`): it converges only the
     /// workspaces placed there; the control plane (`sluice run`) decides rollouts.
+    #[command(after_help = "Example:\n  sluice --config /etc/sluice/agent.toml agent")]
     Agent,
     /// Apply database migrations and exit; with `--to`, copy the database into a new
     /// PostgreSQL database.
+    #[command(
+        after_help = "Examples:\n  sluice --config /etc/sluice/sluice.toml migrate\n  sluice migrate --to postgres://sluice:PASSWORD@db.internal/sluice"
+    )]
     Migrate(MigrateArgs),
     /// Configuration commands.
+    #[command(after_help = "Example:\n  sluice --config sluice.toml config check")]
     #[command(subcommand)]
     Config(ConfigCommand),
     /// Workspaces: add, list, show, set-tier, pin, update, remove, recover.
+    #[command(after_help = "Examples:\n  sluice workspace list\n  sluice workspace show acme")]
     #[command(subcommand)]
     Workspace(WorkspaceCommand),
     /// Releases found by the registry watcher: list, show, apply, reject.
+    #[command(after_help = "Example:\n  sluice release list --status queued")]
     #[command(subcommand)]
     Release(ReleaseCommand),
     /// Rollouts: list, show, watch, promote, pause, resume, abort, rollback.
+    #[command(after_help = "Examples:\n  sluice rollout list\n  sluice rollout watch 3")]
     #[command(subcommand)]
     Rollout(RolloutCommand),
     /// Volume snapshots: list, show, restore, release, delete.
+    #[command(after_help = "Example:\n  sluice snapshot list --workspace acme")]
     #[command(subcommand)]
     Snapshot(SnapshotCommand),
     /// Fleet mode: show, mode.
+    #[command(after_help = "Example:\n  sluice fleet show")]
     #[command(subcommand)]
     Fleet(FleetCommand),
     /// Docker hosts: list, show, add, cordon, drain, uncordon.
+    #[command(after_help = "Example:\n  sluice host list")]
     #[command(subcommand)]
     Host(HostCommand),
     /// The audit trail.
+    #[command(after_help = "Example:\n  sluice events --since 120 --limit 20")]
     Events(EventsArgs),
     /// Print the admin API's OpenAPI 3.1 document (the one `GET /api/v1/openapi.json`
     /// serves) without a running daemon, e.g. to generate a client.
+    #[command(after_help = "Example:\n  sluice openapi > openapi.json")]
     Openapi,
 }
 
@@ -108,5 +125,9 @@ impl Command {
 #[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
     /// Validate the configuration and print the effective settings, secrets redacted.
+    #[command(after_help = "Example:\n  sluice --config sluice.toml config check")]
     Check,
 }
+
+#[cfg(test)]
+mod help_tests;
