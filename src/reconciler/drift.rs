@@ -11,6 +11,7 @@ use crate::adopt::drift::differences;
 use crate::domain::spec::DriftAction;
 use crate::domain::{Digest, Health, WorkspaceState};
 use crate::reconciler::container::{container_spec, running_digest};
+use crate::reconciler::router::{Route, route_port};
 use crate::runtime::{ContainerInfo, ContainerRuntime};
 use crate::store::{Observed, Workspace};
 
@@ -49,6 +50,7 @@ impl<R: ContainerRuntime> Reconciler<R> {
                     continue;
                 }
                 Some(c) => {
+                    self.follow_route(&w, c, actual).await;
                     self.configuration_drift(&w, c, actual).await?;
                     continue;
                 }
@@ -70,6 +72,32 @@ impl<R: ContainerRuntime> Reconciler<R> {
             inner.store.set_observed(w.id, &obs, Some(&ev), now).await?;
         }
         Ok(())
+    }
+
+    /// The `[router]` route follows the running container's address, which Docker may
+    /// have changed behind sluice's back (a restart, a reconnected network). A route
+    /// that cannot be sent is logged and tried again next pass.
+    async fn follow_route(&self, w: &Workspace, c: &ContainerInfo, digest: &Digest) {
+        let router = &self.inner.cfg.router;
+        let (Some(address), Some(port)) = (c.ip.as_deref(), route_port(&w.spec)) else {
+            return;
+        };
+        let route = Route {
+            workspace: w.name.as_str(),
+            container: &c.name,
+            address,
+            port,
+            digest: digest.as_str(),
+        };
+        match router.follow(&route).await {
+            Ok(true) => {
+                tracing::info!(workspace = %w.name, address, port, "the route follows the container's address");
+            }
+            Ok(false) => {}
+            Err(e) => {
+                tracing::error!(workspace = %w.name, error = %e, "the router was not told of the container's address");
+            }
+        }
     }
 
     /// A running container of the right digest. The one the reconciler recorded is as

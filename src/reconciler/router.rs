@@ -4,11 +4,28 @@
 //! reads half a file) and runs the reload command; `webhook` POSTs the route and wants a
 //! 2xx. Both are idempotent: routing to the same container twice changes nothing. The
 //! webhook URL is a secret and never logged; errors name only its host.
+//!
+//! A container can get another address without sluice recreating it (Docker restarts it
+//! after a crash or a daemon restart, an operator reconnects its network). Every pass
+//! follows the running container's address ([`Router::follow`]): the route is sent again
+//! only when it differs from the last one this process sent, so the proxy never keeps
+//! pointing at an address that another container may take next.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 
 use crate::config::{RouterKind, RouterSettings};
+use crate::domain::spec::WorkspaceSpec;
+
+/// The container port a route points at: the health probe's, else the first mapped one.
+pub fn route_port(spec: &WorkspaceSpec) -> Option<u16> {
+    let h = spec.health.as_ref();
+    h.and_then(|h| h.http.as_ref().map(|p| p.port))
+        .or_else(|| h.and_then(|h| h.tcp.as_ref().map(|p| p.port)))
+        .or_else(|| spec.ports.first().map(|p| p.container))
+}
 
 /// Where a workspace's traffic goes.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -25,6 +42,8 @@ pub struct Route<'a> {
 pub struct Router {
     settings: RouterSettings,
     http: reqwest::Client,
+    /// The last route sent for each workspace (container, address, port).
+    sent: Arc<Mutex<HashMap<String, Sent>>>,
 }
 
 impl Router {
@@ -33,7 +52,11 @@ impl Router {
             .timeout(settings.timeout)
             .build()
             .unwrap_or_default();
-        Self { settings, http }
+        Self {
+            settings,
+            http,
+            sent: Arc::default(),
+        }
     }
 
     /// How long the old container keeps running after the switch.
@@ -56,11 +79,33 @@ impl Router {
 
     /// Sends `route` to the proxy; the error says what failed.
     pub async fn switch(&self, route: &Route<'_>) -> Result<(), String> {
-        match self.settings.kind {
+        let sent = match self.settings.kind {
             RouterKind::None => Ok(()),
             RouterKind::File => self.write_file(route).await,
             RouterKind::Webhook => self.post(route).await,
+        };
+        let mut memo = self.sent.lock().unwrap_or_else(|p| p.into_inner());
+        match sent {
+            Ok(()) => memo.insert(route.workspace.to_owned(), key(route)),
+            // Unknown now: the next `follow` sends it again.
+            Err(_) => memo.remove(route.workspace),
+        };
+        sent
+    }
+
+    /// Sends `route` unless it is the last one sent for its workspace; true when sent.
+    pub async fn follow(&self, route: &Route<'_>) -> Result<bool, String> {
+        if !self.is_configured() {
+            return Ok(false);
         }
+        let same = {
+            let memo = self.sent.lock().unwrap_or_else(|p| p.into_inner());
+            memo.get(route.workspace) == Some(&key(route))
+        };
+        if same {
+            return Ok(false);
+        }
+        self.switch(route).await.map(|()| true)
     }
 
     async fn write_file(&self, r: &Route<'_>) -> Result<(), String> {
@@ -134,4 +179,11 @@ impl Router {
             ))
         }
     }
+}
+
+/// A route as remembered: container, address, port.
+type Sent = (String, String, u16);
+
+fn key(r: &Route<'_>) -> Sent {
+    (r.container.to_owned(), r.address.to_owned(), r.port)
 }

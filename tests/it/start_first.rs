@@ -335,8 +335,106 @@ async fn the_route_webhook_hears_of_the_new_container_and_a_refusal_rolls_back()
         .map(|r| r["digest"].as_str().unwrap_or_default().to_owned())
         .collect();
     assert_eq!(
-        tried,
+        tried[..2],
         [v3.to_string(), v2.to_string()],
         "to the new one, then back"
     );
+    assert!(
+        tried[2..].iter().all(|d| d == v2.as_str()),
+        "a refused route back is tried again, never another: {tried:?}"
+    );
+
+    // The hook answers again: the next pass tells it where the workspace is, once.
+    refuse.store(false, std::sync::atomic::Ordering::SeqCst);
+    heard.lock().unwrap().clear();
+    e.rec.converge_all().await.unwrap();
+    e.rec.converge_all().await.unwrap();
+    let told: Vec<serde_json::Value> = heard.lock().unwrap().clone();
+    assert_eq!(told.len(), 1, "{told:?}");
+    assert_eq!(told[0]["digest"], v2.as_str());
+    assert_eq!(told[0]["container"], e.container());
+}
+
+/// A network of its own with a subnet, so the test can give a container an address.
+fn network_with_subnet(prefix: &str) -> (NetworkGuard, String) {
+    let net = unique(prefix);
+    let pid = std::process::id();
+    for i in 0..20u32 {
+        let subnet = format!("10.{}.{}", 100 + (pid + i * 7) % 150, (pid / 150 + i) % 250);
+        let made = Command::new("docker")
+            .args(["network", "create", "--label", "sluice.test=1"])
+            .arg(format!("--subnet={subnet}.0/24"))
+            .arg(&net)
+            .output()
+            .expect("docker network create");
+        if made.status.success() {
+            return (NetworkGuard(net), subnet);
+        }
+    }
+    panic!("no free subnet for {net}");
+}
+
+#[tokio::test]
+async fn the_route_follows_a_container_whose_address_docker_changed() {
+    let (guard, subnet) = network_with_subnet("sluice-sf-addr");
+    let net = guard.0.clone();
+    let network = net.clone();
+    let routes = tempfile::tempdir().unwrap();
+    let file = routes.path().join("{workspace}.conf");
+    let reloads = routes.path().join("reloads");
+    let reload = vec![
+        "sh".into(),
+        "-c".into(),
+        format!("echo reload >> {}", reloads.display()),
+    ];
+    let mut e = env_in_repo(
+        "sf-addr",
+        None,
+        move |s, _| {
+            s.networks = vec![NetworkSpec {
+                name: network,
+                aliases: vec![],
+            }];
+        },
+        move |s| {
+            s.router = sluice::config::RouterSettings {
+                kind: sluice::config::RouterKind::File,
+                file: Some(file),
+                reload,
+                ..Default::default()
+            };
+        },
+    )
+    .await;
+    let upstream = routes.path().join(format!("{}.conf", e.ws.name));
+    let count = || {
+        std::fs::read_to_string(&reloads)
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    let v1 = e.fixture("good", "v1");
+    e.desire(&v1).await;
+    e.rec.converge_all().await.unwrap();
+    let first = std::fs::read_to_string(&upstream).unwrap();
+    assert!(first.contains(&format!("server {subnet}.")), "{first}");
+    assert_eq!(count(), 1, "routed once when it was created");
+
+    // A pass with nothing changed sends nothing.
+    e.rec.converge_all().await.unwrap();
+    assert_eq!(count(), 1, "an unchanged route is not sent again");
+
+    // The container gets another address behind sluice's back.
+    let moved = format!("{subnet}.200");
+    run(Command::new("docker").args(["network", "disconnect", &net, &e.container()]));
+    run(Command::new("docker").args(["network", "connect", "--ip", &moved, &net, &e.container()]));
+    e.rec.converge_all().await.unwrap();
+    let now = std::fs::read_to_string(&upstream).unwrap();
+    assert!(
+        now.contains(&format!("server {moved}:8080;")),
+        "the route follows the new address: {now}"
+    );
+    assert_eq!(count(), 2, "one reload for the move");
+    drop(e);
+    drop(guard);
 }

@@ -15,7 +15,7 @@ use super::Ctx;
 use crate::domain::UpdatePhase;
 use crate::reconciler::Inner;
 use crate::reconciler::container::{belongs_to, running_digest};
-use crate::reconciler::router::Route;
+use crate::reconciler::router::{Route, route_port};
 use crate::reconciler::step_error::StepError;
 use crate::runtime::{ContainerRuntime, ContainerSpec};
 use crate::store::UpdateRow;
@@ -34,15 +34,6 @@ fn staged_spec(ctx: &Ctx<'_>) -> ContainerSpec {
         a.aliases.clear();
     }
     s
-}
-
-/// The container port a `[router]` route points at: the health probe's, else the first
-/// mapped one.
-fn route_port(ctx: &Ctx<'_>) -> Option<u16> {
-    let h = ctx.w.spec.health.as_ref();
-    h.and_then(|h| h.http.as_ref().map(|p| p.port))
-        .or_else(|| h.and_then(|h| h.tcp.as_ref().map(|p| p.port)))
-        .or_else(|| ctx.w.spec.ports.first().map(|p| p.container))
 }
 
 impl<R: ContainerRuntime> Inner<R> {
@@ -190,7 +181,7 @@ impl<R: ContainerRuntime> Inner<R> {
         if !router.is_configured() {
             return Ok(());
         }
-        let (Some(address), Some(port)) = (ip, route_port(ctx)) else {
+        let (Some(address), Some(port)) = (ip, route_port(&ctx.w.spec)) else {
             return Err(StepError::Permanent(format!(
                 "router: no address or port for {container} (the port is health.http.port, \
                  health.tcp.port or ports[0].container)"
