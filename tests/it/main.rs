@@ -23,6 +23,7 @@ mod hosts_api;
 mod leadership;
 mod leadership_failover;
 mod migrate_to;
+mod monitoring_assets;
 mod multi_host;
 mod notify;
 mod notify_secrets;
