@@ -452,6 +452,9 @@ async fn every_series_the_rules_and_dashboard_select_is_exported_by_a_running_da
         "sluice_image_last_probe_success_timestamp_seconds",
         "sluice_registry_requests_total",
         "sluice_notifications_total",
+        // The HA and many-hosts alerts' metrics need no such setup to be checked here:
+        // a plain daemon exports `sluice_leader` (1 on SQLite) and the heartbeat age of
+        // its built-in host, whose in-process agent heartbeats like any other.
         "sluice_leader",
         "sluice_agent_heartbeat_age_seconds",
         "sluice_update_downtime_seconds_bucket",
