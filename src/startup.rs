@@ -199,6 +199,7 @@ impl Application {
                 hints,
             },
             leader: crate::leader::LeaderView::new(&settings.leader.instance_name()),
+            streams: api::event_stream::EventStreams::default(),
         };
         Ok(Self {
             listener,
@@ -297,9 +298,12 @@ impl Application {
             }
         };
         let app = api::router(state.clone());
-        let stop = shutdown.clone();
-        let server = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { stop.cancelled().await });
+        let (stop, streams) = (shutdown.clone(), state.streams.clone());
+        // Open event streams never end by themselves: close them so the drain can finish.
+        let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+            stop.cancelled().await;
+            streams.close();
+        });
         let mut server = std::pin::pin!(server.into_future());
         tokio::select! {
             r = &mut server => r.map_err(StartupError::Serve)?,

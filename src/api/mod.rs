@@ -7,6 +7,7 @@ mod adopt;
 mod adopt_all;
 pub mod auth;
 pub mod error;
+pub mod event_stream;
 pub mod extract;
 pub mod first_token;
 mod fleet;
@@ -61,6 +62,9 @@ pub struct AppState {
     pub registry_events: registry_events::RegistryEvents,
     /// This instance's name and role (leader or standby).
     pub leader: crate::leader::LeaderView,
+    /// The open `GET /api/v1/events/stream` connections: their limit, and their end at
+    /// shutdown.
+    pub streams: event_stream::EventStreams,
 }
 
 /// The admin API's settings, resolved at startup.

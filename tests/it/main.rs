@@ -17,6 +17,7 @@ mod database_input;
 mod docker_restart;
 mod docker_tls;
 mod drift;
+mod events_stream;
 mod first_start;
 mod health_probes;
 mod hosts_api;

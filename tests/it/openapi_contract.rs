@@ -102,7 +102,12 @@ impl Recorder<'_> {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_owned();
-        let text = r.text().await.unwrap();
+        // An event stream never ends: its answer is checked by its status and type only.
+        let text = if content_type.starts_with("text/event-stream") {
+            String::new()
+        } else {
+            r.text().await.unwrap()
+        };
         let body = serde_json::from_str(&text).unwrap_or(Value::Null);
         self.samples.push(Sample {
             verb,

@@ -182,6 +182,7 @@ pub fn error_codes(op: &Operation, schemas: &Value) -> BTreeMap<u16, BTreeSet<&'
                 add(404, "not_found");
             }
             (Place::Path, _) => add(404, "not_found"),
+            (Place::Header, _) => {}
         }
     }
     for &(s, c) in op.errors {
@@ -227,6 +228,14 @@ fn operation(op: &Operation, schemas: &Value) -> Value {
                 "200".into(),
                 json!({ "description": "Prometheus text exposition",
                 "content": { "text/plain": { "schema": { "type": "string" } } } }),
+            );
+        }
+        Reply::EventStream => {
+            responses.insert(
+                "200".into(),
+                json!({ "description": "Server-sent events, one per audit entry: `id:` the entry's id, `event:` its action, `data:` the entry (schema Event) as JSON",
+                "content": { "text/event-stream": { "schema": { "type": "string" },
+                    "x-sluice-event-data": schema_ref("Event") } } }),
             );
         }
     }
@@ -281,7 +290,8 @@ fn operation(op: &Operation, schemas: &Value) -> Value {
             .iter()
             .map(|p| {
                 let mut v = json!({ "name": p.name,
-                    "in": if p.place == Place::Path { "path" } else { "query" },
+                    "in": match p.place { Place::Path => "path", Place::Query => "query",
+                        Place::Header => "header" },
                     "required": p.place == Place::Path, "schema": param_schema(p.kind) });
                 if !p.description.is_empty() {
                     v["description"] = json!(p.description);

@@ -61,6 +61,8 @@ pub enum Access {
 pub enum Place {
     Path,
     Query,
+    /// A request header (`Last-Event-ID`).
+    Header,
 }
 
 /// A parameter's type and bounds, as the handler parses it.
@@ -108,6 +110,14 @@ impl Param {
             description,
         }
     }
+    pub const fn header(name: &'static str, kind: Kind, description: &'static str) -> Param {
+        Param {
+            name,
+            place: Place::Header,
+            kind,
+            description,
+        }
+    }
 }
 
 /// What a successful call answers.
@@ -117,6 +127,8 @@ pub enum Reply {
     Json(u16, &'static str),
     /// Prometheus text exposition.
     PrometheusText,
+    /// Server-sent events (`text/event-stream`) that go on until the client leaves.
+    EventStream,
 }
 
 /// One served and documented operation.

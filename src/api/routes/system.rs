@@ -4,7 +4,7 @@
 use axum::routing::{get, post};
 
 use super::{Access, Kind, Operation, Param, Reply, Verb};
-use crate::api::{fleet, health, openapi, registry_events};
+use crate::api::{event_stream, fleet, health, openapi, registry_events};
 
 pub const OPERATIONS: &[Operation] = &[
     Operation {
@@ -59,6 +59,35 @@ pub const OPERATIONS: &[Operation] = &[
         also: &[],
         errors: &[(400, "invalid_limit")],
         handler: || get(fleet::events),
+    },
+    Operation {
+        verb: Verb::Get,
+        path: "/api/v1/events/stream",
+        summary: "The audit trail as it is written, as server-sent events (id: the event id, event: its action, data: the entry as GET /api/v1/events renders it); starts after the newest entry, after ?since= or after Last-Event-ID; a comment every 15 s keeps it open",
+        access: Access::Token,
+        params: &[
+            Param::query(
+                "since",
+                Kind::Int {
+                    min: 0,
+                    max: i64::MAX,
+                },
+                "start after this event id (default: the newest, so only new entries)",
+            ),
+            Param::header(
+                "Last-Event-ID",
+                Kind::Int {
+                    min: 0,
+                    max: i64::MAX,
+                },
+                "resume after this event id (a reconnecting EventSource sends it); wins over since",
+            ),
+        ],
+        request: None,
+        reply: Reply::EventStream,
+        also: &[],
+        errors: &[(400, "invalid_last_event_id"), (503, "too_many_streams")],
+        handler: || get(event_stream::stream),
     },
     Operation {
         verb: Verb::Get,
