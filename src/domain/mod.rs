@@ -5,6 +5,7 @@
 //! Architecture invariant: this module performs no I/O.
 
 mod change;
+mod changelog;
 mod digest;
 mod enums;
 mod host;
@@ -22,6 +23,7 @@ pub use change::{
     AnalysisRecord, AuditEvent, Change, DesiredChange, NewTarget, ReleaseChange, RolloutChange,
     RolloutRowKey, TargetChange,
 };
+pub use changelog::{ChangelogFile, ChangelogFormat, ChangelogSection};
 pub use digest::Digest;
 pub use enums::{
     AnalysisOutcome, AnalysisStage, AnalysisVerdict, ApplyTier, FleetMode, Health, HostSchedule,
