@@ -36,7 +36,10 @@ use sqlx::AnyPool;
 pub use events::{Event, FeedEvent, NewEvent};
 pub use hosts::{Heartbeat, HostRow};
 pub use leases::{Claim, LeaseRow, LeaseSession};
-pub use releases::{ProbeRecord, ProbeSuccess, RejectOutcome, Release, TrackedImage};
+pub use releases::{
+    CHANGELOG_FILE_ATTEMPTS, ChangelogFileDue, ProbeRecord, ProbeSuccess, RejectOutcome, Release,
+    TrackedImage,
+};
 #[cfg(test)]
 pub(crate) use rollouts::fixtures;
 pub use rollouts::{CandidateRow, RolloutRow, SettledTargets, TargetRow};

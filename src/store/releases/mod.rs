@@ -4,9 +4,11 @@
 //! operators reject them ([`admin`]). Written by those three.
 
 mod admin;
+mod changelog_file;
 mod tracked_images;
 
 pub use admin::RejectOutcome;
+pub use changelog_file::{CHANGELOG_FILE_ATTEMPTS, ChangelogFileDue};
 pub use tracked_images::TrackedImage;
 
 use chrono::{DateTime, Utc};
@@ -17,7 +19,7 @@ use sqlx::any::AnyRow;
 use super::events::append_event_in;
 use super::{NewEvent, QueryContext, Store, StoreError};
 use crate::clock::{from_millis, to_millis};
-use crate::domain::{Digest, ReleaseStatus};
+use crate::domain::{ChangelogFile, Digest, ReleaseStatus};
 
 /// A release as stored.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
@@ -28,6 +30,9 @@ pub struct Release {
     pub digest: Digest,
     pub detected_at: DateTime<Utc>,
     pub changelog: Option<String>,
+    /// The changelog file read from inside the image (`[images] changelog_file`), once
+    /// read and if the image holds one.
+    pub changelog_file: Option<ChangelogFile>,
     pub status: ReleaseStatus,
     pub status_reason: Option<String>,
     pub updated_at: DateTime<Utc>,
@@ -136,8 +141,8 @@ fn corrupt(e: impl std::fmt::Display) -> StoreError {
     }
 }
 
-const COLUMNS: &str =
-    "id, image, digest, detected_at, changelog, status, status_reason, updated_at, version";
+const COLUMNS: &str = "id, image, digest, detected_at, changelog, changelog_file, status, \
+     status_reason, updated_at, version";
 
 fn from_row(row: &AnyRow) -> Result<Release, StoreError> {
     Ok(Release {
@@ -147,6 +152,12 @@ fn from_row(row: &AnyRow) -> Result<Release, StoreError> {
             .map_err(corrupt)?,
         detected_at: from_millis(row.try_get("detected_at").map_err(corrupt)?),
         changelog: row.try_get("changelog").map_err(corrupt)?,
+        changelog_file: row
+            .try_get::<Option<String>, _>("changelog_file")
+            .map_err(corrupt)?
+            .map(|j| serde_json::from_str(&j))
+            .transpose()
+            .map_err(corrupt)?,
         status: ReleaseStatus::parse(&row.try_get::<String, _>("status").map_err(corrupt)?)
             .map_err(corrupt)?,
         status_reason: row.try_get("status_reason").map_err(corrupt)?,
