@@ -22,6 +22,7 @@ mod fake;
 #[cfg(any(test, feature = "test-support"))]
 mod fake_views;
 mod image_defaults;
+mod image_file;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -37,6 +38,7 @@ pub use docker_events::{DockerEvents, EventsError};
 #[cfg(any(test, feature = "test-support"))]
 pub use fake::FakeRuntime;
 pub use image_defaults::ImageDefaults;
+pub use image_file::{ImageFile, ImageFiles, LABEL_PURPOSE, PURPOSE_READ_CHANGELOG};
 
 /// Label present on everything sluice creates; nothing without it is ever touched.
 pub const LABEL_MANAGED: &str = "sluice.managed";
