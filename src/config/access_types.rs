@@ -85,11 +85,55 @@ impl WorkspaceSettings {
     }
 }
 
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ImageSettings {
     /// Image reference prefixes that may be tracked, probed and pulled; empty = all.
     pub allow: Vec<String>,
+    /// Absolute path of a changelog file inside each release's image (a symlink there is
+    /// followed inside the image); empty: no file is read, only the label changelog.
+    pub changelog_file: String,
+    /// Bytes of the changelog file kept; a larger file is cut there and kept as text.
+    pub changelog_file_max_bytes: usize,
+    /// Pull a release's image by digest to read its changelog file as soon as the release
+    /// is found. `false`: read it only once the image is on the engine (a workspace's
+    /// update pulled it).
+    pub changelog_pull: bool,
+}
+
+impl ImageSettings {
+    /// Most a changelog file may be configured to keep.
+    pub const MAX_CHANGELOG_FILE_BYTES: usize = 1024 * 1024;
+
+    /// The first invalid setting: its key and why.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        if !self.changelog_file.is_empty() && !self.changelog_file.starts_with('/') {
+            return Err((
+                "images.changelog_file",
+                "expected an absolute path inside the image, or empty".to_owned(),
+            ));
+        }
+        if self.changelog_file_max_bytes == 0
+            || self.changelog_file_max_bytes > Self::MAX_CHANGELOG_FILE_BYTES
+        {
+            return Err((
+                "images.changelog_file_max_bytes",
+                format!("expected 1 to {}", Self::MAX_CHANGELOG_FILE_BYTES),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Default for ImageSettings {
+    fn default() -> Self {
+        Self {
+            allow: Vec::new(),
+            changelog_file: "/app/changelogs/latest.json".to_owned(),
+            changelog_file_max_bytes: 64 * 1024,
+            changelog_pull: true,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -138,4 +182,38 @@ pub struct WebhookSink {
     /// `json` (default) or `slack`.
     #[serde(default)]
     pub format: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ImageSettings;
+
+    #[test]
+    fn the_changelog_file_is_an_absolute_path_and_its_limit_is_bounded() {
+        let ok = ImageSettings::default();
+        assert_eq!(ok.validate(), Ok(()));
+        let off = ImageSettings {
+            changelog_file: String::new(),
+            ..ImageSettings::default()
+        };
+        assert_eq!(off.validate(), Ok(()));
+        let relative = ImageSettings {
+            changelog_file: "app/changelog.json".to_owned(),
+            ..ImageSettings::default()
+        };
+        assert_eq!(
+            relative.validate().map_err(|e| e.0),
+            Err("images.changelog_file")
+        );
+        for bytes in [0, ImageSettings::MAX_CHANGELOG_FILE_BYTES + 1] {
+            let s = ImageSettings {
+                changelog_file_max_bytes: bytes,
+                ..ImageSettings::default()
+            };
+            assert_eq!(
+                s.validate().map_err(|e| e.0),
+                Err("images.changelog_file_max_bytes")
+            );
+        }
+    }
 }

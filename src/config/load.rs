@@ -135,6 +135,9 @@ fn validate(s: &Settings) -> Result<(), ConfigError> {
     if let Err((key, message)) = s.router.validate() {
         return Err(value(key, &message));
     }
+    if let Err((key, message)) = s.images.validate() {
+        return Err(value(key, &message));
+    }
     if let Err((key, message)) = s.hosts.validate() {
         return Err(value(key, &message));
     }

@@ -43,6 +43,7 @@ impl Loops {
         if let Some(notifier) = crate::notify::spawn(
             store.clone(),
             &settings.notifications,
+            &settings.email,
             &state.metrics,
             state.clock.clone(),
             shutdown.clone(),
@@ -52,6 +53,21 @@ impl Loops {
         let watcher =
             crate::watcher::WatcherTask::driver(watcher.on_store(store.clone()), metrics.clone());
         spawn_task(&tasks, watcher, &shutdown);
+        // The changelog file inside each new release's image, read beside the watcher so
+        // that a pull never holds up a probe.
+        if !settings.images.changelog_file.is_empty() {
+            let reader = crate::watcher::ChangelogReader::new(
+                store.clone(),
+                state.docker.clone(),
+                state.clock.clone(),
+                settings.images.clone(),
+            );
+            spawn_task(
+                &tasks,
+                crate::watcher::ChangelogTask::driver(reader, metrics.clone()),
+                &shutdown,
+            );
+        }
         // This host's loops, unless every host runs an agent of its own.
         if settings.agent.in_process {
             super::agent::start_host_loops(&settings, &state, &tasks, &shutdown, true);

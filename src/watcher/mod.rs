@@ -10,6 +10,7 @@
 //! wakes the controller; it never writes workspaces. Scheduling is pure
 //! ([`schedule`]); this file is the adapter that reads the clock and does I/O.
 
+mod changelog_file;
 pub mod schedule;
 mod task;
 
@@ -27,6 +28,7 @@ use crate::domain::{Digest, ImageRef};
 use crate::registry::{Registry, RegistryMetrics};
 use crate::store::{ProbeSuccess, Store, StoreError, TrackedImage};
 use crate::wake::Wakers;
+pub use changelog_file::{CHANGELOG_INTERVAL, ChangelogReader, ChangelogTask, ReadOutcome};
 pub use schedule::Policy;
 pub use task::WatcherTask;
 

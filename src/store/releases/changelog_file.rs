@@ -25,14 +25,16 @@ pub struct ChangelogFileDue {
 }
 
 impl Store {
-    /// Up to `limit` releases not read yet and not given up, oldest first.
+    /// Up to `limit` releases not read yet and not given up that may still be rolled out
+    /// (`queued`, `approved`, `rolling_out`), oldest first.
     pub async fn changelog_files_due(
         &self,
         limit: i64,
     ) -> Result<Vec<ChangelogFileDue>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, image, digest FROM releases WHERE changelog_file_read_at IS NULL \
-             AND changelog_file_attempts < $1 ORDER BY id LIMIT $2",
+             AND changelog_file_attempts < $1 \
+             AND status IN ('queued', 'approved', 'rolling_out') ORDER BY id LIMIT $2",
         )
         .bind(CHANGELOG_FILE_ATTEMPTS)
         .bind(limit)
