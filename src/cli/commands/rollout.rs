@@ -37,7 +37,7 @@ pub(super) async fn release(
                         "detected_at",
                         "changelog",
                     ],
-                )
+                ) + &changelog_file(&r["changelog_file"])
             });
         }
         ReleaseCommand::Apply { id, tier, force } => {
@@ -227,4 +227,62 @@ pub(super) async fn fleet(c: &Client, out: &Output, cmd: FleetCommand) -> Result
         s
     });
     Ok(())
+}
+
+/// A release's changelog file read from its image, structured: its path and format, then
+/// version and date, each section's title and its items; text as it is.
+fn changelog_file(f: &Value) -> String {
+    if f.is_null() {
+        return String::new();
+    }
+    let mut out = format!(
+        "changelog file  {} ({})\n",
+        f["path"].as_str().unwrap_or("-"),
+        f["format"].as_str().unwrap_or("-")
+    );
+    if let Some(v) = f["version"].as_str() {
+        out += &format!("  version {v}\n");
+    }
+    if let Some(d) = f["date"].as_str() {
+        out += &format!("  date    {d}\n");
+    }
+    for s in f["sections"].as_array().into_iter().flatten() {
+        out += &format!("  {}\n", s["title"].as_str().unwrap_or(""));
+        for i in s["items"].as_array().into_iter().flatten() {
+            out += &format!("    - {}\n", i.as_str().unwrap_or(""));
+        }
+    }
+    if let Some(t) = f["text"].as_str() {
+        for line in t.lines() {
+            out += &format!("  | {line}\n");
+        }
+    }
+    if let Some(n) = f["note"].as_str() {
+        out += &format!("  note: {n}\n");
+    }
+    out
+}
+
+#[cfg(test)]
+mod changelog_file_tests {
+    use super::*;
+
+    #[test]
+    fn a_structured_changelog_file_shows_version_date_sections_and_items() {
+        let f = json!({"path": "/app/changelogs/1.2.json", "format": "structured",
+            "version": "1.2.0", "date": "2026-11-30", "text": null, "note": null,
+            "sections": [{"title": "Added", "items": ["dark mode", "export"]}]});
+        assert_eq!(
+            changelog_file(&f),
+            "changelog file  /app/changelogs/1.2.json (structured)\n  version 1.2.0\n  \
+             date    2026-11-30\n  Added\n    - dark mode\n    - export\n"
+        );
+        let t = json!({"path": "/c", "format": "text", "sections": [], "text": "a\nb",
+            "note": "cut"});
+        assert_eq!(
+            changelog_file(&t),
+            "changelog file  /c (text)\n  | a\n  | b\n  note: cut\n"
+        );
+        assert_eq!(changelog_file(&Value::Null), "");
+    }
 }
