@@ -19,7 +19,7 @@ eval "$(tests/env/up.sh)"
 eval "$(tests/env/postgres.sh start)"
 trap 'tests/env/postgres.sh stop' EXIT
 # The tests that run on both engines (nextest filter expression).
-BOTH_ENGINES='test(/^(store|snapshot_store|rollout_controller|rollout_api|api|hosts_api|snapshot_api|openapi_contract|notify|retirement|registry|adopt|drift|analysis_controller)::/) | (kind(lib) & test(/^(store|rollout|api|notify|watcher)::/))'
+BOTH_ENGINES='test(/^(store|snapshot_store|rollout_controller|rollout_api|api|hosts_api|snapshot_api|openapi_contract|notify|email|retirement|registry|changelog_file|adopt|drift|analysis_controller)::/) | (kind(lib) & test(/^(store|rollout|api|notify|watcher)::/))'
 rc=0
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --no-fail-fast "$@" || rc=$?

@@ -5,6 +5,8 @@
 # MODE: good | bad-health | crash | migrates-then-fails. VERSION is baked into the image
 # (v1, v2, v3 under one tag). REF: e.g. 127.0.0.1:5000/fx/good:v1.
 # The local image is removed after the push unless KEEP_LOCAL=1 (tests pull by digest).
+# CHANGELOG_FILE=path copies that file into the image as /app/changelogs/<name> (name:
+# CHANGELOG_NAME, default the file's own name) with the symlink latest.json -> <name>.
 #
 # The image is made with `docker import` from a root filesystem assembled here, not with
 # `docker build`: the legacy builder shares cached intermediate images between parallel
@@ -33,6 +35,12 @@ done
 cp "$here/fixture/entrypoint.sh" "$here/fixture/handler.sh" "$root/fixture/"
 printf '%s\n' "$mode" > "$root/fixture/mode"
 printf '%s\n' "$version" > "$root/fixture/version"
+if [ -n "${CHANGELOG_FILE:-}" ]; then
+  name=${CHANGELOG_NAME:-$(basename "$CHANGELOG_FILE")}
+  mkdir -p "$root/app/changelogs"
+  cp "$CHANGELOG_FILE" "$root/app/changelogs/$name"
+  [ "$name" = latest.json ] || ln -s "$name" "$root/app/changelogs/latest.json"
+fi
 
 label() { # label KEY VALUE -> a LABEL instruction with the value quoted
   local v=${2//\\/\\\\}

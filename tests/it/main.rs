@@ -9,6 +9,7 @@ mod analysis_controller;
 mod analysis_e2e;
 mod api;
 mod architecture;
+mod changelog_file;
 mod cli;
 mod config_cli;
 mod crash_matrix;
