@@ -11,7 +11,12 @@ use std::time::{Duration, Instant};
 
 use reqwest::Method;
 use serde_json::Value;
+use sluice::clock::SystemClock;
+use sluice::config::{ImageSettings, Settings};
 use sluice::domain::Digest;
+use sluice::runtime::DockerHandle;
+use sluice::store::Store;
+use sluice::watcher::{ChangelogReader, ReadOutcome};
 
 use crate::api::{ADMIN_TOKEN, TestApi};
 use crate::support::{DockerCleanup, registry, repo_root, run, sluice_bin, unique};
@@ -34,7 +39,7 @@ fn push(reference: &str, changelog: Option<(&str, &[u8])>, dir: &Path) -> Digest
 }
 
 /// Records a queued release of `image` at `digest`, as the watcher does.
-async fn release(api: &TestApi, image: &str, digest: &Digest) -> i64 {
+async fn release(store: &Store, image: &str, digest: &Digest) -> i64 {
     sqlx::query_scalar(
         "INSERT INTO releases (image, digest, detected_at, changelog, status, updated_at) \
          VALUES ($1, $2, $3, 'the label changelog', 'queued', $3) RETURNING id",
@@ -42,7 +47,7 @@ async fn release(api: &TestApi, image: &str, digest: &Digest) -> i64 {
     .bind(image)
     .bind(digest.as_str())
     .bind(chrono::Utc::now().timestamp_millis())
-    .fetch_one(api.store.raw_pool())
+    .fetch_one(store.raw_pool())
     .await
     .expect("insert release")
 }
@@ -143,7 +148,7 @@ async fn a_structured_changelog_behind_the_symlink_is_read_without_running_the_i
     cleanup.images.push(format!("{repo}@{digest}"));
     let since = chrono::Utc::now().timestamp() - 1;
     let api = TestApi::start().await;
-    let id = release(&api, &reference, &digest).await;
+    let id = release(&api.store, &reference, &digest).await;
 
     let r = read(&api, id).await;
     let f = &r["changelog_file"];
@@ -244,7 +249,7 @@ async fn plain_text_an_oversized_file_and_an_image_without_one_are_each_recorded
     let api = TestApi::start().await;
     let mut ids = Vec::new();
     for (_, reference, digest) in &cases {
-        ids.push(release(&api, reference, digest).await);
+        ids.push(release(&api.store, reference, digest).await);
     }
 
     let r = read(&api, ids[0]).await;
@@ -287,4 +292,74 @@ async fn plain_text_an_oversized_file_and_an_image_without_one_are_each_recorded
     for (repo, _, _) in &cases {
         assert_eq!(helpers_left(repo), Vec::<String>::new());
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_read_is_given_up_after_three_attempts_and_without_pulls_a_release_waits() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cleanup = DockerCleanup::default();
+    let db = sluice::store::TestDb::new().await;
+    let store = db.store(2).await;
+    let docker = sluice::runtime::connect(&Settings::default().docker)
+        .await
+        .expect("the test engine answers");
+    let engine = DockerHandle::connected(std::sync::Arc::new(docker));
+    let reader = |settings: ImageSettings| {
+        ChangelogReader::new(
+            store.clone(),
+            engine.clone(),
+            std::sync::Arc::new(SystemClock),
+            settings,
+        )
+    };
+
+    // A digest the registry does not hold: the pull is refused at every attempt.
+    let repo = format!("{}/{}", registry(), unique("fx/changelog-gone"));
+    let gone = Digest::parse(&format!("sha256:{}", "ab".repeat(32))).unwrap();
+    let id = release(&store, &format!("{repo}:stable"), &gone).await;
+    let pulling = reader(ImageSettings::default());
+    for _ in 0..3 {
+        assert_eq!(
+            pulling.pass(None).await.unwrap(),
+            vec![(id, ReadOutcome::Failed)]
+        );
+    }
+    assert_eq!(pulling.pass(None).await.unwrap(), vec![], "given up");
+    let r = store.release(id).await.unwrap();
+    assert_eq!(r.changelog.as_deref(), Some("the label changelog"));
+    assert_eq!(r.changelog_file, None);
+
+    // Without pulls, a release whose image is not on the engine waits for it.
+    let repo = format!("{}/{}", registry(), unique("fx/changelog-later"));
+    let reference = format!("{repo}:stable");
+    let digest = push(
+        &reference,
+        Some(("1.2.0.json", STRUCTURED.as_bytes())),
+        dir.path(),
+    );
+    let pinned = format!("{repo}@{digest}");
+    cleanup.images.push(pinned.clone());
+    let id = release(&store, &reference, &digest).await;
+    let waiting = reader(ImageSettings {
+        changelog_pull: false,
+        ..ImageSettings::default()
+    });
+    assert_eq!(
+        waiting.pass(None).await.unwrap(),
+        vec![(id, ReadOutcome::Deferred)]
+    );
+    assert_eq!(store.release(id).await.unwrap().changelog_file, None);
+    run(Command::new("docker").args(["pull", "-q", &pinned]));
+    assert_eq!(
+        waiting.pass(None).await.unwrap(),
+        vec![(id, ReadOutcome::Stored(true))]
+    );
+    let f = store
+        .release(id)
+        .await
+        .unwrap()
+        .changelog_file
+        .expect("read");
+    assert_eq!(f.version.as_deref(), Some("1.2.0"));
+    assert_eq!(helpers_left(&repo), Vec::<String>::new());
 }
