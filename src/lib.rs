@@ -23,5 +23,6 @@ pub mod store;
 pub mod systemd;
 pub mod task;
 pub mod telemetry;
+pub mod ui;
 pub mod wake;
 pub mod watcher;

@@ -200,6 +200,7 @@ impl Application {
             },
             leader: crate::leader::LeaderView::new(&settings.leader.instance_name()),
             streams: api::event_stream::EventStreams::default(),
+            ui: crate::ui::Sessions::default(),
         };
         Ok(Self {
             listener,

@@ -65,6 +65,14 @@ impl EventStreams {
         self.closing.cancel();
     }
 
+    /// A stream of the entries after `after`, in one of the [`MAX_STREAMS`] slots.
+    /// `named`: each event carries its action as `event:` (the API); without, every
+    /// entry reaches an `EventSource`'s `onmessage` (the dashboard's script).
+    pub fn follow(&self, store: Store, after: i64, named: bool) -> Result<Response, ApiError> {
+        let slot = self.open()?;
+        Ok(respond(store, self.closing.clone(), after, slot, named))
+    }
+
     /// A slot for one more stream, or 503 when [`MAX_STREAMS`] are open.
     pub fn open(&self) -> Result<OwnedSemaphorePermit, ApiError> {
         self.slots.clone().try_acquire_owned().map_err(|_| {
@@ -115,13 +123,7 @@ pub async fn stream(
     ApiQuery(q): ApiQuery<StreamQuery>,
 ) -> Result<Response, ApiError> {
     let after = resume_point(&state.store, &headers, q.since).await?;
-    let slot = state.streams.open()?;
-    Ok(respond(
-        state.store.clone(),
-        state.streams.closing.clone(),
-        after,
-        slot,
-    ))
+    state.streams.follow(state.store.clone(), after, true)
 }
 
 /// The `text/event-stream` answer tailing the audit trail after `after`; shared by every
@@ -131,8 +133,10 @@ pub fn respond(
     closing: CancellationToken,
     after: i64,
     slot: OwnedSemaphorePermit,
+    named: bool,
 ) -> Response {
     let tail = Tail {
+        named,
         store,
         closing,
         cursor: after,
@@ -159,6 +163,8 @@ where
 /// One connection's place in the audit trail.
 struct Tail {
     store: Store,
+    /// Whether events carry their action as `event:`.
+    named: bool,
     closing: CancellationToken,
     /// The id of the last entry sent (or the resume point).
     cursor: i64,
@@ -176,7 +182,7 @@ impl Tail {
             }
             if let Some(ev) = self.pending.pop_front() {
                 self.cursor = ev.id;
-                return Some((Ok(render(&ev)), self));
+                return Some((Ok(render(&ev, self.named)), self));
             }
             match self.store.events(self.cursor, BATCH).await {
                 Ok(batch) => self.pending.extend(batch),
@@ -196,14 +202,17 @@ impl Tail {
 }
 
 /// One entry as a server-sent event.
-pub fn render(ev: &Event) -> SseEvent {
+pub fn render(ev: &Event, named: bool) -> SseEvent {
     // A field value may not hold a line break; actions are words, but never panic on one.
     let action: String = ev
         .action
         .chars()
         .map(|c| if c == '\n' || c == '\r' { ' ' } else { c })
         .collect();
-    let out = SseEvent::default().id(ev.id.to_string()).event(action);
+    let mut out = SseEvent::default().id(ev.id.to_string());
+    if named {
+        out = out.event(action);
+    }
     match serde_json::to_string(ev) {
         Ok(json) => out.data(json),
         Err(e) => out.comment(format!("entry {} could not be rendered: {e}", ev.id)),
@@ -227,7 +236,7 @@ mod tests {
 
     #[test]
     fn an_entry_renders_with_its_id_action_and_json() {
-        let text = format!("{:?}", render(&event(42, "fleet.mode_changed")));
+        let text = format!("{:?}", render(&event(42, "fleet.mode_changed"), true));
         assert!(text.contains("42"), "{text}");
         assert!(text.contains("fleet.mode_changed"), "{text}");
         assert!(text.contains("\\\"after\\\":\\\"paused\\\""), "{text}");
@@ -235,7 +244,7 @@ mod tests {
 
     #[test]
     fn a_line_break_in_an_action_does_not_panic() {
-        let _ = render(&event(1, "a\nb"));
+        let _ = render(&event(1, "a\nb"), true);
     }
 
     #[test]

@@ -65,6 +65,8 @@ pub struct AppState {
     /// The open `GET /api/v1/events/stream` connections: their limit, and their end at
     /// shutdown.
     pub streams: event_stream::EventStreams,
+    /// The dashboard's signed-in sessions (`src/ui/`).
+    pub ui: crate::ui::Sessions,
 }
 
 /// The admin API's settings, resolved at startup.
@@ -112,6 +114,7 @@ pub fn router(state: AppState) -> Router {
         .merge(open)
         .merge(metrics)
         .merge(token)
+        .merge(crate::ui::router())
         .fallback(error::no_route)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(middleware::from_fn_with_state(

@@ -14,6 +14,7 @@ mod cli;
 mod config_cli;
 mod crash_matrix;
 mod daemon;
+mod dashboard;
 mod database_input;
 mod docker_restart;
 mod docker_tls;
