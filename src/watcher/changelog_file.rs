@@ -13,7 +13,7 @@
 //! soon as the release is found, so the changelog is there before anyone decides to roll
 //! it out (and the canary's pull finds the image already there). Without it, a release
 //! waits until its image is on the engine. Only releases that may still be rolled out
-//! (`queued`, `approved`, `rolling_out`) are read.
+//! (`queued`, `approved`, `rolling_out`) and whose image `[images] allow` admits are read.
 //!
 //! Writes only the release's changelog file columns (`Store::record_changelog_file`).
 
@@ -86,6 +86,14 @@ impl<F: ImageFiles> ChangelogReader<F> {
 
     async fn read(&self, due: &ChangelogFileDue) -> Result<ReadOutcome, WatcherError> {
         let image = match ImageRef::parse_tracked(&due.image) {
+            Ok(r) if !super::schedule::allowed(&r.to_string(), &self.settings.allow) => {
+                // `[images] allow` changed since the release was found: never pull it.
+                tracing::info!(release = due.id, image = %due.image, "changelog file not read: the image is outside [images] allow");
+                self.store
+                    .record_changelog_file(due.id, None, self.clock.now())
+                    .await?;
+                return Ok(ReadOutcome::Stored(false));
+            }
             Ok(r) => r.pinned(&due.digest).to_string(),
             Err(e) => {
                 tracing::warn!(release = due.id, image = %due.image, error = %e, "changelog file not read: the release's image reference is invalid");

@@ -362,4 +362,16 @@ async fn a_failing_read_is_given_up_after_three_attempts_and_without_pulls_a_rel
         .expect("read");
     assert_eq!(f.version.as_deref(), Some("1.2.0"));
     assert_eq!(helpers_left(&repo), Vec::<String>::new());
+
+    // An image that `[images] allow` no longer admits is never pulled.
+    let repo = format!("{}/{}", registry(), unique("fx/changelog-denied"));
+    let id = release(&store, &format!("{repo}:stable"), &gone).await;
+    let denied = reader(ImageSettings {
+        allow: vec!["registry.example/".to_owned()],
+        ..ImageSettings::default()
+    });
+    assert_eq!(
+        denied.pass(None).await.unwrap(),
+        vec![(id, ReadOutcome::Stored(false))]
+    );
 }
