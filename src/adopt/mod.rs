@@ -205,6 +205,8 @@ pub fn spec_of(c: &ContainerSpec, name: &WorkspaceName) -> WorkspaceSpec {
         cap_add: c.cap_add.clone(),
         cap_drop: c.cap_drop.clone(),
         security_opt: c.security_opt.clone(),
+        // Not part of the container: an adopted workspace starts with nobody to mail.
+        contacts: Vec::new(),
     }
 }
 

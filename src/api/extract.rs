@@ -151,7 +151,8 @@ pub fn field_code(top: &str) -> Option<&'static str> {
         | "networks"
         | "drift"
         | "update_order"
-        | "snapshot_on_start_first" => "invalid_spec",
+        | "snapshot_on_start_first"
+        | "contacts" => "invalid_spec",
         _ => return None,
     })
 }

@@ -9,7 +9,9 @@ use crate::domain::spec::{
     BindMount, DriftAction, HealthProbe, LogConfig, NetworkSpec, PortMapping, Resources, Ulimit,
     UpdateOrder, VolumeMount, WorkspaceSpec,
 };
-use crate::domain::{Digest, HostName, MaintenanceWindow, Tier, UpdateMode, WorkspaceName};
+use crate::domain::{
+    Digest, EmailAddress, HostName, MaintenanceWindow, Tier, UpdateMode, WorkspaceName,
+};
 
 /// `Some(None)` for an explicit `null`, `None` when the field is absent.
 fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
@@ -94,6 +96,9 @@ pub struct CreateWorkspace {
     pub cap_drop: Vec<String>,
     #[serde(default)]
     pub security_opt: Vec<String>,
+    /// Mail addresses told about the workspace's updates (`[email]`).
+    #[serde(default)]
+    pub contacts: Vec<EmailAddress>,
 }
 
 /// `PATCH /api/v1/workspaces/{name}`: any subset; spec fields replace their current value.
@@ -173,6 +178,9 @@ pub struct PatchWorkspace {
     pub cap_drop: Option<Vec<String>>,
     #[serde(default)]
     pub security_opt: Option<Vec<String>>,
+    /// Replaces the list (`[]`: nobody is mailed).
+    #[serde(default)]
+    pub contacts: Option<Vec<EmailAddress>>,
 }
 
 impl PatchWorkspace {
@@ -207,6 +215,7 @@ impl PatchWorkspace {
             || self.cap_add.is_some()
             || self.cap_drop.is_some()
             || self.security_opt.is_some()
+            || self.contacts.is_some()
     }
 
     pub(super) fn apply_to(self, mut spec: WorkspaceSpec) -> WorkspaceSpec {
@@ -299,6 +308,9 @@ impl PatchWorkspace {
         }
         if let Some(v) = self.security_opt {
             spec.security_opt = v;
+        }
+        if let Some(v) = self.contacts {
+            spec.contacts = v;
         }
         spec
     }

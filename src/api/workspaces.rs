@@ -189,6 +189,7 @@ pub async fn create(
         cap_add: body.cap_add,
         cap_drop: body.cap_drop,
         security_opt: body.security_opt,
+        contacts: body.contacts,
     };
     spec.validate().map_err(invalid_spec)?;
     spec.check_policy(&state.api.workspace_policy)

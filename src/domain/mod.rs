@@ -7,6 +7,7 @@
 mod change;
 mod changelog;
 mod digest;
+mod email;
 mod enums;
 mod host;
 mod image;
@@ -25,6 +26,7 @@ pub use change::{
 };
 pub use changelog::{ChangelogFile, ChangelogFormat, ChangelogSection};
 pub use digest::Digest;
+pub use email::EmailAddress;
 pub use enums::{
     AnalysisOutcome, AnalysisStage, AnalysisVerdict, ApplyTier, FleetMode, Health, HostSchedule,
     HostState, ReleaseStatus, Role, RolloutState, SnapshotState, TargetStatus, Tier, UpdateKind,

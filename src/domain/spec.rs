@@ -6,12 +6,12 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::ParseError;
 pub use super::spec_host::{LOG_DRIVERS, LogConfig, ULIMITS, Ulimit, parse_restart};
 pub use super::spec_network::{DriftAction, NetworkSpec};
 pub use super::spec_order::{UpdateOrder, effective as effective_order};
 pub use super::spec_policy::{BindMount, PRIVILEGED_CAPS, Policy};
 pub use super::spec_process::{MIN_MEMORY, Resources};
+use super::{EmailAddress, ParseError};
 
 /// Everything about a workspace's container except its image.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -108,6 +108,10 @@ pub struct WorkspaceSpec {
     pub cap_drop: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub security_opt: Vec<String>,
+    /// The tenant's mail addresses (`[email]`): told when an update is available (manual
+    /// mode) and when the workspace was updated. Not part of the container.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub contacts: Vec<EmailAddress>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -143,6 +147,9 @@ impl VolumeMount {
         }
     }
 }
+
+/// The most `contacts` a workspace may list.
+const MAX_CONTACTS: usize = 20;
 
 /// A refused spec value, its reason led by the field it is in.
 fn spec_error(field: &str, value: &str, reason: &str) -> ParseError {
@@ -312,6 +319,18 @@ impl WorkspaceSpec {
                 ));
             }
         }
+        for (i, c) in self.contacts.iter().enumerate() {
+            if self.contacts[..i].contains(c) {
+                return Err(err(
+                    &format!("contacts[{i}]"),
+                    c.as_str(),
+                    "is listed twice",
+                ));
+            }
+        }
+        if self.contacts.len() > MAX_CONTACTS {
+            return Err(err("contacts", "", "at most 20 addresses"));
+        }
         super::spec_process::check(self)
             .and_then(|()| super::spec_host::check(self))
             .and_then(|()| super::spec_network::check(self))
@@ -387,6 +406,28 @@ mod tests {
         .unwrap();
         s.validate().unwrap();
         assert_eq!(s.health.unwrap().http.unwrap().path, "/health");
+    }
+
+    #[test]
+    fn contacts_are_addresses_listed_once() {
+        let bad = serde_json::from_str::<WorkspaceSpec>(r#"{"contacts":["a@example.com","nope"]}"#)
+            .unwrap_err();
+        assert!(
+            bad.to_string().contains("invalid email address `nope`"),
+            "{bad}"
+        );
+        let s: WorkspaceSpec =
+            serde_json::from_str(r#"{"contacts":["a@example.com","a@example.com"]}"#).unwrap();
+        let e = s.validate().unwrap_err();
+        assert!(e.reason.starts_with("contacts[1]:"), "{e}");
+        let s: WorkspaceSpec = serde_json::from_str(r#"{"contacts":["a@example.com"]}"#).unwrap();
+        s.validate().unwrap();
+        assert!(
+            serde_json::to_string(&WorkspaceSpec::default())
+                .unwrap()
+                .find("contacts")
+                .is_none()
+        );
     }
 
     #[test]

@@ -73,6 +73,7 @@ fn components() -> Value {
             "cap_add",
             "cap_drop",
             "security_opt",
+            "contacts",
         ],
     );
     close(&mut base["Workspace"]["properties"]["last_update"], &[]);

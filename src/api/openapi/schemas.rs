@@ -244,7 +244,10 @@ fn host_props() -> Value {
             "description": format!("privileged-equivalents ({}) need [workspaces] allow_privileged", PRIVILEGED_CAPS.join(", ")) },
         "cap_drop": { "type": "array", "items": { "type": "string", "pattern": "^(CAP_)?[A-Z_]+$" } },
         "security_opt": { "type": "array", "items": { "type": "string" },
-            "description": "no-new-privileges[:true|false], apparmor=PROFILE, label=TYPE:VALUE; apparmor/seccomp/systempaths=unconfined and label=disable need [workspaces] allow_privileged" }
+            "description": "no-new-privileges[:true|false], apparmor=PROFILE, label=TYPE:VALUE; apparmor/seccomp/systempaths=unconfined and label=disable need [workspaces] allow_privileged" },
+        "contacts": { "type": "array", "maxItems": 20, "uniqueItems": true,
+            "items": { "type": "string", "pattern": "^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$" },
+            "description": "the tenant's mail addresses ([email]): told when an update is available (manual mode) and when the workspace was updated" }
     })
 }
 
