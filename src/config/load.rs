@@ -341,6 +341,9 @@ fn validate(s: &Settings) -> Result<(), ConfigError> {
             "notifications.timeout and notifications.poll_interval must be longer than 0s",
         ));
     }
+    if let Some((key, reason)) = s.email.problem() {
+        return Err(value(key, reason));
+    }
     for (i, w) in s.notifications.webhooks.iter().enumerate() {
         if let Some(f) = &w.format
             && f != "json"

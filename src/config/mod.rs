@@ -6,6 +6,7 @@ mod access_types;
 mod agent_types;
 mod analysis_types;
 mod docker;
+mod email_types;
 mod hosts_types;
 mod leader_types;
 mod load;

@@ -15,6 +15,7 @@ pub use super::agent_types::*;
 pub use super::analysis_types::{
     AnalysisCheck, Comparison, Inconclusive, PrometheusSettings, QUERY_VARIABLES,
 };
+pub use super::email_types::{EmailSettings, EmailTls};
 pub use super::hosts_types::*;
 pub use super::leader_types::*;
 pub use super::rollout_types::*;
@@ -36,6 +37,7 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub images: ImageSettings,
     pub notifications: NotificationSettings,
+    pub email: EmailSettings,
     pub leader: LeaderSettings,
     pub agent: AgentSettings,
     pub hosts: HostsSettings,

@@ -20,6 +20,8 @@ pub(super) struct Job {
     pub(super) kind: &'static str,
     pub(super) body: Vec<u8>,
     pub(super) event_id: i64,
+    /// The audit event itself, for sinks that look more up (mail: who, which changelog).
+    pub(super) event: crate::store::FeedEvent,
 }
 
 /// A transport error as it may be logged. `reqwest` puts the request URL (the webhook's

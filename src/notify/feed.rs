@@ -69,6 +69,8 @@ pub(super) struct Feed {
     pub(super) counters: Counters,
     pub(super) clock: Arc<dyn Clock>,
     pub(super) interval: Duration,
+    /// The `settings` key of this tail's stored cursor (each tail has its own).
+    pub(super) cursor_key: &'static str,
     /// The last event fanned out; `None` until the first pass has read the start.
     pub(super) cursor: Option<i64>,
     /// The cursor as stored.
@@ -83,10 +85,11 @@ impl Task for Feed {
         let mut cursor = match self.cursor {
             Some(c) => c,
             None => {
-                let c = start_cursor(&self.store, self.clock.as_ref())
+                let c = start_cursor(&self.store, self.cursor_key, self.clock.as_ref())
                     .await
                     .map_err(FeedError::Start)?;
                 tracing::info!(
+                    cursor = self.cursor_key,
                     sinks = self.sinks.len(),
                     from_event = c,
                     "notifications started"
@@ -137,21 +140,28 @@ impl Feed {
         if safe <= self.stored {
             return;
         }
-        match self.store.set_notify_cursor(safe, self.clock.now()).await {
+        let stored = self
+            .store
+            .set_feed_cursor(self.cursor_key, safe, self.clock.now())
+            .await;
+        match stored {
             Ok(()) => self.stored = safe,
-            Err(e) => tracing::warn!(error = %e, "notifications: cannot store the cursor"),
+            Err(e) => {
+                tracing::warn!(cursor = self.cursor_key, error = %e, "notifications: cannot store the cursor");
+            }
         }
     }
 }
 
 /// The stored cursor, or the newest event on the first start (history is not replayed);
 /// a cursor past the newest event (the database was replaced) starts at the newest.
-async fn start_cursor(store: &Store, clock: &dyn Clock) -> Result<i64, StoreError> {
+async fn start_cursor(store: &Store, key: &str, clock: &dyn Clock) -> Result<i64, StoreError> {
     let last = store.last_event_id().await?;
-    match store.notify_cursor().await? {
+    match store.feed_cursor(key).await? {
         Some(c) if c <= last => {
             if c < last {
                 tracing::info!(
+                    cursor = key,
                     events = last - c,
                     "notifications: sending events written since the last run"
                 );
@@ -159,7 +169,7 @@ async fn start_cursor(store: &Store, clock: &dyn Clock) -> Result<i64, StoreErro
             Ok(c)
         }
         _ => {
-            store.set_notify_cursor(last, clock.now()).await?;
+            store.set_feed_cursor(key, last, clock.now()).await?;
             Ok(last)
         }
     }
@@ -173,11 +183,16 @@ fn fan_out(ev: &FeedEvent, sinks: &[Sink], counters: &Counters) {
         if !s.events.is_empty() && !s.events.iter().any(|e| e == kind || e == "*") {
             continue;
         }
-        let body = payload::body(kind, ev, &s.format).to_string().into_bytes();
+        let body = if s.format == "email" {
+            Vec::new()
+        } else {
+            payload::body(kind, ev, &s.format).to_string().into_bytes()
+        };
         let job = Job {
             kind,
             body,
             event_id: ev.id,
+            event: ev.clone(),
         };
         s.progress.open.fetch_add(1, Ordering::AcqRel);
         if s.tx.try_send(job).is_err() {

@@ -1,5 +1,6 @@
-//! Webhook notifications, fed by tailing the audit trail (`events`): every loop's audit
-//! events become notifications without the loops knowing about sinks.
+//! Webhook and mail notifications, fed by tailing the audit trail (`events`): every
+//! loop's audit events become notifications without the loops knowing about sinks.
+//! Mail (`[email]`, [`email`]) runs its own tail and cursor beside the webhooks'.
 //!
 //! Each sink has its own bounded queue and delivery task, so a slow or failing sink
 //! never blocks another sink, the tail, or anything else: when its queue is full new
@@ -14,6 +15,7 @@
 //! begins at the newest event, so history is not replayed.
 
 mod deliver;
+pub mod email;
 mod feed;
 mod hmac;
 pub mod payload;
@@ -29,7 +31,7 @@ pub use feed::FeedError;
 pub use hmac::{hmac_sha256, signature};
 
 use crate::clock::Clock;
-use crate::config::{NotificationSettings, WebhookUrl};
+use crate::config::{EmailSettings, NotificationSettings, WebhookUrl};
 use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::task::{Backoff, Driver};
@@ -47,7 +49,7 @@ impl Counters {
         let c = IntCounterVec::new(
             Opts::new(
                 "sluice_notifications_total",
-                "Webhook notifications by sink and outcome (delivered, failed, dropped).",
+                "Notifications (webhooks and mail) by sink and outcome (delivered, failed, dropped).",
             ),
             &["sink", "outcome"],
         )
@@ -77,20 +79,57 @@ fn sink_label(i: usize, url: &WebhookUrl) -> String {
     format!("{i}:{}", url.host())
 }
 
-/// Starts the tail and one delivery task per sink, each on the task driver (see [`feed`]
-/// and [`deliver`]); nothing when no sink is configured. Times come from `clock`. The
-/// returned handle finishes once all of them have stopped (on `shutdown`).
+/// Starts the webhooks' tail and one delivery task per sink, and the mail tail with its
+/// delivery task (see [`feed`], [`deliver`], [`email`]), each on the task driver;
+/// nothing when neither is configured. Times come from `clock`. The returned handle
+/// finishes once all of them have stopped (on `shutdown`).
 pub fn spawn(
     store: Store,
     settings: &NotificationSettings,
+    email: &EmailSettings,
     metrics: &Metrics,
     clock: Arc<dyn Clock>,
     shutdown: CancellationToken,
 ) -> Option<JoinHandle<()>> {
-    if settings.webhooks.is_empty() {
+    let counters = Counters::register(metrics);
+    let mut handles = Vec::new();
+    if !settings.webhooks.is_empty() {
+        handles.push(spawn_webhooks(
+            store.clone(),
+            settings,
+            &counters,
+            metrics,
+            clock.clone(),
+            shutdown.clone(),
+        ));
+    }
+    match email::spawn(store, email, settings, &counters, metrics, clock, shutdown) {
+        Ok(Some(h)) => handles.push(h),
+        Ok(None) => {}
+        Err(e) => tracing::error!(error = %e, "mail notifications not started"),
+    }
+    if handles.is_empty() {
         return None;
     }
-    let counters = Counters::register(metrics);
+    // The handle ends only when every tail and delivery task has: a daemon that waits
+    // for it at shutdown leaves no delivery half-sent behind its back.
+    Some(tokio::spawn(async move {
+        for h in handles {
+            if let Err(e) = h.await {
+                tracing::error!(error = %e, "a notification task ended abnormally");
+            }
+        }
+    }))
+}
+
+fn spawn_webhooks(
+    store: Store,
+    settings: &NotificationSettings,
+    counters: &Counters,
+    metrics: &Metrics,
+    clock: Arc<dyn Clock>,
+    shutdown: CancellationToken,
+) -> JoinHandle<()> {
     let http = reqwest::Client::builder()
         .timeout(settings.timeout)
         .build()
@@ -126,23 +165,22 @@ pub fn spawn(
     let tail = feed::Feed {
         store,
         sinks,
-        counters,
+        counters: counters.clone(),
         clock,
         interval,
+        cursor_key: crate::store::NOTIFY_CURSOR,
         cursor: None,
         stored: 0,
     };
     let tail = Driver::new(tail, metrics.tasks().clone()).backoff(Backoff::new(interval, interval));
-    // The handle ends only when the tail and every delivery task have: a daemon that
-    // waits for it at shutdown leaves no delivery half-sent behind its back.
-    Some(tokio::spawn(async move {
+    tokio::spawn(async move {
         tail.run(shutdown).await;
         for d in deliveries {
             if let Err(e) = d.await {
                 tracing::error!(error = %e, "a webhook delivery task ended abnormally");
             }
         }
-    }))
+    })
 }
 
 #[cfg(test)]

@@ -1,8 +1,8 @@
 //! Table `events`: the append-only audit trail (the database refuses UPDATE and DELETE
 //! on it). Appended by every writer of a state change, inside that change's transaction
 //! ([`append_event_in`]); read by the API (`events`) and tailed by the notifier
-//! ([`Store::feed_events`]), whose delivery cursor (`settings` key `notify_cursor`) is
-//! written only by the notifier.
+//! ([`Store::feed_events`]), whose delivery cursors (`settings` keys `notify_cursor`
+//! for webhooks, `email_cursor` for mail) are written only by the notifier.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -90,6 +90,9 @@ pub(crate) async fn append_event_in(
     .ctx("append event")
 }
 
+/// The webhooks' cursor (`settings` key).
+pub const NOTIFY_CURSOR: &str = "notify_cursor";
+
 /// An audit event with everything a notification carries.
 #[derive(Clone, Debug, PartialEq)]
 pub struct FeedEvent {
@@ -107,26 +110,42 @@ impl Store {
     /// Where the notification feed stopped: every event up to this id was delivered or
     /// given up by every sink (None before the first start with sinks).
     pub async fn notify_cursor(&self) -> Result<Option<i64>, StoreError> {
-        let v: Option<String> =
-            sqlx::query_scalar("SELECT value FROM settings WHERE key = 'notify_cursor'")
-                .fetch_optional(&self.pool)
-                .await
-                .ctx("get notification cursor")?;
+        self.feed_cursor(NOTIFY_CURSOR).await
+    }
+
+    pub async fn set_notify_cursor(&self, id: i64, now: DateTime<Utc>) -> Result<(), StoreError> {
+        self.set_feed_cursor(NOTIFY_CURSOR, id, now).await
+    }
+
+    /// The cursor of one tail of the audit trail (a `settings` row: `notify_cursor` for
+    /// the webhooks, `email_cursor` for mail), None before its first start.
+    pub async fn feed_cursor(&self, key: &str) -> Result<Option<i64>, StoreError> {
+        let v: Option<String> = sqlx::query_scalar("SELECT value FROM settings WHERE key = $1")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await
+            .ctx("get notification cursor")?;
         v.map(|v| {
             v.parse().map_err(|e| StoreError::Corrupt {
                 what: "notification cursor",
-                message: format!("{v:?}: {e}"),
+                message: format!("{key} {v:?}: {e}"),
             })
         })
         .transpose()
     }
 
-    pub async fn set_notify_cursor(&self, id: i64, now: DateTime<Utc>) -> Result<(), StoreError> {
+    pub async fn set_feed_cursor(
+        &self,
+        key: &str,
+        id: i64,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO settings (key, value, updated_at) VALUES ('notify_cursor', $1, $2) \
+            "INSERT INTO settings (key, value, updated_at) VALUES ($1, $2, $3) \
              ON CONFLICT (key) DO UPDATE SET value = excluded.value, \
              updated_at = excluded.updated_at, version = settings.version + 1",
         )
+        .bind(key)
         .bind(id.to_string())
         .bind(to_millis(now))
         .execute(&self.pool)

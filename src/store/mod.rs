@@ -33,7 +33,7 @@ mod workspaces;
 
 use sqlx::AnyPool;
 
-pub use events::{Event, FeedEvent, NewEvent};
+pub use events::{Event, FeedEvent, NOTIFY_CURSOR, NewEvent};
 pub use hosts::{Heartbeat, HostRow};
 pub use leases::{Claim, LeaseRow, LeaseSession};
 pub use releases::{

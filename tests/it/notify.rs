@@ -309,6 +309,7 @@ fn notifier(
     let task = sluice::notify::spawn(
         store.clone(),
         &s.notifications,
+        &s.email,
         &sluice::metrics::Metrics::new(),
         std::sync::Arc::new(sluice::clock::SystemClock),
         stop.clone(),
