@@ -63,6 +63,14 @@ if ! python3 -c 'import openapi_spec_validator, jsonschema' >/dev/null 2>&1; the
   python3 -c 'import openapi_spec_validator, jsonschema' \
     || { log "cannot install openapi-spec-validator and jsonschema for python3"; exit 1; }
 fi
+# The mail tests run a loopback SMTP server (tests/env/smtp_sink.py) on Python's aiosmtpd.
+if ! python3 -c 'import aiosmtpd' >/dev/null 2>&1; then
+  log "installing aiosmtpd"
+  python3 -m pip install -q aiosmtpd >&2 2>/dev/null \
+    || python3 -m pip install -q --break-system-packages aiosmtpd >&2 2>/dev/null \
+    || { apt-get update -qq >/dev/null; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-aiosmtpd >/dev/null; }
+  python3 -c 'import aiosmtpd' || { log "cannot install aiosmtpd for python3"; exit 1; }
+fi
 
 # 3. The shared local registry
 if ! curl -fsS "http://127.0.0.1:$port/v2/" >/dev/null 2>&1; then

@@ -19,6 +19,7 @@ mod database_input;
 mod docker_restart;
 mod docker_tls;
 mod drift;
+mod email;
 mod events_stream;
 mod first_start;
 mod health_probes;

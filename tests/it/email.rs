@@ -1,0 +1,472 @@
+//! Mail notifications against a real SMTP server on loopback (tests/env/smtp_sink.py, on
+//! Python's aiosmtpd, with AUTH): a tenant hears once of a good update of its workspace
+//! (with the release's changelog) and never of a rolled-back one, the admins hear of a
+//! quarantine, a manual-mode workspace's contacts hear that an update is available, a
+//! bad contact address is refused naming its field, and the SMTP password appears in
+//! no log line and no printed configuration. Updates run on the real Docker engine,
+//! registry and reconciler; the store is the run's engine.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::{Value, json};
+use sluice::clock::{Clock, SystemClock};
+use sluice::config::{EmailTls, Secret, Settings};
+use sluice::domain::{Digest, EmailAddress, UpdatePhase, WorkspaceState};
+use sluice::notify::email::EMAIL_CURSOR;
+use sluice::store::{ProbeSuccess, Store};
+
+use crate::api::TestApi;
+use crate::reconciler::env_with;
+use crate::support::repo_root;
+
+const USER: &str = "sluice-mailer";
+const PASSWORD: &str = "smtp-pa55-s3cr3t";
+const CHANGELOG: &str = "- faster <startup> & less memory\n- fixes the export button";
+
+/// The SMTP server, stopped (stdin closed, then killed) on drop.
+struct SmtpSink {
+    child: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl SmtpSink {
+    fn start() -> Self {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
+            l.local_addr().expect("addr").port()
+        };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut child = Command::new("python3")
+            .arg("-W")
+            .arg("ignore")
+            .arg(repo_root().join("tests/env/smtp_sink.py"))
+            .args([
+                "--port",
+                &port.to_string(),
+                "--user",
+                USER,
+                "--password",
+                PASSWORD,
+            ])
+            .arg("--dir")
+            .arg(dir.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start tests/env/smtp_sink.py (aiosmtpd: tests/env/up.sh installs it)");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("read the sink's first line");
+        assert_eq!(line.trim(), "ready", "the SMTP sink did not start");
+        Self { child, port, dir }
+    }
+
+    /// Every message received so far, oldest first.
+    fn mails(&self) -> Vec<Value> {
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(self.dir.path())
+            .expect("read mail dir")
+            .map(|e| e.expect("entry").path())
+            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .collect();
+        paths.sort();
+        paths
+            .iter()
+            .map(|p| serde_json::from_slice(&std::fs::read(p).expect("read mail")).expect("json"))
+            .collect()
+    }
+
+    fn to(&self, address: &str) -> Vec<Value> {
+        self.mails()
+            .into_iter()
+            .filter(|m| {
+                m["rcpt_tos"]
+                    .as_array()
+                    .is_some_and(|r| r.iter().any(|a| a == address))
+            })
+            .collect()
+    }
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn address(s: &str) -> EmailAddress {
+    EmailAddress::parse(s).expect("address")
+}
+
+/// `[email]` to `sink` over plain SMTP on loopback, with AUTH; fast retries.
+fn mail_settings(s: &mut Settings, sink: &SmtpSink, admins: &[&str]) {
+    s.email.host = Some("127.0.0.1".into());
+    s.email.port = Some(sink.port);
+    s.email.tls = EmailTls::None;
+    s.email.username = Some(USER.into());
+    s.email.password = Some(Secret::new(PASSWORD));
+    s.email.from = Some(address("sluice@ops.example.com"));
+    s.email.admins = admins.iter().map(|a| address(a)).collect();
+    s.email.timeout = Duration::from_secs(5);
+    s.notifications.poll_interval = Duration::from_millis(50);
+    s.notifications.backoff = Duration::from_millis(50);
+}
+
+/// Log lines of this test (the runtime is current-thread: every task logs here).
+#[derive(Clone, Default)]
+struct Logs(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("logs").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Logs {
+    fn capture(&self) -> tracing::subscriber::DefaultGuard {
+        let me = self.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_writer(move || me.clone())
+            .finish();
+        tracing::subscriber::set_default(subscriber)
+    }
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().expect("logs")).into_owned()
+    }
+}
+
+/// Starts the notifier on `store`; waits until the mail tail has stored its start.
+async fn notifier(
+    store: &Store,
+    s: &Settings,
+) -> (
+    tokio_util::sync::CancellationToken,
+    tokio::task::JoinHandle<()>,
+) {
+    let stop = tokio_util::sync::CancellationToken::new();
+    let task = sluice::notify::spawn(
+        store.clone(),
+        &s.notifications,
+        &s.email,
+        &sluice::metrics::Metrics::new(),
+        Arc::new(SystemClock),
+        stop.clone(),
+    )
+    .expect("mail is configured");
+    for _ in 0..200 {
+        if store
+            .feed_cursor(EMAIL_CURSOR)
+            .await
+            .expect("cursor")
+            .is_some()
+        {
+            return (stop, task);
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("the mail tail did not start");
+}
+
+/// Waits until the mail tail is done with every event written so far.
+async fn drained(store: &Store) {
+    let last = store.last_event_id().await.expect("last event");
+    for _ in 0..600 {
+        if store.feed_cursor(EMAIL_CURSOR).await.expect("cursor") >= Some(last) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("mail for events up to {last} was not delivered");
+}
+
+/// A probe of `image` finding `digest` (with `changelog`), as the watcher records it; the
+/// release's id, unless it was the first digest seen (the baseline, not a release).
+async fn release(
+    store: &Store,
+    image: &str,
+    digest: &Digest,
+    changelog: Option<&str>,
+) -> Option<i64> {
+    store
+        .sync_tracked_images(&[image.to_owned()])
+        .await
+        .expect("track image");
+    let now = SystemClock.now();
+    store
+        .record_probe_success(&ProbeSuccess {
+            image,
+            digest,
+            changelog,
+            next_probe_at: now,
+            now,
+        })
+        .await
+        .expect("record release")
+        .release_id
+}
+
+#[tokio::test]
+async fn tenants_hear_of_good_updates_and_admins_of_a_quarantine() {
+    let logs = Logs::default();
+    let _guard = logs.capture();
+    let sink = SmtpSink::start();
+    let db = sluice::store::TestDb::new().await;
+    let tenant = "tenant@acme.example.com";
+    let admin = "oncall@ops.example.com";
+    let mut e = env_with(
+        "mail",
+        |spec, _| spec.contacts = vec![address(tenant)],
+        |s| {
+            s.database.url = Some(Secret::new(db.url()));
+            mail_settings(s, &sink, &[admin]);
+        },
+    )
+    .await;
+    let mut s = crate::reconciler::settings(e.dir.path());
+    mail_settings(&mut s, &sink, &[admin]);
+    let printed = format!("{:?} {}", s.email, toml::to_string(&s).expect("toml"));
+    assert!(!printed.contains(PASSWORD), "{printed}");
+    let (stop, task) = notifier(&e.store, &s).await;
+
+    let d1 = e.fixture("good", "v1");
+    let d2 = e.fixture("good", "v2");
+    let d3 = e.fixture("bad-health", "v3");
+    let d4 = e.fixture("bad-health", "v4");
+    let image = e.ws.image.to_string();
+    // The first digest seen is the baseline, not a release.
+    assert_eq!(release(&e.store, &image, &d1, None).await, None);
+    assert!(
+        release(&e.store, &image, &d2, Some(CHANGELOG))
+            .await
+            .is_some()
+    );
+    assert!(
+        release(&e.store, &image, &d3, Some("- breaks health"))
+            .await
+            .is_some()
+    );
+
+    // The first start is no update; v1 → v2 is.
+    e.desire(&d1).await;
+    e.rec.converge_all().await.expect("converge v1");
+    e.desire(&d2).await;
+    e.rec.converge_all().await.expect("converge v2");
+    assert_eq!(e.latest_phase().await, Some(UpdatePhase::Succeeded));
+    // v3 fails its health gate and is rolled back: the tenant hears nothing of it.
+    e.desire(&d3).await;
+    e.rec.converge_all().await.expect("converge v3");
+    assert_eq!(e.latest_phase().await, Some(UpdatePhase::RolledBack));
+    // v4 fails too, and its rollback finds the snapshot damaged: quarantined.
+    e.desire(&d4).await;
+    let rec = e.rec.clone();
+    let saga = tokio::spawn(async move { rec.converge_all().await });
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let damaged = loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no snapshot completed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let u = e.store.latest_update(e.ws.id).await.unwrap().unwrap();
+        if u.to_digest != d4 {
+            continue;
+        }
+        let snaps = e.store.snapshots_of_update(u.id).await.unwrap();
+        if let Some(s) = snaps
+            .into_iter()
+            .find(|s| s.state == sluice::domain::SnapshotState::Complete)
+        {
+            break s;
+        }
+    };
+    std::fs::write(&damaged.path, b"damaged").unwrap();
+    saga.await.unwrap().expect("converge v4");
+    assert_eq!(e.workspace().await.state, WorkspaceState::Quarantined);
+    drained(&e.store).await;
+
+    let to_tenant = sink.to(tenant);
+    assert_eq!(
+        to_tenant.len(),
+        1,
+        "one mail, of the good update: {to_tenant:#?}"
+    );
+    let m = &to_tenant[0];
+    assert!(m["authenticated"].as_bool().unwrap(), "{m}");
+    assert_eq!(m["mail_from"], "sluice@ops.example.com");
+    let subject = m["subject"].as_str().unwrap();
+    assert!(
+        subject.contains("was updated") && subject.contains(e.ws.name.as_str()),
+        "{subject}"
+    );
+    let text = m["text"].as_str().unwrap();
+    for item in CHANGELOG.lines() {
+        assert!(
+            text.contains(item),
+            "changelog item {item:?} missing: {text}"
+        );
+    }
+    assert!(
+        text.contains(d1.as_str()) && text.contains(d2.as_str()),
+        "{text}"
+    );
+    let html = m["html"].as_str().unwrap();
+    assert!(
+        html.contains("faster &lt;startup&gt; &amp; less memory"),
+        "{html}"
+    );
+    assert!(!html.contains("<startup>"), "{html}");
+    assert!(!text.contains("breaks health"), "{text}");
+
+    let to_admin = sink.to(admin);
+    assert_eq!(to_admin.len(), 1, "one quarantine mail: {to_admin:#?}");
+    let q = &to_admin[0];
+    assert!(
+        q["subject"].as_str().unwrap().contains("QUARANTINED"),
+        "{q}"
+    );
+    assert!(
+        q["text"].as_str().unwrap().contains(e.ws.name.as_str()),
+        "{q}"
+    );
+    assert!(
+        q["html"].as_str().unwrap().contains(e.ws.name.as_str()),
+        "{q}"
+    );
+    assert!(
+        sink.mails()
+            .iter()
+            .all(|m| m["rcpt_tos"].as_array().unwrap().len() == 1)
+    );
+
+    stop.cancel();
+    task.await.unwrap();
+    let logs = logs.text();
+    assert!(logs.contains("mail sent"), "{logs}");
+    assert!(!logs.contains(PASSWORD), "the SMTP password was logged");
+}
+
+#[tokio::test]
+async fn manual_workspaces_hear_that_an_update_is_available() {
+    let sink = SmtpSink::start();
+    let api = TestApi::start_with(|s| mail_settings(s, &sink, &[])).await;
+    tokio::time::sleep(Duration::from_millis(300)).await; // the tail starts after existing events
+    let image = crate::api::fixture_image();
+    let contact = "owner@tenant.example.org";
+    for (name, mode, contacts) in [
+        ("mail-manual", "manual", json!([contact])),
+        ("mail-auto", "auto", json!(["auto@tenant.example.org"])),
+    ] {
+        let (status, v) = api
+            .admin(
+                Method::POST,
+                "/api/v1/workspaces",
+                Some(json!({"name": name, "image": image, "update_mode": mode,
+                    "update_tier": "production", "contacts": contacts})),
+            )
+            .await;
+        assert!(status.is_success(), "{v}");
+        assert_eq!(v["spec"]["contacts"], contacts, "{v}");
+    }
+    // The daemon's watcher may have seen the image's digest already (then the first of
+    // these is a release) or not (then it is the baseline, and the second is).
+    let mut digest = None;
+    for c in ['b', 'c'] {
+        let d = Digest::parse(&format!("sha256:{}", c.to_string().repeat(64))).unwrap();
+        if release(&api.store, &image, &d, Some(CHANGELOG))
+            .await
+            .is_some()
+        {
+            digest = Some(d);
+            break;
+        }
+    }
+    let digest = digest.expect("a release was recorded");
+    drained(&api.store).await;
+    let mails = sink.mails();
+    assert_eq!(mails.len(), 1, "{mails:#?}");
+    assert_eq!(mails[0]["rcpt_tos"], json!([contact]));
+    assert!(
+        mails[0]["subject"]
+            .as_str()
+            .unwrap()
+            .contains("mail-manual")
+    );
+    let text = mails[0]["text"].as_str().unwrap();
+    assert!(
+        text.contains(digest.as_str()) && text.contains("fixes the export button"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn a_bad_contact_is_refused_naming_its_field_and_stores_nothing() {
+    let api = TestApi::start().await;
+    let image = crate::api::fixture_image();
+    let body = json!({"name": "mail-bad", "image": image,
+        "contacts": ["ok@example.com", "not an address"]});
+    let (status, v) = api
+        .admin(Method::POST, "/api/v1/workspaces", Some(body))
+        .await;
+    assert_eq!(status, 400, "{v}");
+    assert_eq!(v["error"]["code"], "invalid_spec", "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("contacts[1]"),
+        "{v}"
+    );
+    let (status, _) = api
+        .admin(Method::GET, "/api/v1/workspaces/mail-bad", None)
+        .await;
+    assert_eq!(status, 404, "nothing was stored");
+
+    let (status, v) = api
+        .admin(
+            Method::POST,
+            "/api/v1/workspaces",
+            Some(json!({"name": "mail-ok", "image": image})),
+        )
+        .await;
+    assert!(status.is_success(), "{v}");
+    for (contacts, field) in [
+        (json!(["a@example.com", "a@example.com"]), "contacts[1]"),
+        (json!(["x@y"]), "contacts[0]"),
+    ] {
+        let (status, v) = api
+            .admin(
+                Method::PATCH,
+                "/api/v1/workspaces/mail-ok",
+                Some(json!({"contacts": contacts})),
+            )
+            .await;
+        assert_eq!(status, 400, "{v}");
+        assert_eq!(v["error"]["code"], "invalid_spec", "{v}");
+        assert!(
+            v["error"]["message"].as_str().unwrap().contains(field),
+            "{field}: {v}"
+        );
+    }
+    let (_, v) = api
+        .admin(Method::GET, "/api/v1/workspaces/mail-ok", None)
+        .await;
+    assert!(
+        v["spec"].get("contacts").is_none(),
+        "nothing was stored: {v}"
+    );
+}
