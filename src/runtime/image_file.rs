@@ -6,8 +6,8 @@
 //!
 //! The helper container carries `sluice.managed=true` and `sluice.purpose=read-changelog`
 //! and no workspace label, so the reconciler never takes it for a workspace's. It lives
-//! for one read: the caller must not abandon a read half-way (the changelog reader does
-//! not), or the container would stay until removed by hand.
+//! for one read; one left by a process killed mid-read is removed by [`ImageFiles::sweep`]
+//! (the changelog reader sweeps once when it starts).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -57,6 +57,12 @@ pub trait ImageFiles: Send + Sync {
         path: &str,
         limit: usize,
     ) -> impl Future<Output = Result<Option<ImageFile>, RuntimeError>> + Send;
+    /// Removes helper containers created more than `older_than` ago (a read takes
+    /// seconds, so an older one was left by a process killed mid-read); how many.
+    fn sweep(
+        &self,
+        older_than: std::time::Duration,
+    ) -> impl Future<Output = Result<usize, RuntimeError>> + Send;
 }
 
 impl DockerHandle {
@@ -138,6 +144,53 @@ impl ImageFiles for DockerHandle {
         }
         read
     }
+
+    async fn sweep(&self, older_than: std::time::Duration) -> Result<usize, RuntimeError> {
+        let docker = self.engine("list", "helper containers")?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let cutoff = i64::try_from(now.saturating_sub(older_than.as_secs())).unwrap_or(0);
+        let mut removed = 0;
+        for (id, created) in helpers(&docker).await? {
+            if created > cutoff {
+                continue;
+            }
+            let opts = RemoveContainerOptionsBuilder::default()
+                .force(true)
+                .v(true)
+                .build();
+            match docker.remove_container(&id, Some(opts)).await {
+                Ok(()) => removed += 1,
+                Err(e) if is_status(&e, &[404]) => {}
+                Err(e) => return Err(err("remove helper container", &id)(e)),
+            }
+        }
+        Ok(removed)
+    }
+}
+
+/// The helper containers (never started, so listed with `all`) and their creation times.
+async fn helpers(docker: &Docker) -> Result<Vec<(String, i64)>, RuntimeError> {
+    let filters = HashMap::from([(
+        "label".to_owned(),
+        vec![
+            format!("{LABEL_MANAGED}=true"),
+            format!("{LABEL_PURPOSE}={PURPOSE_READ_CHANGELOG}"),
+        ],
+    )]);
+    let opts = bollard::query_parameters::ListContainersOptionsBuilder::default()
+        .all(true)
+        .filters(&filters)
+        .build();
+    let list = docker
+        .list_containers(Some(opts))
+        .await
+        .map_err(err("list", "helper containers"))?;
+    Ok(list
+        .into_iter()
+        .filter_map(|c| Some((c.id?, c.created.unwrap_or(0))))
+        .collect())
 }
 
 /// Reads `path` in container `id`, following symlinks at most [`MAX_LINK_HOPS`] times.

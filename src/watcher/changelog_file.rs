@@ -152,11 +152,22 @@ impl<F: ImageFiles> ChangelogReader<F> {
 /// finished at shutdown (so its helper container is removed); no new one starts.
 pub struct ChangelogTask<F> {
     reader: ChangelogReader<F>,
+    /// Whether the helpers a killed process left have been removed yet.
+    swept: bool,
 }
+
+/// A helper container older than this was left by a process killed mid-read.
+const STALE_HELPER: Duration = Duration::from_secs(600);
 
 impl<F: ImageFiles + 'static> ChangelogTask<F> {
     pub fn driver(reader: ChangelogReader<F>, metrics: TaskMetrics) -> Driver<Self> {
-        Driver::new(Self { reader }, metrics)
+        Driver::new(
+            Self {
+                reader,
+                swept: false,
+            },
+            metrics,
+        )
     }
 }
 
@@ -165,6 +176,20 @@ impl<F: ImageFiles + 'static> Task for ChangelogTask<F> {
     type Error = WatcherError;
 
     async fn pass(&mut self, cx: &mut Pass) -> Result<Action, WatcherError> {
+        if !self.swept {
+            match self.reader.files.sweep(STALE_HELPER).await {
+                Ok(n) => {
+                    self.swept = true;
+                    if n > 0 {
+                        tracing::info!(
+                            removed = n,
+                            "removed changelog helper containers a killed process left"
+                        );
+                    }
+                }
+                Err(e) => tracing::debug!(error = %e, "changelog helper containers not swept yet"),
+            }
+        }
         let done = self.reader.pass(Some(cx)).await?;
         for (id, _) in &done {
             cx.worked_on(format_args!("release:{id}"));

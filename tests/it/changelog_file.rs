@@ -375,3 +375,60 @@ async fn a_failing_read_is_given_up_after_three_attempts_and_without_pulls_a_rel
         vec![(id, ReadOutcome::Stored(false))]
     );
 }
+
+/// A helper container left by a process killed mid-read (made here by hand, with the
+/// helper's labels) is removed by the sweep once it is older than the bound; a younger
+/// one — a read in progress — and a container without the labels are left alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_helper_container_a_killed_read_left_is_swept() {
+    use sluice::runtime::ImageFiles;
+    let repo = format!("{}/{}", registry(), unique("fx/changelog-sweep"));
+    let digest = push(
+        &format!("{repo}:v1"),
+        None,
+        tempfile::tempdir().unwrap().path(),
+    );
+    let image = format!("{repo}@{digest}");
+    run(Command::new("docker").args(["pull", "-q", &image]));
+    let mut cleanup = DockerCleanup::default();
+    cleanup.images.push(format!("{repo}:v1"));
+    let create = |name: &str, helper: bool| {
+        let mut c = Command::new("docker");
+        c.args(["create", "--name", name, "--label", "sluice.test=1"]);
+        if helper {
+            c.args([
+                "--label",
+                "sluice.managed=true",
+                "--label",
+                "sluice.purpose=read-changelog",
+            ]);
+        }
+        run(c.arg(&image));
+    };
+    let left = unique("changelog-left");
+    let other = unique("changelog-other");
+    cleanup.containers.extend([left.clone(), other.clone()]);
+    create(&left, true);
+    create(&other, false);
+    let docker = sluice::runtime::connect(&Settings::default().docker)
+        .await
+        .expect("the test engine answers");
+    let engine = DockerHandle::connected(std::sync::Arc::new(docker));
+    let exists = |name: &str| {
+        Command::new("docker")
+            .args(["inspect", name])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    // Too young: a read may be using it.
+    engine.sweep(Duration::from_secs(600)).await.unwrap();
+    assert!(exists(&left), "a young helper is left alone");
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let removed = engine.sweep(Duration::from_secs(3)).await.unwrap();
+    assert!(removed >= 1, "{removed}");
+    assert!(!exists(&left), "the stale helper is removed");
+    assert!(
+        exists(&other),
+        "a container without the helper's labels stays"
+    );
+}
