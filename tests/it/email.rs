@@ -154,6 +154,7 @@ impl Logs {
 async fn notifier(
     store: &Store,
     s: &Settings,
+    metrics: &sluice::metrics::Metrics,
 ) -> (
     tokio_util::sync::CancellationToken,
     tokio::task::JoinHandle<()>,
@@ -163,7 +164,7 @@ async fn notifier(
         store.clone(),
         &s.notifications,
         &s.email,
-        &sluice::metrics::Metrics::new(),
+        metrics,
         Arc::new(SystemClock),
         stop.clone(),
     )
@@ -241,7 +242,7 @@ async fn tenants_hear_of_good_updates_and_admins_of_a_quarantine() {
     mail_settings(&mut s, &sink, &[admin]);
     let printed = format!("{:?} {}", s.email, toml::to_string(&s).expect("toml"));
     assert!(!printed.contains(PASSWORD), "{printed}");
-    let (stop, task) = notifier(&e.store, &s).await;
+    let (stop, task) = notifier(&e.store, &s, &sluice::metrics::Metrics::new()).await;
 
     let d1 = e.fixture("good", "v1");
     let d2 = e.fixture("good", "v2");
@@ -468,5 +469,71 @@ async fn a_bad_contact_is_refused_naming_its_field_and_stores_nothing() {
     assert!(
         v["spec"].get("contacts").is_none(),
         "nothing was stored: {v}"
+    );
+}
+
+/// `sluice_notifications_total` of the mail sink for `outcome`.
+fn mail_counter(metrics: &sluice::metrics::Metrics, outcome: &str) -> f64 {
+    metrics
+        .registry()
+        .gather()
+        .iter()
+        .filter(|f| f.name() == "sluice_notifications_total")
+        .flat_map(|f| f.get_metric().iter())
+        .filter(|m| {
+            let label = |n: &str| {
+                m.get_label()
+                    .iter()
+                    .find(|l| l.name() == n)
+                    .map(|l| l.value().to_owned())
+                    .unwrap_or_default()
+            };
+            label("sink").starts_with("email:") && label("outcome") == outcome
+        })
+        .map(|m| m.get_counter().get_value())
+        .sum()
+}
+
+#[tokio::test]
+async fn a_refused_login_is_retried_then_counted_and_no_password_is_logged() {
+    const WRONG: &str = "wrong-pa55-s3cr3t";
+    let logs = Logs::default();
+    let _guard = logs.capture();
+    let sink = SmtpSink::start();
+    let db = sluice::store::TestDb::new().await;
+    let store = db.store(2).await;
+    let mut s = Settings::default();
+    mail_settings(&mut s, &sink, &["oncall@ops.example.com"]);
+    s.email.password = Some(Secret::new(WRONG));
+    s.notifications.retries = 2;
+    let metrics = sluice::metrics::Metrics::new();
+    let (stop, task) = notifier(&store, &s, &metrics).await;
+    assert_eq!(mail_counter(&metrics, "failed"), 0.0, "exported at zero");
+    store
+        .append_event(
+            &sluice::store::NewEvent {
+                actor: "system".into(),
+                subject: "workspace:acme".into(),
+                action: "update_quarantined".into(),
+                detail: json!({"error": "rollback failed"}),
+                rollout_id: None,
+                workspace: Some("acme".into()),
+            },
+            SystemClock.now(),
+        )
+        .await
+        .expect("append");
+    drained(&store).await;
+    assert!(sink.mails().is_empty(), "the server refused the login");
+    assert_eq!(mail_counter(&metrics, "failed"), 1.0);
+    assert_eq!(mail_counter(&metrics, "delivered"), 0.0);
+    stop.cancel();
+    task.await.unwrap();
+    let logs = logs.text();
+    assert_eq!(logs.matches("mail failed; retrying").count(), 2, "{logs}");
+    assert!(logs.contains("mail given up"), "{logs}");
+    assert!(
+        !logs.contains(WRONG) && !logs.contains(PASSWORD),
+        "a password was logged: {logs}"
     );
 }
