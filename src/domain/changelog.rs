@@ -97,11 +97,47 @@ impl ChangelogFile {
             }),
         }
     }
+
+    /// The changelog as plain text for a reader (a mail): the version and date, then
+    /// each section's title and its items; a text file as it was.
+    pub fn to_text(&self) -> String {
+        if self.format == ChangelogFormat::Text {
+            return self.text.clone().unwrap_or_default();
+        }
+        let mut out = String::new();
+        match (&self.version, &self.date) {
+            (Some(v), Some(d)) => out.push_str(&format!("{v} ({d})\n")),
+            (Some(v), None) => out.push_str(&format!("{v}\n")),
+            (None, Some(d)) => out.push_str(&format!("{d}\n")),
+            (None, None) => {}
+        }
+        for s in &self.sections {
+            out.push_str(&format!("\n{}\n", s.title));
+            for item in &s.items {
+                out.push_str(&format!("  - {item}\n"));
+            }
+        }
+        out
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_structured_file_reads_as_text_with_its_sections_and_items() {
+        let json = br#"{"version": "1.2.0", "date": "2026-11-30",
+            "sections": [{"title": "Added", "items": ["dark mode", "CSV export"]},
+                         {"title": "Fixed", "items": ["login loop"]}]}"#;
+        let f = ChangelogFile::parse("/app/changelogs/1.2.0.json", json, 200, 1024);
+        assert_eq!(
+            f.to_text(),
+            "1.2.0 (2026-11-30)\n\nAdded\n  - dark mode\n  - CSV export\n\nFixed\n  - login loop\n"
+        );
+        let t = ChangelogFile::parse("/app/changelogs/latest.json", b"just words\n", 11, 1024);
+        assert_eq!(t.to_text(), "just words\n");
+    }
 
     const LIMIT: usize = 64 * 1024;
 

@@ -28,9 +28,13 @@ fn common(ev: &FeedEvent) -> Vec<(&'static str, String)> {
     vec![("event_id", ev.id.to_string()), ("at", ev.at.to_rfc3339())]
 }
 
+/// The changelog file read from inside the image when there is one, else the label's.
 fn changelog(release: Option<&Release>) -> String {
-    release
-        .and_then(|r| r.changelog.as_deref())
+    let file = release
+        .and_then(|r| r.changelog_file.as_ref())
+        .map(|f| f.to_text());
+    file.as_deref()
+        .or_else(|| release.and_then(|r| r.changelog.as_deref()))
         .map(str::trim)
         .filter(|c| !c.is_empty())
         .unwrap_or(NO_CHANGELOG)
@@ -238,5 +242,32 @@ mod tests {
             Some(12)
         );
         assert_eq!(release_id(&ev("rollout:12", "x", json!({}))), None);
+    }
+
+    #[test]
+    fn the_changelog_file_is_preferred_to_the_label() {
+        let at = chrono::DateTime::from_timestamp(0, 0).expect("epoch");
+        let mut r = Release {
+            id: 1,
+            image: "reg.example/app:stable".into(),
+            digest: crate::domain::Digest::parse(&format!("sha256:{}", "a".repeat(64)))
+                .expect("digest"),
+            detected_at: at,
+            changelog: Some("from the label".into()),
+            changelog_file: None,
+            status: crate::domain::ReleaseStatus::Queued,
+            status_reason: None,
+            updated_at: at,
+            version: 0,
+        };
+        assert_eq!(changelog(Some(&r)), "from the label");
+        let json = br#"{"version": "2.0", "sections": [{"title": "Added", "items": ["x"]}]}"#;
+        r.changelog_file = Some(crate::domain::ChangelogFile::parse(
+            "/c.json", json, 70, 1024,
+        ));
+        assert_eq!(changelog(Some(&r)), "2.0\n\nAdded\n  - x");
+        r.changelog = None;
+        r.changelog_file = None;
+        assert_eq!(changelog(Some(&r)), NO_CHANGELOG);
     }
 }
