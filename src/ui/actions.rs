@@ -154,11 +154,20 @@ async fn blast_radius(state: &AppState, q: &ConfirmQuery) -> Result<(String, Mar
                     .count()
             };
             let text = match q.what.as_str() {
-                "promote" => format!(
-                    "Promote rollout {id} to production: {} production workspace(s) will be updated to {}.",
-                    count("production", &[]),
-                    short(&r.digest)
-                ),
+                "promote" => {
+                    let Json(all) = workspaces::list(State(state.clone())).await?;
+                    let prod: Vec<&str> = all
+                        .iter()
+                        .filter(|w| w.image == r.image && w.update_tier.as_str() == "production")
+                        .map(|w| w.name.as_str())
+                        .collect();
+                    format!(
+                        "Promote rollout {id} to production: {} workspace(s) on tier production will be updated to {} — {}.",
+                        prod.len(),
+                        short(&r.digest),
+                        prod.join(", ")
+                    )
+                }
                 "pause" => format!(
                     "Pause rollout {id}: no new update starts ({} pending).",
                     count("", &["pending"])

@@ -189,7 +189,8 @@ pub async fn rollout(
             }
             h2 { "Progress" }
             p { @for (k, n) in &r.counts { (k) ": " (n) " · " } }
-            @for h in &r.hosts { p.host { "host " (serde_json::to_string(h).unwrap_or_default()) } }
+            h3 { "Hosts" }
+            (value_table(&r.hosts))
             @for ((tier, wave), targets) in &waves {
                 h3 { (tier) ", wave " (wave) }
                 table {
@@ -211,9 +212,7 @@ pub async fn rollout(
             }
             @if !r.analysis.is_empty() {
                 h2 { "Analysis" }
-                table { tbody { @for a in &r.analysis {
-                    tr { td { (serde_json::to_string(a).unwrap_or_default()) } }
-                } } }
+                (value_table(&r.analysis))
             }
         })
     }
@@ -270,6 +269,30 @@ pub async fn workspace(
     }
     .await;
     done(&who, &format!("Workspace {name}"), body)
+}
+
+/// A table of view rows, one column per field they serialize (hosts, analysis results).
+fn value_table<T: serde::Serialize>(rows: &[T]) -> Markup {
+    let rows: Vec<serde_json::Value> = rows
+        .iter()
+        .filter_map(|r| serde_json::to_value(r).ok())
+        .collect();
+    let columns: Vec<String> = rows
+        .first()
+        .and_then(|r| r.as_object())
+        .map(|o| o.keys().cloned().collect())
+        .unwrap_or_default();
+    let cell = |v: &serde_json::Value| match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => String::new(),
+        other => other.to_string(),
+    };
+    html! {
+        table {
+            thead { tr { @for c in &columns { th { (c) } } } }
+            tbody { @for r in &rows { tr { @for c in &columns { td { (cell(&r[c.as_str()])) } } } } }
+        }
+    }
 }
 
 /// The newest [`RECENT_EVENTS`] audit entries, oldest first.

@@ -50,6 +50,9 @@ need_pkg prometheus prometheus
 # nginx: the start-first tests put a real reverse proxy in front of a workspace (their
 # own instance on loopback, with its own configuration; the package's service is not used).
 need_pkg nginx nginx
+# Chromium: the dashboard's browser test drives a headless one over WebDriver.
+need_pkg chromium chromium
+need_pkg chromedriver chromium-driver
 # Compose: the adoption tests take over a Compose project and check `ps` still sees it.
 need_pkg docker-compose docker-compose
 # The API contract test validates the served OpenAPI document and live responses with

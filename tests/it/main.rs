@@ -15,6 +15,7 @@ mod config_cli;
 mod crash_matrix;
 mod daemon;
 mod dashboard;
+mod dashboard_browser;
 mod database_input;
 mod docker_restart;
 mod docker_tls;
