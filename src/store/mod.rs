@@ -48,8 +48,8 @@ pub use snapshots::{
     SnapshotUpdate,
 };
 pub use updates::{
-    ConvergeTarget, LastUpdate, Outcome, RestoreError, RestoreRequest, UnreadableRow, UpdateKind,
-    UpdateRow,
+    ConvergeTarget, LastUpdate, Outcome, RestoreError, RestoreRequest, UnreadableRow,
+    UpdateAttempt, UpdateKind, UpdateRow,
 };
 pub use wake_bus::WakeListener;
 pub use workspaces::{

@@ -17,6 +17,8 @@ use crate::store::Event;
 
 /// How many audit entries the events page and a workspace's trail show, newest first.
 const RECENT_EVENTS: i64 = 500;
+/// How many journal rows a workspace's page shows, newest first.
+const UPDATE_HISTORY: i64 = 50;
 
 #[derive(Debug, Default, Deserialize)]
 pub struct FleetFilter {
@@ -234,6 +236,11 @@ pub async fn workspace(
             }),
         )
         .await?;
+        let parsed = crate::domain::WorkspaceName::parse(&name)
+            .map_err(|e| ApiError::bad_request("invalid_name", format!("name: {e}")))?;
+        let row_id = state.store.workspace(&parsed).await?.id;
+        let history = state.store.update_history(row_id, UPDATE_HISTORY).await?;
+        let now = state.clock.now();
         let subject = format!("workspace:{name}");
         let trail: Vec<Event> = recent_events(&state)
             .await?
@@ -253,6 +260,19 @@ pub async fn workspace(
             }
             h2 { "Spec" }
             pre { (spec) }
+            h2 { "Update history" }
+            table.history {
+                thead { tr { th { "#" } th { "kind" } th { "phase" } th { "from" } th { "to" }
+                    th { "started" } th { "took" } th { "rollout" } th { "error" } } }
+                tbody { @for a in &history {
+                    tr { td { (a.row.id) } td { (a.row.kind.as_str()) } td.phase { (a.row.phase.as_str()) }
+                        td { (a.row.from_digest.as_ref().map(short).unwrap_or_default()) }
+                        td { (short(&a.row.to_digest)) } td { (time(&a.started_at)) }
+                        td { (took(a, now)) }
+                        td { @if let Some(r) = a.row.rollout_id { a href={ "/ui/rollouts/" (r) } { (r) } } }
+                        td { (a.row.error.clone().unwrap_or_default()) } }
+                } }
+            }
             h2 { "Snapshots" }
             table {
                 thead { tr { th { "id" } th { "volume" } th { "state" } th { "size" } th { "created" } th { "" } } }
@@ -292,6 +312,23 @@ fn value_table<T: serde::Serialize>(rows: &[T]) -> Markup {
             thead { tr { @for c in &columns { th { (c) } } } }
             tbody { @for r in &rows { tr { @for c in &columns { td { (cell(&r[c.as_str()])) } } } } }
         }
+    }
+}
+
+/// How long an attempt took, or for a running one how long it has run and how long its
+/// current phase has.
+fn took(a: &crate::store::UpdateAttempt, now: chrono::DateTime<chrono::Utc>) -> String {
+    let secs = |from: chrono::DateTime<chrono::Utc>, to: chrono::DateTime<chrono::Utc>| {
+        format!("{:.1} s", (to - from).num_milliseconds() as f64 / 1000.0)
+    };
+    match a.finished_at {
+        Some(end) => secs(a.started_at, end),
+        None => format!(
+            "{} so far ({} in {})",
+            secs(a.started_at, now),
+            secs(a.updated_at, now),
+            a.row.phase.as_str()
+        ),
     }
 }
 

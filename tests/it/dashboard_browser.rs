@@ -301,6 +301,11 @@ async fn sign_in_apply_watch_promote_and_the_read_token_and_csrf_refusals() {
     c.goto(&d.url(&format!("/ui/workspaces/{}", names[0])))
         .await
         .expect("workspace");
+    let history = text_of(&c, "table.history tbody").await;
+    assert!(
+        history.contains("succeeded"),
+        "the update in the history: {history}"
+    );
     shot(&c, "workspace").await;
     c.goto(&d.url("/ui/events")).await.expect("events");
     shot(&c, "events").await;

@@ -6,11 +6,13 @@
 //! `recovery`: operator restores and recoveries queued as rows of kind `restore` or
 //! `recover`).
 
+mod history;
 mod journal;
 mod recovery;
 mod restore_queue;
 
 pub use crate::domain::UpdateKind;
+pub use history::UpdateAttempt;
 pub use journal::Outcome;
 pub use restore_queue::{RestoreError, RestoreRequest};
 
