@@ -10,7 +10,7 @@ use maud::{Markup, html};
 use serde::Deserialize;
 
 use super::Signed;
-use super::render::{action, error_page, page, short, time};
+use super::render::{action, changelog_file, error_page, page, short, time, value_table};
 use crate::api::extract::ApiQuery;
 use crate::api::{ApiError, AppState, releases, rollouts, snapshots, workspaces};
 use crate::store::Event;
@@ -119,6 +119,7 @@ pub async fn releases(who: Signed, State(state): State<AppState>) -> Response {
                         p { a href={ "/ui/rollouts/" (ro.id) } { "rollout " (ro.id) } ": " (ro.state.as_str()) }
                     }
                     @if let Some(c) = &r.changelog { pre.changelog { (c) } }
+                    @if let Some(f) = &r.changelog_file { (changelog_file(f)) }
                     @if r.status.as_str() == "queued" {
                         p.actions {
                             (action(&who, "Apply to canary", "apply", &r.id.to_string(), "&tier=canary"))
@@ -289,30 +290,6 @@ pub async fn workspace(
     }
     .await;
     done(&who, &format!("Workspace {name}"), body)
-}
-
-/// A table of view rows, one column per field they serialize (hosts, analysis results).
-fn value_table<T: serde::Serialize>(rows: &[T]) -> Markup {
-    let rows: Vec<serde_json::Value> = rows
-        .iter()
-        .filter_map(|r| serde_json::to_value(r).ok())
-        .collect();
-    let columns: Vec<String> = rows
-        .first()
-        .and_then(|r| r.as_object())
-        .map(|o| o.keys().cloned().collect())
-        .unwrap_or_default();
-    let cell = |v: &serde_json::Value| match v {
-        serde_json::Value::String(s) => s.clone(),
-        serde_json::Value::Null => String::new(),
-        other => other.to_string(),
-    };
-    html! {
-        table {
-            thead { tr { @for c in &columns { th { (c) } } } }
-            tbody { @for r in &rows { tr { @for c in &columns { td { (cell(&r[c.as_str()])) } } } } }
-        }
-    }
 }
 
 /// How long an attempt took, or for a running one how long it has run and how long its

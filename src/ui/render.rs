@@ -92,3 +92,44 @@ pub fn short(d: &impl std::fmt::Display) -> String {
     let hex = s.strip_prefix("sha256:").unwrap_or(&s);
     hex.chars().take(12).collect()
 }
+
+/// The changelog file read from inside a release's image: its sections, or its text.
+pub fn changelog_file(f: &crate::domain::ChangelogFile) -> Markup {
+    html! {
+        div.changelog-file {
+            p { "from " code { (f.path) }
+                @if let Some(v) = &f.version { " · version " (v) }
+                @if let Some(d) = &f.date { " · " (d) }
+                @if let Some(n) = &f.note { " · " (n) } }
+            @for sec in &f.sections {
+                h3 { (sec.title) }
+                ul { @for i in &sec.items { li { (i) } } }
+            }
+            @if let Some(t) = &f.text { pre.changelog { (t) } }
+        }
+    }
+}
+
+/// A table of view rows, one column per field they serialize (hosts, analysis results).
+pub fn value_table<T: serde::Serialize>(rows: &[T]) -> Markup {
+    let rows: Vec<serde_json::Value> = rows
+        .iter()
+        .filter_map(|r| serde_json::to_value(r).ok())
+        .collect();
+    let columns: Vec<String> = rows
+        .first()
+        .and_then(|r| r.as_object())
+        .map(|o| o.keys().cloned().collect())
+        .unwrap_or_default();
+    let cell = |v: &serde_json::Value| match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => String::new(),
+        other => other.to_string(),
+    };
+    html! {
+        table {
+            thead { tr { @for c in &columns { th { (c) } } } }
+            tbody { @for r in &rows { tr { @for c in &columns { td { (cell(&r[c.as_str()])) } } } } }
+        }
+    }
+}
