@@ -57,11 +57,11 @@ pub trait ImageFiles: Send + Sync {
         path: &str,
         limit: usize,
     ) -> impl Future<Output = Result<Option<ImageFile>, RuntimeError>> + Send;
-    /// Removes helper containers created more than `older_than` ago (a read takes
-    /// seconds, so an older one was left by a process killed mid-read); how many.
+    /// Removes helper containers created before `cutoff` (a read takes seconds, so one
+    /// much older was left by a process killed mid-read); how many.
     fn sweep(
         &self,
-        older_than: std::time::Duration,
+        cutoff: chrono::DateTime<chrono::Utc>,
     ) -> impl Future<Output = Result<usize, RuntimeError>> + Send;
 }
 
@@ -145,12 +145,9 @@ impl ImageFiles for DockerHandle {
         read
     }
 
-    async fn sweep(&self, older_than: std::time::Duration) -> Result<usize, RuntimeError> {
+    async fn sweep(&self, cutoff: chrono::DateTime<chrono::Utc>) -> Result<usize, RuntimeError> {
         let docker = self.engine("list", "helper containers")?;
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        let cutoff = i64::try_from(now.saturating_sub(older_than.as_secs())).unwrap_or(0);
+        let cutoff = cutoff.timestamp();
         let mut removed = 0;
         for (id, created) in helpers(&docker).await? {
             if created > cutoff {

@@ -177,7 +177,8 @@ impl<F: ImageFiles + 'static> Task for ChangelogTask<F> {
 
     async fn pass(&mut self, cx: &mut Pass) -> Result<Action, WatcherError> {
         if !self.swept {
-            match self.reader.files.sweep(STALE_HELPER).await {
+            let cutoff = self.reader.clock.now() - STALE_HELPER;
+            match self.reader.files.sweep(cutoff).await {
                 Ok(n) => {
                     self.swept = true;
                     if n > 0 {

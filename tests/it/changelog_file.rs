@@ -421,10 +421,14 @@ async fn a_helper_container_a_killed_read_left_is_swept() {
             .is_ok_and(|o| o.status.success())
     };
     // Too young: a read may be using it.
-    engine.sweep(Duration::from_secs(600)).await.unwrap();
+    let now = || sluice::clock::Clock::now(&SystemClock);
+    engine
+        .sweep(now() - Duration::from_secs(600))
+        .await
+        .unwrap();
     assert!(exists(&left), "a young helper is left alone");
     tokio::time::sleep(Duration::from_secs(4)).await;
-    let removed = engine.sweep(Duration::from_secs(3)).await.unwrap();
+    let removed = engine.sweep(now() - Duration::from_secs(3)).await.unwrap();
     assert!(removed >= 1, "{removed}");
     assert!(!exists(&left), "the stale helper is removed");
     assert!(
