@@ -112,27 +112,34 @@ async fn blast_radius(state: &AppState, q: &ConfirmQuery) -> Result<(String, Mar
             let tier = ApplyTier::parse(q.tier.as_deref().unwrap_or_default())
                 .map_err(|e| ApiError::bad_request("invalid_tier", format!("tier: {e}")))?;
             let Json(r) = releases::show(State(state.clone()), Path(id)).await?;
-            let Json(all) = workspaces::list(State(state.clone())).await?;
-            let hit: Vec<_> = all
-                .iter()
-                .filter(|w| w.image == r.image)
-                .filter(|w| tier == ApplyTier::All || w.update_tier.as_str() == tier.as_str())
-                .collect();
+            // Exactly the workspaces the apply would add: the rollout's own decision, run
+            // without writing (pinned, manual-mode and up-to-date ones left out).
+            let preview = state.rollout_ops.preview_apply(r.id, tier).await?;
+            let hit = &preview.updated;
             let names: Vec<String> = hit
                 .iter()
-                .map(|w| format!("{} ({})", w.name, w.update_tier.as_str()))
+                .map(|(name, t)| format!("{name} ({})", t.as_str()))
                 .collect();
+            let left_out = if preview.left_out.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " Left as they are (pinned to another digest, or running it already): {}.",
+                    preview.left_out.join(", ")
+                )
+            };
             let forced = tier != ApplyTier::Canary;
             (
                 format!(
-                    "Apply release {} ({} {}) to tier {}: {} workspace(s) on tier {} — {}.",
+                    "Apply release {} ({} {}) to tier {}: {} workspace(s) on tier {} — {}.{}",
                     r.id,
                     r.image,
                     short(&r.digest),
                     tier.as_str(),
                     hit.len(),
                     tier.as_str(),
-                    names.join(", ")
+                    names.join(", "),
+                    left_out
                 ),
                 html! { @if forced { label { input type="checkbox" name="force" value="true";
                 " force (before the canary soak has passed, or every tier at once)" } } },

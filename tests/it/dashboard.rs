@@ -263,3 +263,80 @@ async fn sign_in_pages_roles_and_csrf() {
 async fn fleet_of(api: &TestApi, cookie: &str) -> String {
     get(api, cookie, "/ui/fleet").await.1
 }
+
+/// The apply confirmation names exactly the workspaces the apply would add — the
+/// rollout's own decision run without writing: a workspace pinned to another digest is
+/// not counted, and nothing is applied by looking.
+#[tokio::test]
+async fn the_apply_confirmation_counts_what_the_rollout_would_update() {
+    let api = TestApi::start().await;
+    let canary = crate::support::unique("dash-c");
+    let pinned = crate::support::unique("dash-p");
+    let prod = crate::support::unique("dash-q");
+    for (name, tier) in [
+        (&canary, "canary"),
+        (&pinned, "canary"),
+        (&prod, "production"),
+    ] {
+        let (s, v) = api
+            .admin(
+                reqwest::Method::POST,
+                "/api/v1/workspaces",
+                Some(json!({ "name": name, "image": fixture_image(), "update_tier": tier })),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+    }
+    let other = format!("sha256:{}", "b".repeat(64));
+    let (s, v) = api
+        .admin(
+            reqwest::Method::PATCH,
+            &format!("/api/v1/workspaces/{pinned}"),
+            Some(json!({ "pinned_digest": other })),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let release: i64 = sqlx::query_scalar(
+        "INSERT INTO releases (image, digest, detected_at, status, updated_at) \
+         VALUES ($1, $2, 0, 'queued', 0) RETURNING id",
+    )
+    .bind(fixture_image())
+    .bind(format!("sha256:{}", "c".repeat(64)))
+    .fetch_one(api.store.raw_pool())
+    .await
+    .expect("release");
+    let admin = sign_in(&api, ADMIN_TOKEN).await;
+
+    let (s, page) = get(
+        &api,
+        &admin,
+        &format!("/ui/confirm?what=apply&id={release}&tier=canary"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{page}");
+    assert!(page.contains("1 workspace(s) on tier canary"), "{page}");
+    assert!(page.contains(&format!("{canary} (canary)")), "{page}");
+    assert!(
+        page.contains(&format!("running it already): {pinned}.")),
+        "a pinned workspace is named as left out, not counted: {page}"
+    );
+
+    let (s, page) = get(
+        &api,
+        &admin,
+        &format!("/ui/confirm?what=apply&id={release}&tier=all"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{page}");
+    assert!(page.contains("2 workspace(s)"), "{page}");
+    assert!(page.contains(&format!("{prod} (production)")), "{page}");
+    assert!(!page.contains(&format!("{pinned} (")), "{page}");
+    let (_, v) = api
+        .admin(
+            reqwest::Method::GET,
+            &format!("/api/v1/releases/{release}"),
+            None,
+        )
+        .await;
+    assert_eq!(v["status"], "queued", "looking applied nothing: {v}");
+}

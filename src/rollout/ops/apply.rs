@@ -2,10 +2,20 @@
 //! every remaining workspace) to the release's existing rollout.
 
 use super::{OpError, OpOutcome, Ops, retrying};
-use crate::domain::ApplyTier;
+use crate::domain::{ApplyTier, Change, TargetStatus, Tier};
 use crate::rollout::decide::operator::{self, Start};
 use crate::rollout::decide::{Decision, Promotion};
 use crate::rollout::record::Rollout;
+
+/// What an apply would do, by workspace name.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ApplyPreview {
+    /// Updated by the rollout (name, tier).
+    pub updated: Vec<(String, Tier)>,
+    /// Covered by the rollout but not updated: pinned to another digest, or already
+    /// running the release.
+    pub left_out: Vec<String>,
+}
 
 impl Ops {
     /// Applies `tier` of release `release_id`.
@@ -56,6 +66,62 @@ impl Ops {
         let id = self.deps.commit(&d, now).await?;
         tracing::info!(rollout = id, release = release_id, %tier, actor, "rollout started");
         self.outcome(id, false, None).await
+    }
+
+    /// The workspaces (name, tier) applying `tier` of release `release_id` would add to
+    /// its rollout, decided exactly as [`Ops::apply`] decides (pinned, manual-mode and
+    /// already-updated workspaces left out) but nothing written. Decided as if forced:
+    /// whether `force` is needed is the apply's to say.
+    pub async fn preview_apply(
+        &self,
+        release_id: i64,
+        tier: ApplyTier,
+    ) -> Result<ApplyPreview, OpError> {
+        let store = &self.deps.store;
+        let now = self.deps.clock.now();
+        let release = store.release(release_id).await?;
+        let candidates = store.rollout_candidates(&release.image).await?;
+        let d = if let Some(row) = store.rollout_for_release(release_id).await? {
+            let r = Rollout::from_row(row)?;
+            if operator::check_extend(&r, tier, true, now)? {
+                return Ok(ApplyPreview::default());
+            }
+            let existing = store.rollout_target_workspaces(r.id).await?;
+            let inputs = Promotion {
+                existing: &existing,
+                candidates: &candidates,
+            };
+            operator::to_production(&r, tier, "preview", true, inputs, now)?.0
+        } else {
+            let active = store.active_rollout_for_image(&release.image).await?;
+            operator::start(
+                &Start {
+                    release: &release,
+                    active: active.as_ref(),
+                    candidates: &candidates,
+                    settings: &self.deps.settings,
+                    tier,
+                    force: true,
+                    actor: "preview",
+                    automatic: false,
+                },
+                now,
+            )?
+        };
+        let mut out = ApplyPreview::default();
+        for c in &d.changes {
+            let Change::AddTarget(t) = c else { continue };
+            let Some(w) = candidates.iter().find(|w| w.workspace_id == t.workspace_id) else {
+                continue;
+            };
+            let there = t.from_digest.as_ref() == Some(&t.to_digest);
+            if t.status == TargetStatus::Pending && !there {
+                out.updated.push((w.name.clone(), t.tier));
+            } else {
+                out.left_out.push(w.name.clone());
+            }
+        }
+        Ok(out)
     }
 
     async fn apply_existing(

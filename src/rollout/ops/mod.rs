@@ -8,6 +8,7 @@
 //! This module knows no HTTP: the API maps [`OpError`] to statuses and codes.
 
 mod apply;
+pub use apply::ApplyPreview;
 mod lifecycle;
 mod rollback;
 mod update_now;
