@@ -45,6 +45,7 @@ pub const COPY_PLAN: &[(&str, Carry)] = &[
     ("rollout_targets", Carry::Rows),
     ("rollout_analysis", Carry::Rows),
     ("workspace_updates", Carry::Rows),
+    ("update_phases", Carry::Rows),
     ("snapshots", Carry::Rows),
     ("events", Carry::Rows),
     // The leader lease belongs to the old database's instance and epoch (an SQLite

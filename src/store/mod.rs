@@ -48,7 +48,7 @@ pub use snapshots::{
     SnapshotUpdate,
 };
 pub use updates::{
-    ConvergeTarget, LastUpdate, Outcome, RestoreError, RestoreRequest, UnreadableRow,
+    ConvergeTarget, LastUpdate, Outcome, PhaseSpan, RestoreError, RestoreRequest, UnreadableRow,
     UpdateAttempt, UpdateKind, UpdateRow,
 };
 pub use wake_bus::WakeListener;

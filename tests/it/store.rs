@@ -432,3 +432,103 @@ async fn a_host_reads_only_its_own_workspaces_journal_retirements_and_snapshots(
     assert!(store.pending_retirements(&a).await.unwrap().is_empty());
     assert_eq!(store.pending_retirements(&b).await.unwrap().len(), 1);
 }
+
+/// Every phase change of a journal row is logged with it: opening, advancing, the
+/// rollback and the terminal write; a refused compare-and-set logs nothing; each phase
+/// lasts until the next began, an open attempt's last one until the caller's now.
+#[tokio::test]
+async fn every_phase_change_is_logged_with_its_time() {
+    use chrono::Duration;
+    use sluice::domain::{Digest, Health, UpdatePhase as P, WorkspaceState};
+    use sluice::store::Outcome;
+
+    let (_db, store) = fresh().await;
+    let t0 = Utc::now();
+    let at = |s: i64| t0 + Duration::seconds(s);
+    let w = store.insert_workspace(&new_ws("log"), t0).await.unwrap();
+    let to = Digest::of_bytes(b"to");
+    let row = store
+        .open_update(w.id, None, None, &to, at(0))
+        .await
+        .unwrap();
+    let seen = |spans: Vec<sluice::store::PhaseSpan>| {
+        spans
+            .iter()
+            .map(|s| (s.seq, s.phase, s.duration.num_seconds()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        seen(store.update_phases(row.id, at(4)).await.unwrap()),
+        vec![(1, P::Pulling, 4)],
+        "an open attempt's phase runs until now"
+    );
+    store
+        .advance_update(row.id, P::Pulling, P::Stopping, at(2))
+        .await
+        .unwrap();
+    assert!(
+        store
+            .advance_update(row.id, P::Pulling, P::Stopping, at(3))
+            .await
+            .is_err()
+    );
+    store
+        .advance_update(row.id, P::Stopping, P::Snapshotting, at(5))
+        .await
+        .unwrap();
+    let event = NewEvent {
+        actor: "system".into(),
+        subject: "workspace:log".into(),
+        action: "update_failed".into(),
+        detail: serde_json::json!({}),
+        rollout_id: None,
+        workspace: Some("log".into()),
+    };
+    store
+        .begin_rollback(&row, P::Snapshotting, "boom", &event, at(9))
+        .await
+        .unwrap();
+    store
+        .advance_update(row.id, P::RollingBack, P::Reverting, at(10))
+        .await
+        .unwrap();
+    let outcome = Outcome {
+        from_phase: P::Reverting,
+        phase: P::RolledBack,
+        error: None,
+        actual_digest: None,
+        container_id: None,
+        state: WorkspaceState::Running,
+        health: Health::Healthy,
+        remember_failure: false,
+        reset_desired: false,
+        restored_from_update: None,
+        event,
+    };
+    store.finish_update(&row, &outcome, at(13)).await.unwrap();
+    let spans = store.update_phases(row.id, at(100)).await.unwrap();
+    assert_eq!(
+        spans[0].entered_at.timestamp_millis(),
+        at(0).timestamp_millis()
+    );
+    assert_eq!(
+        seen(spans),
+        vec![
+            (1, P::Pulling, 2),
+            (2, P::Stopping, 3),
+            (3, P::Snapshotting, 4),
+            (4, P::RollingBack, 1),
+            (5, P::Reverting, 3),
+            (6, P::RolledBack, 0),
+        ]
+    );
+    // Another update's log is its own.
+    let other = store
+        .open_update(w.id, None, None, &to, at(20))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.update_phases(other.id, at(21)).await.unwrap().len(),
+        1
+    );
+}

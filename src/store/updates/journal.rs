@@ -13,6 +13,7 @@
 
 use chrono::{DateTime, Utc};
 
+use super::phase_log::log_phase_in;
 use super::{COLS, UnreadableRow, UpdateRow, corrupt, from_row, stale_unless_one};
 use crate::clock::to_millis;
 use crate::domain::spec::UpdateOrder;
@@ -91,6 +92,8 @@ impl Store {
             .fetch_one(&mut *tx)
             .await
             .ctx("open update")?;
+        let opened = from_row(&row)?;
+        log_phase_in(&mut tx, opened.id, UpdatePhase::Pulling.as_str(), now).await?;
         // The reconciler's own observation (no version check, see the module header).
         sqlx::query(
             "UPDATE workspaces SET state = 'updating', updated_at = $1, version = version + 1 \
@@ -102,7 +105,7 @@ impl Store {
         .await
         .ctx("mark workspace updating")?;
         tx.commit().await.ctx("commit open update")?;
-        from_row(&row)
+        Ok(opened)
     }
 
     /// Journals the next phase (before the step acts): a compare-and-set on (`id`,
@@ -115,6 +118,7 @@ impl Store {
         to: UpdatePhase,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.ctx("begin advance update")?;
         let done = sqlx::query(
             "UPDATE workspace_updates SET phase = $1, updated_at = $2, version = version + 1 \
              WHERE id = $3 AND phase = $4",
@@ -123,10 +127,12 @@ impl Store {
         .bind(to_millis(now))
         .bind(id)
         .bind(from.as_str())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .ctx("advance update")?;
-        stale_unless_one(done.rows_affected(), id, from)
+        stale_unless_one(done.rows_affected(), id, from)?;
+        log_phase_in(&mut tx, id, to.as_str(), now).await?;
+        tx.commit().await.ctx("commit advance update")
     }
 
     /// Turns a failed update towards its rollback, in one transaction: the row goes from
@@ -154,6 +160,7 @@ impl Store {
         .await
         .ctx("journal rollback")?;
         stale_unless_one(done.rows_affected(), row.id, from)?;
+        log_phase_in(&mut tx, row.id, UpdatePhase::RollingBack.as_str(), now).await?;
         // Observation, guarded by the row's compare-and-set above (no version check).
         sqlx::query(
             "UPDATE workspaces SET state = 'rolling_back', updated_at = $1, \
@@ -213,6 +220,7 @@ impl Store {
         .execute(&mut *tx)
         .await
         .ctx("close unreadable journal row")?;
+        log_phase_in(&mut tx, row.id, UpdatePhase::Quarantined.as_str(), now).await?;
         // Observation by the one reconciler (no version check, see the module header).
         sqlx::query(
             "UPDATE workspaces SET state = 'quarantined', health = 'unhealthy', updated_at = $1, \
@@ -251,6 +259,7 @@ impl Store {
         .await
         .ctx("finish update")?;
         stale_unless_one(done.rows_affected(), row.id, o.from_phase)?;
+        log_phase_in(&mut tx, row.id, o.phase.as_str(), now).await?;
         // Observation, guarded by the row's compare-and-set above (no version check).
         write_observed_in(
             &mut tx,

@@ -8,12 +8,14 @@
 
 mod history;
 mod journal;
+mod phase_log;
 mod recovery;
 mod restore_queue;
 
 pub use crate::domain::UpdateKind;
 pub use history::UpdateAttempt;
 pub use journal::Outcome;
+pub use phase_log::PhaseSpan;
 pub use restore_queue::{RestoreError, RestoreRequest};
 
 use std::collections::HashMap;

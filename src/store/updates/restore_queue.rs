@@ -14,9 +14,12 @@
 
 use chrono::{DateTime, Utc};
 
+use super::phase_log::log_phase_in;
 use super::{UpdateKind, UpdateRow};
 use crate::clock::to_millis;
-use crate::domain::{Digest, SnapshotId, SnapshotState, WorkspaceName, WorkspaceState};
+use crate::domain::{
+    Digest, SnapshotId, SnapshotState, UpdatePhase, WorkspaceName, WorkspaceState,
+};
 use crate::store::events::append_event_in;
 use crate::store::{FINISHED_PHASES, NewEvent, QueryContext, Store, StoreError};
 
@@ -154,6 +157,7 @@ impl Store {
             drop(tx);
             return Err(self.why_not_queued(req).await);
         };
+        log_phase_in(&mut tx, update_id, UpdatePhase::Pulling.as_str(), now).await?;
         let action = match req.kind {
             UpdateKind::Recover => "workspace_recover_requested",
             _ => "snapshot_restore_requested",
