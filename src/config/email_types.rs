@@ -5,6 +5,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
 use serde::{Deserialize, Serialize};
 
 use super::Secret;
@@ -48,6 +50,9 @@ pub struct EmailSettings {
     /// Timeout of one SMTP conversation.
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
+    /// A PEM bundle of CA certificates trusted for the server besides the system's roots
+    /// (a private CA); the server's certificate is always verified.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for EmailSettings {
@@ -63,6 +68,7 @@ impl Default for EmailSettings {
             admins: Vec::new(),
             templates: None,
             timeout: Duration::from_secs(30),
+            ca_file: None,
         }
     }
 }
@@ -101,7 +107,33 @@ impl EmailSettings {
         if self.timeout.is_zero() {
             return Some(("email.timeout", "must be longer than 0s"));
         }
+        if self.tls == EmailTls::None && self.ca_file.is_some() {
+            return Some(("email.ca_file", "only used with tls = starttls or implicit"));
+        }
         None
+    }
+
+    /// The certificates of `ca_file` (none without it), each a valid trust anchor, or
+    /// why the file cannot be used (checked at config load, read again at start).
+    pub fn ca_certificates(&self) -> Result<Vec<CertificateDer<'static>>, String> {
+        let Some(path) = &self.ca_file else {
+            return Ok(Vec::new());
+        };
+        let shown = path.display();
+        let pem = std::fs::read(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
+        let certs = CertificateDer::pem_slice_iter(&pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("{shown}: not a PEM certificate bundle: {e}"))?;
+        if certs.is_empty() {
+            return Err(format!("{shown}: holds no PEM certificate"));
+        }
+        let mut roots = rustls::RootCertStore::empty();
+        for (i, cert) in certs.iter().enumerate() {
+            roots
+                .add(cert.clone())
+                .map_err(|e| format!("{shown}: certificate {}: {e}", i + 1))?;
+        }
+        Ok(certs)
     }
 }
 
@@ -172,5 +204,50 @@ mod tests {
         assert!(!shown.contains("pw-s3cr3t"), "{shown}");
         let e = toml::from_str::<EmailSettings>("admins = [\"ops\"]").unwrap_err();
         assert!(e.to_string().contains("invalid email address `ops`"), "{e}");
+    }
+
+    #[test]
+    fn a_ca_file_must_hold_pem_certificates_and_needs_tls() {
+        let dir = tempfile::tempdir().unwrap();
+        let with = |name: &str, text: Option<&str>| {
+            let path = dir.path().join(name);
+            if let Some(t) = text {
+                std::fs::write(&path, t).unwrap();
+            }
+            EmailSettings {
+                ca_file: Some(path),
+                ..on("smtp.example.com")
+            }
+        };
+        let missing = with("missing.pem", None).ca_certificates().unwrap_err();
+        assert!(
+            missing.contains("cannot read") && missing.contains("missing.pem"),
+            "{missing}"
+        );
+        let empty = with("empty.pem", Some("not a certificate\n")).ca_certificates();
+        assert!(empty.unwrap_err().contains("no PEM certificate"));
+        let garbage = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+        let bad = with("bad.pem", Some(garbage))
+            .ca_certificates()
+            .unwrap_err();
+        assert!(bad.contains("bad.pem: certificate 1"), "{bad}");
+        let broken = "-----BEGIN CERTIFICATE-----\n!!!\n-----END CERTIFICATE-----\n";
+        assert!(with("broken.pem", Some(broken)).ca_certificates().is_err());
+        assert_eq!(on("smtp.example.com").ca_certificates(), Ok(Vec::new()));
+        let plain = EmailSettings {
+            tls: EmailTls::None,
+            allow_plain: true,
+            ..with("any.pem", None)
+        };
+        assert_eq!(plain.problem().unwrap().0, "email.ca_file");
+        let toml = format!(
+            "[email]\nhost = \"smtp.example.com\"\nfrom = \"s@example.com\"\nca_file = \"{}\"\n",
+            dir.path().join("missing.pem").display()
+        );
+        let e = crate::config::load_from_str(&toml, Vec::new()).unwrap_err();
+        assert!(
+            e.to_string().contains("key `email.ca_file`: cannot read"),
+            "{e}"
+        );
     }
 }

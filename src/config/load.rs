@@ -344,6 +344,9 @@ fn validate(s: &Settings) -> Result<(), ConfigError> {
     if let Some((key, reason)) = s.email.problem() {
         return Err(value(key, reason));
     }
+    if let Err(reason) = s.email.ca_certificates() {
+        return Err(value("email.ca_file", reason));
+    }
     for (i, w) in s.notifications.webhooks.iter().enumerate() {
         if let Some(f) = &w.format
             && f != "json"

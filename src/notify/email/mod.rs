@@ -20,6 +20,7 @@ use std::sync::Arc;
 
 use lettre::message::Mailbox;
 use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, Tokio1Executor};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -59,6 +60,8 @@ pub enum EmailError {
     NoSender,
     #[error("email: `[email] from`: {0}")]
     Sender(String),
+    #[error("email: `[email] ca_file`: {0}")]
+    CaFile(String),
 }
 
 /// The SMTP side: the transport and the sender.
@@ -73,13 +76,22 @@ impl Smtp {
             host: host.to_owned(),
             source,
         };
-        let builder = match s.tls {
-            EmailTls::Starttls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(host)
-                .map_err(transport_error)?,
-            EmailTls::Implicit => {
-                AsyncSmtpTransport::<Tokio1Executor>::relay(host).map_err(transport_error)?
+        // The server's certificate is always verified: against the system's roots and
+        // the certificates of `ca_file`.
+        let tls = || -> Result<TlsParameters, EmailError> {
+            let mut params = TlsParameters::builder(host.to_owned());
+            for der in s.ca_certificates().map_err(EmailError::CaFile)? {
+                let cert = Certificate::from_der(der.to_vec()).map_err(transport_error)?;
+                params = params.add_root_certificate(cert);
             }
-            EmailTls::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host),
+            params.build().map_err(transport_error)
+        };
+        let builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host);
+        let builder = match s.tls {
+            // Required: no command after EHLO is sent unless the upgrade succeeded.
+            EmailTls::Starttls => builder.tls(Tls::Required(tls()?)),
+            EmailTls::Implicit => builder.tls(Tls::Wrapper(tls()?)),
+            EmailTls::None => builder,
         };
         let mut builder = builder.port(s.port()).timeout(Some(s.timeout));
         if let (Some(user), Some(password)) = (&s.username, &s.password) {
