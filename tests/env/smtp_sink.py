@@ -3,14 +3,18 @@
 
 Listens on 127.0.0.1:PORT, requires AUTH (PLAIN or LOGIN, allowed without TLS on
 loopback) with --user/--password when given, and writes every accepted message to
-DIR as one JSON file: envelope, headers and the decoded text and HTML parts. Prints
-"ready" once listening; stops when stdin closes or on SIGTERM.
+DIR as one JSON file: envelope, headers, the decoded text and HTML parts, and whether
+it came over TLS. With --tls starttls (STARTTLS offered and required before any other
+command) or --tls implicit (TLS from the first byte), --cert and --key name the
+server's PEM certificate chain and key; the default, --tls none, is plain SMTP.
+Prints "ready" once listening; stops when stdin closes or on SIGTERM.
 """
 
 import argparse
 import email
 import json
 import os
+import ssl
 import sys
 import time
 import uuid
@@ -32,6 +36,7 @@ class Handler:
             "mail_from": envelope.mail_from,
             "rcpt_tos": envelope.rcpt_tos,
             "authenticated": bool(session.authenticated),
+            "tls": server.transport.get_extra_info("ssl_object") is not None,
             "from": str(msg["from"]),
             "to": str(msg["to"]),
             "subject": str(msg["subject"]),
@@ -65,6 +70,9 @@ def main():
     p.add_argument("--dir", required=True)
     p.add_argument("--user")
     p.add_argument("--password")
+    p.add_argument("--tls", choices=["none", "starttls", "implicit"], default="none")
+    p.add_argument("--cert")
+    p.add_argument("--key")
     a = p.parse_args()
     kwargs = {}
     if a.user is not None:
@@ -73,6 +81,16 @@ def main():
             auth_required=True,
             auth_require_tls=False,
         )
+    tls = None
+    if a.tls != "none":
+        if not (a.cert and a.key):
+            p.error("--tls starttls|implicit needs --cert and --key")
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        tls.load_cert_chain(a.cert, a.key)
+    if a.tls == "starttls":
+        kwargs.update(require_starttls=True, tls_context=tls)
+    if a.tls == "implicit":
+        kwargs["ssl_context"] = tls
     c = Controller(Handler(a.dir), hostname="127.0.0.1", port=a.port, **kwargs)
     c.start()
     print("ready", flush=True)

@@ -4,7 +4,10 @@
 //! quarantine, a manual-mode workspace's contacts hear that an update is available, a
 //! bad contact address is refused naming its field, and the SMTP password appears in
 //! no log line and no printed configuration. Updates run on the real Docker engine,
-//! registry and reconciler; the store is the run's engine.
+//! registry and reconciler; the store is the run's engine. Over STARTTLS and implicit
+//! TLS (a CA and server certificate made for the run with the openssl CLI) mail reaches
+//! the server only encrypted, to a certificate `[email] ca_file` trusts: an untrusted
+//! certificate, or a server that offers no STARTTLS, fails the mail and sends nothing.
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -37,6 +40,11 @@ struct SmtpSink {
 
 impl SmtpSink {
     fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// The sink with further arguments (`--tls starttls --cert … --key …`).
+    fn start_with(extra: &[&std::ffi::OsStr]) -> Self {
         let port = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
             l.local_addr().expect("addr").port()
@@ -56,6 +64,7 @@ impl SmtpSink {
             ])
             .arg("--dir")
             .arg(dir.path())
+            .args(extra)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -536,4 +545,196 @@ async fn a_refused_login_is_retried_then_counted_and_no_password_is_logged() {
         !logs.contains(WRONG) && !logs.contains(PASSWORD),
         "a password was logged: {logs}"
     );
+}
+
+/// A throwaway CA and a server certificate it signed for 127.0.0.1 and localhost, made
+/// with the openssl CLI for this test (nothing committed).
+struct Pki {
+    dir: tempfile::TempDir,
+}
+
+impl Pki {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let run = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(dir.path())
+                .output()
+                .expect("run openssl");
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        run(&[
+            &["req", "-x509"][..],
+            &ec,
+            &[
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=sluice test CA",
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign,cRLSign",
+            ],
+        ]
+        .concat());
+        run(&[
+            &["req"][..],
+            &ec,
+            &[
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+                "-subj",
+                "/CN=localhost",
+            ],
+        ]
+        .concat());
+        std::fs::write(
+            dir.path().join("server.ext"),
+            "subjectAltName = IP:127.0.0.1, DNS:localhost\nbasicConstraints = CA:FALSE\n\
+             keyUsage = critical, digitalSignature\nextendedKeyUsage = serverAuth\n",
+        )
+        .expect("write server.ext");
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-set_serial",
+            "2",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+            "-out",
+            "server.pem",
+        ]);
+        Self { dir }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// The SMTP sink with `--tls mode` and this server certificate, with AUTH.
+    fn sink(&self, mode: &str) -> SmtpSink {
+        let (cert, key) = (self.path("server.pem"), self.path("server.key"));
+        SmtpSink::start_with(&[
+            "--tls".as_ref(),
+            mode.as_ref(),
+            "--cert".as_ref(),
+            cert.as_os_str(),
+            "--key".as_ref(),
+            key.as_os_str(),
+        ])
+    }
+}
+
+/// One quarantine in the audit trail: one mail to the admins.
+async fn quarantine(store: &Store) {
+    store
+        .append_event(
+            &sluice::store::NewEvent {
+                actor: "system".into(),
+                subject: "workspace:acme".into(),
+                action: "update_quarantined".into(),
+                detail: json!({"error": "rollback failed"}),
+                rollout_id: None,
+                workspace: Some("acme".into()),
+            },
+            SystemClock.now(),
+        )
+        .await
+        .expect("append");
+}
+
+/// Runs the notifier with `s` until the mail of one quarantine is delivered or given
+/// up; the delivered and failed counts.
+async fn mail_one_quarantine(s: &Settings) -> (f64, f64) {
+    let db = sluice::store::TestDb::new().await;
+    let store = db.store(2).await;
+    let metrics = sluice::metrics::Metrics::new();
+    let (stop, task) = notifier(&store, s, &metrics).await;
+    quarantine(&store).await;
+    drained(&store).await;
+    stop.cancel();
+    task.await.expect("notifier");
+    (
+        mail_counter(&metrics, "delivered"),
+        mail_counter(&metrics, "failed"),
+    )
+}
+
+#[tokio::test]
+async fn mail_goes_over_starttls_and_implicit_tls_to_a_server_the_ca_file_trusts() {
+    let pki = Pki::new();
+    for (mode, tls) in [
+        ("starttls", EmailTls::Starttls),
+        ("implicit", EmailTls::Implicit),
+    ] {
+        let sink = pki.sink(mode);
+        let mut s = Settings::default();
+        mail_settings(&mut s, &sink, &["oncall@ops.example.com"]);
+        s.email.tls = tls;
+        s.email.ca_file = Some(pki.path("ca.pem"));
+        s.notifications.retries = 1;
+        assert_eq!(mail_one_quarantine(&s).await, (1.0, 0.0), "{mode}");
+        let mails = sink.mails();
+        assert_eq!(mails.len(), 1, "{mode}: {mails:#?}");
+        assert_eq!(mails[0]["tls"], true, "{mode}: {}", mails[0]);
+        assert_eq!(mails[0]["authenticated"], true, "{mode}: {}", mails[0]);
+        assert_eq!(mails[0]["rcpt_tos"], json!(["oncall@ops.example.com"]));
+    }
+}
+
+#[tokio::test]
+async fn an_untrusted_certificate_fails_the_mail_and_nothing_is_sent() {
+    let pki = Pki::new();
+    for (mode, tls) in [
+        ("starttls", EmailTls::Starttls),
+        ("implicit", EmailTls::Implicit),
+    ] {
+        let sink = pki.sink(mode);
+        let mut s = Settings::default();
+        mail_settings(&mut s, &sink, &["oncall@ops.example.com"]);
+        s.email.tls = tls;
+        s.notifications.retries = 1;
+        assert_eq!(mail_one_quarantine(&s).await, (0.0, 1.0), "{mode}");
+        assert!(sink.mails().is_empty(), "{mode}: {:#?}", sink.mails());
+    }
+}
+
+#[tokio::test]
+async fn starttls_to_a_server_that_offers_none_fails_rather_than_sending_in_clear() {
+    let sink = SmtpSink::start();
+    let pki = Pki::new();
+    let mut s = Settings::default();
+    mail_settings(&mut s, &sink, &["oncall@ops.example.com"]);
+    s.email.tls = EmailTls::Starttls;
+    s.email.ca_file = Some(pki.path("ca.pem"));
+    s.notifications.retries = 1;
+    assert_eq!(mail_one_quarantine(&s).await, (0.0, 1.0));
+    assert!(sink.mails().is_empty(), "{:#?}", sink.mails());
 }
