@@ -242,6 +242,10 @@ pub async fn workspace(
         let row_id = state.store.workspace(&parsed).await?.id;
         let history = state.store.update_history(row_id, UPDATE_HISTORY).await?;
         let now = state.clock.now();
+        let mut phases = Vec::with_capacity(history.len());
+        for a in &history {
+            phases.push(state.store.update_phases(a.row.id, now).await?);
+        }
         let subject = format!("workspace:{name}");
         let trail: Vec<Event> = recent_events(&state)
             .await?
@@ -265,13 +269,14 @@ pub async fn workspace(
             table.history {
                 thead { tr { th { "#" } th { "kind" } th { "phase" } th { "from" } th { "to" }
                     th { "started" } th { "took" } th { "rollout" } th { "error" } } }
-                tbody { @for a in &history {
+                tbody { @for (a, spans) in history.iter().zip(&phases) {
                     tr { td { (a.row.id) } td { (a.row.kind.as_str()) } td.phase { (a.row.phase.as_str()) }
                         td { (a.row.from_digest.as_ref().map(short).unwrap_or_default()) }
                         td { (short(&a.row.to_digest)) } td { (time(&a.started_at)) }
                         td { (took(a, now)) }
                         td { @if let Some(r) = a.row.rollout_id { a href={ "/ui/rollouts/" (r) } { (r) } } }
                         td { (a.row.error.clone().unwrap_or_default()) } }
+                    @if !spans.is_empty() { tr.phases { td colspan="9" { (phase_table(spans)) } } }
                 } }
             }
             h2 { "Snapshots" }
@@ -290,6 +295,15 @@ pub async fn workspace(
     }
     .await;
     done(&who, &format!("Workspace {name}"), body)
+}
+
+/// Every phase an attempt went through: when it began and how long it lasted.
+fn phase_table(spans: &[crate::store::PhaseSpan]) -> maud::Markup {
+    html! { table.phases {
+        thead { tr { th { "phase" } th { "entered" } th { "duration" } } }
+        tbody { @for p in spans { tr { td.phase { (p.phase.as_str()) } td { (time(&p.entered_at)) }
+            td { (format!("{:.1} s", p.duration.num_milliseconds() as f64 / 1000.0)) } } } }
+    } }
 }
 
 /// How long an attempt took, or for a running one how long it has run and how long its

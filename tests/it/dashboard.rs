@@ -340,3 +340,56 @@ async fn the_apply_confirmation_counts_what_the_rollout_would_update() {
         .await;
     assert_eq!(v["status"], "queued", "looking applied nothing: {v}");
 }
+
+/// The workspace page lists under each attempt every phase it went through, with when
+/// it began and how long it lasted: a journal written through the store as the
+/// reconciler writes it.
+#[tokio::test]
+async fn the_workspace_page_shows_each_attempts_phases_and_their_durations() {
+    use sluice::domain::{Digest, UpdatePhase as P, WorkspaceName};
+    let api = TestApi::start().await;
+    let ws = crate::support::unique("dash-ph");
+    let (s, v) = api
+        .admin(
+            reqwest::Method::POST,
+            "/api/v1/workspaces",
+            Some(json!({ "name": ws, "image": fixture_image(), "update_mode": "manual" })),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let w = api
+        .store
+        .workspace(&WorkspaceName::parse(&ws).expect("name"))
+        .await
+        .expect("workspace");
+    let t0 = chrono::Utc::now() - chrono::Duration::seconds(60);
+    let at = |s: i64| t0 + chrono::Duration::milliseconds(s * 100);
+    let row = api
+        .store
+        .open_update(w.id, None, None, &Digest::of_bytes(b"v2"), at(0))
+        .await
+        .expect("open");
+    api.store
+        .advance_update(row.id, P::Pulling, P::Stopping, at(25))
+        .await
+        .expect("advance");
+    api.store
+        .advance_update(row.id, P::Stopping, P::Snapshotting, at(37))
+        .await
+        .expect("advance");
+
+    let admin = sign_in(&api, ADMIN_TOKEN).await;
+    let (s, page) = get(&api, &admin, &format!("/ui/workspaces/{ws}")).await;
+    assert_eq!(s, StatusCode::OK, "{page}");
+    assert!(page.contains("table class=\"phases\""), "{page}");
+    assert!(page.contains("<th>duration</th>"), "{page}");
+    for shown in [
+        ">pulling</td>",
+        ">2.5 s</td>",
+        ">stopping</td>",
+        ">1.2 s</td>",
+        ">snapshotting</td>",
+    ] {
+        assert!(page.contains(shown), "{shown} missing: {page}");
+    }
+}
