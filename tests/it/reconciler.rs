@@ -279,6 +279,26 @@ async fn converge(e: &Env) {
     e.rec.converge_all().await.expect("converge");
 }
 
+/// The phase log of the workspace's newest update, in the order the phases were entered:
+/// every entry numbered in turn, entered no earlier than the one before, lasting no less
+/// than zero.
+async fn phase_log(e: &Env) -> Vec<String> {
+    let u = e.store.latest_update(e.ws.id).await.unwrap().unwrap();
+    let spans = e
+        .store
+        .update_phases(u.id, chrono::Utc::now())
+        .await
+        .unwrap();
+    for (i, s) in spans.iter().enumerate() {
+        assert_eq!(s.seq, i as i64 + 1, "{spans:?}");
+        assert!(s.duration >= chrono::Duration::zero(), "{spans:?}");
+        if i > 0 {
+            assert!(s.entered_at >= spans[i - 1].entered_at, "{spans:?}");
+        }
+    }
+    spans.iter().map(|s| s.phase.as_str().to_owned()).collect()
+}
+
 #[tokio::test]
 async fn good_update_keeps_data_and_configuration() {
     let mut e = env("rc-good").await;
@@ -316,6 +336,20 @@ async fn good_update_keeps_data_and_configuration() {
         "recreated container differs"
     );
 
+    // Every phase of the update was logged, in order, ending in `succeeded`.
+    assert_eq!(
+        phase_log(&e).await,
+        [
+            "pulling",
+            "stopping",
+            "snapshotting",
+            "recreating",
+            "starting",
+            "health_checking",
+            "succeeded"
+        ]
+    );
+
     // The snapshot of this update is complete, checksummed and on disk.
     let u = e.store.latest_update(e.ws.id).await.unwrap().unwrap();
     assert_eq!(u.snapshot_ids.len(), 1);
@@ -343,6 +377,20 @@ async fn rollback_case(mode: &str) {
     let w = e.workspace().await;
     let u = e.store.latest_update(e.ws.id).await.unwrap().unwrap();
     assert_eq!(u.phase, UpdatePhase::RolledBack, "error: {:?}", u.error);
+    // The forward phases up to the failure, then the rollback's, ending in `rolled_back`.
+    let log = phase_log(&e).await;
+    let back = log
+        .iter()
+        .position(|p| p == "rolling_back")
+        .expect("rolling_back logged");
+    assert_eq!(log[0], "pulling", "{log:?}");
+    assert!(log[..back].iter().all(|p| p != "rolled_back"), "{log:?}");
+    assert_eq!(
+        log.last().map(String::as_str),
+        Some("rolled_back"),
+        "{log:?}"
+    );
+    assert!(log.iter().any(|p| p == "restoring"), "{log:?}");
     assert_eq!(w.actual_digest.as_ref(), Some(&d1));
     assert_eq!(
         w.desired_digest.as_ref(),
