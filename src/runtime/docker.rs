@@ -384,4 +384,8 @@ impl ContainerRuntime for DockerRuntime {
     async fn attach(&self, name: &str, network: &Attachment) -> Result<(), RuntimeError> {
         super::docker_swap::attach(&self.docker, name, network).await
     }
+
+    async fn run_helper(&self, run: &super::HelperRun) -> Result<super::HelperExit, RuntimeError> {
+        super::helper::run_helper_container(&self.docker, run).await
+    }
 }

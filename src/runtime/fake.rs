@@ -386,4 +386,9 @@ impl ContainerRuntime for FakeRuntime {
     async fn events_since(&self, _since_secs: i64) -> Result<Vec<String>, RuntimeError> {
         Ok(self.lock().events.clone())
     }
+
+    async fn run_helper(&self, run: &super::HelperRun) -> Result<super::HelperExit, RuntimeError> {
+        let why = "the in-memory runtime runs no helper";
+        Err(refused("helper run", &run.name, why))
+    }
 }

@@ -21,6 +21,8 @@ mod docker_unrepresentable;
 mod fake;
 #[cfg(any(test, feature = "test-support"))]
 mod fake_views;
+mod helper;
+mod helper_rootfs;
 mod image_defaults;
 mod image_file;
 
@@ -37,6 +39,7 @@ pub use docker::DockerRuntime;
 pub use docker_events::{DockerEvents, EventsError};
 #[cfg(any(test, feature = "test-support"))]
 pub use fake::FakeRuntime;
+pub use helper::*;
 pub use image_defaults::ImageDefaults;
 pub use image_file::{ImageFile, ImageFiles, LABEL_PURPOSE, PURPOSE_READ_CHANGELOG};
 
@@ -326,6 +329,12 @@ pub trait ContainerRuntime: Send + Sync + 'static {
         name: &str,
         network: &Attachment,
     ) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+    /// Runs sluice's own binary in a throw-away helper container (no network, the given
+    /// mounts) until it exits; the container is removed whatever happened.
+    fn run_helper(
+        &self,
+        run: &HelperRun,
+    ) -> impl Future<Output = Result<HelperExit, RuntimeError>> + Send;
 }
 
 /// A connection to one Docker engine. Only `runtime/` and `reconciler/` call its API;

@@ -24,6 +24,7 @@ mod email;
 mod events_stream;
 mod first_start;
 mod health_probes;
+mod helper_container;
 mod hosts_api;
 mod leadership;
 mod leadership_failover;
