@@ -26,6 +26,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest as _, Sha256};
 
 mod unpack;
+pub(super) use unpack::set_mtime;
 pub use unpack::{clear_dir, sync_fs, unpack_tar};
 
 /// What a tree holds, in short: the manifest digest and how many entries it has.
@@ -36,16 +37,16 @@ pub struct Manifest {
 }
 
 /// One entry found by the walk.
-struct Found {
+pub(super) struct Found {
     /// Relative to the root; empty for the root itself.
-    rel: PathBuf,
-    abs: PathBuf,
-    meta: fs::Metadata,
+    pub(super) rel: PathBuf,
+    pub(super) abs: PathBuf,
+    pub(super) meta: fs::Metadata,
 }
 
 /// Visits `root` and everything below it, parents before children, names in byte order.
 /// Sockets are skipped.
-fn walk(root: &Path, mut visit: impl FnMut(&Found) -> io::Result<()>) -> io::Result<()> {
+pub(super) fn walk(root: &Path, mut visit: impl FnMut(&Found) -> io::Result<()>) -> io::Result<()> {
     let meta = fs::symlink_metadata(root)?;
     if !meta.is_dir() {
         return Err(io::Error::new(
@@ -82,7 +83,7 @@ fn walk(root: &Path, mut visit: impl FnMut(&Found) -> io::Result<()>) -> io::Res
     Ok(())
 }
 
-fn kind(m: &fs::Metadata) -> &'static str {
+pub(super) fn kind(m: &fs::Metadata) -> &'static str {
     let t = m.file_type();
     if t.is_dir() {
         "dir"
@@ -103,7 +104,7 @@ fn kind(m: &fs::Metadata) -> &'static str {
 
 /// The extended attributes of `path` (not following a symlink), sorted by name. A
 /// filesystem without xattr support has none.
-fn xattrs(path: &Path) -> io::Result<Vec<(String, Vec<u8>)>> {
+pub(super) fn xattrs(path: &Path) -> io::Result<Vec<(String, Vec<u8>)>> {
     let names = match xattr::list(path) {
         Ok(n) => n,
         Err(e) if e.raw_os_error() == Some(libc::ENOTSUP) => return Ok(Vec::new()),
@@ -121,7 +122,7 @@ fn xattrs(path: &Path) -> io::Result<Vec<(String, Vec<u8>)>> {
 }
 
 /// Builds the manifest record by record.
-struct ManifestBuilder {
+pub(super) struct ManifestBuilder {
     hasher: Sha256,
     entries: u64,
     /// (dev, inode) → first path, for files with more than one link.
@@ -129,7 +130,7 @@ struct ManifestBuilder {
 }
 
 impl ManifestBuilder {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         Self {
             hasher: Sha256::new(),
             entries: 0,
@@ -138,7 +139,23 @@ impl ManifestBuilder {
     }
 
     /// Adds `f`; returns the first path of its hard-link group when `f` is a later link.
-    fn add(&mut self, f: &Found, xattrs: &[(String, Vec<u8>)]) -> io::Result<Option<PathBuf>> {
+    pub(super) fn add(
+        &mut self,
+        f: &Found,
+        xattrs: &[(String, Vec<u8>)],
+    ) -> io::Result<Option<PathBuf>> {
+        let size = if f.meta.is_file() { f.meta.len() } else { 0 };
+        self.add_sized(f, xattrs, size)
+    }
+
+    /// [`Self::add`] recording `size` for a regular file: the bytes actually read when the
+    /// file grew or shrank under the read.
+    pub(super) fn add_sized(
+        &mut self,
+        f: &Found,
+        xattrs: &[(String, Vec<u8>)],
+        size: u64,
+    ) -> io::Result<Option<PathBuf>> {
         let m = &f.meta;
         let mut first = None;
         if m.is_file() && m.nlink() > 1 {
@@ -152,7 +169,7 @@ impl ManifestBuilder {
         let h = &mut self.hasher;
         h.update(f.rel.as_os_str().as_bytes());
         h.update([0]);
-        let size = if m.is_file() { m.len() } else { 0 };
+        let size = if m.is_file() { size } else { 0 };
         h.update(
             format!(
                 "{}\0{:o}\0{}\0{}\0{size}\0{}.{:09}\0",
@@ -187,7 +204,7 @@ impl ManifestBuilder {
         Ok(first)
     }
 
-    fn finish(self) -> Manifest {
+    pub(super) fn finish(self) -> Manifest {
         Manifest {
             sha256: hex::encode(self.hasher.finalize()),
             entries: self.entries,
@@ -282,4 +299,4 @@ pub fn write_tar<W: Write>(root: &Path, out: W) -> io::Result<(W, Manifest)> {
 
 #[cfg(test)]
 #[path = "tree_tests.rs"]
-mod tests;
+pub(super) mod tests;

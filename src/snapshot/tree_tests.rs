@@ -5,7 +5,7 @@ use super::*;
 use std::ffi::OsStr;
 
 /// A tree with one of everything the module promises to keep.
-fn fill(root: &Path) {
+pub(in crate::snapshot) fn fill(root: &Path) {
     fs::create_dir_all(root.join("nested/deeper")).unwrap();
     fs::create_dir(root.join("empty")).unwrap();
     fs::write(root.join("plain.txt"), b"hello").unwrap();

@@ -24,7 +24,7 @@ pub fn clear_dir(root: &Path) -> io::Result<()> {
 }
 
 /// Sets the mtime (to the nanosecond) of `path` without following a symlink.
-pub(super) fn set_mtime(path: &Path, sec: i64, nsec: i64) -> io::Result<()> {
+pub(in crate::snapshot) fn set_mtime(path: &Path, sec: i64, nsec: i64) -> io::Result<()> {
     let c = CString::new(path.as_os_str().as_bytes())
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     let times = [
