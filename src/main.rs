@@ -59,6 +59,11 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
         println!("{doc}");
         return Ok(());
     }
+    if let Command::SnapshotHelper(cmd) = &cli.command {
+        let report = sluice::cli::snapshot_helper::run(cmd).context("snapshot helper")?;
+        println!("{report}");
+        return Ok(());
+    }
     let settings = load_settings(&cli)?;
     if cli.command.is_client() {
         return client_main(cli, &settings);

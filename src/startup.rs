@@ -145,6 +145,10 @@ impl Application {
             workspace_gauge: crate::api::WorkspaceGauge::register(&metrics),
             host_gauge: crate::api::HostGauge::register(&metrics),
             snapshot_dir: settings.snapshot_dir(),
+            snapshot_access: settings.snapshots.access,
+            snapshot_reflink: crate::snapshot::incremental::reflink::supported(
+                &settings.snapshot_dir(),
+            ),
             host_down_after: settings.hosts.down_after(),
             local_host: settings
                 .agent

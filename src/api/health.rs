@@ -37,6 +37,7 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
         "store": show(&store),
         "docker": show(&docker),
         "instance": super::fleet::instance_view(&state),
+        "snapshots": snapshots_view(&state),
     });
     let code = if store.is_ok() && docker.is_ok() {
         StatusCode::OK
@@ -44,6 +45,22 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (code, Json(body))
+}
+
+/// How snapshots are taken here: the store, how volumes are reached, whether files are
+/// cloned (a copy-on-write snapshot directory) or copied.
+fn snapshots_view(state: &AppState) -> serde_json::Value {
+    use crate::config::SnapshotAccess;
+    let access = state.api.snapshot_access;
+    json!({
+        "store": if access == SnapshotAccess::Archive { "archive" } else { "incremental" },
+        "access": match access {
+            SnapshotAccess::Auto => "auto",
+            SnapshotAccess::Helper => "helper",
+            SnapshotAccess::Archive => "archive",
+        },
+        "reflink": state.api.snapshot_reflink,
+    })
 }
 
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {

@@ -83,6 +83,10 @@ pub struct ApiContext {
     pub host_gauge: Option<HostGauge>,
     /// `[snapshots] dir`: the only directory `DELETE /api/v1/snapshots/{id}` removes from.
     pub snapshot_dir: std::path::PathBuf,
+    /// How snapshots are stored and reach volumes, for `/readyz`: `[snapshots] access`
+    /// and whether the snapshot directory's filesystem clones files (found at start).
+    pub snapshot_access: crate::config::SnapshotAccess,
+    pub snapshot_reflink: bool,
     /// `[hosts] down_after`: a host without a heartbeat for this long is `down`.
     pub host_down_after: chrono::Duration,
     /// The host whose engine this instance's Docker connection reaches (`[agent] host`

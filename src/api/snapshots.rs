@@ -317,15 +317,23 @@ pub async fn delete(
 /// True when `path` is `<dir>/<id>.tar`: the only file a snapshot row may name.
 fn inside(dir: &FsPath, id: &SnapshotId, path: &FsPath) -> bool {
     let canon = |p: &FsPath| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
-    path.file_name() == Some(std::ffi::OsStr::new(&format!("{id}.tar")))
-        && path.parent().map(canon) == Some(canon(dir))
+    let tar = path.file_name() == Some(std::ffi::OsStr::new(&format!("{id}.tar")))
+        && path.parent().map(canon) == Some(canon(dir));
+    // A snapshot of the incremental store: its manifest; its objects are freed by the
+    // next cleanup once no other snapshot names them.
+    let manifest = path.file_name() == Some(std::ffi::OsStr::new(&format!("{id}.json")))
+        && path.parent().map(canon) == Some(canon(&dir.join("manifests")));
+    tar || manifest
 }
 
-/// Removes `<dir>/<id>.tar` and a leftover `<dir>/.<id>.tar.partial`; absent is fine.
+/// Removes `<dir>/<id>.tar` and a leftover `<dir>/.<id>.tar.partial`, or a store
+/// snapshot's manifests; absent is fine.
 async fn remove_files(dir: &FsPath, id: &SnapshotId) -> Result<(), String> {
-    let files: [PathBuf; 2] = [
+    let files: [PathBuf; 4] = [
         dir.join(format!("{id}.tar")),
         dir.join(format!(".{id}.tar.partial")),
+        dir.join("manifests").join(format!("{id}.json")),
+        dir.join("manifests").join(format!("{id}.precopy.json")),
     ];
     for f in files {
         match tokio::fs::remove_file(&f).await {

@@ -6,6 +6,7 @@ mod args;
 mod client;
 mod commands;
 mod local_token;
+pub mod snapshot_helper;
 mod table;
 mod watch;
 
@@ -63,6 +64,13 @@ pub enum Command {
     /// workspaces placed there; the control plane (`sluice run`) decides rollouts.
     #[command(after_help = "Example:\n  sluice --config /etc/sluice/agent.toml agent")]
     Agent,
+    /// Run one snapshot stage or restore inside sluice's own helper container.
+    #[command(
+        hide = true,
+        subcommand,
+        after_help = "Example:\n  sluice snapshot-helper capture --store /store --volume /volume --out /store/manifests/x.json"
+    )]
+    SnapshotHelper(snapshot_helper::SnapshotHelperCommand),
     /// Apply database migrations and exit; with `--to`, copy the database into a new
     /// PostgreSQL database.
     #[command(

@@ -397,3 +397,20 @@ fn the_router_reload_command_comes_from_the_environment_as_a_list() {
     let e = load_from_str("[router]\nreload = \"nginx -s reload\"\n", env(&[])).unwrap_err();
     assert!(e.to_string().contains("router.reload"), "{e}");
 }
+
+#[test]
+fn snapshot_access_is_read_from_file_and_environment_and_a_wrong_word_is_refused() {
+    use crate::config::SnapshotAccess;
+    let s = load_from_str("[snapshots]\naccess = \"helper\"\n", env(&[])).unwrap();
+    assert_eq!(s.snapshots.access, SnapshotAccess::Helper);
+    let s = load_from_str("", env(&[("SLUICE__SNAPSHOTS__ACCESS", "archive")])).unwrap();
+    assert_eq!(s.snapshots.access, SnapshotAccess::Archive);
+    assert_eq!(
+        load_from_str("", env(&[])).unwrap().snapshots.access,
+        SnapshotAccess::Auto
+    );
+    let err = load_from_str("[snapshots]\naccess = \"nfs\"\n", env(&[]))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("access") && err.contains("nfs"), "{err}");
+}

@@ -289,6 +289,25 @@ pub struct SnapshotSettings {
     /// How often the retention cleanup runs.
     #[serde(with = "humantime_serde")]
     pub cleanup_interval: Duration,
+    /// How snapshots reach a volume's data: `auto` reads the volume's directory directly
+    /// where sluice can (root, local engine) and otherwise through a helper container;
+    /// `helper` always through the helper; `archive` streams a full tar through the
+    /// Docker archive API (no incremental store: for an engine whose host cannot see the
+    /// snapshot directory).
+    pub access: SnapshotAccess,
+    /// The sluice executable the helper container image is made from; empty means this
+    /// process's own.
+    pub helper_binary: Option<PathBuf>,
+}
+
+/// `[snapshots] access`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SnapshotAccess {
+    #[default]
+    Auto,
+    Helper,
+    Archive,
 }
 
 impl Default for SnapshotSettings {
@@ -300,6 +319,8 @@ impl Default for SnapshotSettings {
             require_snapshot: true,
             min_free_bytes: 512 * 1024 * 1024,
             cleanup_interval: Duration::from_secs(600),
+            access: SnapshotAccess::Auto,
+            helper_binary: None,
         }
     }
 }

@@ -63,7 +63,7 @@ impl ReconcilerMetrics {
             .expect("valid metric"),
             snapshot_bytes: IntCounter::with_opts(opts(
                 "sluice_snapshot_bytes_total",
-                "Bytes written to volume snapshots.",
+                "Bytes of volume data snapshotted (each snapshot's whole size; the incremental store writes only what changed).",
             ))
             .expect("valid metric"),
             drift: IntCounterVec::new(

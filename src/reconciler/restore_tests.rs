@@ -218,6 +218,9 @@ async fn retention_keeps_snapshots_a_pending_restore_needs() {
     let source = r.source_snapshot().await;
     r.ops.rollback(r.rollout, true, "ops").await.unwrap();
     let mut s = Settings::default();
+    // The in-memory runtime has no volume directory and runs no helper container:
+    // its snapshots stream through its archive API.
+    s.snapshots.access = crate::config::SnapshotAccess::Archive;
     s.snapshots.keep_last = 0;
     let snaps = Snapshots::new(
         r.t._dir.path().join("snapshots"),

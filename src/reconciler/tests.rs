@@ -35,6 +35,9 @@ pub(super) fn pinned(n: u8) -> String {
 pub(super) async fn setup(min_free: u64) -> T {
     let dir = tempfile::tempdir().unwrap();
     let mut s = Settings::default();
+    // The in-memory runtime has no volume directory and runs no helper container:
+    // its snapshots stream through its archive API.
+    s.snapshots.access = crate::config::SnapshotAccess::Archive;
     s.data.dir = dir.path().to_path_buf();
     s.snapshots.min_free_bytes = min_free;
     s.update.min_healthy_time = Duration::ZERO;
@@ -292,6 +295,9 @@ async fn retention_keeps_the_newest_and_what_an_open_update_needs() {
     t.rt.stop("sluice-acme", Duration::ZERO).await.unwrap();
     let dir = t._dir.path().join("snapshots");
     let mut s = Settings::default();
+    // The in-memory runtime has no volume directory and runs no helper container:
+    // its snapshots stream through its archive API.
+    s.snapshots.access = crate::config::SnapshotAccess::Archive;
     s.snapshots.keep_last = 1;
     s.snapshots.min_free_bytes = 0;
     let snaps = Snapshots::new(dir.clone(), s.snapshots.clone(), t.store.clone());

@@ -6,7 +6,11 @@
 //! ([`retention_victims`]) applied by [`Snapshots::cleanup`].
 
 mod host;
+pub mod incremental;
 mod retention;
+mod staged;
+mod staged_helper;
+mod staged_restore;
 pub mod tree;
 
 use std::path::{Path, PathBuf};
@@ -17,6 +21,7 @@ use tokio::io::AsyncReadExt;
 
 use host::*;
 pub use retention::retention_victims;
+pub use staged::{HELPER_STORE, HELPER_VOLUME, METHOD_STORE, VolumeTarget};
 
 use crate::config::SnapshotSettings;
 use crate::domain::{HostName, ParseError, SnapshotId, SnapshotState, WorkspaceName};
@@ -59,16 +64,25 @@ pub struct Snapshots {
     store: Store,
     /// The Docker host whose snapshot files live in `dir`: retention only touches these.
     host: HostName,
+    /// The snapshot directory's filesystem clones files (found when this is made).
+    reflink: bool,
 }
 
 impl Snapshots {
     pub fn new(dir: PathBuf, settings: SnapshotSettings, store: Store) -> Self {
+        let reflink = incremental::reflink::supported(&dir);
         Self {
             dir,
             settings,
             store,
             host: HostName::local(),
+            reflink,
         }
+    }
+
+    /// Whether snapshots clone files instead of copying them (copy-on-write filesystem).
+    pub fn reflink(&self) -> bool {
+        self.reflink
     }
 
     /// The same, for the snapshots of `host` (an agent's, or `[agent] host` in-process).
@@ -125,6 +139,17 @@ impl Snapshots {
                 available,
                 required: self.settings.min_free_bytes,
             });
+        }
+        if self.incremental() {
+            let t = VolumeTarget {
+                workspace_id,
+                workspace,
+                update_id,
+                index,
+                volume,
+                mount,
+            };
+            return self.take_store(rt, &t, now).await;
         }
         let id = SnapshotId::parse(&format!(
             "{workspace}-u{update_id}-v{index}-{}",
@@ -195,32 +220,6 @@ impl Snapshots {
         self.store.snapshot(&id).await.map_err(Into::into)
     }
 
-    /// About how many bytes a snapshot of `volume` will take: its tree's size where the
-    /// volume is reachable on this host, else the size of its newest complete snapshot
-    /// (0 for a volume never snapshotted or not created yet).
-    pub async fn estimate<R: ContainerRuntime>(
-        &self,
-        rt: &R,
-        workspace_id: i64,
-        volume: &str,
-    ) -> Result<u64, SnapshotError> {
-        if let Some(dir) = rt.volume_host_path(volume).await? {
-            let at = dir.clone();
-            return tokio::task::spawn_blocking(move || tree::archive_size(&dir))
-                .await
-                .map_err(|e| SnapshotError::Io {
-                    path: at.display().to_string(),
-                    source: std::io::Error::other(e),
-                })?
-                .map_err(io(&at));
-        }
-        let last = self
-            .store
-            .newest_complete_snapshot(workspace_id, volume)
-            .await?;
-        Ok(last.map_or(0, |s| u64::try_from(s.size_bytes).unwrap_or(0)))
-    }
-
     /// Checks that a snapshot is complete and its file still has the recorded sha256.
     pub async fn verify(&self, row: &SnapshotRow) -> Result<PathBuf, SnapshotError> {
         let invalid = |reason: &str| SnapshotError::Invalid {
@@ -229,6 +228,9 @@ impl Snapshots {
         };
         if row.state != SnapshotState::Complete {
             return Err(invalid(&format!("state is {}", row.state)));
+        }
+        if row.method.as_deref() == Some(METHOD_STORE) {
+            return self.verify_store(row).await;
         }
         let path = self.path_of(&row.id);
         let mut f = tokio::fs::File::open(&path).await.map_err(io(&path))?;
@@ -269,6 +271,9 @@ impl Snapshots {
             id: row.id.to_string(),
             reason,
         };
+        if row.method.as_deref() == Some(METHOD_STORE) {
+            return self.restore_store(rt, row).await;
+        }
         if row.method.as_deref() == Some(METHOD_HOST) {
             if row.state != SnapshotState::Complete {
                 return Err(invalid(format!("state is {}", row.state)));
@@ -327,16 +332,26 @@ impl Snapshots {
     }
 
     /// Marks an update's `writing` snapshots failed (an interrupted attempt) and removes
-    /// their partial files.
-    pub async fn discard_incomplete(&self, update_id: i64) -> Result<(), SnapshotError> {
+    /// their partial files. With `keep_precopies`, a store snapshot's pre-copy is kept
+    /// for the delta to go on with.
+    pub async fn discard_incomplete(
+        &self,
+        update_id: i64,
+        keep_precopies: bool,
+    ) -> Result<(), SnapshotError> {
         for s in self.store.snapshots_of_update(update_id).await? {
-            if s.state == SnapshotState::Writing {
-                let _ = tokio::fs::remove_file(self.partial_of(&s.id)).await;
-                let _ = tokio::fs::remove_file(self.path_of(&s.id)).await;
-                self.store
-                    .set_snapshot_state(&s.id, SnapshotState::Failed)
-                    .await?;
+            let store = s.method.as_deref() == Some(METHOD_STORE);
+            if s.state != SnapshotState::Writing || (store && keep_precopies) {
+                continue;
             }
+            let _ = tokio::fs::remove_file(self.partial_of(&s.id)).await;
+            let _ = tokio::fs::remove_file(self.path_of(&s.id)).await;
+            let layout = self.layout();
+            let _ = tokio::fs::remove_file(layout.precopy(s.id.as_str())).await;
+            let _ = tokio::fs::remove_file(layout.manifest(s.id.as_str())).await;
+            self.store
+                .set_snapshot_state(&s.id, SnapshotState::Failed)
+                .await?;
         }
         Ok(())
     }
@@ -358,6 +373,15 @@ impl Snapshots {
                 .set_snapshot_state(id, SnapshotState::Deleted)
                 .await?;
             tracing::info!(snapshot = %id, "snapshot deleted by retention");
+        }
+        let freed = self.collect().await?;
+        if freed != incremental::Collected::default() {
+            tracing::info!(
+                manifests = freed.manifests_removed,
+                objects = freed.objects_removed,
+                bytes = freed.bytes_freed,
+                "snapshot store: unreferenced data removed"
+            );
         }
         Ok(victims.len())
     }

@@ -31,7 +31,8 @@ pub async fn run_client(cmd: Command, args: ClientArgs) -> Result<(), ClientErro
         | Command::Agent
         | Command::Migrate(_)
         | Command::Config(_)
-        | Command::Openapi => Ok(()),
+        | Command::Openapi
+        | Command::SnapshotHelper(_) => Ok(()),
     }
 }
 

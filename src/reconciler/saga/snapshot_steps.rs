@@ -18,7 +18,7 @@ impl<R: ContainerRuntime> Inner<R> {
         row: &mut UpdateRow,
     ) -> Result<(), StepError> {
         self.snaps
-            .discard_incomplete(row.id)
+            .discard_incomplete(row.id, true)
             .await
             .map_err(StepError::from)?;
         let done = self
@@ -84,6 +84,11 @@ impl<R: ContainerRuntime> Inner<R> {
                         .map_err(StepError::from)?;
                 }
                 Err(e) if self.cfg.require_snapshot => {
+                    // The update ends here: no other volume's pre-copy is gone on with.
+                    self.snaps
+                        .discard_incomplete(row.id, false)
+                        .await
+                        .map_err(StepError::from)?;
                     return Err(StepError::from(e).context(&format!("snapshot of volume {vol}")));
                 }
                 Err(e) => {
@@ -93,6 +98,36 @@ impl<R: ContainerRuntime> Inner<R> {
         }
         row.snapshot_ids = ids;
         Ok(())
+    }
+
+    /// Stage one of each volume's snapshot, while the container still runs (see
+    /// `snapshot::staged`): copies what changed since the volume's previous snapshot, so
+    /// the delta taken once it is stopped is short. Best effort: a pre-copy that fails
+    /// only leaves the delta more to read, so it is logged and the update goes on.
+    pub(super) async fn precopy_all(&self, ctx: &Ctx<'_>, row: &UpdateRow) {
+        if !self.snaps.incremental() {
+            return;
+        }
+        match self.rt.inspect(&ctx.name).await {
+            Ok(Some(c)) if c.running => {}
+            _ => return,
+        }
+        for (i, (vol, mount)) in ctx.to.volumes.iter().enumerate() {
+            if !matches!(self.rt.volume_inspect(vol).await, Ok(Some(_))) {
+                continue;
+            }
+            let t = crate::snapshot::VolumeTarget {
+                workspace_id: ctx.w.id,
+                workspace: &ctx.w.name,
+                update_id: row.id,
+                index: i,
+                volume: vol,
+                mount,
+            };
+            if let Err(e) = self.snaps.precopy(&self.rt, &t, self.clock.now()).await {
+                tracing::warn!(workspace = %ctx.w.name, update = row.id, volume = %vol, error = %e, "snapshot pre-copy failed; the snapshot reads everything once stopped");
+            }
+        }
     }
 
     /// Recreates each snapshotted volume empty and extracts its snapshot into it, through
@@ -132,9 +167,12 @@ impl<R: ContainerRuntime> Inner<R> {
             .await
             .map_err(StepError::from)?;
         self.rt.remove(&ctx.name).await.map_err(StepError::from)?;
-        let (in_place, through_archive): (Vec<_>, Vec<_>) = snaps
-            .iter()
-            .partition(|s| s.method.as_deref() == Some(crate::snapshot::METHOD_HOST));
+        let (in_place, through_archive): (Vec<_>, Vec<_>) = snaps.iter().partition(|s| {
+            matches!(
+                s.method.as_deref(),
+                Some(crate::snapshot::METHOD_HOST | crate::snapshot::METHOD_STORE)
+            )
+        });
         for s in &in_place {
             // Emptying a volume is removing its data: only the workspace's own.
             match self.volume_labels_of(&s.volume).await? {

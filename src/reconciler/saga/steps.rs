@@ -97,6 +97,7 @@ impl<R: ContainerRuntime> Inner<R> {
                 self.restore_source_present(ctx).await?;
             }
             UpdatePhase::Stopping => {
+                self.precopy_all(ctx, row).await;
                 clock.down_since = Some(Instant::now());
                 self.stop_if_running(&ctx.name, self.stop_grace(ctx))
                     .await?;

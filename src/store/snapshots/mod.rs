@@ -155,6 +155,57 @@ impl Store {
         Ok(())
     }
 
+    /// Records how a `writing` snapshot is being taken (before its first byte), so an
+    /// interrupted attempt knows what it left.
+    pub async fn set_snapshot_method(
+        &self,
+        id: &SnapshotId,
+        method: &'static str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE snapshots SET method = $1, version = version + 1 \
+             WHERE id = $2 AND state = 'writing'",
+        )
+        .bind(method)
+        .bind(id.as_str())
+        .execute(&self.pool)
+        .await
+        .ctx("set snapshot method")?;
+        Ok(())
+    }
+
+    /// The journal's record that a `writing` snapshot's pre-copy is written.
+    pub async fn mark_snapshot_precopied(
+        &self,
+        id: &SnapshotId,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE snapshots SET precopied_at = $1, version = version + 1 \
+             WHERE id = $2 AND state = 'writing'",
+        )
+        .bind(to_millis(now))
+        .bind(id.as_str())
+        .execute(&self.pool)
+        .await
+        .ctx("mark snapshot precopied")?;
+        Ok(())
+    }
+
+    /// When a snapshot's pre-copy was written (`None`: not, or taken without one).
+    pub async fn snapshot_precopied_at(
+        &self,
+        id: &SnapshotId,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let at: Option<Option<i64>> =
+            sqlx::query_scalar("SELECT precopied_at FROM snapshots WHERE id = $1")
+                .bind(id.as_str())
+                .fetch_optional(&self.pool)
+                .await
+                .ctx("snapshot precopied_at")?;
+        Ok(at.flatten().map(from_millis))
+    }
+
     /// Sets `failed` or `deleted`.
     pub async fn set_snapshot_state(
         &self,
