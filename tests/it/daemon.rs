@@ -67,6 +67,21 @@ async fn readyz_reports_store_and_docker() {
         "the test environment has a Docker engine: {body}"
     );
     assert_eq!(code, 200);
+    // How snapshots are taken here: the incremental store, volumes reached directly
+    // where possible, and no reflinks on the test machine's ext4/overlay data dir.
+    assert_eq!(body["snapshots"]["store"], "incremental", "{body}");
+    assert_eq!(body["snapshots"]["access"], "auto", "{body}");
+    let fs = std::process::Command::new("stat")
+        .args(["-f", "-c", "%T"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let fs = String::from_utf8_lossy(&fs.stdout).trim().to_owned();
+    if fs.starts_with("ext") || fs == "tmpfs" || fs == "overlayfs" {
+        assert_eq!(body["snapshots"]["reflink"], false, "{fs}: {body}");
+    } else {
+        assert!(body["snapshots"]["reflink"].is_boolean(), "{body}");
+    }
 
     // A Docker host that does not answer makes the daemon not ready, but still alive.
     let dir2 = tempfile::tempdir().unwrap();

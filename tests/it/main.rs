@@ -56,6 +56,7 @@ mod snapshot_api;
 mod snapshot_cli;
 mod snapshot_fidelity;
 mod snapshot_fixture;
+mod snapshot_incremental;
 mod snapshot_store;
 mod start_first;
 mod start_first_load;

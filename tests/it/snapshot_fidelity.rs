@@ -90,7 +90,7 @@ pub fn manifest(root: &Path, skip: &[&str]) -> BTreeMap<Vec<u8>, String> {
     out
 }
 
-fn set_mtime(p: &Path, sec: i64, nsec: i64) {
+pub fn set_mtime(p: &Path, sec: i64, nsec: i64) {
     let c = std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap();
     let t = [
         libc::timespec {
@@ -211,14 +211,55 @@ fn volumes(e: &Env) -> (PathBuf, PathBuf) {
 
 #[tokio::test]
 async fn a_failed_update_brings_back_every_file_of_two_volumes_exactly() {
-    let mut e = two_volume_env("fid-roll", |_| {}).await;
+    let e = two_volume_env("fid-roll", |_| {}).await;
+    brings_back_every_file(e, 1 << 30).await;
+}
+
+/// The same through the helper container sluice builds from its own binary: the volume
+/// reached through the Docker API alone, same store, same result.
+#[tokio::test]
+async fn through_the_helper_container_a_failed_update_brings_back_every_file_exactly() {
+    let since = chrono::Utc::now().timestamp().to_string();
+    let e = two_volume_env("fid-helper", |s| {
+        s.snapshots.access = sluice::config::SnapshotAccess::Helper;
+        s.snapshots.helper_binary = Some(env!("CARGO_BIN_EXE_sluice").into());
+    })
+    .await;
+    let name = e.ws.name.to_string();
+    brings_back_every_file(e, 128 << 20).await;
+    let until = chrono::Utc::now().timestamp().to_string();
+    let created = run(Command::new("docker").args([
+        "events",
+        "--since",
+        &since,
+        "--until",
+        &until,
+        "--filter",
+        "event=create",
+        "--filter",
+        "label=sluice.purpose=snapshot-helper",
+        "--format",
+        "{{.Actor.Attributes.name}}",
+    ]));
+    // The failing update (the workspace's second): two volumes, a pre-copy and a delta
+    // each, then a restore each.
+    let mine: Vec<_> = created
+        .lines()
+        .filter(|n| n.contains(&format!("{name}-u2-")))
+        .collect();
+    let count = |p: &str| mine.iter().filter(|n| n.starts_with(p)).count();
+    assert_eq!(count("sluice-snap-"), 4, "{mine:?}");
+    assert_eq!(count("sluice-restore-"), 2, "{mine:?}");
+}
+
+async fn brings_back_every_file(mut e: Env, big_len: usize) {
     let d1 = e.fixture("good", "v1");
     let d3 = e.fixture("migrates-then-fails", "v3");
     e.desire(&d1).await;
     e.rec.converge_all().await.expect("converge");
     assert_eq!(e.latest_phase().await, Some(UpdatePhase::Succeeded));
     let (big, small) = volumes(&e);
-    fill(&big, &small, 1 << 30);
+    fill(&big, &small, big_len);
     let skip = ["boots.log"];
     let (big_before, small_before) = (manifest(&big, &skip), manifest(&small, &skip));
     let holes_before = allocated(&big.join("holes.img"));
@@ -249,7 +290,7 @@ async fn a_failed_update_brings_back_every_file_of_two_volumes_exactly() {
     // Each snapshot records its volume, mount path and method.
     for id in &u.snapshot_ids {
         let s = e.store.snapshot(id).await.unwrap();
-        assert_eq!(s.method.as_deref(), Some("host"));
+        assert_eq!(s.method.as_deref(), Some("store"));
         let mount = if s.volume.ends_with("-big") {
             "/var/lib/app/data"
         } else {
@@ -347,15 +388,13 @@ async fn a_disk_that_fills_during_a_snapshot_fails_the_update_and_restores_nothi
     e.desire(&d2).await;
     let rec = e.rec.clone();
     let saga = tokio::spawn(async move { rec.converge_all().await });
-    // As soon as the snapshot file appears, something else takes the rest of the disk.
+    // As soon as the snapshot starts writing (its pre-copy, the container still
+    // running), something else takes the rest of the disk.
     let filler = snap_dir.join("other-tenant.bin");
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
-        let writing = std::fs::read_dir(&snap_dir)
-            .map(|d| {
-                d.flatten()
-                    .any(|f| f.file_name().to_string_lossy().ends_with(".partial"))
-            })
+        let writing = std::fs::read_dir(snap_dir.join("objects/tmp"))
+            .map(|d| d.flatten().next().is_some())
             .unwrap_or(false);
         if writing {
             break;
@@ -373,17 +412,25 @@ async fn a_disk_that_fills_during_a_snapshot_fails_the_update_and_restores_nothi
     let u = e.store.latest_update(e.ws.id).await.unwrap().unwrap();
     assert_eq!(u.phase, UpdatePhase::Failed, "error: {:?}", u.error);
     let why = u.error.unwrap_or_default();
+    // Refused before a write that would not fit, or the write that found the disk full.
     assert!(
-        why.contains("snapshotting") && why.contains("No space left"),
+        why.contains("snapshotting")
+            && (why.contains("No space left") || why.contains("not enough space")),
         "{why}"
     );
-    let left: Vec<_> = std::fs::read_dir(&snap_dir)
+    let left: Vec<_> = std::fs::read_dir(snap_dir.join("objects/tmp"))
         .unwrap()
         .flatten()
         .map(|f| f.file_name())
-        .filter(|n| n.to_string_lossy().ends_with(".partial"))
         .collect();
-    assert!(left.is_empty(), "partial snapshot files left: {left:?}");
+    assert!(left.is_empty(), "half-written objects left: {left:?}");
+    let snaps = e.store.snapshots_of_update(u.id).await.unwrap();
+    assert!(
+        snaps
+            .iter()
+            .all(|s| s.state == sluice::domain::SnapshotState::Failed),
+        "{snaps:?}"
+    );
     // The same container runs again on untouched data: nothing was restored.
     assert_eq!(inspect_json(&e.container())["Id"], container_id);
     assert_eq!(e.http("/version"), "v1");
@@ -429,20 +476,23 @@ async fn a_corrupt_snapshot_is_never_restored_and_is_kept_for_inspection() {
             break s;
         }
     };
-    let len = std::fs::metadata(&snap.path).unwrap().len();
-    std::fs::OpenOptions::new()
+    // The object holding tenant.db's contents loses its first 4 KiB (same size: only its
+    // hash can tell), so the restore must refuse it rather than bring back other bytes.
+    let object = object_of(&snap, "tenant.db");
+    let len = std::fs::metadata(&object).unwrap().len();
+    let mut f = std::fs::OpenOptions::new()
         .write(true)
-        .open(&snap.path)
-        .unwrap()
-        .set_len(len / 2)
+        .open(&object)
         .unwrap();
+    f.write_all(&[0u8; 4096]).unwrap();
+    drop(f);
     saga.await.unwrap().expect("converge");
 
     let u = e.store.latest_update(e.ws.id).await.unwrap().unwrap();
     assert_eq!(u.phase, UpdatePhase::Quarantined, "error: {:?}", u.error);
     let why = u.error.unwrap_or_default();
     assert!(
-        why.contains("checksum mismatch") && why.contains(snap.id.as_str()),
+        why.contains("damaged") && why.contains("tenant.db") && why.contains(snap.id.as_str()),
         "{why}"
     );
     assert_eq!(
@@ -450,10 +500,31 @@ async fn a_corrupt_snapshot_is_never_restored_and_is_kept_for_inspection() {
         sluice::domain::WorkspaceState::Quarantined
     );
     assert_eq!(
-        std::fs::metadata(&snap.path).unwrap().len(),
-        len / 2,
-        "the damaged file is kept as it is, for inspection"
+        std::fs::metadata(&object).unwrap().len(),
+        len,
+        "the damaged object is kept as it is, for inspection"
     );
+}
+
+/// The object file holding `name`'s contents in a store snapshot.
+pub fn object_of(snap: &sluice::store::SnapshotRow, name: &str) -> PathBuf {
+    let m: serde_json::Value = serde_json::from_slice(&std::fs::read(&snap.path).unwrap()).unwrap();
+    let want = hex::encode(name);
+    let sha = m["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["path"] == want.as_str())
+        .and_then(|e| e["object"].as_str())
+        .unwrap()
+        .to_owned();
+    let manifests = Path::new(&snap.path).parent().unwrap();
+    manifests
+        .parent()
+        .unwrap()
+        .join("objects")
+        .join(&sha[..2])
+        .join(&sha)
 }
 
 /// Runs the reconciler until the workspace's newest journal row is terminal.

@@ -286,3 +286,53 @@ async fn a_recovery_restores_the_quarantining_updates_newest_copies() {
     assert_eq!(ev.detail["update_id"], row.id);
     assert_eq!(ev.detail["source_update"], quarantining.id);
 }
+
+/// The journal of a two-stage snapshot: the row is `writing` with its method from the
+/// pre-copy on, `precopied_at` says the pre-copy is written, and only the delta's
+/// completion makes it `complete`; neither write touches a row that is not `writing`.
+#[tokio::test]
+async fn a_two_stage_snapshot_is_journaled_stage_by_stage() {
+    let (_dir, store) = fresh().await;
+    let ws = crate::snapshot_fixture::workspace(&store, "acme", &["data"]).await;
+    let row = open(&store, &ws, None, &digest('a'), 1).await;
+    let id = SnapshotId::parse("acme-u1-v0-1").unwrap();
+    store
+        .insert_snapshot(
+            &id,
+            ws.id,
+            Some(row.id),
+            "data",
+            "/data",
+            "/s/manifests/x.json",
+            at(2),
+        )
+        .await
+        .unwrap();
+    store.set_snapshot_method(&id, "store").await.unwrap();
+    assert_eq!(store.snapshot_precopied_at(&id).await.unwrap(), None);
+    store.mark_snapshot_precopied(&id, at(3)).await.unwrap();
+    assert_eq!(store.snapshot_precopied_at(&id).await.unwrap(), Some(at(3)));
+    let s = store.snapshot(&id).await.unwrap();
+    assert_eq!(
+        (s.state, s.method.as_deref()),
+        (sluice::domain::SnapshotState::Writing, Some("store"))
+    );
+    let done = sluice::store::SnapshotDone {
+        size: 10,
+        sha256: "ab".repeat(32),
+        manifest_sha256: Some("cd".repeat(32)),
+        entries: Some(3),
+        method: "store",
+    };
+    store.complete_snapshot(&id, &done).await.unwrap();
+    assert_eq!(
+        store.snapshot(&id).await.unwrap().state,
+        sluice::domain::SnapshotState::Complete
+    );
+    // A finished row keeps its record: a late stage cannot rewrite it.
+    store.mark_snapshot_precopied(&id, at(9)).await.unwrap();
+    store.set_snapshot_method(&id, "archive").await.unwrap();
+    let s = store.snapshot(&id).await.unwrap();
+    assert_eq!(store.snapshot_precopied_at(&id).await.unwrap(), Some(at(3)));
+    assert_eq!(s.method.as_deref(), Some("store"));
+}
