@@ -48,6 +48,7 @@ pub(super) fn start_host_loops(
         state.store.clone(),
     )
     .for_host(host);
+    tracing::info!(dir = %snaps.dir().display(), reflink = snaps.reflink(), access = ?settings.snapshots.access, "snapshot store");
     match state.docker.get() {
         Some(d) => {
             let rec = build_reconciler(settings, state, &snaps, &d);
