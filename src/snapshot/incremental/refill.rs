@@ -91,25 +91,71 @@ fn write_file(layout: &Layout, e: &Entry, dst: &Path, use_reflink: bool) -> io::
     if !(use_reflink && reflink::clone_file(&src, &out).is_ok()) {
         let whole = [(0, e.size)];
         let extents = e.extents.as_deref().unwrap_or(&whole);
-        let mut buf = vec![0u8; 1 << 20];
         for &(off, len) in extents {
-            let mut at = off;
-            while at < off + len {
-                let want =
-                    usize::try_from((off + len - at).min(buf.len() as u64)).map_err(bad_data)?;
-                let n = src.read_at(&mut buf[..want], at)?;
-                if n == 0 {
-                    return Err(bad_data(format!(
-                        "object {sha} of {} is short",
-                        dst.display()
-                    )));
-                }
-                out.write_all_at(&buf[..n], at)?;
-                at += n as u64;
-            }
+            copy_extent(&src, &out, off, len).map_err(|err| {
+                io::Error::new(
+                    err.kind(),
+                    format!("object {sha} of {}: {err}", dst.display()),
+                )
+            })?;
         }
     }
     out.set_len(e.size)?;
+    Ok(())
+}
+
+/// Copies `[off, off+len)` of `src` to the same place in `dst`, in the kernel
+/// (`copy_file_range`: no trip through user space, and a clone on filesystems that
+/// share extents); by reading and writing where the kernel refuses.
+fn copy_extent(src: &File, dst: &File, off: u64, len: u64) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let end = off + len;
+    let mut at = off;
+    while at < end {
+        let mut from = i64::try_from(at).map_err(bad_data)?;
+        let mut to = from;
+        let want = usize::try_from((end - at).min(1 << 30)).map_err(bad_data)?;
+        // SAFETY: both descriptors are open for the call; the offsets are ours.
+        let n = unsafe {
+            libc::copy_file_range(
+                src.as_raw_fd(),
+                &mut from,
+                dst.as_raw_fd(),
+                &mut to,
+                want,
+                0,
+            )
+        };
+        if n > 0 {
+            at += n as u64;
+            continue;
+        }
+        if n == 0 {
+            return Err(bad_data("the object is shorter than its file"));
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EXDEV | libc::ENOSYS | libc::EINVAL | libc::EOPNOTSUPP) => {
+                return copy_by_reading(src, dst, at, end);
+            }
+            Some(libc::EINTR) => continue,
+            _ => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+fn copy_by_reading(src: &File, dst: &File, mut at: u64, end: u64) -> io::Result<()> {
+    let mut buf = vec![0u8; 1 << 20];
+    while at < end {
+        let want = usize::try_from((end - at).min(buf.len() as u64)).map_err(bad_data)?;
+        let n = src.read_at(&mut buf[..want], at)?;
+        if n == 0 {
+            return Err(bad_data("the object is shorter than its file"));
+        }
+        dst.write_all_at(&buf[..n], at)?;
+        at += n as u64;
+    }
     Ok(())
 }
 
