@@ -53,6 +53,9 @@ need_pkg nginx nginx
 # Chromium: the dashboard's browser test drives a headless one over WebDriver.
 need_pkg chromium chromium
 need_pkg chromedriver chromium-driver
+# xfsprogs: the copy-on-write snapshot test makes an XFS filesystem with reflinks on a
+# loop device (the kernel has XFS; the tools to make one are a package).
+need_pkg mkfs.xfs xfsprogs
 # Compose: the adoption tests take over a Compose project and check `ps` still sees it.
 need_pkg docker-compose docker-compose
 # The API contract test validates the served OpenAPI document and live responses with

@@ -57,6 +57,7 @@ mod snapshot_cli;
 mod snapshot_fidelity;
 mod snapshot_fixture;
 mod snapshot_incremental;
+mod snapshot_reflink;
 mod snapshot_store;
 mod start_first;
 mod start_first_load;
