@@ -263,8 +263,26 @@ impl Snapshots {
                 if precopy {
                     args.push("--precopy".to_owned());
                 }
-                self.helper(rt, &format!("sluice-snap-{id}"), volume, true, args)
+                let report: StageReport = self
+                    .helper(rt, &format!("sluice-snap-{id}"), volume, true, args)
+                    .await?;
+                // The helper wrote into the snapshot directory as the engine's host sees
+                // it: unless this process reads back exactly that manifest, the directory
+                // is not shared with the engine and nothing could be restored from it.
+                let at = out.to_path_buf();
+                let sha = report.sha256.clone();
+                tokio::task::spawn_blocking(move || inc::read_manifest(&at, Some(&sha)))
                     .await
+                    .map_err(blocking_err(out))?
+                    .map_err(|e| SnapshotError::Invalid {
+                        id: id.to_string(),
+                        reason: format!(
+                            "the snapshot helper's manifest cannot be read back here ({e}): \
+                             the snapshot directory must be on the Docker host (an agent per \
+                             host), or set [snapshots] access = \"archive\""
+                        ),
+                    })?;
+                Ok(report)
             }
         }
     }
