@@ -104,6 +104,13 @@ impl Snapshots {
     /// failed snapshots, then objects no remaining manifest names. Skipped while a
     /// snapshot or restore holds the store (the next cleanup does it).
     pub(super) async fn collect(&self) -> Result<inc::Collected, SnapshotError> {
+        // No store yet (only tar snapshots, or none): nothing to collect, nothing made.
+        if !tokio::fs::try_exists(self.layout().objects())
+            .await
+            .unwrap_or(false)
+        {
+            return Ok(inc::Collected::default());
+        }
         let dir = self.dir.clone();
         let lock = tokio::task::spawn_blocking(move || StoreLock::try_exclusive(&dir))
             .await
