@@ -27,7 +27,9 @@ impl Xfs {
             .unwrap()
             .set_len(mib << 20)
             .unwrap();
-        run(Command::new("mkfs.xfs").args(["-q", "-m", "reflink=1"]).arg(&image));
+        run(Command::new("mkfs.xfs")
+            .args(["-q", "-m", "reflink=1"])
+            .arg(&image));
         // A small fixed preallocation: XFS's speculative one is trimmed later, which
         // would move the free space this test measures.
         run(Command::new("mount")
@@ -40,7 +42,9 @@ impl Xfs {
     /// Bytes free for unprivileged writers, once everything written is on disk.
     fn free(&self) -> u64 {
         run(Command::new("sync").arg("-f").arg(&self.dir));
-        let out = run(Command::new("stat").args(["-f", "-c", "%a %S"]).arg(&self.dir));
+        let out = run(Command::new("stat")
+            .args(["-f", "-c", "%a %S"])
+            .arg(&self.dir));
         let mut it = out.split_whitespace().map(|v| v.parse::<u64>().unwrap());
         it.next().unwrap() * it.next().unwrap()
     }
@@ -83,15 +87,31 @@ fn on_a_reflink_filesystem_snapshots_and_restores_clone_instead_of_copying() {
     let before = fs.free();
     let cloned = stage(&volume, &store, true);
     let used = before.saturating_sub(fs.free());
-    assert!(used < 16 << 20, "a cloned snapshot took {used} bytes of {data}");
+    assert!(
+        used < 16 << 20,
+        "a cloned snapshot took {used} bytes of {data}"
+    );
 
     let restored = fs.dir.join("restored");
     std::fs::create_dir_all(&restored).unwrap();
     let before = fs.free();
-    refill(&Layout::new(&store), &cloned.manifest, &restored, true, None).unwrap();
+    refill(
+        &Layout::new(&store),
+        &cloned.manifest,
+        &restored,
+        true,
+        None,
+    )
+    .unwrap();
     let used = before.saturating_sub(fs.free());
-    assert!(used < 16 << 20, "a cloned restore took {used} bytes of {data}");
-    assert_eq!(manifest_of(&restored).unwrap(), manifest_of(&volume).unwrap());
+    assert!(
+        used < 16 << 20,
+        "a cloned restore took {used} bytes of {data}"
+    );
+    assert_eq!(
+        manifest_of(&restored).unwrap(),
+        manifest_of(&volume).unwrap()
+    );
     for i in [0u64, 31, 63] {
         let name = format!("f{i:02}");
         assert_eq!(
@@ -104,5 +124,8 @@ fn on_a_reflink_filesystem_snapshots_and_restores_clone_instead_of_copying() {
     let before = fs.free();
     stage(&volume, &fs.dir.join("copied"), false);
     let used = before.saturating_sub(fs.free());
-    assert!(used >= data - (8 << 20), "a copied snapshot took only {used} bytes");
+    assert!(
+        used >= data - (8 << 20),
+        "a copied snapshot took only {used} bytes"
+    );
 }
