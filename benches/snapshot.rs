@@ -27,29 +27,9 @@ use sluice::snapshot::Snapshots;
 
 #[path = "support/fixture.rs"]
 mod fixture;
-use fixture::{fixture, fixture_spec, insert_workspace, sh};
+use fixture::{fixture, fixture_spec, insert_workspace, sh, write_random};
 
 const ROUNDS: usize = 5;
-
-fn random_file(p: &Path, len: usize, seed: u64) {
-    use std::io::Write;
-    let mut f = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(p).unwrap());
-    let mut x = seed | 1;
-    let mut buf = vec![0u8; 1 << 20];
-    let mut left = len;
-    while left > 0 {
-        for c in buf.chunks_exact_mut(8) {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            c.copy_from_slice(&x.to_le_bytes());
-        }
-        let n = left.min(buf.len());
-        f.write_all(&buf[..n]).unwrap();
-        left -= n;
-    }
-    f.flush().unwrap();
-}
 
 fn clear(dir: &Path) {
     for e in std::fs::read_dir(dir).unwrap() {
@@ -79,7 +59,7 @@ struct Case {
 
 fn one_gib(dir: &Path) {
     for i in 0..64 {
-        random_file(&dir.join(format!("f{i:02}")), 16 << 20, i + 1);
+        write_random(&dir.join(format!("f{i:02}")), 16 << 20, i + 1);
     }
 }
 

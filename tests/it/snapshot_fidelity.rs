@@ -115,10 +115,11 @@ pub fn set_mtime(p: &Path, sec: i64, nsec: i64) {
 }
 
 /// Writes `len` bytes of pseudo-random data (xorshift: no repeats a compressor or a
-/// deduplicating layer could exploit).
+/// deduplicating layer could exploit). The seed is mixed before the low bit is set, so
+/// every seed gives other data (`seed | 1` alone made 2k and 2k+1 the same file).
 pub fn random_file(p: &Path, len: usize, seed: u64) {
     let mut f = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(p).unwrap());
-    let mut x = seed | 1;
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
     let mut buf = vec![0u8; 1 << 20];
     let mut left = len;
     while left > 0 {

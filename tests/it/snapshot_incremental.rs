@@ -66,7 +66,7 @@ async fn updates_of_a_volume_that_changes_little_store_little_and_retention_free
     e.rec.converge_all().await.expect("converge");
     let data = mountpoint(&e.volume);
     for i in 0..FILES {
-        random_file(&data.join(format!("f{i:02}")), FILE_LEN, 2 * i + 1);
+        random_file(&data.join(format!("f{i:02}")), FILE_LEN, i);
     }
     let volume_bytes = FILES * FILE_LEN as u64;
     for round in 1..=5u64 {
