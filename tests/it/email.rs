@@ -518,20 +518,7 @@ async fn a_refused_login_is_retried_then_counted_and_no_password_is_logged() {
     let metrics = sluice::metrics::Metrics::new();
     let (stop, task) = notifier(&store, &s, &metrics).await;
     assert_eq!(mail_counter(&metrics, "failed"), 0.0, "exported at zero");
-    store
-        .append_event(
-            &sluice::store::NewEvent {
-                actor: "system".into(),
-                subject: "workspace:acme".into(),
-                action: "update_quarantined".into(),
-                detail: json!({"error": "rollback failed"}),
-                rollout_id: None,
-                workspace: Some("acme".into()),
-            },
-            SystemClock.now(),
-        )
-        .await
-        .expect("append");
+    quarantine(&store).await;
     drained(&store).await;
     assert!(sink.mails().is_empty(), "the server refused the login");
     assert_eq!(mail_counter(&metrics, "failed"), 1.0);
