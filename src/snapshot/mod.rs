@@ -186,10 +186,7 @@ impl Snapshots {
         let done = match written {
             Ok(v) => v,
             Err(e) => {
-                let _ = tokio::fs::remove_file(&partial).await;
-                self.store
-                    .set_snapshot_state(&id, SnapshotState::Failed)
-                    .await?;
+                self.abandon(&id, &partial).await?;
                 return Err(e);
             }
         };
@@ -203,10 +200,7 @@ impl Snapshots {
             Err(e) => Err(e),
         };
         if let Err(e) = synced {
-            let _ = tokio::fs::remove_file(&path).await;
-            self.store
-                .set_snapshot_state(&id, SnapshotState::Failed)
-                .await?;
+            self.abandon(&id, &path).await?;
             return Err(SnapshotError::Io {
                 path: self.dir.display().to_string(),
                 source: std::io::Error::new(
@@ -328,6 +322,15 @@ impl Snapshots {
             .parent()
             .map_or_else(|| "/".to_owned(), |p| p.display().to_string());
         rt.archive_upload(container, &parent, &path).await?;
+        Ok(())
+    }
+
+    /// A snapshot that cannot be finished: its file removed, its row `failed`.
+    pub(super) async fn abandon(&self, id: &SnapshotId, file: &Path) -> Result<(), SnapshotError> {
+        let _ = tokio::fs::remove_file(file).await;
+        self.store
+            .set_snapshot_state(id, SnapshotState::Failed)
+            .await?;
         Ok(())
     }
 

@@ -190,10 +190,7 @@ impl Snapshots {
         let report = match self.stage(rt, &id, t.volume, &out, base, false).await {
             Ok(r) => r,
             Err(e) => {
-                let _ = tokio::fs::remove_file(&out).await;
-                self.store
-                    .set_snapshot_state(&id, SnapshotState::Failed)
-                    .await?;
+                self.abandon(&id, &out).await?;
                 return Err(e);
             }
         };
