@@ -291,9 +291,10 @@ pub struct SnapshotSettings {
     pub cleanup_interval: Duration,
     /// How snapshots reach a volume's data: `auto` reads the volume's directory directly
     /// where sluice can (root, local engine) and otherwise through a helper container;
-    /// `helper` always through the helper; `archive` streams a full tar through the
-    /// Docker archive API (no incremental store: for an engine whose host cannot see the
-    /// snapshot directory).
+    /// `helper` always through the helper; `archive` the earlier full tar per snapshot,
+    /// read on this host where the volume is reachable, else through the Docker archive
+    /// API (no incremental store: for an engine whose host cannot see the snapshot
+    /// directory).
     pub access: SnapshotAccess,
     /// The sluice executable the helper container image is made from; empty means this
     /// process's own.
